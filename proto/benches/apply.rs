@@ -1,0 +1,293 @@
+//! Benchmark of the protocol core against the "proto apply" and "metadata" targets of DESIGN
+//! section 8: local puts per second on one core, overwrites, merging a 100k-entry delta (and
+//! encoding and decoding it), and the bytes each live entry costs beyond its key and value, in
+//! memory and on the wire.
+//!
+//! Run with `cargo bench -p chorus-proto --bench apply`. Each figure is printed as
+//! `name=value`, followed by its target when DESIGN sets one. Timings are the best of a few
+//! runs; memory is counted by a global allocator that tracks live bytes.
+
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "a benchmark measures wall time; proto's own sources never read a clock"
+)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chorus_proto::codec;
+use chorus_proto::limits::{CLOCK_SKEW_MS_MAX, DELTA_PAGE_SIZE_TARGET};
+use chorus_proto::{Clock, Delta, Key, NodeId, Store, Update, Value};
+
+/// Live heap bytes, maintained by [`Counting`].
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// The system allocator, counting the bytes currently allocated.
+struct Counting;
+
+// SAFETY: every call is forwarded unchanged to `System`, which upholds the contract; the
+// counter only observes sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same layout, same contract as the caller's.
+        let pointer = unsafe { System.alloc(layout) };
+        if !pointer.is_null() {
+            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        pointer
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same layout, same contract as the caller's.
+        let pointer = unsafe { System.alloc_zeroed(layout) };
+        if !pointer.is_null() {
+            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        pointer
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        // SAFETY: `pointer` was allocated by `System` with `layout`, as the caller guarantees.
+        unsafe { System.dealloc(pointer, layout) };
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `pointer` was allocated by `System` with `layout`, as the caller guarantees.
+        let moved = unsafe { System.realloc(pointer, layout, new_size) };
+        if !moved.is_null() {
+            LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
+            LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        moved
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// A plausible wall clock in milliseconds (2025), so stamps encode at their real width.
+const EPOCH_MS: u64 = 1_750_000_000_000;
+/// Puts per local-put run.
+const PUT_COUNT: usize = 1_000_000;
+/// Keys of the overwrite run.
+const OVERWRITE_KEY_COUNT: usize = 10_000;
+/// Entries of the delta and metadata runs.
+const ENTRY_COUNT: usize = 100_000;
+/// Writers of the delta run.
+const WRITER_COUNT: u64 = 10;
+/// Runs per timing; the best is reported.
+const RUNS: usize = 3;
+
+fn best_of<T>(mut run: impl FnMut() -> (Duration, T)) -> (Duration, T) {
+    let mut best = run();
+    for _ in 1..RUNS {
+        let next = run();
+        if next.0 < best.0 {
+            best = next;
+        }
+    }
+    best
+}
+
+fn report(name: &str, value: f64, target: &str, met: Option<bool>) {
+    let verdict = match met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "",
+    };
+    if target.is_empty() {
+        println!("{name}={value:.0}");
+    } else {
+        println!("{name}={value:.0}    # target {target}: {verdict}");
+    }
+}
+
+/// A node writing locally: one clock, one counter, time moving a millisecond per 1,000 puts.
+struct Writer {
+    clock: Clock,
+    seq: u64,
+    name: String,
+}
+
+impl Writer {
+    fn new(node: u64) -> Writer {
+        Writer { clock: Clock::new(NodeId(node), CLOCK_SKEW_MS_MAX), seq: 0, name: String::new() }
+    }
+
+    /// The update for a put of `value` under the key `format(index)`, as a client's request
+    /// would build it: validated key and value, a fresh stamp and sequence number.
+    fn put(&mut self, index: usize, wide_key: bool, value: &[u8]) -> Update {
+        self.name.clear();
+        // Writing to a String cannot fail.
+        let _ = if wide_key {
+            write!(self.name, "key/{index:012}")
+        } else {
+            write!(self.name, "k/{index}")
+        };
+        self.seq += 1;
+        let now_ms = EPOCH_MS + self.seq / 1_000;
+        Update {
+            key: Key::new(&self.name).expect("a short key is valid"),
+            stamp: self.clock.tick(now_ms),
+            seq: self.seq,
+            value: Some(Value::new(value).expect("a 16-byte value is valid")),
+            expires_at_ms: None,
+        }
+    }
+}
+
+/// Puts per second of `count` puts over `key_count` keys into one store.
+fn puts_per_second(count: usize, key_count: usize) -> f64 {
+    let (elapsed, store) = best_of(|| {
+        let mut store = Store::new();
+        let mut writer = Writer::new(1);
+        let start = Instant::now();
+        for index in 0..count {
+            let update = writer.put(index % key_count, false, &[7; 16]);
+            black_box(store.apply(update));
+        }
+        (start.elapsed(), store)
+    });
+    assert_eq!(store.entry_count(), key_count.min(count));
+    count as f64 / elapsed.as_secs_f64()
+}
+
+/// A store holding `ENTRY_COUNT` entries from `WRITER_COUNT` nodes, 16-byte keys and values.
+fn source_store() -> Store {
+    let mut writers: Vec<Writer> = (0..WRITER_COUNT).map(|node| Writer::new(node + 1)).collect();
+    let mut store = Store::new();
+    for index in 0..ENTRY_COUNT {
+        let writer = &mut writers[index % WRITER_COUNT as usize];
+        store.apply(writer.put(index, true, &[7; 16]));
+    }
+    store
+}
+
+fn milliseconds(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1_000.0
+}
+
+/// Merging a 100k-entry delta into an empty store, in one piece and in wire-sized pages.
+fn delta_merge() {
+    let source = source_store();
+    let (delta, complete) = source.delta(&BTreeMap::new(), usize::MAX);
+    assert!(complete && delta.update_count() == ENTRY_COUNT);
+
+    // One piece is larger than a message may be, so it is encoded without the message limit
+    // and decoded by postcard directly; the pages below go through the real codec.
+    let (encode, bytes) = best_of(|| {
+        let start = Instant::now();
+        let bytes = codec::encode_with_limit(&delta, usize::MAX).expect("encodes");
+        (start.elapsed(), bytes)
+    });
+    let (decode, decoded) = best_of(|| {
+        let start = Instant::now();
+        let decoded: Delta = postcard::from_bytes(&bytes).expect("decodes");
+        (start.elapsed(), decoded)
+    });
+    assert_eq!(decoded, delta);
+    let (merge, _) = best_of(|| {
+        let delta = decoded.clone();
+        let mut store = Store::new();
+        let start = Instant::now();
+        black_box(store.apply_delta(delta));
+        let elapsed = start.elapsed();
+        assert_eq!(store.entry_count(), ENTRY_COUNT);
+        (elapsed, store)
+    });
+    let merge_ms = milliseconds(merge);
+    println!("delta_100k_merge_ms={merge_ms:.1}    # target < 100: {}", verdict(merge_ms < 100.0));
+    println!("delta_100k_encode_ms={:.1}", milliseconds(encode));
+    println!("delta_100k_decode_ms={:.1}", milliseconds(decode));
+    report("delta_100k_bytes", bytes.len() as f64, "", None);
+
+    // The same catch-up as the wire carries it: pages of DELTA_PAGE_SIZE_TARGET bytes.
+    let mut pages = Vec::new();
+    let mut bases = BTreeMap::new();
+    let start = Instant::now();
+    loop {
+        let (page, complete) = source.delta(&bases, DELTA_PAGE_SIZE_TARGET);
+        page.advance(&mut bases);
+        pages.push(codec::encode(&page).expect("a page fits in a message"));
+        if complete {
+            break;
+        }
+    }
+    let paging = start.elapsed();
+    let (merge, _) = best_of(|| {
+        let mut store = Store::new();
+        let start = Instant::now();
+        for bytes in &pages {
+            let page: Delta = codec::decode(bytes).expect("a page decodes");
+            black_box(store.apply_delta(page));
+        }
+        let elapsed = start.elapsed();
+        assert_eq!(store.entry_count(), ENTRY_COUNT);
+        assert_eq!(store.vector().bases(), source.vector().bases());
+        (elapsed, store)
+    });
+    report("delta_100k_pages", pages.len() as f64, "", None);
+    println!("delta_100k_paged_build_and_encode_ms={:.1}", milliseconds(paging));
+    println!("delta_100k_paged_decode_and_merge_ms={:.1}", milliseconds(merge));
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}
+
+/// Heap bytes per live entry beyond its 16-byte key and 16-byte value, with keys inserted in
+/// ascending or scattered order (B-tree nodes fill differently).
+fn metadata_bytes_per_entry(scattered: bool) -> f64 {
+    let mut writer = Writer::new(1);
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let mut store = Store::new();
+    for index in 0..ENTRY_COUNT {
+        // Multiplying by an odd constant modulo a power of two visits every index once.
+        let key = if scattered { (index * 40_503) % (1 << 17) } else { index };
+        store.apply(writer.put(key, true, &[7; 16]));
+    }
+    let after = LIVE_BYTES.load(Ordering::Relaxed);
+    assert_eq!(store.entry_count(), ENTRY_COUNT);
+    let per_entry = (after - before) as f64 / ENTRY_COUNT as f64 - 32.0;
+    drop(store);
+    per_entry
+}
+
+/// Encoded bytes of an update beyond its key and value, for a typical put and a TTL put.
+fn wire_metadata() -> (usize, usize) {
+    let mut writer = Writer { seq: 1_000_000, ..Writer::new(0x8f3a_51c2_9e07_d4b6) };
+    let mut update = writer.put(42, true, &[7; 16]);
+    let payload = update.key.as_bytes().len() + 16;
+    let plain = codec::encode(&update).expect("encodes").len() - payload;
+    update.expires_at_ms = Some(EPOCH_MS + 3_600_000);
+    let with_ttl = codec::encode(&update).expect("encodes").len() - payload;
+    (plain, with_ttl)
+}
+
+fn main() {
+    // `cargo test --benches` runs benches with `--bench` absent: stay quick there.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        println!("apply: run with `cargo bench -p chorus-proto --bench apply` to measure");
+        return;
+    }
+    let started = Instant::now();
+    let local = puts_per_second(PUT_COUNT, PUT_COUNT);
+    report("local_puts_per_s", local, ">= 1000000", Some(local >= 1_000_000.0));
+    let overwrite = puts_per_second(PUT_COUNT, OVERWRITE_KEY_COUNT);
+    report("overwrite_puts_per_s", overwrite, ">= 1000000", Some(overwrite >= 1_000_000.0));
+    delta_merge();
+    let scattered = metadata_bytes_per_entry(true);
+    report("metadata_bytes_per_entry", scattered, "<= 64", Some(scattered <= 64.0));
+    let ascending = metadata_bytes_per_entry(false);
+    report("metadata_bytes_per_entry_ascending_keys", ascending, "<= 64", Some(ascending <= 64.0));
+    let (plain, with_ttl) = wire_metadata();
+    report("wire_metadata_bytes_per_update", plain as f64, "", None);
+    report("wire_metadata_bytes_per_update_with_ttl", with_ttl as f64, "", None);
+    println!("bench_seconds={:.1}", started.elapsed().as_secs_f64());
+}

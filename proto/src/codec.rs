@@ -1,0 +1,133 @@
+//! The wire codec: postcard bodies, bounded on the way out and checked on the way in.
+//!
+//! Frames on streams are a big-endian `u32` length and a body; [`frame_length`] checks the
+//! length against the maximum before the reader allocates anything. Decoding never panics on
+//! any input: it returns a [`CodecError`].
+
+use std::fmt;
+
+use postcard::ser_flavors::Flavor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::limits::MESSAGE_SIZE_MAX;
+
+/// Bytes in a frame's length prefix.
+pub const FRAME_HEADER_SIZE: usize = 4;
+
+/// Why bytes could not be encoded or decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CodecError {
+    /// The message is larger than allowed.
+    TooLarge {
+        /// Its size, or the size reached when encoding stopped.
+        size: usize,
+        /// The maximum that applied.
+        size_max: usize,
+    },
+    /// The bytes are not a valid message.
+    Malformed(String),
+    /// A valid message followed by extra bytes.
+    TrailingBytes(usize),
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodecError::TooLarge { size, size_max } => {
+                write!(f, "message too large: {size} bytes, the maximum is {size_max}")
+            }
+            CodecError::Malformed(why) => write!(f, "malformed message: {why}"),
+            CodecError::TrailingBytes(count) => write!(f, "{count} bytes after the message"),
+        }
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+/// A growable buffer that refuses to grow past a maximum, so encoding a message that is too
+/// large fails at the limit instead of allocating the whole thing first.
+struct BoundedVec {
+    bytes: Vec<u8>,
+    size_max: usize,
+}
+
+impl Flavor for BoundedVec {
+    type Output = Vec<u8>;
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.try_extend(&[byte])
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        if self.bytes.len() + bytes.len() > self.size_max {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.bytes)
+    }
+}
+
+/// Encodes `message` into at most `MESSAGE_SIZE_MAX` bytes.
+pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, CodecError> {
+    encode_with_limit(message, MESSAGE_SIZE_MAX)
+}
+
+/// Encodes `message` into at most `size_max` bytes, after `prefix` (for a frame header).
+fn encode_into<T: Serialize>(
+    message: &T,
+    prefix: Vec<u8>,
+    size_max: usize,
+) -> Result<Vec<u8>, CodecError> {
+    let flavor = BoundedVec { bytes: prefix, size_max };
+    postcard::serialize_with_flavor(message, flavor).map_err(|error| match error {
+        postcard::Error::SerializeBufferFull => {
+            CodecError::TooLarge { size: size_max + 1, size_max }
+        }
+        other => CodecError::Malformed(other.to_string()),
+    })
+}
+
+/// Encodes `message` into at most `size_max` bytes.
+pub fn encode_with_limit<T: Serialize>(
+    message: &T,
+    size_max: usize,
+) -> Result<Vec<u8>, CodecError> {
+    encode_into(message, Vec::new(), size_max)
+}
+
+/// Encodes `message` as a frame: a `u32` length, then the body of at most `MESSAGE_SIZE_MAX`.
+pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, CodecError> {
+    let header = vec![0; FRAME_HEADER_SIZE];
+    let mut frame = encode_into(message, header, FRAME_HEADER_SIZE + MESSAGE_SIZE_MAX)?;
+    let body = frame.len() - FRAME_HEADER_SIZE;
+    // Fits: the flavour capped the body at MESSAGE_SIZE_MAX, which is below u32::MAX.
+    frame[..FRAME_HEADER_SIZE].copy_from_slice(&(body as u32).to_be_bytes());
+    Ok(frame)
+}
+
+/// The body length a frame header announces, refused if above `MESSAGE_SIZE_MAX`.
+pub fn frame_length(header: [u8; FRAME_HEADER_SIZE]) -> Result<usize, CodecError> {
+    let size = u32::from_be_bytes(header) as usize;
+    if size > MESSAGE_SIZE_MAX {
+        return Err(CodecError::TooLarge { size, size_max: MESSAGE_SIZE_MAX });
+    }
+    Ok(size)
+}
+
+/// Decodes one message that must span all of `bytes`.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    if bytes.len() > MESSAGE_SIZE_MAX {
+        return Err(CodecError::TooLarge { size: bytes.len(), size_max: MESSAGE_SIZE_MAX });
+    }
+    let (message, rest) = postcard::take_from_bytes(bytes)
+        .map_err(|error| CodecError::Malformed(error.to_string()))?;
+    if !rest.is_empty() {
+        return Err(CodecError::TrailingBytes(rest.len()));
+    }
+    Ok(message)
+}

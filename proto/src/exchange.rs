@@ -1,0 +1,259 @@
+//! How a [`Node`] handles gossip messages: anti-entropy rounds, eager pushes, acknowledgements
+//! and the fence.
+//!
+//! An anti-entropy round between A (initiator) and B is Scuttlebutt's push-pull:
+//!
+//! 1. A -> B `Syn`: A's record and digest (heartbeats of every member, version vector bases).
+//! 2. B -> A `SynAck`: B's record and digest, the member records A lacks; then `Delta` pages
+//!    with the writes A lacks, on the bulk lane.
+//! 3. A -> B `Members` with the records B lacks, if any; then `Delta` pages for B.
+
+use std::collections::BTreeMap;
+
+use crate::clock::NodeId;
+use crate::codec::{self, CodecError};
+use crate::limits::{DELTA_PAGE_SIZE_TARGET, SYNC_PAGES_MAX};
+use crate::message::{Addr, Body, Digest, Envelope, Record, ResetReason};
+use crate::node::{Event, Lane, Node};
+use crate::store::{Applied, Delta, Update};
+use crate::version::Dot;
+
+/// Why a received message was dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MessageError {
+    /// The bytes did not decode.
+    Codec(CodecError),
+    /// The message decoded but breaks a bound.
+    Invalid(String),
+}
+
+impl std::fmt::Display for MessageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MessageError::Codec(error) => error.fmt(f),
+            MessageError::Invalid(why) => write!(f, "invalid message: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for MessageError {}
+
+impl Node {
+    /// Handles one message received from `from` at `now_ms`. Peer input never panics the
+    /// node: bytes that do not decode or validate yield an error, and nothing else changes.
+    pub fn handle_message(
+        &mut self,
+        now_ms: u64,
+        from: Addr,
+        bytes: &[u8],
+    ) -> Result<(), MessageError> {
+        self.assert_drained();
+        self.stats.messages_received += 1;
+        self.stats.bytes_received += bytes.len() as u64;
+        let envelope: Envelope = codec::decode(bytes).map_err(|error| {
+            self.stats.messages_invalid += 1;
+            MessageError::Codec(error)
+        })?;
+        if let Err(why) = envelope.body.validate() {
+            self.stats.messages_invalid += 1;
+            return Err(MessageError::Invalid(why));
+        }
+        self.dispatch(now_ms, from, envelope);
+        self.after_call(now_ms);
+        Ok(())
+    }
+
+    fn dispatch(&mut self, now_ms: u64, from: Addr, Envelope { sender, body }: Envelope) {
+        if sender == self.config.id {
+            return;
+        }
+        if self.members.is_removed(sender)
+            && !matches!(body, Body::Reset { .. })
+            && !announces_left(&body)
+        {
+            self.send(
+                from,
+                Lane::Control,
+                Body::Reset { id: sender, reason: ResetReason::Removed },
+            );
+            return;
+        }
+        self.members.heard_from(sender, now_ms);
+        match body {
+            Body::Syn { sender: record, digest } => {
+                if self.merge_digest(now_ms, &from, &record, &digest) {
+                    let records = self.members.missing_records(&digest.members);
+                    let reply = Body::SynAck {
+                        sender: self.members.own_record(),
+                        digest: self.digest(),
+                        records,
+                    };
+                    self.send(record.addr.clone(), Lane::Control, reply);
+                    self.send_delta(record.addr, &digest.bases);
+                }
+            }
+            Body::SynAck { sender: record, digest, records } => {
+                self.merge_records(now_ms, &records);
+                if self.merge_digest(now_ms, &from, &record, &digest) {
+                    let missing = self.members.missing_records(&digest.members);
+                    if !missing.is_empty() {
+                        self.send(record.addr.clone(), Lane::Control, Body::Members(missing));
+                    }
+                    self.send_delta(record.addr, &digest.bases);
+                    if !self.joined {
+                        self.joined = true;
+                        self.emit(Event::Joined);
+                    }
+                }
+            }
+            Body::Members(records) => self.merge_records(now_ms, &records),
+            Body::Delta(delta) => self.merge_delta(now_ms, sender, delta),
+            Body::Push { updates, acks } => self.merge_push(now_ms, sender, updates, &acks),
+            Body::Ack(dots) => self.confirm(sender, dots.into_iter()),
+            Body::Reset { id, reason } => {
+                // Only nodes holding the cluster key can send this (mutual TLS), and it names
+                // the identity it fences, so a late copy cannot reset a new identity again.
+                // A leaving node ignores it: that identity is being retired anyway.
+                if id == self.config.id && !self.leaving {
+                    self.reset(now_ms, reason);
+                }
+            }
+        }
+    }
+
+    /// The digest this node sends.
+    pub(crate) fn digest(&self) -> Digest {
+        Digest { members: self.members.heartbeats(), bases: self.store.vector().bases().clone() }
+    }
+
+    /// Opens an anti-entropy round with `to`.
+    pub(crate) fn send_syn(&mut self, to: Addr) {
+        let body = Body::Syn { sender: self.members.own_record(), digest: self.digest() };
+        self.send(to, Lane::Control, body);
+    }
+
+    /// Merges a peer's record and digest. Returns false, after telling the peer to reset, when
+    /// the peer restarted from state older than it reported before.
+    fn merge_digest(&mut self, now_ms: u64, from: &Addr, record: &Record, digest: &Digest) -> bool {
+        let mut changes = Vec::new();
+        self.members.merge_record(now_ms, record, &mut changes);
+        for beat in &digest.members {
+            self.members.merge_heartbeat(now_ms, beat, &mut changes);
+        }
+        self.member_changes(changes);
+        if self.members.set_bases(&record.heartbeat, &digest.bases).is_err() {
+            let id = record.heartbeat.id;
+            self.send(
+                from.clone(),
+                Lane::Control,
+                Body::Reset { id, reason: ResetReason::Regressed },
+            );
+            return false;
+        }
+        self.confirm_by_bases(record.heartbeat.id, &digest.bases);
+        self.check_handoff();
+        true
+    }
+
+    fn merge_records(&mut self, now_ms: u64, records: &[Record]) {
+        let mut changes = Vec::new();
+        for record in records {
+            self.members.merge_record(now_ms, record, &mut changes);
+        }
+        self.member_changes(changes);
+    }
+
+    /// Sends the pages of writes a peer with `bases` lacks, up to `SYNC_PAGES_MAX`.
+    fn send_delta(&mut self, to: Addr, bases: &BTreeMap<NodeId, u64>) {
+        let mut cursor = bases.clone();
+        for _ in 0..SYNC_PAGES_MAX {
+            let (delta, last) = self.store.delta(&cursor, DELTA_PAGE_SIZE_TARGET);
+            if delta.groups.is_empty() {
+                break;
+            }
+            delta.advance(&mut cursor);
+            self.send(to.clone(), Lane::Bulk, Body::Delta(delta));
+            if last {
+                break;
+            }
+        }
+    }
+
+    /// Merges a delta page, holding back writes stamped too far ahead: a group's covered
+    /// range stops below the first of them, so it is sent again once the clock allows it.
+    fn merge_delta(&mut self, now_ms: u64, sender: NodeId, mut delta: Delta) {
+        for group in &mut delta.groups {
+            let mut accepted = Vec::with_capacity(group.updates.len());
+            for update in std::mem::take(&mut group.updates) {
+                if self.admit(now_ms, sender, &update) {
+                    accepted.push(update);
+                } else {
+                    group.to = group.to.min(update.seq.saturating_sub(1));
+                }
+            }
+            group.updates = accepted;
+        }
+        for (update, applied) in self.store.apply_delta(delta) {
+            self.observe(&update, &applied, now_ms);
+        }
+    }
+
+    /// Merges eagerly pushed writes, forwards those new here down their origin's tree, and
+    /// acknowledges those whose writer waits.
+    fn merge_push(&mut self, now_ms: u64, sender: NodeId, updates: Vec<Update>, acks: &[Dot]) {
+        for update in updates {
+            if !self.admit(now_ms, sender, &update) {
+                continue;
+            }
+            let dot = update.dot();
+            let applied = self.store.apply(update.clone());
+            self.observe(&update, &applied, now_ms);
+            let wants_ack = acks.contains(&dot);
+            if applied != Applied::Seen {
+                self.forward(&update, wants_ack, Some(sender), now_ms);
+            }
+            if wants_ack && dot.node != self.config.id {
+                self.outboxes.entry(dot.node).or_default().acks.push(dot);
+                self.schedule_flush(now_ms);
+            }
+        }
+    }
+
+    /// The skew guard: whether a remote write's stamp is close enough to the local clock.
+    fn admit(&mut self, now_ms: u64, sender: NodeId, update: &Update) -> bool {
+        if self.config.sabotage.skip_skew_guard {
+            // Sabotage: trust the stamp, and let the clock follow it so local writes still win.
+            let _ = self.clock.observe(update.stamp.hlc, update.stamp.hlc.wall_ms());
+            return true;
+        }
+        match self.clock.check(update.stamp.hlc, now_ms) {
+            Ok(()) => true,
+            Err(skew) => {
+                self.stats.skew_refused += 1;
+                self.stats.skew_ms_max = self.stats.skew_ms_max.max(skew.ahead_ms);
+                *self.stats.skew_by_peer.entry(update.stamp.node).or_insert(0) += 1;
+                self.emit(Event::Skew { peer: sender, ahead_ms: skew.ahead_ms });
+                false
+            }
+        }
+    }
+
+    /// Observes a merged write's stamp and reports the change it made.
+    fn observe(&mut self, update: &Update, applied: &Applied, now_ms: u64) {
+        if *applied == Applied::Seen {
+            self.stats.updates_duplicate += 1;
+            return;
+        }
+        // Admitted writes are within the skew bound, so observing cannot fail.
+        let _ = self.clock.observe(update.stamp.hlc, now_ms);
+        self.changed(update, applied, now_ms);
+    }
+}
+
+/// Whether a message says its sender is leaving (a leaving node is not told to reset).
+fn announces_left(body: &Body) -> bool {
+    match body {
+        Body::Syn { sender, .. } | Body::SynAck { sender, .. } => sender.heartbeat.left,
+        _ => false,
+    }
+}

@@ -1,0 +1,417 @@
+//! Membership: who is in the cluster, where they are, and whether they are alive.
+//!
+//! Each node publishes a heartbeat counter that rides every anti-entropy digest. A
+//! phi-accrual failure detector (Hayashibara et al., as in Cassandra and chitchat) turns the
+//! gaps between heartbeat increases into a suspicion level: `Suspect` above one threshold,
+//! `Dead` above another. `Left` is announced by the member itself. Dead and left members are
+//! removed after a grace period, and a bounded record of removed identities fences them out.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::NodeId;
+use crate::limits::{MEMBERS_MAX, PHI_WINDOW_SIZE, REMOVED_MAX};
+use crate::message::{Addr, Heartbeat, Name, Record};
+
+/// What this node believes about a member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum MemberState {
+    /// Heartbeats arrive as expected.
+    Alive,
+    /// Heartbeats are late: it may be down or cut off.
+    Suspect,
+    /// Heartbeats stopped long ago: considered down.
+    Dead,
+    /// It announced that it left.
+    Left,
+}
+
+impl MemberState {
+    /// Lower-case name, as shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Alive => "alive",
+            MemberState::Suspect => "suspect",
+            MemberState::Dead => "dead",
+            MemberState::Left => "left",
+        }
+    }
+}
+
+/// A member as users see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Identity.
+    pub id: NodeId,
+    /// Name for humans.
+    pub name: Name,
+    /// Advertised address.
+    pub addr: Addr,
+    /// Incarnation.
+    pub incarnation: u64,
+    /// Latest heartbeat seen.
+    pub heartbeat: u64,
+    /// What this node believes.
+    pub state: MemberState,
+}
+
+/// A change in what this node believes about a member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberChange {
+    /// The member.
+    pub id: NodeId,
+    /// Its name.
+    pub name: Name,
+    /// Its new state; `None` when it was removed from the table.
+    pub state: Option<MemberState>,
+}
+
+/// Thresholds of the failure detector and the grace periods of removal.
+#[derive(Clone, Copy, Debug)]
+pub struct DetectorConfig {
+    /// Expected gap between heartbeats before any were observed, and the floor of the mean.
+    pub interval_ms: u64,
+    /// Phi at which a member becomes `Suspect`.
+    pub phi_suspect: f64,
+    /// Phi at which a member becomes `Dead`.
+    pub phi_dead: f64,
+    /// How long a member stays `Dead` before it is removed.
+    pub dead_remove_ms: u64,
+    /// How long a member stays `Left` (visible to users) before it is removed.
+    pub left_remove_ms: u64,
+}
+
+/// Heartbeat arrival history of one member.
+#[derive(Clone, Debug)]
+struct Detector {
+    last_ms: u64,
+    intervals: VecDeque<u64>,
+}
+
+impl Detector {
+    fn new(now_ms: u64) -> Detector {
+        Detector { last_ms: now_ms, intervals: VecDeque::with_capacity(PHI_WINDOW_SIZE) }
+    }
+
+    fn record(&mut self, now_ms: u64) {
+        let gap = now_ms.saturating_sub(self.last_ms);
+        if gap > 0 {
+            if self.intervals.len() == PHI_WINDOW_SIZE {
+                self.intervals.pop_front();
+            }
+            self.intervals.push_back(gap);
+        }
+        self.last_ms = self.last_ms.max(now_ms);
+    }
+
+    /// Suspicion that the member is down: -log10 of the probability that a heartbeat would
+    /// still be this late, with exponentially distributed gaps of the observed mean.
+    fn phi(&self, now_ms: u64, interval_floor_ms: u64) -> f64 {
+        let count = self.intervals.len() as u64;
+        let mean =
+            self.intervals.iter().sum::<u64>().checked_div(count).unwrap_or(interval_floor_ms);
+        let mean = mean.max(interval_floor_ms) as f64;
+        let late = now_ms.saturating_sub(self.last_ms) as f64;
+        late / (mean * std::f64::consts::LN_10)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Peer {
+    member: Member,
+    left_announced: bool,
+    since_ms: u64,
+    detector: Detector,
+    /// The peer's version vector bases as it last reported them, with the incarnation and
+    /// heartbeat they came with (so a reordered older report cannot replace a newer one).
+    bases: Option<(u64, u64, BTreeMap<NodeId, u64>)>,
+}
+
+/// A member reported a version vector lower than it reported before, from a later
+/// incarnation: it restarted from older state and may lack collected tombstones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Regressed;
+
+/// The member table of one node.
+#[derive(Clone, Debug)]
+pub struct Members {
+    me: Member,
+    leaving: bool,
+    peers: BTreeMap<NodeId, Peer>,
+    removed: BTreeMap<NodeId, u64>,
+    config: DetectorConfig,
+}
+
+impl Members {
+    /// A table that knows only this node.
+    pub fn new(
+        id: NodeId,
+        name: Name,
+        addr: Addr,
+        incarnation: u64,
+        config: DetectorConfig,
+    ) -> Members {
+        let me = Member { id, name, addr, incarnation, heartbeat: 0, state: MemberState::Alive };
+        Members { me, leaving: false, peers: BTreeMap::new(), removed: BTreeMap::new(), config }
+    }
+
+    /// This node as a member.
+    pub fn me(&self) -> &Member {
+        &self.me
+    }
+
+    /// Every known member, this node first.
+    pub fn list(&self) -> Vec<Member> {
+        std::iter::once(self.me.clone())
+            .chain(self.peers.values().map(|p| p.member.clone()))
+            .collect()
+    }
+
+    /// A member other than this node.
+    pub fn peer(&self, id: NodeId) -> Option<&Member> {
+        self.peers.get(&id).map(|peer| &peer.member)
+    }
+
+    /// Members in `states`, this node excluded.
+    pub fn peers_in(&self, states: &[MemberState]) -> impl Iterator<Item = &Member> {
+        self.peers.values().map(|p| &p.member).filter(move |m| states.contains(&m.state))
+    }
+
+    /// Whether `id` was removed and is fenced out.
+    pub fn is_removed(&self, id: NodeId) -> bool {
+        self.removed.contains_key(&id)
+    }
+
+    /// Starts this node's own departure: digests announce it from now on.
+    pub fn leave(&mut self) {
+        self.leaving = true;
+        self.me.state = MemberState::Left;
+    }
+
+    /// Advances this node's heartbeat, once per round.
+    pub fn beat(&mut self) {
+        self.me.heartbeat += 1;
+    }
+
+    /// This node's record, as sent in every `Syn` and `SynAck`.
+    pub fn own_record(&self) -> Record {
+        record_of(&self.me, self.leaving)
+    }
+
+    /// The heartbeat list of a digest.
+    pub fn heartbeats(&self) -> Vec<Heartbeat> {
+        let me = heartbeat_of(&self.me, self.leaving);
+        let peers = self.peers.values().map(|p| heartbeat_of(&p.member, p.left_announced));
+        std::iter::once(me).chain(peers).collect()
+    }
+
+    /// Records of members that a digest with `theirs` lacks (unknown or older incarnation).
+    pub fn missing_records(&self, theirs: &[Heartbeat]) -> Vec<Record> {
+        let known: BTreeMap<NodeId, u64> = theirs.iter().map(|h| (h.id, h.incarnation)).collect();
+        let lacks = |m: &Member| known.get(&m.id).is_none_or(|inc| *inc < m.incarnation);
+        self.peers
+            .values()
+            .filter(|p| lacks(&p.member))
+            .map(|p| record_of(&p.member, p.left_announced))
+            .chain(lacks(&self.me).then(|| self.own_record()))
+            .collect()
+    }
+
+    /// Merges a full record: adds an unknown member, or updates a known one.
+    pub fn merge_record(&mut self, now_ms: u64, record: &Record, changes: &mut Vec<MemberChange>) {
+        let id = record.heartbeat.id;
+        if id == self.me.id {
+            self.refute(&record.heartbeat);
+            return;
+        }
+        if self.removed.contains_key(&id) {
+            return;
+        }
+        if !self.peers.contains_key(&id) {
+            if self.peers.len() >= MEMBERS_MAX {
+                return;
+            }
+            let member = Member {
+                id,
+                name: record.name.clone(),
+                addr: record.addr.clone(),
+                incarnation: record.heartbeat.incarnation,
+                heartbeat: record.heartbeat.heartbeat,
+                state: MemberState::Alive,
+            };
+            let peer = Peer {
+                member,
+                left_announced: false,
+                since_ms: now_ms,
+                detector: Detector::new(now_ms),
+                bases: None,
+            };
+            self.peers.insert(id, peer);
+            changes.push(MemberChange {
+                id,
+                name: record.name.clone(),
+                state: Some(MemberState::Alive),
+            });
+        } else if let Some(peer) = self.peers.get_mut(&id)
+            && record.heartbeat.incarnation > peer.member.incarnation
+        {
+            peer.member.addr = record.addr.clone();
+            peer.member.name = record.name.clone();
+        }
+        self.merge_heartbeat(now_ms, &record.heartbeat, changes);
+    }
+
+    /// Merges a heartbeat of a known member; unknown members wait for their record.
+    pub fn merge_heartbeat(
+        &mut self,
+        now_ms: u64,
+        beat: &Heartbeat,
+        changes: &mut Vec<MemberChange>,
+    ) {
+        if beat.id == self.me.id {
+            self.refute(beat);
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(&beat.id) else { return };
+        let ours = (peer.member.incarnation, peer.member.heartbeat, peer.left_announced);
+        if (beat.incarnation, beat.heartbeat, beat.left) <= ours {
+            return;
+        }
+        peer.member.incarnation = beat.incarnation;
+        peer.member.heartbeat = beat.heartbeat;
+        peer.detector.record(now_ms);
+        peer.left_announced |= beat.left;
+        let state = if peer.left_announced { MemberState::Left } else { MemberState::Alive };
+        if state != peer.member.state && peer.member.state != MemberState::Left {
+            peer.member.state = state;
+            peer.since_ms = now_ms;
+            changes.push(MemberChange {
+                id: beat.id,
+                name: peer.member.name.clone(),
+                state: Some(state),
+            });
+        }
+    }
+
+    /// Notes the bases a peer reported about itself in a message sent at `beat`. Refuses a
+    /// later incarnation whose bases are lower than an earlier one's.
+    pub fn set_bases(
+        &mut self,
+        beat: &Heartbeat,
+        bases: &BTreeMap<NodeId, u64>,
+    ) -> Result<(), Regressed> {
+        let Some(peer) = self.peers.get_mut(&beat.id) else { return Ok(()) };
+        if let Some((incarnation, heartbeat, known)) = &peer.bases {
+            if (beat.incarnation, beat.heartbeat) < (*incarnation, *heartbeat) {
+                return Ok(());
+            }
+            let lower =
+                known.iter().any(|(node, seq)| bases.get(node).copied().unwrap_or(0) < *seq);
+            if beat.incarnation > *incarnation && lower {
+                return Err(Regressed);
+            }
+        }
+        peer.bases = Some((beat.incarnation, beat.heartbeat, bases.clone()));
+        Ok(())
+    }
+
+    /// The bases a peer last reported.
+    pub fn bases(&self, id: NodeId) -> Option<&BTreeMap<NodeId, u64>> {
+        self.peers.get(&id)?.bases.as_ref().map(|(_, _, bases)| bases)
+    }
+
+    /// The writes every member not known to have left has seen: the meet of `own` and every
+    /// such member's last reported bases. `None` while some member has reported none yet.
+    pub fn stable(&self, own: &BTreeMap<NodeId, u64>) -> Option<BTreeMap<NodeId, u64>> {
+        let mut stable = own.clone();
+        for peer in self.peers.values().filter(|p| p.member.state != MemberState::Left) {
+            let (_, _, bases) = peer.bases.as_ref()?;
+            stable.retain(|node, seq| {
+                *seq = (*seq).min(bases.get(node).copied().unwrap_or(0));
+                *seq > 0
+            });
+        }
+        Some(stable)
+    }
+
+    /// Re-evaluates every member's liveness at `now_ms` and removes the long dead and left.
+    pub fn tick(&mut self, now_ms: u64, changes: &mut Vec<MemberChange>) {
+        let config = self.config;
+        let mut doomed = Vec::new();
+        for (id, peer) in &mut self.peers {
+            let current = peer.member.state;
+            let phi = peer.detector.phi(now_ms, config.interval_ms);
+            let next = match current {
+                MemberState::Left => MemberState::Left,
+                _ if phi >= config.phi_dead => MemberState::Dead,
+                MemberState::Dead if phi >= config.phi_suspect => MemberState::Dead,
+                _ if phi >= config.phi_suspect => MemberState::Suspect,
+                _ => MemberState::Alive,
+            };
+            if next != current {
+                peer.member.state = next;
+                peer.since_ms = now_ms;
+                changes.push(MemberChange {
+                    id: *id,
+                    name: peer.member.name.clone(),
+                    state: Some(next),
+                });
+            }
+            let age = now_ms.saturating_sub(peer.since_ms);
+            let expired = match next {
+                MemberState::Dead => age >= config.dead_remove_ms,
+                MemberState::Left => age >= config.left_remove_ms,
+                _ => false,
+            };
+            if expired {
+                doomed.push(*id);
+            }
+        }
+        for id in doomed {
+            self.remove(id, now_ms, changes);
+        }
+    }
+
+    /// Notes direct contact with a peer: proof of life, though not a heartbeat sample.
+    pub fn heard_from(&mut self, id: NodeId, now_ms: u64) {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.detector.last_ms = peer.detector.last_ms.max(now_ms);
+        }
+    }
+
+    fn remove(&mut self, id: NodeId, now_ms: u64, changes: &mut Vec<MemberChange>) {
+        if let Some(peer) = self.peers.remove(&id) {
+            changes.push(MemberChange { id, name: peer.member.name, state: None });
+        }
+        if self.removed.len() >= REMOVED_MAX {
+            let oldest = self.removed.iter().min_by_key(|(_, at)| **at).map(|(id, _)| *id);
+            if let Some(oldest) = oldest {
+                self.removed.remove(&oldest);
+            }
+        }
+        self.removed.insert(id, now_ms);
+    }
+
+    /// Someone believes something newer about this node than it does (an old incarnation
+    /// said it left, or a restart reused the id): outbid it with a higher incarnation.
+    fn refute(&mut self, beat: &Heartbeat) {
+        let stale = beat.incarnation > self.me.incarnation
+            || (beat.incarnation == self.me.incarnation && beat.left && !self.leaving);
+        if stale {
+            self.me.incarnation = beat.incarnation + 1;
+        }
+    }
+}
+
+fn heartbeat_of(member: &Member, left: bool) -> Heartbeat {
+    Heartbeat { id: member.id, incarnation: member.incarnation, heartbeat: member.heartbeat, left }
+}
+
+fn record_of(member: &Member, left: bool) -> Record {
+    Record {
+        heartbeat: heartbeat_of(member, left),
+        name: member.name.clone(),
+        addr: member.addr.clone(),
+    }
+}

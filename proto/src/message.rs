@@ -1,0 +1,212 @@
+//! Gossip wire messages between nodes. Every message is one [`Envelope`], postcard-encoded.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::NodeId;
+use crate::limits::{ADDR_SIZE_MAX, MEMBERS_MAX, NAME_SIZE_MAX};
+use crate::store::{Delta, Update};
+use crate::version::Dot;
+
+/// A node's network address, opaque to `proto`: the driver decides what the bytes mean
+/// (a socket address in text, a simulator index). At most `ADDR_SIZE_MAX` bytes.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "Vec<u8>", into = "Vec<u8>")]
+pub struct Addr(Vec<u8>);
+
+impl Addr {
+    /// Wraps address bytes, refusing more than `ADDR_SIZE_MAX`.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Addr, String> {
+        let bytes = bytes.into();
+        if bytes.len() > ADDR_SIZE_MAX {
+            return Err(format!(
+                "address of {} bytes, the maximum is {ADDR_SIZE_MAX}",
+                bytes.len()
+            ));
+        }
+        Ok(Addr(bytes))
+    }
+
+    /// The address bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl TryFrom<Vec<u8>> for Addr {
+    type Error = String;
+    fn try_from(bytes: Vec<u8>) -> Result<Addr, String> {
+        Addr::new(bytes)
+    }
+}
+
+impl From<Addr> for Vec<u8> {
+    fn from(addr: Addr) -> Vec<u8> {
+        addr.0
+    }
+}
+
+impl fmt::Debug for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+/// A member's name for humans, at most `NAME_SIZE_MAX` bytes of UTF-8.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Name(String);
+
+impl Name {
+    /// Validates a name.
+    pub fn new(name: impl Into<String>) -> Result<Name, String> {
+        let name = name.into();
+        if name.len() > NAME_SIZE_MAX {
+            return Err(format!("name of {} bytes, the maximum is {NAME_SIZE_MAX}", name.len()));
+        }
+        Ok(Name(name))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Name {
+    type Error = String;
+    fn try_from(name: String) -> Result<Name, String> {
+        Name::new(name)
+    }
+}
+
+impl From<Name> for String {
+    fn from(name: Name) -> String {
+        name.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The light, per-round view of one member: enough to spread liveness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The member.
+    pub id: NodeId,
+    /// Its incarnation; a higher one replaces everything known of a lower one.
+    pub incarnation: u64,
+    /// Its heartbeat counter within the incarnation.
+    pub heartbeat: u64,
+    /// Whether it announced that it left.
+    pub left: bool,
+}
+
+/// Everything needed to add a member: sent when the receiver does not know it yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Liveness part.
+    pub heartbeat: Heartbeat,
+    /// Name for humans.
+    pub name: Name,
+    /// Where to reach it.
+    pub addr: Addr,
+}
+
+/// What a node knows, in brief: liveness of every member and the bases of its vector.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// One heartbeat per known member (the sender included), at most `MEMBERS_MAX`.
+    pub members: Vec<Heartbeat>,
+    /// The sender's version vector bases.
+    pub bases: BTreeMap<NodeId, u64>,
+}
+
+/// Why a node was told to reset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResetReason {
+    /// Its identity was removed from the cluster (dead too long, or it left).
+    Removed,
+    /// Its version vector went backwards: it restarted from older state.
+    Regressed,
+}
+
+/// The body of a gossip message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    /// Opens an anti-entropy round: the sender's record and digest.
+    Syn {
+        /// The sender, so a seed learns a joiner.
+        sender: Record,
+        /// What the sender knows.
+        digest: Digest,
+    },
+    /// Answers a `Syn`: the responder's record and digest, and members the initiator lacks.
+    /// Delta pages for the initiator follow as `Delta` messages.
+    SynAck {
+        /// The responder.
+        sender: Record,
+        /// What the responder knows.
+        digest: Digest,
+        /// Members the initiator's digest did not have.
+        records: Vec<Record>,
+    },
+    /// Members the receiver's digest did not have (the initiator's half of a round).
+    Members(Vec<Record>),
+    /// One page of anti-entropy catch-up.
+    Delta(Delta),
+    /// Eagerly pushed writes, and which of them the writer wants acknowledged.
+    Push {
+        /// The writes.
+        updates: Vec<Update>,
+        /// Dots whose writer waits for acknowledgements.
+        acks: Vec<Dot>,
+    },
+    /// Acknowledges that the sender applied these writes.
+    Ack(Vec<Dot>),
+    /// Tells the receiver that its identity is fenced out: it must reset and rejoin.
+    Reset {
+        /// The identity fenced out; a reset aimed at an earlier identity is ignored.
+        id: NodeId,
+        /// Why.
+        reason: ResetReason,
+    },
+}
+
+/// One gossip message: who sent it and what it says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The sending node.
+    pub sender: NodeId,
+    /// The message.
+    pub body: Body,
+}
+
+impl Body {
+    /// Checks bounds that the codec alone does not: list lengths.
+    pub fn validate(&self) -> Result<(), String> {
+        let members = match self {
+            Body::Syn { digest, .. } => digest.members.len() + digest.bases.len(),
+            Body::SynAck { digest, records, .. } => {
+                digest.members.len().max(digest.bases.len()).max(records.len())
+            }
+            Body::Members(records) => records.len(),
+            _ => 0,
+        };
+        if members > 2 * MEMBERS_MAX {
+            return Err(format!("{members} members in one message, the maximum is {MEMBERS_MAX}"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,247 @@
+//! The client RPC: requests and responses between `chorus::Client` and a node, one request
+//! per QUIC bidirectional stream, each a postcard frame (a `watch` answers with a stream of
+//! frames until either side closes it).
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{NodeId, Stamp};
+use crate::data::{Key, Value};
+use crate::limits::KEY_SIZE_MAX;
+use crate::membership::MemberState;
+use crate::node::Stats;
+use crate::wait::WaitLevel;
+
+/// Most keys one `List` returns: a page of the largest keys stays well under a message.
+pub const LIST_LIMIT_MAX: u32 = 1_000;
+
+/// Changes a node keeps for watchers to resume from; an older cursor must re-list.
+pub const WATCH_HISTORY_MAX: usize = 16 * 1024;
+
+const _: () =
+    assert!((LIST_LIMIT_MAX as usize) * (KEY_SIZE_MAX + 8) < crate::limits::MESSAGE_SIZE_MAX);
+
+/// What a client asks of a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// The live value of a key.
+    Get {
+        /// The key.
+        key: Key,
+    },
+    /// Write a value.
+    Put {
+        /// The key.
+        key: Key,
+        /// The value.
+        value: Value,
+        /// Time to live, if any.
+        ttl_ms: Option<u64>,
+        /// How many nodes must hold it before the answer.
+        wait: WaitLevel,
+        /// How long to wait for them.
+        timeout_ms: u64,
+    },
+    /// Delete a key.
+    Delete {
+        /// The key.
+        key: Key,
+        /// How many nodes must hold the tombstone before the answer.
+        wait: WaitLevel,
+        /// How long to wait for them.
+        timeout_ms: u64,
+    },
+    /// Live keys with a prefix, in order.
+    List {
+        /// The prefix (empty for every key); at most `KEY_SIZE_MAX` bytes.
+        prefix: Vec<u8>,
+        /// Start after this key (pagination).
+        start_after: Option<Key>,
+        /// At most this many (capped at `LIST_LIMIT_MAX`).
+        limit: u32,
+    },
+    /// A stream of changes to keys with a prefix.
+    Watch {
+        /// The prefix (empty for every key).
+        prefix: Vec<u8>,
+        /// Resume after this cursor (from a previous `Change`), replaying what was missed.
+        after: Option<u64>,
+    },
+    /// The member table.
+    Members,
+    /// Counters.
+    Stats,
+}
+
+impl Request {
+    /// Checks bounds the codec alone does not.
+    pub fn validate(&self) -> Result<(), RpcError> {
+        match self {
+            Request::List { prefix, .. } | Request::Watch { prefix, .. }
+                if prefix.len() > KEY_SIZE_MAX =>
+            {
+                Err(RpcError::InvalidKey(format!(
+                    "prefix of {} bytes, the maximum is {KEY_SIZE_MAX}",
+                    prefix.len()
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A member, as reported to clients.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// Identity.
+    pub id: NodeId,
+    /// Name.
+    pub name: String,
+    /// Advertised address.
+    pub addr: String,
+    /// State as the answering node believes it.
+    pub state: MemberState,
+    /// Incarnation.
+    pub incarnation: u64,
+}
+
+/// Who confirmed a waited write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitReport {
+    /// Whether the level was reached in time.
+    pub complete: bool,
+    /// Members holding the write.
+    pub confirmed: Vec<MemberInfo>,
+    /// Members waited for that had not confirmed.
+    pub missing: Vec<MemberInfo>,
+}
+
+/// The kind of a watched change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeKind {
+    /// A value was written.
+    Put,
+    /// The key was deleted.
+    Delete,
+    /// The key expired.
+    Expire,
+}
+
+/// One change seen by a watch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// Position in the node's change history, to resume after.
+    pub cursor: u64,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The key.
+    pub key: Key,
+    /// The new value, for `Put`.
+    pub value: Option<Value>,
+    /// The write's stamp (none for an expiry).
+    pub stamp: Option<Stamp>,
+}
+
+/// Counters and sizes of one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsReport {
+    /// The node.
+    pub id: NodeId,
+    /// Its name.
+    pub name: String,
+    /// Live keys.
+    pub keys: u64,
+    /// Tombstones held.
+    pub tombstones: u64,
+    /// Expired entries not yet collected.
+    pub expired: u64,
+    /// Members by state: alive, suspect, dead, left (this node counted alive).
+    pub members: [u64; 4],
+    /// Protocol counters.
+    pub node: Stats,
+    /// Milliseconds since the node started.
+    pub uptime_ms: u64,
+}
+
+/// Why a request failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RpcError {
+    /// The key has no live value.
+    NotFound,
+    /// A value above the node's limit.
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        size_max: u64,
+    },
+    /// A key or prefix that is not valid.
+    InvalidKey(String),
+    /// A request that is not valid for another reason.
+    InvalidRequest(String),
+    /// The node did not answer in time.
+    Timeout,
+    /// The client's credentials were refused.
+    Unauthorised,
+    /// The node is shutting down and takes no new writes.
+    ShuttingDown,
+    /// A watch cursor older than the node's history: list again, then watch from now.
+    CursorExpired,
+    /// The node is overloaded; try again.
+    Busy,
+}
+
+impl std::fmt::Display for RpcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RpcError::NotFound => write!(f, "not found"),
+            RpcError::TooLarge { size, size_max } => {
+                write!(f, "value too large: {size} bytes, the maximum is {size_max}")
+            }
+            RpcError::InvalidKey(why) => write!(f, "invalid key: {why}"),
+            RpcError::InvalidRequest(why) => write!(f, "invalid request: {why}"),
+            RpcError::Timeout => write!(f, "timed out"),
+            RpcError::Unauthorised => write!(f, "unauthorised: wrong cluster key"),
+            RpcError::ShuttingDown => write!(f, "node shutting down"),
+            RpcError::CursorExpired => write!(f, "watch cursor expired: list again, then watch"),
+            RpcError::Busy => write!(f, "node busy, try again"),
+        }
+    }
+}
+
+impl std::error::Error for RpcError {}
+
+/// What a node answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The value of a `Get` and the stamp of the write that set it.
+    Value {
+        /// The value.
+        value: Value,
+        /// Its stamp.
+        stamp: Stamp,
+    },
+    /// A write was accepted (and, with a wait level, how the wait ended).
+    Written {
+        /// Its stamp.
+        stamp: Stamp,
+        /// The wait's outcome, unless the level was `Local`.
+        wait: Option<WaitReport>,
+    },
+    /// Keys of a `List`, and whether more follow.
+    Keys {
+        /// The keys.
+        keys: Vec<Key>,
+        /// Whether the limit cut the list short.
+        more: bool,
+    },
+    /// A watch is established; changes follow.
+    Watching,
+    /// One change of a watch.
+    Change(Change),
+    /// The member table.
+    Members(Vec<MemberInfo>),
+    /// Counters.
+    Stats(Box<StatsReport>),
+    /// The request failed.
+    Error(RpcError),
+}

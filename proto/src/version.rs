@@ -1,0 +1,109 @@
+//! Dots and version vectors: which writes a replica has seen.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::NodeId;
+use crate::limits::DOT_CLOUD_SIZE_MAX;
+
+/// A write's identity: the node that issued it and that node's sequence number for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Dot {
+    /// The writing node.
+    pub node: NodeId,
+    /// The writing node's counter, from 1.
+    pub seq: u64,
+}
+
+/// What a replica has seen: for each node a contiguous base (every write of that node with
+/// `seq <= base` is applied here or superseded by a newer write of the same key), plus a small
+/// bounded cloud of dots seen above the base, out of order.
+///
+/// Only the base travels in digests. The cloud lets eager pushes that arrive out of order be
+/// recognised as seen, so they are neither re-applied nor forwarded twice; forgetting part of
+/// it is always safe, it only costs a re-send.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VersionVector {
+    base: BTreeMap<NodeId, u64>,
+    cloud: BTreeSet<Dot>,
+}
+
+impl VersionVector {
+    /// An empty vector: nothing seen.
+    pub fn new() -> VersionVector {
+        VersionVector::default()
+    }
+
+    /// The contiguous base for `node` (0 when nothing of it was seen).
+    pub fn base(&self, node: NodeId) -> u64 {
+        self.base.get(&node).copied().unwrap_or(0)
+    }
+
+    /// The bases of every node, as sent in digests.
+    pub fn bases(&self) -> &BTreeMap<NodeId, u64> {
+        &self.base
+    }
+
+    /// Whether the write `dot` is seen here.
+    pub fn contains(&self, dot: Dot) -> bool {
+        dot.seq <= self.base(dot.node) || self.cloud.contains(&dot)
+    }
+
+    /// Records `dot` as seen.
+    pub fn insert(&mut self, dot: Dot) {
+        let base = self.base(dot.node);
+        if dot.seq == base.saturating_add(1) && dot.seq > base {
+            self.set_base(dot.node, dot.seq);
+        } else if dot.seq > base && self.cloud.len() < DOT_CLOUD_SIZE_MAX {
+            self.cloud.insert(dot);
+        }
+    }
+
+    /// Records every write of `node` in `(from, to]` as seen, if that range joins the base
+    /// (`from <= base`); a range beyond a gap says nothing about the gap and is ignored.
+    pub fn advance(&mut self, node: NodeId, from: u64, to: u64) {
+        let base = self.base(node);
+        if from <= base && to > base {
+            self.set_base(node, to);
+        }
+    }
+
+    /// Whether every write seen by `other` is seen here (bases only).
+    pub fn covers(&self, other: &BTreeMap<NodeId, u64>) -> bool {
+        other.iter().all(|(node, seq)| self.base(*node) >= *seq)
+    }
+
+    /// Lowers every base to at most `other`'s, counting a node `other` lacks as 0: the
+    /// writes that both have seen.
+    pub fn meet(&mut self, other: &BTreeMap<NodeId, u64>) {
+        self.cloud.clear();
+        self.base.retain(|node, seq| {
+            *seq = (*seq).min(other.get(node).copied().unwrap_or(0));
+            *seq > 0
+        });
+    }
+
+    /// A vector from digest bases, with no cloud.
+    pub fn from_bases(base: BTreeMap<NodeId, u64>) -> VersionVector {
+        let mut base = base;
+        base.retain(|_, seq| *seq > 0);
+        VersionVector { base, cloud: BTreeSet::new() }
+    }
+
+    /// Sets the base and absorbs the cloud dots it now reaches, contiguously.
+    fn set_base(&mut self, node: NodeId, seq: u64) {
+        let mut base = seq;
+        let absorbed: Vec<Dot> =
+            self.cloud.range(Dot { node, seq: 0 }..=Dot { node, seq: u64::MAX }).copied().collect();
+        for dot in absorbed {
+            if dot.seq <= base.saturating_add(1) {
+                base = base.max(dot.seq);
+                self.cloud.remove(&dot);
+            } else {
+                break;
+            }
+        }
+        self.base.insert(node, base);
+    }
+}

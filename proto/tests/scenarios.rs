@@ -1,0 +1,209 @@
+//! Scenario tests of the gossip protocol on a small in-memory cluster in virtual time.
+//! Each asserts what a user of the cluster would notice.
+
+mod harness;
+
+use chorus_proto::{Event, MemberState, ResetReason, WaitLevel};
+use harness::Cluster;
+
+#[test]
+fn a_write_on_any_node_reaches_every_node() {
+    let mut cluster = Cluster::new(5);
+    for writer in 0..5 {
+        let k = format!("app/flags/{writer}");
+        cluster.put(writer, &k, "on");
+        assert!(cluster.run_until(1_000, |c| c.everywhere(&k, Some("on"))), "from node {writer}");
+    }
+    // Eager push alone (well within one gossip interval) delivered it.
+    let k = "app/config/colour";
+    cluster.put(3, k, "blue");
+    cluster.run_for(50);
+    assert!(cluster.everywhere(k, Some("blue")));
+    cluster.write(1, k, None, None, WaitLevel::Local, 0);
+    assert!(cluster.run_until(1_000, |c| c.everywhere(k, None)));
+    assert!(cluster.converged());
+}
+
+#[test]
+fn a_partition_with_writes_on_both_sides_heals_to_one_state() {
+    let mut cluster = Cluster::new(5);
+    cluster.partition(&[0, 1]);
+    cluster.put(0, "left/only", "a");
+    cluster.put(4, "right/only", "b");
+    cluster.put(1, "shared", "from-left");
+    cluster.run_for(3);
+    cluster.put(3, "shared", "from-right");
+    cluster.run_for(2_000);
+    assert_eq!(cluster.get(0, "right/only"), None, "the partition held");
+    assert_eq!(cluster.get(2, "shared").as_deref(), Some("from-right"));
+    assert_eq!(cluster.get(0, "shared").as_deref(), Some("from-left"));
+    cluster.heal();
+    assert!(cluster.run_until(10_000, |c| c.converged()), "did not converge after healing");
+    assert!(cluster.everywhere("left/only", Some("a")));
+    assert!(cluster.everywhere("right/only", Some("b")));
+    // The later stamp wins on every node, whichever side it was written on.
+    assert!(cluster.everywhere("shared", Some("from-right")));
+}
+
+#[test]
+fn concurrent_writes_to_one_key_pick_the_same_winner_everywhere() {
+    let mut cluster = Cluster::new(4);
+    let mut stamps = Vec::new();
+    for writer in 0..4 {
+        stamps.push((cluster.put(writer, "race", &format!("w{writer}")).stamp, writer));
+    }
+    let (_, winner) = stamps.iter().max().copied().unwrap();
+    let expected = format!("w{winner}");
+    assert!(cluster.run_until(5_000, |c| c.converged()));
+    assert!(cluster.everywhere("race", Some(&expected)));
+}
+
+#[test]
+fn a_restarted_node_catches_up_on_writes_made_while_it_was_down() {
+    let mut cluster = Cluster::new(3);
+    cluster.put(0, "before", "1");
+    cluster.run_for(500);
+    cluster.crash(2);
+    for i in 0..50 {
+        cluster.put(i % 2, &format!("while-down/{i}"), "x");
+    }
+    cluster.write(0, "before", None, None, WaitLevel::Local, 0);
+    cluster.run_for(1_000);
+    cluster.start(2);
+    assert!(cluster.run_until(10_000, |c| c.converged()), "restarted node did not catch up");
+    assert_eq!(cluster.get(2, "while-down/49").as_deref(), Some("x"));
+    assert_eq!(cluster.get(2, "before"), None);
+}
+
+#[test]
+fn a_node_that_leaves_is_seen_as_left_and_one_that_dies_as_dead() {
+    let mut cluster = Cluster::new(4);
+    let leaver = cluster.id(3);
+    let written = cluster.put(3, "from-leaver", "kept").stamp;
+    cluster.leave(3);
+    assert!(
+        cluster.run_until(2_000, |c| c.events[3].contains(&Event::Left)),
+        "handoff did not end"
+    );
+    assert!(
+        cluster
+            .run_until(5_000, |c| (0..3).all(|i| c.state_of(i, leaver) == Some(MemberState::Left)))
+    );
+    cluster.crash(3);
+    assert!(
+        cluster.everywhere("from-leaver", Some("kept")),
+        "a write acknowledged before leaving was lost"
+    );
+    let _ = written;
+
+    let victim = cluster.id(2);
+    cluster.crash(2);
+    let dead = |c: &Cluster| (0..2).all(|i| c.state_of(i, victim) == Some(MemberState::Dead));
+    assert!(cluster.run_until(30_000, dead), "a crashed node was not declared dead");
+    // After the grace period it is removed from the table.
+    assert!(cluster.run_until(40_000, |c| (0..2).all(|i| c.state_of(i, victim).is_none())));
+}
+
+#[test]
+fn tombstones_are_collected_and_a_stale_node_cannot_resurrect_a_delete() {
+    let mut cluster = Cluster::new(4);
+    cluster.put(0, "session/abc", "alive");
+    assert!(cluster.run_until(2_000, |c| c.everywhere("session/abc", Some("alive"))));
+    // Node 3 is cut off still holding the value; the rest delete it and move on.
+    cluster.partition(&[3]);
+    let stale = cluster.id(3);
+    cluster.write(0, "session/abc", None, None, WaitLevel::Local, 0);
+    let removed = |c: &Cluster| (0..3).all(|i| c.state_of(i, stale).is_none());
+    assert!(cluster.run_until(60_000, removed), "the cut-off node was never removed");
+    let collected = |c: &Cluster| (0..3).all(|i| c.node(i).store().tombstone_count() == 0);
+    assert!(cluster.run_until(30_000, collected), "the tombstone was never collected");
+    assert_eq!(cluster.get(3, "session/abc").as_deref(), Some("alive"));
+
+    cluster.heal();
+    let reset = |c: &Cluster| {
+        c.events[3].iter().any(|e| matches!(e, Event::Reset { reason: ResetReason::Removed, .. }))
+    };
+    assert!(cluster.run_until(10_000, reset), "the stale node was not fenced out");
+    assert!(cluster.run_until(10_000, |c| c.converged() && c.all_see_alive()));
+    assert!(cluster.everywhere("session/abc", None), "a deleted key came back");
+    assert_ne!(cluster.id(3), stale, "the stale node rejoined under a new identity");
+}
+
+#[test]
+fn wait_all_completes_on_a_healthy_cluster_and_names_a_partitioned_member() {
+    let mut cluster = Cluster::new(4);
+    let written = cluster.write(0, "cache/epoch", Some("7"), None, WaitLevel::All, 2_000);
+    let wait = written.wait.expect("a waited write has a wait id");
+    let done =
+        |c: &Cluster| c.events[0].iter().any(|e| matches!(e, Event::WaitDone(o) if o.id == wait));
+    assert!(cluster.run_until(3_000, done));
+    let outcome = cluster.events[0]
+        .iter()
+        .find_map(|e| match e {
+            Event::WaitDone(o) if o.id == wait => Some(o.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(outcome.complete, "{outcome:?}");
+    assert_eq!(outcome.confirmed.len(), 4);
+
+    cluster.partition(&[2]);
+    let cut_off = cluster.id(2);
+    let written = cluster.write(0, "cache/epoch", Some("8"), None, WaitLevel::All, 1_000);
+    let wait = written.wait.unwrap();
+    assert!(cluster.run_until(2_000, |c| {
+        c.events[0].iter().any(|e| matches!(e, Event::WaitDone(o) if o.id == wait))
+    }));
+    let outcome = cluster.events[0]
+        .iter()
+        .find_map(|e| match e {
+            Event::WaitDone(o) if o.id == wait => Some(o.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(!outcome.complete);
+    assert_eq!(outcome.missing, vec![cut_off]);
+    assert_eq!(outcome.confirmed.len(), 3);
+}
+
+#[test]
+fn a_write_from_a_node_with_a_far_ahead_clock_is_held_back_not_merged() {
+    let mut cluster = Cluster::new(3);
+    cluster.offsets[2] = 10_000;
+    cluster.put(0, "flag", "honest");
+    cluster.run_for(200);
+    cluster.put(2, "flag", "from-the-future");
+    cluster.run_for(2_000);
+    assert_eq!(cluster.get(0, "flag").as_deref(), Some("honest"));
+    assert_eq!(cluster.get(1, "flag").as_deref(), Some("honest"));
+    assert!(cluster.node(0).stats().skew_refused > 0);
+    assert!(cluster.node(0).stats().skew_by_peer.get(&cluster.id(2)).copied().unwrap_or(0) > 0);
+    // Held back, not lost: once real time reaches the stamp it is accepted.
+    assert!(cluster.run_until(15_000, |c| c.everywhere("flag", Some("from-the-future"))));
+}
+
+#[test]
+fn a_ttl_entry_expires_on_every_node_at_the_same_moment() {
+    let mut cluster = Cluster::new(3);
+    cluster.write(1, "cache/page", Some("html"), Some(3_000), WaitLevel::Local, 0);
+    cluster.run_for(500);
+    assert!(cluster.everywhere("cache/page", Some("html")));
+    cluster.run_for(2_600);
+    assert!(cluster.everywhere("cache/page", None));
+    assert!((0..3).all(|i| cluster.events[i].iter().any(|e| matches!(e, Event::Expire { .. }))));
+}
+
+#[test]
+fn garbage_bytes_yield_an_error_and_change_nothing() {
+    let mut cluster = Cluster::new(2);
+    let before: Vec<_> = cluster.node(0).store().updates().collect();
+    let now = cluster.local_now(0);
+    let node = cluster.nodes[0].as_mut().unwrap();
+    for bytes in [&b""[..], &b"\xff\xff\xff\xff\xff"[..], &[0u8; 64][..], &[7u8; 3][..]] {
+        assert!(node.handle_message(now, harness::addr(1), bytes).is_err());
+        while node.poll_transmit().is_some() {}
+        while node.poll_event().is_some() {}
+    }
+    assert_eq!(node.stats().messages_invalid, 4);
+    assert_eq!(cluster.node(0).store().updates().collect::<Vec<_>>(), before);
+}

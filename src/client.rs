@@ -1,0 +1,282 @@
+//! `chorus::Client`: the Rust client of a node's RPC, used by the CLI, the demo and tests.
+//!
+//! One QUIC connection per client (ALPN `chorus-rpc/1`, mutual TLS from the cluster key); each
+//! request opens its own bidirectional stream, so concurrent requests do not queue behind one
+//! another.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chorus_proto::rpc::{Change, MemberInfo, Request, Response, RpcError, StatsReport, WaitReport};
+use chorus_proto::{DataError, Key, Stamp, Value, WaitLevel};
+
+use crate::frame::{self, FrameError};
+use crate::tls::{ALPN_RPC, ClusterKey, SERVER_NAME, TlsIdentity, tls_alert};
+use crate::transport;
+
+/// How long connecting to a node may take.
+pub const CLIENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Extra time a request waits beyond a write's own wait timeout before giving up on the node.
+pub const REQUEST_TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
+
+/// Why a client call failed.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The node could not be reached.
+    Unreachable(String),
+    /// The node refused this client's credentials (wrong cluster key).
+    Unauthorised(String),
+    /// A key or value was invalid before anything was sent.
+    Invalid(DataError),
+    /// The node answered with an error.
+    Rpc(RpcError),
+    /// The node answered something unexpected.
+    Protocol(String),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Unreachable(why) => write!(f, "node unreachable: {why}"),
+            ClientError::Unauthorised(why) => {
+                write!(f, "unauthorised: the node refused this cluster key ({why})")
+            }
+            ClientError::Invalid(error) => error.fmt(f),
+            ClientError::Rpc(error) => error.fmt(f),
+            ClientError::Protocol(why) => write!(f, "protocol error: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// Options of a write.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteOptions {
+    /// Time to live (puts only).
+    pub ttl: Option<Duration>,
+    /// How many nodes must hold the write before the call returns.
+    pub wait: WaitLevel,
+    /// How long to wait for them.
+    pub timeout: Duration,
+}
+
+impl Default for WriteOptions {
+    fn default() -> WriteOptions {
+        WriteOptions { ttl: None, wait: WaitLevel::Local, timeout: Duration::from_secs(5) }
+    }
+}
+
+/// The result of a write.
+#[derive(Clone, Debug)]
+pub struct WriteResult {
+    /// The write's stamp.
+    pub stamp: Stamp,
+    /// Who confirmed it, when a wait level was asked for.
+    pub wait: Option<WaitReport>,
+}
+
+/// A connection to one node.
+pub struct Client {
+    connection: quinn::Connection,
+    _endpoint: quinn::Endpoint,
+}
+
+impl Client {
+    /// Connects to the node at `addr` (`host:port`) with `keys` (empty: the development key).
+    pub async fn connect(addr: &str, keys: &[ClusterKey]) -> Result<Client, ClientError> {
+        let target = transport::resolve(addr).await.map_err(ClientError::Unreachable)?;
+        let keys = if keys.is_empty() { vec![ClusterKey::development()] } else { keys.to_vec() };
+        let identity = TlsIdentity::new(&keys).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let config =
+            identity.client_config(ALPN_RPC).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let bind: SocketAddr =
+            if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+        let endpoint =
+            quinn::Endpoint::client(bind).map_err(|e| ClientError::Unreachable(e.to_string()))?;
+        let connecting = endpoint
+            .connect_with(config, target, SERVER_NAME)
+            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+        let connection = match tokio::time::timeout(CLIENT_CONNECT_TIMEOUT, connecting).await {
+            Err(_) => return Err(ClientError::Unreachable(format!("{addr}: no answer"))),
+            Ok(Err(error)) => return Err(connection_error(addr, &error)),
+            Ok(Ok(connection)) => connection,
+        };
+        Ok(Client { connection, _endpoint: endpoint })
+    }
+
+    /// Sends one request and reads its response, waiting at most `timeout`.
+    pub async fn request(
+        &self,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
+        let exchange = async {
+            let (mut send, mut recv) =
+                self.connection.open_bi().await.map_err(|e| self.failed(e.to_string()))?;
+            frame::write(&mut send, request).await.map_err(|e| self.frame_failed(e))?;
+            let _ = send.finish();
+            frame::read::<Response>(&mut recv).await.map_err(|e| self.frame_failed(e))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(Response::Error(error))) => Err(ClientError::Rpc(error)),
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Rpc(RpcError::Timeout)),
+        }
+    }
+
+    /// The live value of `key` and its stamp, or `None` if absent.
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<(Value, Stamp)>, ClientError> {
+        let key = Key::new(key).map_err(ClientError::Invalid)?;
+        match self.request(&Request::Get { key }, REQUEST_TIMEOUT_MARGIN).await {
+            Ok(Response::Value { value, stamp }) => Ok(Some((value, stamp))),
+            Err(ClientError::Rpc(RpcError::NotFound)) => Ok(None),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Writes `value` under `key`.
+    pub async fn put(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        options: WriteOptions,
+    ) -> Result<WriteResult, ClientError> {
+        let key = Key::new(key).map_err(ClientError::Invalid)?;
+        let value = Value::new(value).map_err(ClientError::Invalid)?;
+        let ttl_ms = options.ttl.map(|ttl| ttl.as_millis().try_into().unwrap_or(u64::MAX));
+        let timeout_ms = duration_ms(options.timeout);
+        let request = Request::Put { key, value, ttl_ms, wait: options.wait, timeout_ms };
+        self.write(&request, options.timeout).await
+    }
+
+    /// Deletes `key`.
+    pub async fn delete(
+        &self,
+        key: impl AsRef<[u8]>,
+        options: WriteOptions,
+    ) -> Result<WriteResult, ClientError> {
+        let key = Key::new(key).map_err(ClientError::Invalid)?;
+        let request =
+            Request::Delete { key, wait: options.wait, timeout_ms: duration_ms(options.timeout) };
+        self.write(&request, options.timeout).await
+    }
+
+    async fn write(
+        &self,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<WriteResult, ClientError> {
+        match self.request(request, timeout + REQUEST_TIMEOUT_MARGIN).await {
+            Ok(Response::Written { stamp, wait }) => Ok(WriteResult { stamp, wait }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Up to `limit` live keys starting with `prefix`, after `start_after`; and whether more
+    /// follow.
+    pub async fn list(
+        &self,
+        prefix: impl AsRef<[u8]>,
+        start_after: Option<&[u8]>,
+        limit: u32,
+    ) -> Result<(Vec<Key>, bool), ClientError> {
+        let start_after = start_after.map(Key::new).transpose().map_err(ClientError::Invalid)?;
+        let request = Request::List { prefix: prefix.as_ref().to_vec(), start_after, limit };
+        match self.request(&request, REQUEST_TIMEOUT_MARGIN).await {
+            Ok(Response::Keys { keys, more }) => Ok((keys, more)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The members as the node sees them.
+    pub async fn members(&self) -> Result<Vec<MemberInfo>, ClientError> {
+        match self.request(&Request::Members, REQUEST_TIMEOUT_MARGIN).await {
+            Ok(Response::Members(members)) => Ok(members),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The node's counters.
+    pub async fn stats(&self) -> Result<StatsReport, ClientError> {
+        match self.request(&Request::Stats, REQUEST_TIMEOUT_MARGIN).await {
+            Ok(Response::Stats(stats)) => Ok(*stats),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Watches changes to keys starting with `prefix`, after `cursor` if given (resuming a
+    /// previous watch) or from now.
+    pub async fn watch(
+        &self,
+        prefix: impl AsRef<[u8]>,
+        after: Option<u64>,
+    ) -> Result<Watch, ClientError> {
+        let (mut send, mut recv) =
+            self.connection.open_bi().await.map_err(|e| self.failed(e.to_string()))?;
+        let request = Request::Watch { prefix: prefix.as_ref().to_vec(), after };
+        frame::write(&mut send, &request).await.map_err(|e| self.frame_failed(e))?;
+        let _ = send.finish();
+        match frame::read::<Response>(&mut recv).await.map_err(|e| self.frame_failed(e))? {
+            Response::Watching => Ok(Watch { recv }),
+            Response::Error(error) => Err(ClientError::Rpc(error)),
+            other => Err(ClientError::Protocol(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Turns a stream failure into the reason the connection closed, if it did: a refused
+    /// certificate shows up on the first stream, not at connect.
+    fn failed(&self, why: String) -> ClientError {
+        match self.connection.close_reason() {
+            Some(error) => connection_error("node", &error),
+            None => ClientError::Unreachable(why),
+        }
+    }
+
+    fn frame_failed(&self, error: FrameError) -> ClientError {
+        match error {
+            FrameError::Codec(error) => ClientError::Protocol(error.to_string()),
+            other => self.failed(other.to_string()),
+        }
+    }
+}
+
+/// A stream of changes.
+pub struct Watch {
+    recv: quinn::RecvStream,
+}
+
+impl Watch {
+    /// The next change; `None` when the node closed the watch.
+    pub async fn next(&mut self) -> Option<Result<Change, ClientError>> {
+        match frame::read::<Response>(&mut self.recv).await {
+            Ok(Response::Change(change)) => Some(Ok(change)),
+            Ok(Response::Error(error)) => Some(Err(ClientError::Rpc(error))),
+            Ok(other) => Some(Err(ClientError::Protocol(format!("unexpected answer {other:?}")))),
+            Err(FrameError::Closed) => None,
+            Err(error) => Some(Err(ClientError::Unreachable(error.to_string()))),
+        }
+    }
+}
+
+fn connection_error(addr: &str, error: &quinn::ConnectionError) -> ClientError {
+    match tls_alert(error) {
+        Some(alert) => ClientError::Unauthorised(format!("{addr}: TLS alert {alert}")),
+        None if matches!(error, quinn::ConnectionError::TimedOut) => {
+            ClientError::Unreachable(format!("{addr}: no answer"))
+        }
+        None => ClientError::Unreachable(format!("{addr}: {error}")),
+    }
+}
+
+fn unexpected(result: Result<Response, ClientError>) -> ClientError {
+    match result {
+        Err(error) => error,
+        Ok(other) => ClientError::Protocol(format!("unexpected answer {other:?}")),
+    }
+}
+
+fn duration_ms(duration: Duration) -> u64 {
+    duration.as_millis().try_into().unwrap_or(u64::MAX)
+}

@@ -1,0 +1,66 @@
+//! Length-prefixed frames on QUIC streams: a big-endian `u32` length, then a postcard body.
+//! The length is checked against `MESSAGE_SIZE_MAX` before the body buffer is allocated.
+
+use chorus_proto::codec::{self, CodecError, FRAME_HEADER_SIZE};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Why a frame could not be read or written.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The stream ended cleanly between frames.
+    Closed,
+    /// The stream or connection failed.
+    Stream(String),
+    /// The frame was too large or did not decode.
+    Codec(CodecError),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Closed => write!(f, "stream closed"),
+            FrameError::Stream(why) => write!(f, "stream failed: {why}"),
+            FrameError::Codec(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// Reads one frame's body, or `Closed` if the stream ended cleanly before a frame began.
+pub async fn read_body(recv: &mut quinn::RecvStream) -> Result<Vec<u8>, FrameError> {
+    let mut header = [0u8; FRAME_HEADER_SIZE];
+    match recv.read_exact(&mut header).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Err(FrameError::Closed),
+        Err(error) => return Err(FrameError::Stream(error.to_string())),
+    }
+    let size = codec::frame_length(header).map_err(FrameError::Codec)?;
+    let mut body = vec![0u8; size];
+    recv.read_exact(&mut body).await.map_err(|error| FrameError::Stream(error.to_string()))?;
+    Ok(body)
+}
+
+/// Reads and decodes one frame.
+pub async fn read<T: DeserializeOwned>(recv: &mut quinn::RecvStream) -> Result<T, FrameError> {
+    let body = read_body(recv).await?;
+    codec::decode(&body).map_err(FrameError::Codec)
+}
+
+/// Writes an already-encoded body as one frame.
+pub async fn write_body(send: &mut quinn::SendStream, body: &[u8]) -> Result<(), FrameError> {
+    // Bodies come from the bounded encoder, so the length fits a u32.
+    let header = (body.len() as u32).to_be_bytes();
+    send.write_all(&header).await.map_err(|error| FrameError::Stream(error.to_string()))?;
+    send.write_all(body).await.map_err(|error| FrameError::Stream(error.to_string()))
+}
+
+/// Encodes and writes one frame.
+pub async fn write<T: Serialize>(
+    send: &mut quinn::SendStream,
+    message: &T,
+) -> Result<(), FrameError> {
+    let frame = codec::encode_frame(message).map_err(FrameError::Codec)?;
+    send.write_all(&frame).await.map_err(|error| FrameError::Stream(error.to_string()))
+}

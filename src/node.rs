@@ -1,0 +1,251 @@
+//! Running a node: the endpoint, the driver task, the accept loop, and a handle to steer it.
+//! The `chorus node` command and the demo both start nodes through [`NodeHandle::start`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chorus_proto::{Addr, Config, Name, Node, NodeId};
+use rand::RngExt;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::driver::{self, Command, Driver};
+use crate::server;
+use crate::tls::{ALPN_GOSSIP, ALPN_RPC, ClusterKey, TlsIdentity};
+use crate::transport::{self, Firewall, Transport, TransportStats};
+
+/// The default listen address.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:7420";
+
+/// How long a graceful shutdown waits for a peer to take over this node's writes.
+pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a shutdown lets queued messages (the departure announcement) go out.
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_millis(300);
+
+/// How a node is started.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// Address to bind; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Address peers should use, when it differs from the bound one (`0.0.0.0`, NAT).
+    pub advertise: Option<String>,
+    /// Seed addresses (`host:port`), resolved again on every attempt.
+    pub join: Vec<String>,
+    /// Name for humans; defaults to the host name and port.
+    pub name: Option<String>,
+    /// Cluster keys, the first signing; empty means the development key (loopback only).
+    pub keys: Vec<ClusterKey>,
+    /// Adjusts protocol settings (intervals, limits) before the node starts.
+    pub tune: Option<fn(&mut Config)>,
+}
+
+impl NodeOptions {
+    /// Options for a node on `listen` with `keys`, joining nobody.
+    pub fn new(listen: SocketAddr, keys: Vec<ClusterKey>) -> NodeOptions {
+        NodeOptions { listen, advertise: None, join: Vec::new(), name: None, keys, tune: None }
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The development key on an address other than loopback.
+    DevelopmentKeyExposed(SocketAddr),
+    /// TLS configuration failed.
+    Tls(crate::tls::TlsError),
+    /// Binding the UDP socket failed.
+    Bind(std::io::Error),
+    /// A setting was invalid.
+    Invalid(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::DevelopmentKeyExposed(addr) => write!(
+                f,
+                "refusing to listen on {addr} with the built-in development key: pass --cluster-key \
+                 (make one with `chorus keygen`) or listen on 127.0.0.1"
+            ),
+            StartError::Tls(error) => write!(f, "TLS setup failed: {error}"),
+            StartError::Bind(error) => write!(f, "cannot bind: {error}"),
+            StartError::Invalid(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running node.
+pub struct NodeHandle {
+    id: NodeId,
+    name: String,
+    addr: SocketAddr,
+    commands: mpsc::Sender<Command>,
+    joined: watch::Receiver<bool>,
+    firewall: Arc<Firewall>,
+    endpoint: quinn::Endpoint,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl NodeHandle {
+    /// Binds, starts the driver and, with seeds, starts joining. Returns once listening.
+    pub async fn start(options: NodeOptions) -> Result<NodeHandle, StartError> {
+        let keys = if options.keys.is_empty() {
+            if !options.listen.ip().is_loopback() {
+                return Err(StartError::DevelopmentKeyExposed(options.listen));
+            }
+            tracing::warn!(
+                "no cluster key given: using the built-in development key, loopback only"
+            );
+            vec![ClusterKey::development()]
+        } else {
+            options.keys.clone()
+        };
+        let identity = TlsIdentity::new(&keys).map_err(StartError::Tls)?;
+        let server_config =
+            identity.server_config(&[ALPN_GOSSIP, ALPN_RPC]).map_err(StartError::Tls)?;
+        let gossip_config = identity.client_config(ALPN_GOSSIP).map_err(StartError::Tls)?;
+        let endpoint =
+            quinn::Endpoint::server(server_config, options.listen).map_err(StartError::Bind)?;
+        let addr = endpoint.local_addr().map_err(StartError::Bind)?;
+
+        let mut rng = rand::rng();
+        let id = NodeId(rng.random_range(1..u64::MAX));
+        let name =
+            options.name.clone().unwrap_or_else(|| format!("{}:{}", host_name(), addr.port()));
+        let advertised = options.advertise.clone().unwrap_or_else(|| addr.to_string());
+        let mut config = Config::new(
+            id,
+            Name::new(name.clone()).map_err(StartError::Invalid)?,
+            Addr::new(advertised).map_err(StartError::Invalid)?,
+            rng.random(),
+        );
+        if let Some(tune) = options.tune {
+            tune(&mut config);
+        }
+        let mut node = Node::new(config, driver::now_ms());
+        if !options.join.is_empty() {
+            let mut seeds = Vec::new();
+            for seed in &options.join {
+                // Resolve once to fail fast on a typo; the protocol keeps the text, and the
+                // transport resolves it again on every connection attempt.
+                transport::resolve(seed).await.map_err(StartError::Invalid)?;
+                seeds.push(Addr::new(seed.clone()).map_err(StartError::Invalid)?);
+            }
+            node.join(driver::now_ms(), seeds);
+        }
+
+        let firewall = Arc::new(Firewall::default());
+        let stats = Arc::new(TransportStats::default());
+        let transport =
+            Transport::new(endpoint.clone(), gossip_config, firewall.clone(), stats.clone());
+        let (commands, command_queue) = mpsc::channel(driver::COMMAND_QUEUE_MAX);
+        let (inbound, inbound_queue) = mpsc::channel(driver::INBOUND_QUEUE_MAX);
+        let (joined_sender, joined) = watch::channel(options.join.is_empty());
+        let driver =
+            Driver::new(node, transport, command_queue, inbound_queue, joined_sender, stats);
+        let tasks = vec![
+            tokio::spawn(driver.run()),
+            tokio::spawn(accept(endpoint.clone(), commands.clone(), inbound, firewall.clone())),
+        ];
+        Ok(NodeHandle { id, name, addr, commands, joined, firewall, endpoint, tasks })
+    }
+
+    /// The node's identity.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Blocks traffic with other nodes, to cut a cluster in two (demo and tests).
+    pub fn firewall(&self) -> &Firewall {
+        &self.firewall
+    }
+
+    /// Completes once the node has exchanged state with a peer (at once without seeds).
+    pub async fn joined(&mut self) {
+        let _ = self.joined.wait_for(|joined| *joined).await;
+    }
+
+    /// Leaves gracefully: no new writes, a peer takes over this node's writes, departure
+    /// announced. Returns whether the handoff finished within `timeout`.
+    pub async fn leave(&self, timeout: Duration) -> bool {
+        let (done, finished) = oneshot::channel();
+        if self.commands.send(Command::Leave(done)).await.is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(timeout, finished).await, Ok(Ok(())))
+    }
+
+    /// Leaves gracefully, then stops every task and closes the endpoint.
+    pub async fn shutdown(self) -> bool {
+        let handed_off = self.leave(LEAVE_TIMEOUT).await;
+        tokio::time::sleep(SHUTDOWN_FLUSH).await;
+        self.stop();
+        handed_off
+    }
+
+    /// Stops at once, as a crash would (no departure, no handoff).
+    pub fn stop(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.endpoint.close(0u32.into(), b"stopped");
+    }
+}
+
+/// Accepts connections and routes them by ALPN: gossip to the driver, RPC to the server.
+async fn accept(
+    endpoint: quinn::Endpoint,
+    commands: mpsc::Sender<Command>,
+    inbound: mpsc::Sender<transport::Inbound>,
+    firewall: Arc<Firewall>,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        if firewall.blocks(&incoming.remote_address()) {
+            incoming.refuse();
+            continue;
+        }
+        let (commands, inbound, firewall) = (commands.clone(), inbound.clone(), firewall.clone());
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let connection = match incoming.await {
+                Ok(connection) => connection,
+                Err(why) => {
+                    tracing::warn!(%remote, %why, "refused a connection (a wrong cluster key fails here)");
+                    return;
+                }
+            };
+            let alpn = connection
+                .handshake_data()
+                .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+                .and_then(|data| data.protocol);
+            match alpn.as_deref() {
+                Some(ALPN_GOSSIP) => transport::receive_gossip(connection, inbound, firewall).await,
+                Some(ALPN_RPC) => server::serve(connection, commands).await,
+                _ => connection.close(1u32.into(), b"unknown protocol"),
+            }
+        });
+    }
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "chorus".to_string())
+}

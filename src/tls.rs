@@ -1,0 +1,519 @@
+//! The cluster key and the mutual-TLS configuration of the quinn endpoint.
+//!
+//! A user configures one secret, the cluster key. Every holder of the key derives the same CA
+//! from it (an Ed25519 key pair seeded by HKDF over the key, a certificate with fixed fields), so
+//! no certificate is ever distributed. Each process then issues itself a leaf certificate with a
+//! fresh key, signed by the CA of the first key, and trusts the CAs of all keys: during a key
+//! rotation, the first key signs and all keys are trusted. Without a key, a handshake fails in
+//! both directions, because server and client certificates are both required and verified.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{NoInitialCipherSuite, QuicClientConfig, QuicServerConfig};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SerialNumber,
+};
+use ring::{digest, hkdf};
+use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
+
+/// The DNS name in every leaf certificate and the server name every `connect` passes. It is
+/// the same on all nodes because identity inside the cluster is the protocol's node id; TLS
+/// only proves that the peer holds the cluster key.
+pub const SERVER_NAME: &str = "chorus";
+
+/// ALPN of node-to-node gossip traffic.
+pub const ALPN_GOSSIP: &[u8] = b"chorus-gossip/1";
+
+/// ALPN of client requests (the CLI and other RPC callers).
+pub const ALPN_RPC: &[u8] = b"chorus-rpc/1";
+
+/// Interval of QUIC keep-alives: well under the idle timeout, so an idle but healthy
+/// connection (a quiet peer between gossip rounds) is never closed for idleness.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Time without any packet after which a connection is dropped: six missed keep-alives, long
+/// enough to ride out a short network hiccup, short enough to notice a dead peer.
+pub const IDLE_TIMEOUT_MS: u32 = 30_000;
+
+// A peer must see several keep-alives per idle timeout, or one lost packet would drop it.
+const _: () = assert!(KEEP_ALIVE_INTERVAL.as_millis() * 3 <= IDLE_TIMEOUT_MS as u128);
+
+/// Prefix of a key's text form, so a key pasted in the wrong place is recognised.
+const KEY_PREFIX: &str = "chorus-key-";
+const KEY_LEN: usize = 32;
+
+/// HKDF `info` for the CA seed; the version lets a future derivation change without
+/// colliding with this one.
+const CA_LABEL: &[u8] = b"chorus ca v1";
+
+/// The PKCS#8 v1 DER header of an Ed25519 private key; the 32-byte seed follows it.
+const ED25519_PKCS8_PREFIX: &[u8; 16] =
+    b"\x30\x2e\x02\x01\x00\x30\x05\x06\x03\x2b\x65\x70\x04\x22\x04\x20";
+
+/// The built-in development key. It is public (it is in the source), so it only keeps a
+/// loopback-only node from talking to a mistyped production cluster; it protects nothing.
+const DEVELOPMENT_KEY: [u8; KEY_LEN] = *b"chorus-development-key-insecure!";
+
+/// The cluster key: a 32-byte secret shared by every node and client of one cluster.
+///
+/// `Display` prints the secret (that is how `chorus keygen` hands it out); `Debug` prints only
+/// a fingerprint, so logging a value that contains a key does not leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterKey([u8; KEY_LEN]);
+
+impl ClusterKey {
+    /// A new random key from the thread-local CSPRNG, which is seeded from the OS.
+    pub fn generate() -> Self {
+        use rand::Rng as _;
+        let mut bytes = [0; KEY_LEN];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(bytes)
+    }
+
+    /// The fixed development key used when none is configured. It is public and insecure:
+    /// a node using it must listen on loopback only.
+    pub fn development() -> Self {
+        Self(DEVELOPMENT_KEY)
+    }
+
+    /// Whether this is the built-in development key.
+    pub fn is_development(&self) -> bool {
+        self.0 == DEVELOPMENT_KEY
+    }
+
+    /// The first 8 hex digits of the SHA-256 of the key: enough to tell keys apart in logs,
+    /// far too little to help guess the key.
+    pub fn fingerprint(&self) -> String {
+        hex(&digest::digest(&digest::SHA256, &self.0).as_ref()[..4])
+    }
+}
+
+impl fmt::Display for ClusterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{KEY_PREFIX}{}", hex(&self.0))
+    }
+}
+
+impl fmt::Debug for ClusterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClusterKey({})", self.fingerprint())
+    }
+}
+
+/// Why a text is not a cluster key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyParseError {
+    /// The text does not start with `chorus-key-`.
+    MissingPrefix,
+    /// The text after the prefix is not 64 bytes long; it is this many.
+    WrongLength(usize),
+    /// The byte at this offset after the prefix is not a hex digit.
+    NotHex(usize),
+}
+
+impl fmt::Display for KeyParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingPrefix => write!(f, "a cluster key starts with `{KEY_PREFIX}`"),
+            Self::WrongLength(found) => {
+                write!(f, "a cluster key has 64 hex digits after `{KEY_PREFIX}`, not {found}")
+            }
+            Self::NotHex(at) => write!(f, "a cluster key has a non-hex character at {at}"),
+        }
+    }
+}
+
+impl std::error::Error for KeyParseError {}
+
+impl FromStr for ClusterKey {
+    type Err = KeyParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let digits =
+            text.trim().strip_prefix(KEY_PREFIX).ok_or(KeyParseError::MissingPrefix)?.as_bytes();
+        if digits.len() != KEY_LEN * 2 {
+            return Err(KeyParseError::WrongLength(digits.len()));
+        }
+        // Indexing cannot panic: `position` < 64 = `digits.len()`, checked just above.
+        let nibble = |position: usize| {
+            (digits[position] as char)
+                .to_digit(16)
+                .map(|value| value as u8)
+                .ok_or(KeyParseError::NotHex(position))
+        };
+        let mut bytes = [0; KEY_LEN];
+        for (index, byte) in bytes.iter_mut().enumerate() {
+            *byte = (nibble(2 * index)? << 4) | nibble(2 * index + 1)?;
+        }
+        Ok(Self(bytes))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Why a TLS identity or configuration could not be built.
+#[derive(Debug)]
+pub enum TlsError {
+    /// No cluster key was given; at least one is needed to sign our certificate.
+    NoKeys,
+    /// Deriving the CA seed from a key failed.
+    Derive,
+    /// rcgen could not build a key pair or certificate.
+    Certificate(rcgen::Error),
+    /// rustls rejected a certificate, key or protocol setting.
+    Rustls(rustls::Error),
+    /// The client certificate verifier could not be built.
+    Verifier(VerifierBuilderError),
+    /// The rustls configuration lacks the cipher suite QUIC needs for its initial packets.
+    Quic(NoInitialCipherSuite),
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoKeys => write!(f, "no cluster key given"),
+            Self::Derive => write!(f, "could not derive the cluster CA from the key"),
+            Self::Certificate(error) => write!(f, "could not build a certificate: {error}"),
+            Self::Rustls(error) => write!(f, "invalid TLS configuration: {error}"),
+            Self::Verifier(error) => write!(f, "could not build the peer verifier: {error}"),
+            Self::Quic(error) => write!(f, "TLS configuration unusable for QUIC: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::NoKeys | Self::Derive => None,
+            Self::Certificate(error) => Some(error),
+            Self::Rustls(error) => Some(error),
+            Self::Verifier(error) => Some(error),
+            Self::Quic(error) => Some(error),
+        }
+    }
+}
+
+impl From<rcgen::Error> for TlsError {
+    fn from(error: rcgen::Error) -> Self {
+        Self::Certificate(error)
+    }
+}
+
+impl From<rustls::Error> for TlsError {
+    fn from(error: rustls::Error) -> Self {
+        Self::Rustls(error)
+    }
+}
+
+/// The CA every holder of `key` derives, byte for byte: the seed, the serial, the names and
+/// the validity are all fixed, and Ed25519 signatures are deterministic.
+fn derive_ca(key: &ClusterKey) -> Result<CertifiedIssuer<'static, KeyPair>, TlsError> {
+    let mut seed = [0; 32];
+    hkdf::Salt::new(hkdf::HKDF_SHA256, &[])
+        .extract(&key.0)
+        .expand(&[CA_LABEL], hkdf::HKDF_SHA256)
+        .and_then(|okm| okm.fill(&mut seed))
+        .map_err(|_| TlsError::Derive)?;
+    let mut pkcs8 = Vec::with_capacity(ED25519_PKCS8_PREFIX.len() + seed.len());
+    pkcs8.extend_from_slice(ED25519_PKCS8_PREFIX);
+    pkcs8.extend_from_slice(&seed);
+    let ca_key = KeyPair::try_from(&pkcs8[..])?;
+
+    let mut params = CertificateParams::default();
+    params.distinguished_name = common_name(format!("chorus cluster CA {}", key.fingerprint()));
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.serial_number = Some(SerialNumber::from_slice(&[1]));
+    set_validity(&mut params);
+    Ok(CertifiedIssuer::self_signed(params, ca_key)?)
+}
+
+fn common_name(name: String) -> DistinguishedName {
+    let mut distinguished_name = DistinguishedName::new();
+    distinguished_name.push(DnType::CommonName, name);
+    distinguished_name
+}
+
+/// A fixed, very wide validity: nodes do not agree on a clock, and a certificate is revoked
+/// by rotating the cluster key, not by expiry.
+fn set_validity(params: &mut CertificateParams) {
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(4096, 1, 1);
+}
+
+/// This process's TLS identity: a leaf certificate signed by the CA of the first cluster key,
+/// and the CAs of all cluster keys as trusted roots.
+pub struct TlsIdentity {
+    provider: Arc<CryptoProvider>,
+    roots: Arc<RootCertStore>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivatePkcs8KeyDer<'static>,
+    fingerprints: Vec<String>,
+}
+
+impl TlsIdentity {
+    /// Derives the CAs of `keys` and issues a leaf certificate with a fresh key, signed by
+    /// the first key's CA. Fails if `keys` is empty.
+    pub fn new(keys: &[ClusterKey]) -> Result<Self, TlsError> {
+        let mut roots = RootCertStore::empty();
+        let mut signer = None;
+        for key in keys {
+            let ca = derive_ca(key)?;
+            roots.add(ca.der().clone())?;
+            signer.get_or_insert(ca);
+        }
+        let signer = signer.ok_or(TlsError::NoKeys)?;
+
+        let leaf_key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec![SERVER_NAME.to_owned()])?;
+        params.distinguished_name = common_name(SERVER_NAME.to_owned());
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        set_validity(&mut params);
+        let leaf = params.signed_by(&leaf_key, &signer)?;
+
+        let fingerprints: Vec<String> = keys.iter().map(ClusterKey::fingerprint).collect();
+        tracing::debug!(?fingerprints, "derived the cluster CAs, issued our certificate");
+        Ok(Self {
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            roots: Arc::new(roots),
+            chain: vec![leaf.der().clone()],
+            key: PrivatePkcs8KeyDer::from(leaf_key.serialize_der()),
+            fingerprints,
+        })
+    }
+
+    fn private_key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(self.key.clone_key())
+    }
+
+    /// A quinn server configuration that requires a client certificate from any of the
+    /// cluster CAs and accepts the given ALPN protocols only.
+    pub fn server_config(&self, alpns: &[&[u8]]) -> Result<quinn::ServerConfig, TlsError> {
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(self.roots.clone(), self.provider.clone())
+                .build()
+                .map_err(TlsError::Verifier)?;
+        let mut tls = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.private_key())?;
+        tls.alpn_protocols = alpns.iter().map(|alpn| alpn.to_vec()).collect();
+        let crypto = QuicServerConfig::try_from(tls).map_err(TlsError::Quic)?;
+        let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        config.transport_config(transport_config());
+        Ok(config)
+    }
+
+    /// A quinn client configuration that presents our certificate, trusts the cluster CAs
+    /// and offers one ALPN protocol. Connect with [`SERVER_NAME`] as the server name.
+    pub fn client_config(&self, alpn: &[u8]) -> Result<quinn::ClientConfig, TlsError> {
+        let mut tls = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(self.roots.clone())
+            .with_client_auth_cert(self.chain.clone(), self.private_key())?;
+        tls.alpn_protocols = vec![alpn.to_vec()];
+        let crypto = QuicClientConfig::try_from(tls).map_err(TlsError::Quic)?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(transport_config());
+        Ok(config)
+    }
+}
+
+impl fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsIdentity").field("keys", &self.fingerprints).finish_non_exhaustive()
+    }
+}
+
+fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(KEEP_ALIVE_INTERVAL));
+    transport.max_idle_timeout(Some(quinn::VarInt::from_u32(IDLE_TIMEOUT_MS).into()));
+    Arc::new(transport)
+}
+
+/// The TLS alert in a connection error, whichever side raised it: QUIC carries an alert
+/// as the error code 0x100 + alert (RFC 9001, section 4.8).
+pub(crate) fn tls_alert(error: &quinn::ConnectionError) -> Option<u8> {
+    let code = match error {
+        quinn::ConnectionError::TransportError(error) => error.code,
+        quinn::ConnectionError::ConnectionClosed(close) => close.error_code,
+        _ => return None,
+    };
+    u64::from(code).checked_sub(0x100).and_then(|alert| u8::try_from(alert).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tls_alert;
+    use super::*;
+    use quinn::Endpoint;
+
+    /// TLS alerts (RFC 8446, section 6) that the rejections below must carry.
+    const UNKNOWN_CA: u8 = 48;
+    const CERTIFICATE_REQUIRED: u8 = 116;
+    const NO_APPLICATION_PROTOCOL: u8 = 120;
+    const MESSAGE: &[u8] = b"hello, cluster";
+
+    /// Runs an echo server, sends one message from a client and returns the echo, or the TLS
+    /// alert that closed the connection. A stream error is traced back to the connection's
+    /// close reason, because with TLS 1.3 client authentication the server may reject the
+    /// client only after `connect` has succeeded. A hang fails the test at the timeout.
+    async fn exchange(
+        server: quinn::ServerConfig,
+        client: quinn::ClientConfig,
+    ) -> Result<Vec<u8>, Option<u8>> {
+        let server = Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Some(incoming) = server.accept().await {
+                tokio::spawn(async move {
+                    let connection = incoming.await.ok()?;
+                    let (mut send, mut recv) = connection.accept_bi().await.ok()?;
+                    send.write_all(&recv.read_to_end(1024).await.ok()?).await.ok()?;
+                    send.finish().ok()?;
+                    // Dropping the connection would close it before the echo is delivered.
+                    Some(connection.closed().await)
+                });
+            }
+        });
+        let endpoint = Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let talk = async {
+            let connecting = endpoint.connect_with(client, address, SERVER_NAME).unwrap();
+            let connection = connecting.await.map_err(|error| tls_alert(&error))?;
+            let echo = async {
+                let (mut send, mut recv) = connection.open_bi().await.ok()?;
+                send.write_all(MESSAGE).await.ok()?;
+                send.finish().ok()?;
+                recv.read_to_end(1024).await.ok()
+            };
+            match echo.await {
+                Some(echoed) => Ok(echoed),
+                None => Err(tls_alert(&connection.closed().await)),
+            }
+        };
+        let outcome = tokio::time::timeout(Duration::from_secs(10), talk).await;
+        outcome.expect("the exchange ends within the timeout, in success or failure")
+    }
+
+    async fn exchange_keys(
+        server: &[ClusterKey],
+        client: &[ClusterKey],
+    ) -> Result<Vec<u8>, Option<u8>> {
+        let server = TlsIdentity::new(server).unwrap().server_config(&[ALPN_GOSSIP, ALPN_RPC]);
+        let client = TlsIdentity::new(client).unwrap().client_config(ALPN_RPC);
+        exchange(server.unwrap(), client.unwrap()).await
+    }
+
+    #[tokio::test]
+    async fn same_key_echoes_and_other_key_fails() {
+        let keys = [ClusterKey::generate()];
+        assert_eq!(exchange_keys(&keys, &keys).await.unwrap(), MESSAGE);
+        let outcome = exchange_keys(&keys, &[ClusterKey::development()]).await;
+        assert_eq!(outcome, Err(Some(UNKNOWN_CA)));
+    }
+
+    /// A rotation from A to B goes through [A], [A, B], [B, A], [B], one step at a time on
+    /// every node. Nodes one step apart talk; nodes further apart do not, because each side
+    /// checks the other: [B, A] signs with B, which a node holding only [A] does not trust.
+    #[tokio::test]
+    async fn rotation_works_one_step_at_a_time() {
+        let (a, b) = (ClusterKey::generate(), ClusterKey::generate());
+        let steps = [vec![a.clone()], vec![a.clone(), b.clone()], vec![b.clone(), a], vec![b]];
+        for (i, server) in steps.iter().enumerate() {
+            for (j, client) in steps.iter().enumerate() {
+                let expected =
+                    if i.abs_diff(j) <= 1 { Ok(MESSAGE.to_vec()) } else { Err(Some(UNKNOWN_CA)) };
+                let outcome = exchange_keys(server, client).await;
+                assert_eq!(outcome, expected, "server at step {i}, client at step {j}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn client_without_certificate_fails() {
+        let identity = TlsIdentity::new(&[ClusterKey::development()]).unwrap();
+        let mut tls = rustls::ClientConfig::builder_with_provider(identity.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(identity.roots.clone())
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![ALPN_RPC.to_vec()];
+        let client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls).unwrap()));
+        let server = identity.server_config(&[ALPN_RPC]).unwrap();
+        assert_eq!(exchange(server, client).await, Err(Some(CERTIFICATE_REQUIRED)));
+    }
+
+    #[tokio::test]
+    async fn wrong_alpn_fails() {
+        let identity = TlsIdentity::new(&[ClusterKey::generate()]).unwrap();
+        let server = identity.server_config(&[ALPN_GOSSIP]).unwrap();
+        let client = identity.client_config(ALPN_RPC).unwrap();
+        assert_eq!(exchange(server, client).await, Err(Some(NO_APPLICATION_PROTOCOL)));
+    }
+
+    #[test]
+    fn ca_is_deterministic_and_keys_are_required() {
+        let key = ClusterKey::generate();
+        let ca = derive_ca(&key).unwrap();
+        assert_eq!(ca.der(), derive_ca(&key.clone()).unwrap().der());
+        assert_ne!(ca.der(), derive_ca(&ClusterKey::generate()).unwrap().der());
+        assert!(matches!(TlsIdentity::new(&[]), Err(TlsError::NoKeys)));
+    }
+
+    #[test]
+    fn key_text_round_trips_and_debug_hides_it() {
+        let keys = [ClusterKey::generate()];
+        let (key, text) = (&keys[0], keys[0].to_string());
+        let digits = text.strip_prefix(KEY_PREFIX).unwrap();
+        assert!(digits.len() == 64 && digits.bytes().all(|b| b"0123456789abcdef".contains(&b)));
+        assert_eq!(&format!("  {text}\n").parse::<ClusterKey>().unwrap(), key);
+        assert_ne!(&ClusterKey::generate(), key);
+        for debug in [format!("{key:?}"), format!("{:?}", TlsIdentity::new(&keys))] {
+            assert!(
+                !debug.contains(&digits[..16]) && debug.contains(&key.fingerprint()),
+                "{debug}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_key_text_is_rejected() {
+        use KeyParseError::*;
+        let hex = "ab".repeat(32);
+        let cases = [
+            (hex.clone(), MissingPrefix),
+            (format!("chorus-kex-{hex}"), MissingPrefix),
+            (format!("chorus-key-{hex}ab"), WrongLength(66)),
+            ("chorus-key-".to_owned(), WrongLength(0)),
+            (format!("chorus-key-{}zz", &hex[2..]), NotHex(62)),
+            (format!("chorus-key-+f{}", &hex[2..]), NotHex(0)),
+        ];
+        for (text, error) in cases {
+            assert_eq!(text.parse::<ClusterKey>(), Err(error), "{text}");
+        }
+        assert!(MissingPrefix.to_string().contains(KEY_PREFIX));
+    }
+
+    /// The development key is part of the interface: nodes of different builds on one laptop
+    /// must derive the same CA from it.
+    #[test]
+    fn development_key_is_fixed() {
+        let key = ClusterKey::development();
+        assert!(key.is_development() && !ClusterKey::generate().is_development());
+        let text = "chorus-key-63686f7275732d646576656c6f706d656e742d6b65792d696e73656375726521";
+        assert_eq!(key.to_string(), text);
+        assert!(text.parse::<ClusterKey>().unwrap().is_development());
+    }
+}
