@@ -207,6 +207,22 @@ impl Body {
         if members > 2 * MEMBERS_MAX {
             return Err(format!("{members} members in one message, the maximum is {MEMBERS_MAX}"));
         }
+        if let Body::Delta(delta) = self {
+            // A group's range lets the receiver count writes as seen without receiving them,
+            // so a group whose updates lie outside it, or belong to another writer, is refused
+            // whole: accepting it could skip writes for good.
+            for group in &delta.groups {
+                let outside = |u: &Update| {
+                    u.stamp.node != group.node || u.seq <= group.from || u.seq > group.to
+                };
+                if group.from > group.to || group.updates.iter().any(outside) {
+                    return Err(format!(
+                        "a delta group of {} does not hold to its range",
+                        group.node
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 }

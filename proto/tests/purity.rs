@@ -265,7 +265,7 @@ fn proto_sources_name_no_clock_thread_socket_file_os_randomness_or_hash_map() {
     for path in &files {
         let source = std::fs::read_to_string(path)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        let name = path.strip_prefix(root).unwrap_or(path).display().to_string();
+        let name = format!("proto/{}", path.strip_prefix(root).unwrap_or(path).display());
         findings.extend(scan_source(&name, &source));
     }
     let report: Vec<String> = findings.iter().map(Finding::to_string).collect();
@@ -417,7 +417,7 @@ fn f<'a>(x: &'a str) -> char {
     let _ = '"';
     let _ = std::thread::spawn(|| ());
     let _: HashMap<u8, u8>;
-    let _ = Instantly;
+    let _ = Instantly; let _ = "\\"; let _: HashSet<u8>;
     let _ = rand::rng();
     '\''
 }
@@ -432,6 +432,7 @@ fn f<'a>(x: &'a str) -> char {
         (6, "Instant"),
         (13, "std::thread"),
         (14, "HashMap"),
+        (15, "HashSet"),
         (16, "rand::rng("),
     ];
     let expected: Vec<(usize, String)> =

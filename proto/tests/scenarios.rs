@@ -207,3 +207,30 @@ fn garbage_bytes_yield_an_error_and_change_nothing() {
     assert_eq!(node.stats().messages_invalid, 4);
     assert_eq!(cluster.node(0).store().updates().collect::<Vec<_>>(), before);
 }
+
+#[test]
+fn a_delta_group_that_breaks_its_range_is_refused_whole() {
+    use chorus_proto::codec;
+    use chorus_proto::message::{Body, Envelope};
+    use chorus_proto::{Delta, Group, Key, Stamp, Update, Value};
+
+    let mut cluster = Cluster::new(2);
+    let writer = cluster.id(1);
+    let stamp = Stamp { hlc: chorus_proto::Hlc::new(harness::START_MS, 0), node: writer };
+    let update = Update {
+        key: Key::new("k").unwrap(),
+        stamp,
+        seq: 9,
+        value: Some(Value::new("v").unwrap()),
+        expires_at_ms: None,
+    };
+    // The update's seq lies outside (0, 5]: accepting the group would mark 1..=5 seen.
+    let group = Group { node: writer, from: 0, to: 5, updates: vec![update] };
+    let envelope = Envelope { sender: writer, body: Body::Delta(Delta { groups: vec![group] }) };
+    let bytes = codec::encode(&envelope).unwrap();
+    let now = cluster.local_now(0);
+    let node = cluster.nodes[0].as_mut().unwrap();
+    assert!(node.handle_message(now, harness::addr(1), &bytes).is_err());
+    assert_eq!(node.store().vector().base(writer), 0);
+    assert_eq!(node.get(&Key::new("k").unwrap(), now), None);
+}
