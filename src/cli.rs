@@ -223,6 +223,8 @@ async fn node(args: NodeArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
+    // Logged before joining, so a node that cannot join still says where it listens.
+    tracing::info!(name = %handle.name(), id = %handle.id(), listen = %handle.addr(), "listening");
     tokio::select! {
         () = handle.joined() => {}
         () = shutdown_signal() => {
@@ -237,7 +239,13 @@ async fn node(args: NodeArgs) -> i32 {
         println!("ready name={} id={} listen={}", handle.name(), handle.id(), handle.addr());
     }
     let _ = std::io::stdout().flush();
-    shutdown_signal().await;
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = handle.failed() => {
+            tracing::error!("the node's driver stopped unexpectedly; exiting so a supervisor can restart it");
+            return EXIT_FAILED;
+        }
+    }
     tracing::info!("shutting down: handing off writes and announcing departure");
     let handed_off = handle.shutdown().await;
     if !handed_off {
@@ -261,8 +269,13 @@ async fn shutdown_signal() {
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // Colours only on a terminal: escape codes make a log file or a journal hard to read.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .try_init();
 }
 
 async fn client(command: Command) -> Result<i32, ClientError> {
@@ -311,22 +324,26 @@ async fn client(command: Command) -> Result<i32, ClientError> {
             let mut remaining = limit.unwrap_or(u64::MAX);
             let mut after: Option<Vec<u8>> = None;
             let mut stdout = std::io::stdout().lock();
+            // With --json the keys go in one object (DESIGN 7.3), so they are collected first.
+            let mut listed = Vec::new();
             while remaining > 0 {
                 let page = remaining.min(u64::from(chorus_proto::rpc::LIST_LIMIT_MAX)) as u32;
                 let (keys, more) = client.list(prefix.as_bytes(), after.as_deref(), page).await?;
                 remaining -= keys.len() as u64;
                 for key in &keys {
-                    let line = if connect.json {
-                        json!({ "key": key.to_string() }).to_string()
+                    if connect.json {
+                        listed.push(key.to_string());
                     } else {
-                        key.to_string()
-                    };
-                    let _ = writeln!(stdout, "{line}");
+                        let _ = writeln!(stdout, "{key}");
+                    }
                 }
                 match keys.last() {
                     Some(last) if more => after = Some(last.as_bytes().to_vec()),
                     _ => break,
                 }
+            }
+            if connect.json {
+                let _ = writeln!(stdout, "{}", json!({ "prefix": prefix, "keys": listed }));
             }
             Ok(0)
         }
@@ -340,18 +357,14 @@ async fn client(command: Command) -> Result<i32, ClientError> {
         }
         Command::Members { connect } => {
             let client = Client::connect(&connect.node, &connect.cluster_keys).await?;
-            for member in client.members().await? {
-                if connect.json {
-                    println!("{}", member_json(&member));
-                } else {
-                    println!(
-                        "{} {} {} {}",
-                        member.name,
-                        member.id,
-                        member.addr,
-                        member.state.as_str()
-                    );
-                }
+            let members = client.members().await?;
+            if connect.json {
+                let members: Vec<_> = members.iter().map(member_json).collect();
+                println!("{}", json!({ "members": members }));
+                return Ok(0);
+            }
+            for member in members {
+                println!("{} {} {} {}", member.name, member.id, member.addr, member.state.as_str());
             }
             Ok(0)
         }

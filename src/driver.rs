@@ -199,7 +199,9 @@ impl Driver {
         let latest = self.next_cursor - 1;
         let Some(after) = after else { return Ok((Vec::new(), receiver, latest)) };
         let oldest = self.history.front().map_or(self.next_cursor, |change| change.cursor);
-        if after + 1 < oldest {
+        // A cursor above the latest was never issued here (it comes from before a restart, or
+        // from another node): resuming after it would skip every change up to it, silently.
+        if after > latest || after.saturating_add(1) < oldest {
             return Err(RpcError::CursorExpired);
         }
         let missed = self.history.iter().filter(|change| change.cursor > after).cloned().collect();

@@ -5,6 +5,9 @@ use chorus_proto::codec::{self, CodecError, FRAME_HEADER_SIZE};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// Most bytes reserved for a frame body before any of it arrived.
+pub const FRAME_PREALLOCATE_MAX: usize = 64 * 1024;
+
 /// Why a frame could not be read or written.
 #[derive(Debug)]
 pub enum FrameError {
@@ -37,8 +40,16 @@ pub async fn read_body(recv: &mut quinn::RecvStream) -> Result<Vec<u8>, FrameErr
         Err(error) => return Err(FrameError::Stream(error.to_string())),
     }
     let size = codec::frame_length(header).map_err(FrameError::Codec)?;
-    let mut body = vec![0u8; size];
-    recv.read_exact(&mut body).await.map_err(|error| FrameError::Stream(error.to_string()))?;
+    // Grow the buffer as bytes arrive rather than trusting the announced length: a peer that
+    // announces a large frame on many streams and sends nothing then costs nothing.
+    let mut body = Vec::with_capacity(size.min(FRAME_PREALLOCATE_MAX));
+    while body.len() < size {
+        let chunk = recv.read_chunk(size - body.len(), true).await;
+        match chunk.map_err(|error| FrameError::Stream(error.to_string()))? {
+            Some(chunk) => body.extend_from_slice(&chunk.bytes),
+            None => return Err(FrameError::Stream("stream ended inside a frame".into())),
+        }
+    }
     Ok(body)
 }
 

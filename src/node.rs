@@ -197,6 +197,17 @@ impl NodeHandle {
         handed_off
     }
 
+    /// Completes if the driver task ends on its own, which only a bug can cause (a panic):
+    /// the node then serves nothing, and its process should exit so a supervisor restarts it.
+    pub async fn failed(&mut self) {
+        match self.tasks.first_mut() {
+            Some(driver) => {
+                let _ = driver.await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
     /// Stops at once, as a crash would (no departure, no handoff).
     pub fn stop(self) {
         for task in &self.tasks {

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::frame;
-use crate::tls::SERVER_NAME;
+use crate::tls::{SERVER_NAME, tls_alert};
 
 /// Messages queued per peer and lane before new ones are dropped.
 pub const LANE_QUEUE_MAX: usize = 1024;
@@ -130,6 +130,8 @@ impl LaneTask {
     async fn run(self, mut queue: mpsc::Receiver<Vec<u8>>) {
         let mut stream: Option<(quinn::Connection, quinn::SendStream)> = None;
         let mut retry_at = Instant::now();
+        // A refused cluster key is reported once per run of failures, not every retry.
+        let mut refused_reported = false;
         while let Some(bytes) = queue.recv().await {
             if stream.as_ref().is_some_and(|(connection, _)| connection.close_reason().is_some()) {
                 stream = None;
@@ -140,8 +142,15 @@ impl LaneTask {
                     continue;
                 }
                 match self.open().await {
-                    Ok(opened) => stream = Some(opened),
-                    Err(why) => {
+                    Ok(opened) => {
+                        stream = Some(opened);
+                        refused_reported = false;
+                    }
+                    Err(OpenError { why, refused }) => {
+                        if refused && !refused_reported {
+                            tracing::warn!(peer = %self.addr, %why, "the peer refused the TLS handshake: does it use the same cluster key?");
+                            refused_reported = true;
+                        }
                         tracing::debug!(peer = %self.addr, %why, "peer unreachable");
                         self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
                         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -163,21 +172,39 @@ impl LaneTask {
         }
     }
 
-    async fn open(&self) -> Result<(quinn::Connection, quinn::SendStream), String> {
-        let target = resolve(&self.addr).await?;
+    async fn open(&self) -> Result<(quinn::Connection, quinn::SendStream), OpenError> {
+        let target = resolve(&self.addr).await.map_err(OpenError::from)?;
         if self.firewall.blocks(&target) {
-            return Err("blocked".into());
+            return Err(OpenError::from("blocked".to_string()));
         }
         let connecting = self
             .endpoint
             .connect_with(self.client_config.clone(), target, SERVER_NAME)
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| OpenError::from(error.to_string()))?;
         let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
-            .map_err(|_| "connection timed out".to_string())?
-            .map_err(|error| error.to_string())?;
-        let send = connection.open_uni().await.map_err(|error| error.to_string())?;
+            .map_err(|_| OpenError::from("connection timed out".to_string()))?
+            .map_err(|error| OpenError::from(&error))?;
+        let send = connection.open_uni().await.map_err(|error| OpenError::from(&error))?;
         Ok((connection, send))
+    }
+}
+
+/// Why a lane could not open its stream, and whether TLS refused it (a different cluster key).
+struct OpenError {
+    why: String,
+    refused: bool,
+}
+
+impl From<String> for OpenError {
+    fn from(why: String) -> OpenError {
+        OpenError { why, refused: false }
+    }
+}
+
+impl From<&quinn::ConnectionError> for OpenError {
+    fn from(error: &quinn::ConnectionError) -> OpenError {
+        OpenError { why: error.to_string(), refused: tls_alert(error).is_some() }
     }
 }
 
