@@ -123,6 +123,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure throughput, latency and propagation (like redis-benchmark).
+    Bench(crate::bench::BenchArgs),
     /// Run a guided demo on a local five-node cluster.
     Demo {
         /// Nodes in the demo cluster.
@@ -189,16 +191,17 @@ async fn run(command: Command) -> i32 {
         Command::Keygen { json } => {
             let key = ClusterKey::generate();
             if json {
-                println!(
+                out!(
                     "{}",
                     json!({ "cluster_key": key.to_string(), "fingerprint": key.fingerprint() })
                 );
             } else {
-                println!("{key}");
+                out!("{key}");
             }
             0
         }
         Command::Demo { nodes, json } => crate::demo::run(nodes.into(), json).await,
+        Command::Bench(args) => crate::bench::run(args).await,
         client_command => match client(client_command).await {
             Ok(code) => code,
             Err(error) => report(&error),
@@ -234,9 +237,9 @@ async fn node(args: NodeArgs) -> i32 {
     }
     if args.json {
         let line = json!({"ready": true, "name": handle.name(), "id": handle.id().to_string(), "listen": handle.addr().to_string()});
-        println!("{line}");
+        out!("{line}");
     } else {
-        println!("ready name={} id={} listen={}", handle.name(), handle.id(), handle.addr());
+        out!("ready name={} id={} listen={}", handle.name(), handle.id(), handle.addr());
     }
     let _ = std::io::stdout().flush();
     tokio::select! {
@@ -303,14 +306,14 @@ async fn client(command: Command) -> Result<i32, ClientError> {
             let client = Client::connect(&connect.node, &connect.cluster_keys).await?;
             let Some((value, stamp)) = client.get(key.as_bytes()).await? else {
                 if connect.json {
-                    println!("{}", json!({ "key": key, "found": false }));
+                    out!("{}", json!({ "key": key, "found": false }));
                 }
                 return Ok(EXIT_FAILED);
             };
             if connect.json {
                 let mut object = json!({ "key": key, "found": true, "stamp": stamp_json(&stamp) });
                 bytes_json(&mut object, "value", value.as_bytes());
-                println!("{object}");
+                out!("{object}");
             } else {
                 let mut stdout = std::io::stdout().lock();
                 let _ = stdout.write_all(value.as_bytes());
@@ -323,7 +326,6 @@ async fn client(command: Command) -> Result<i32, ClientError> {
             let prefix = prefix.unwrap_or_default();
             let mut remaining = limit.unwrap_or(u64::MAX);
             let mut after: Option<Vec<u8>> = None;
-            let mut stdout = std::io::stdout().lock();
             // With --json the keys go in one object (DESIGN 7.3), so they are collected first.
             let mut listed = Vec::new();
             while remaining > 0 {
@@ -334,7 +336,7 @@ async fn client(command: Command) -> Result<i32, ClientError> {
                     if connect.json {
                         listed.push(key.to_string());
                     } else {
-                        let _ = writeln!(stdout, "{key}");
+                        out!("{key}");
                     }
                 }
                 match keys.last() {
@@ -343,7 +345,7 @@ async fn client(command: Command) -> Result<i32, ClientError> {
                 }
             }
             if connect.json {
-                let _ = writeln!(stdout, "{}", json!({ "prefix": prefix, "keys": listed }));
+                out!("{}", json!({ "prefix": prefix, "keys": listed }));
             }
             Ok(0)
         }
@@ -360,11 +362,11 @@ async fn client(command: Command) -> Result<i32, ClientError> {
             let members = client.members().await?;
             if connect.json {
                 let members: Vec<_> = members.iter().map(member_json).collect();
-                println!("{}", json!({ "members": members }));
+                out!("{}", json!({ "members": members }));
                 return Ok(0);
             }
             for member in members {
-                println!("{} {} {} {}", member.name, member.id, member.addr, member.state.as_str());
+                out!("{} {} {} {}", member.name, member.id, member.addr, member.state.as_str());
             }
             Ok(0)
         }
@@ -374,7 +376,9 @@ async fn client(command: Command) -> Result<i32, ClientError> {
             print_stats(&stats, connect.json);
             Ok(0)
         }
-        Command::Node(_) | Command::Keygen { .. } | Command::Demo { .. } => Ok(EXIT_USAGE),
+        Command::Node(_) | Command::Keygen { .. } | Command::Demo { .. } | Command::Bench(_) => {
+            Ok(EXIT_USAGE)
+        }
     }
 }
 
@@ -419,16 +423,16 @@ fn print_write(result: &WriteResult, json: bool) -> i32 {
                 "missing": wait.missing.iter().map(member_json).collect::<Vec<_>>(),
             });
         }
-        println!("{object}");
+        out!("{object}");
     } else {
-        println!("{}", result.stamp);
+        out!("{}", result.stamp);
         if let Some(wait) = &result.wait {
             let names = |members: &[MemberInfo]| {
                 members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(",")
             };
-            println!("confirmed={}", names(&wait.confirmed));
+            out!("confirmed={}", names(&wait.confirmed));
             if !wait.complete {
-                println!("missing={}", names(&wait.missing));
+                out!("missing={}", names(&wait.missing));
             }
         }
     }
@@ -454,13 +458,13 @@ fn print_change(change: &Change, json: bool) {
         if let Some(stamp) = &change.stamp {
             object["stamp"] = stamp_json(stamp);
         }
-        println!("{object}");
+        out!("{object}");
     } else {
         match (change.kind, &change.value) {
-            (ChangeKind::Put, Some(value)) => println!("put {key} {}", escape(value.as_bytes())),
-            (ChangeKind::Put, None) => println!("put {key}"),
-            (ChangeKind::Delete, _) => println!("del {key}"),
-            (ChangeKind::Expire, _) => println!("expire {key}"),
+            (ChangeKind::Put, Some(value)) => out!("put {key} {}", escape(value.as_bytes())),
+            (ChangeKind::Put, None) => out!("put {key}"),
+            (ChangeKind::Delete, _) => out!("del {key}"),
+            (ChangeKind::Expire, _) => out!("expire {key}"),
         }
     }
     let _ = std::io::stdout().flush();
@@ -498,12 +502,12 @@ fn print_stats(stats: &StatsReport, json: bool) {
     if json {
         let object: serde_json::Map<String, serde_json::Value> =
             fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        println!("{}", serde_json::Value::Object(object));
+        out!("{}", serde_json::Value::Object(object));
     } else {
         for (name, value) in fields {
             match value {
-                serde_json::Value::String(text) => println!("{name}={text}"),
-                other => println!("{name}={other}"),
+                serde_json::Value::String(text) => out!("{name}={text}"),
+                other => out!("{name}={other}"),
             }
         }
     }

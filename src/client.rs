@@ -1,10 +1,12 @@
 //! `chorus::Client`: the Rust client of a node's RPC, used by the CLI, the demo and tests.
 //!
-//! One QUIC connection per client (ALPN `chorus-rpc/1`, mutual TLS from the cluster key); each
-//! request opens its own bidirectional stream, so concurrent requests do not queue behind one
-//! another.
+//! One QUIC connection per client (ALPN `chorus-rpc/1`, mutual TLS from the cluster key).
+//! Each request in flight has a bidirectional stream of its own, so concurrent requests do not
+//! queue behind one another; a stream whose exchange completed is kept for the next request,
+//! because opening, accepting and closing a stream per request cost more than the request.
 
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chorus_proto::rpc::{Change, MemberInfo, Request, Response, RpcError, StatsReport, WaitReport};
@@ -19,6 +21,13 @@ pub const CLIENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Extra time a request waits beyond a write's own wait timeout before giving up on the node.
 pub const REQUEST_TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
+
+/// Idle request streams a client keeps for reuse: its recent peak of concurrent requests, up
+/// to this many. Each holds one of the node's stream credits (quinn allows 100 by default).
+pub const IDLE_STREAMS_MAX: usize = 64;
+
+/// A request stream between two exchanges.
+type Stream = (quinn::SendStream, quinn::RecvStream);
 
 /// Why a client call failed.
 #[derive(Debug)]
@@ -80,12 +89,26 @@ pub struct WriteResult {
 /// A connection to one node.
 pub struct Client {
     connection: quinn::Connection,
+    idle: Mutex<Vec<Stream>>,
     _endpoint: quinn::Endpoint,
 }
 
 impl Client {
     /// Connects to the node at `addr` (`host:port`) with `keys` (empty: the development key).
     pub async fn connect(addr: &str, keys: &[ClusterKey]) -> Result<Client, ClientError> {
+        let mut clients = Client::connect_many(addr, keys, 1).await?;
+        // Invariant: connect_many returns `count` clients or an error.
+        clients.pop().ok_or_else(|| ClientError::Protocol("no connection".into()))
+    }
+
+    /// Opens `count` clients of the node at `addr`, each with a connection of its own, all
+    /// from one local endpoint (one UDP socket, one TLS identity): what a load generator
+    /// such as `chorus bench` needs, without a socket and a certificate per connection.
+    pub async fn connect_many(
+        addr: &str,
+        keys: &[ClusterKey],
+        count: usize,
+    ) -> Result<Vec<Client>, ClientError> {
         let target = transport::resolve(addr).await.map_err(ClientError::Unreachable)?;
         let keys = if keys.is_empty() { vec![ClusterKey::development()] } else { keys.to_vec() };
         let identity = TlsIdentity::new(&keys).map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -95,15 +118,26 @@ impl Client {
             if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
         let endpoint =
             quinn::Endpoint::client(bind).map_err(|e| ClientError::Unreachable(e.to_string()))?;
-        let connecting = endpoint
-            .connect_with(config, target, SERVER_NAME)
-            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
-        let connection = match tokio::time::timeout(CLIENT_CONNECT_TIMEOUT, connecting).await {
-            Err(_) => return Err(ClientError::Unreachable(format!("{addr}: no answer"))),
-            Ok(Err(error)) => return Err(connection_error(addr, &error)),
-            Ok(Ok(connection)) => connection,
-        };
-        Ok(Client { connection, _endpoint: endpoint })
+        let mut connecting = Vec::with_capacity(count);
+        for _ in 0..count {
+            let attempt = endpoint
+                .connect_with(config.clone(), target, SERVER_NAME)
+                .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+            connecting.push(tokio::time::timeout(CLIENT_CONNECT_TIMEOUT, attempt));
+        }
+        // The handshakes run concurrently: the connection driver tasks make progress on all of
+        // them while this awaits the first.
+        let mut clients = Vec::with_capacity(count);
+        for attempt in connecting {
+            let connection = match attempt.await {
+                Err(_) => return Err(ClientError::Unreachable(format!("{addr}: no answer"))),
+                Ok(Err(error)) => return Err(connection_error(addr, &error)),
+                Ok(Ok(connection)) => connection,
+            };
+            let idle = Mutex::new(Vec::new());
+            clients.push(Client { connection, idle, _endpoint: endpoint.clone() });
+        }
+        Ok(clients)
     }
 
     /// Sends one request and reads its response, waiting at most `timeout`.
@@ -112,12 +146,23 @@ impl Client {
         request: &Request,
         timeout: Duration,
     ) -> Result<Response, ClientError> {
+        // A stream goes back to the pool only after a complete exchange; one abandoned halfway
+        // (an error, or the timeout dropping this future) is dropped, which resets it, so a
+        // late answer can never be read as the answer to another request.
         let exchange = async {
-            let (mut send, mut recv) =
-                self.connection.open_bi().await.map_err(|e| self.failed(e.to_string()))?;
+            let (mut send, mut recv) = match self.take_idle() {
+                Some(stream) => stream,
+                None => self.connection.open_bi().await.map_err(|e| self.failed(e.to_string()))?,
+            };
             frame::write(&mut send, request).await.map_err(|e| self.frame_failed(e))?;
-            let _ = send.finish();
-            frame::read::<Response>(&mut recv).await.map_err(|e| self.frame_failed(e))
+            let response =
+                frame::read::<Response>(&mut recv).await.map_err(|e| self.frame_failed(e))?;
+            // The node ends a stream after a request it could not read (answered with
+            // `InvalidRequest`, as are a few others): such a stream is not reused.
+            if !matches!(response, Response::Error(RpcError::InvalidRequest(_))) {
+                self.keep_idle((send, recv));
+            }
+            Ok(response)
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(Response::Error(error))) => Err(ClientError::Rpc(error)),
@@ -225,6 +270,27 @@ impl Client {
         }
     }
 
+    fn take_idle(&self) -> Option<Stream> {
+        self.lock_idle().pop()
+    }
+
+    fn keep_idle(&self, (mut send, recv): Stream) {
+        let mut idle = self.lock_idle();
+        if idle.len() < IDLE_STREAMS_MAX {
+            idle.push((send, recv));
+        } else {
+            drop(idle);
+            // Finishing tells the node this stream is done; reading to its end is not needed.
+            let _ = send.finish();
+        }
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Stream>> {
+        // A poisoned lock only means a panic elsewhere while holding it; the pool is still
+        // a valid list of streams.
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Turns a stream failure into the reason the connection closed, if it did: a refused
     /// certificate shows up on the first stream, not at connect.
     fn failed(&self, why: String) -> ClientError {
@@ -279,4 +345,86 @@ fn unexpected(result: Result<Response, ClientError>) -> ClientError {
 
 fn duration_ms(duration: Duration) -> u64 {
     duration.as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NodeHandle, NodeOptions};
+
+    async fn node() -> NodeHandle {
+        let options = NodeOptions::new(([127, 0, 0, 1], 0).into(), Vec::new());
+        NodeHandle::start(options).await.expect("a node on loopback")
+    }
+
+    fn text(found: Option<(Value, Stamp)>) -> Option<String> {
+        found.map(|(value, _)| String::from_utf8_lossy(value.as_bytes()).into_owned())
+    }
+
+    #[tokio::test]
+    async fn streams_are_reused_and_every_answer_matches_its_request() {
+        let node = node().await;
+        let client = Client::connect(&node.addr().to_string(), &[]).await.expect("connect");
+        // One at a time: each read sees the write before it (read-your-writes).
+        for round in 0..200 {
+            let value = format!("v{round}");
+            client.put("k", &value, WriteOptions::default()).await.expect("put");
+            assert_eq!(text(client.get("k").await.expect("get")), Some(value));
+        }
+        assert_eq!(client.lock_idle().len(), 1, "one stream served every sequential request");
+
+        // More at once than the pool keeps and than the node's stream credit (100).
+        let requests = (0..150).map(|index| {
+            let client = &client;
+            async move {
+                let key = format!("key/{index}");
+                client.put(&key, &key, WriteOptions::default()).await.expect("put");
+                (text(client.get(&key).await.expect("get")), key)
+            }
+        });
+        for (found, key) in futures_join(requests).await {
+            assert_eq!(found, Some(key));
+        }
+        let idle = client.lock_idle().len();
+        assert!((2..=IDLE_STREAMS_MAX).contains(&idle), "{idle} idle streams");
+        node.stop();
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_request_does_not_answer_the_next_one() {
+        let node = node().await;
+        let client = Client::connect(&node.addr().to_string(), &[]).await.expect("connect");
+        client.put("k", "old", WriteOptions::default()).await.expect("put");
+        // A request abandoned after it went out (a caller's timeout drops the future there).
+        let get = Request::Get { key: Key::new("k").expect("a key") };
+        let mut abandoned = Box::pin(client.request(&get, REQUEST_TIMEOUT_MARGIN));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(abandoned.as_mut().poll(&mut context).is_pending(), "no answer without waiting");
+        drop(abandoned);
+        client.put("k", "new", WriteOptions::default()).await.expect("put");
+        assert_eq!(text(client.get("k").await.expect("get")), Some("new".into()));
+        node.stop();
+    }
+
+    /// Runs the futures concurrently on this task and returns their outputs in order.
+    async fn futures_join<F: std::future::Future>(
+        futures: impl Iterator<Item = F>,
+    ) -> Vec<F::Output> {
+        let mut pending: Vec<_> = futures.map(Box::pin).collect();
+        let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+        std::future::poll_fn(|context| {
+            let mut done = true;
+            for (future, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+                if output.is_none() {
+                    match future.as_mut().poll(context) {
+                        std::task::Poll::Ready(value) => *output = Some(value),
+                        std::task::Poll::Pending => done = false,
+                    }
+                }
+            }
+            if done { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+        })
+        .await;
+        outputs.into_iter().flatten().collect()
+    }
 }

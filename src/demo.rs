@@ -261,9 +261,9 @@ impl Demo {
         if self.json {
             detail["step"] = json!(step);
             detail["text"] = json!(text);
-            println!("{detail}");
+            out!("{detail}");
         } else {
-            println!("{text}");
+            out!("{text}");
         }
     }
 

@@ -1,12 +1,19 @@
-//! The driver: the one task that owns the `proto::Node` and the only code that calls it.
+//! The driver: the `proto::Node` of a running node, and the only code that calls it.
 //!
-//! It feeds the node wall-clock time, received messages, client commands and timer expiries,
+//! It feeds the node wall-clock time, received messages, client requests and timer expiries,
 //! and after every call drains the node's outputs (the drain contract of `chorus-proto`):
 //! transmits go to the transport's bounded lanes, events answer waiting clients, feed
 //! watchers and the log.
+//!
+//! The node sits behind one mutex in [`Shared`], and the task that has something for it calls
+//! it directly: an RPC stream task answers its own request, a gossip stream task merges its
+//! own message, and the timer task ([`run_timers`]) runs the node's timers. A request thus
+//! costs no hop to another task and back, and every call still sees the node alone, so reads
+//! on a node see every write it accepted before (read-your-writes). No call awaits while
+//! holding the lock: each is a short, synchronous step of the state machine.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chorus_proto::rpc::{
@@ -14,37 +21,36 @@ use chorus_proto::rpc::{
     WaitReport,
 };
 use chorus_proto::{Addr, Event, Key, MemberState, Node, NodeId, WaitId, WaitOutcome, WriteError};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{Notify, broadcast, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::transport::{Inbound, Transport};
-
-/// Client commands queued for the driver before new ones wait.
-pub const COMMAND_QUEUE_MAX: usize = 4096;
-
-/// Received gossip messages queued for the driver before readers wait.
-pub const INBOUND_QUEUE_MAX: usize = 4096;
 
 /// What a watcher receives: missed changes, then live ones, and the cursor of the latest
 /// change at the moment of subscribing.
 pub type Subscription = (Vec<Change>, broadcast::Receiver<Change>, u64);
 
-/// A request for the driver.
-pub enum Command {
-    /// An RPC request with one response.
-    Request(Request, oneshot::Sender<Response>),
-    /// Subscribe to changes after a cursor (or from now).
-    Watch(Option<u64>, oneshot::Sender<Result<Subscription, RpcError>>),
-    /// Leave gracefully; answered once the handoff is done.
-    Leave(oneshot::Sender<()>),
+/// The answer to a request: at once, or once a write's wait ends.
+pub enum Answer {
+    /// The response.
+    Now(Response),
+    /// The response of a write that waits for other nodes, when the wait ends.
+    Later(oneshot::Receiver<Response>),
 }
 
-/// The driver's state. Runs until every command sender and the inbound channel are gone.
+/// The driver shared by the tasks that call into the node. A panic inside the node poisons
+/// the lock; from then on every call fails as if the node had stopped, and the timer task
+/// ends, which `NodeHandle::failed` reports.
+pub struct Shared {
+    driver: Mutex<Driver>,
+    /// Wakes the timer task when a call moved the node's next deadline earlier.
+    rearm: Notify,
+}
+
+/// The driver's state.
 pub struct Driver {
     node: Node,
     transport: Transport,
-    commands: mpsc::Receiver<Command>,
-    inbound: mpsc::Receiver<Inbound>,
     waits: BTreeMap<WaitId, oneshot::Sender<Response>>,
     history: VecDeque<Change>,
     next_cursor: u64,
@@ -53,6 +59,8 @@ pub struct Driver {
     leaving: Vec<oneshot::Sender<()>>,
     started: Instant,
     transport_stats: Arc<crate::transport::TransportStats>,
+    /// The deadline (wall ms) the timer task sleeps until.
+    timer_ms: u64,
 }
 
 /// Wall-clock milliseconds since the Unix epoch: the only clock the protocol sees.
@@ -60,22 +68,18 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
-impl Driver {
-    /// A driver for `node`.
+impl Shared {
+    /// A driver for `node`, shared.
     pub fn new(
         node: Node,
         transport: Transport,
-        commands: mpsc::Receiver<Command>,
-        inbound: mpsc::Receiver<Inbound>,
         joined: watch::Sender<bool>,
         transport_stats: Arc<crate::transport::TransportStats>,
-    ) -> Driver {
+    ) -> Arc<Shared> {
         let (changes, _) = broadcast::channel(WATCH_HISTORY_MAX);
-        Driver {
+        let mut driver = Driver {
             node,
             transport,
-            commands,
-            inbound,
             waits: BTreeMap::new(),
             history: VecDeque::new(),
             next_cursor: 1,
@@ -84,31 +88,115 @@ impl Driver {
             leaving: Vec::new(),
             started: Instant::now(),
             transport_stats,
+            timer_ms: 0,
+        };
+        // Whatever the node did before the driver existed (a join) goes out now.
+        driver.drain();
+        Arc::new(Shared { driver: Mutex::new(driver), rearm: Notify::new() })
+    }
+
+    /// Answers an RPC request (not `Watch`, which is a stream: see [`Shared::subscribe`]).
+    pub fn request(&self, request: Request) -> Answer {
+        let Some(mut driver) = self.lock() else {
+            return Answer::Now(Response::Error(RpcError::ShuttingDown));
+        };
+        let answer = driver.request(request);
+        self.settle(driver);
+        answer
+    }
+
+    /// Merges a received gossip message.
+    pub fn message(&self, inbound: Inbound) {
+        if let Some(mut driver) = self.lock() {
+            driver.message(inbound);
+            self.settle(driver);
         }
     }
 
-    /// Runs the node until its channels close.
-    pub async fn run(mut self) {
-        self.drain();
-        loop {
-            let now = now_ms();
-            let wake = Instant::now()
-                + Duration::from_millis(self.node.poll_timeout().saturating_sub(now));
-            tokio::select! {
-                command = self.commands.recv() => match command {
-                    Some(command) => self.command(command),
-                    None => break,
-                },
-                message = self.inbound.recv() => match message {
-                    Some(message) => self.message(message),
-                    None => break,
-                },
-                () = tokio::time::sleep_until(wake) => self.node.handle_timeout(now_ms()),
+    /// Subscribes to changes after a cursor (or from now).
+    pub fn subscribe(&self, after: Option<u64>) -> Result<Subscription, RpcError> {
+        let mut driver = self.lock().ok_or(RpcError::ShuttingDown)?;
+        driver.subscribe(after)
+    }
+
+    /// Starts a graceful leave; the receiver completes once the handoff is done.
+    pub fn leave(&self) -> oneshot::Receiver<()> {
+        let (done, finished) = oneshot::channel();
+        if let Some(mut driver) = self.lock() {
+            driver.leaving.push(done);
+            driver.node.leave(now_ms());
+            self.settle(driver);
+        }
+        finished
+    }
+
+    /// The driver, unless a panic inside it poisoned the lock.
+    fn lock(&self) -> Option<MutexGuard<'_, Driver>> {
+        self.driver.lock().ok()
+    }
+
+    /// After a call: drains the node's outputs, and wakes the timer task if the node's next
+    /// deadline is now earlier than the one it sleeps until (a push batch to flush).
+    fn settle(&self, mut driver: MutexGuard<'_, Driver>) {
+        driver.drain();
+        let next = driver.node.poll_timeout();
+        if next < driver.timer_ms {
+            driver.timer_ms = next;
+            drop(driver);
+            self.rearm.notify_one();
+        }
+    }
+}
+
+/// Runs the node's timers (anti-entropy rounds, wait deadlines, expiries) until the driver
+/// fails, and sends eager pushes as soon as the calls that queued them are over.
+///
+/// Pushes are batched by readiness rather than by the protocol's window: a call that queues
+/// a push wakes this task, which first yields until its worker has run every other task that
+/// was ready (tokio runs a yielded task after them), then flushes. A burst of writes thus
+/// shares one message per peer, and an isolated write waits microseconds, not the window's
+/// milliseconds at every hop.
+pub async fn run_timers(shared: Arc<Shared>) {
+    while let Some(wake) = shared.arm() {
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => {
+                if !shared.timeout() {
+                    return;
+                }
             }
-            self.drain();
+            // A call queued pushes, or moved another deadline earlier.
+            () = shared.rearm.notified() => tokio::task::yield_now().await,
         }
     }
+}
 
+impl Shared {
+    /// Flushes queued pushes, then says when the timer task should wake next; `None` once the
+    /// driver failed.
+    fn arm(&self) -> Option<Instant> {
+        let mut driver = self.lock()?;
+        let now = now_ms();
+        // A deadline within the batching window is a push flush (or, rarely, another timer
+        // that close, for which flushing early is harmless).
+        if driver.node.poll_timeout() <= now.saturating_add(driver.node.config().push_batch_ms) {
+            driver.node.flush_pushes(now);
+            driver.drain();
+        }
+        driver.timer_ms = driver.node.poll_timeout();
+        let wait_ms = driver.timer_ms.saturating_sub(now);
+        Some(Instant::now() + Duration::from_millis(wait_ms))
+    }
+
+    /// Runs the timers due now; false once the driver failed.
+    fn timeout(&self) -> bool {
+        let Some(mut driver) = self.lock() else { return false };
+        driver.node.handle_timeout(now_ms());
+        driver.drain();
+        true
+    }
+}
+
+impl Driver {
     fn message(&mut self, Inbound { from, bytes }: Inbound) {
         // A socket address in text is far shorter than ADDR_SIZE_MAX.
         let Ok(from) = Addr::new(from.to_string()) else { return };
@@ -117,20 +205,7 @@ impl Driver {
         }
     }
 
-    fn command(&mut self, command: Command) {
-        match command {
-            Command::Request(request, reply) => self.request(request, reply),
-            Command::Watch(after, reply) => {
-                let _ = reply.send(self.subscribe(after));
-            }
-            Command::Leave(done) => {
-                self.leaving.push(done);
-                self.node.leave(now_ms());
-            }
-        }
-    }
-
-    fn request(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+    fn request(&mut self, request: Request) -> Answer {
         let now = now_ms();
         let response = match request {
             Request::Get { key } => {
@@ -143,11 +218,11 @@ impl Driver {
             }
             Request::Put { key, value, ttl_ms, wait, timeout_ms } => {
                 let written = self.node.put(now, key, value, ttl_ms, wait, timeout_ms);
-                return self.written(written, reply);
+                return self.written(written);
             }
             Request::Delete { key, wait, timeout_ms } => {
                 let written = self.node.delete(now, key, wait, timeout_ms);
-                return self.written(written, reply);
+                return self.written(written);
             }
             Request::List { prefix, start_after, limit } => {
                 let limit = limit.min(chorus_proto::rpc::LIST_LIMIT_MAX) as usize;
@@ -163,22 +238,18 @@ impl Driver {
                 Response::Error(RpcError::InvalidRequest("watch is a stream".into()))
             }
         };
-        let _ = reply.send(response);
+        Answer::Now(response)
     }
 
-    fn written(
-        &mut self,
-        written: Result<chorus_proto::Written, WriteError>,
-        reply: oneshot::Sender<Response>,
-    ) {
+    fn written(&mut self, written: Result<chorus_proto::Written, WriteError>) -> Answer {
         match written {
             Ok(written) => match written.wait {
                 Some(wait) => {
+                    let (reply, answer) = oneshot::channel();
                     self.waits.insert(wait, reply);
+                    Answer::Later(answer)
                 }
-                None => {
-                    let _ = reply.send(Response::Written { stamp: written.stamp, wait: None });
-                }
+                None => Answer::Now(Response::Written { stamp: written.stamp, wait: None }),
             },
             Err(error) => {
                 let error = match error {
@@ -189,7 +260,7 @@ impl Driver {
                     WriteError::TooManyWaits => RpcError::Busy,
                     WriteError::InvalidTtl => RpcError::InvalidRequest(error.to_string()),
                 };
-                let _ = reply.send(Response::Error(error));
+                Answer::Now(Response::Error(error))
             }
         }
     }

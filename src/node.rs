@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use chorus_proto::{Addr, Config, Name, Node, NodeId};
 use rand::RngExt;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::driver::{self, Command, Driver};
+use crate::driver::{self, Shared};
 use crate::server;
 use crate::tls::{ALPN_GOSSIP, ALPN_RPC, ClusterKey, TlsIdentity};
 use crate::transport::{self, Firewall, Transport, TransportStats};
@@ -83,7 +83,7 @@ pub struct NodeHandle {
     id: NodeId,
     name: String,
     addr: SocketAddr,
-    commands: mpsc::Sender<Command>,
+    driver: Arc<Shared>,
     joined: watch::Receiver<bool>,
     firewall: Arc<Firewall>,
     endpoint: quinn::Endpoint,
@@ -112,8 +112,9 @@ impl NodeHandle {
             quinn::Endpoint::server(server_config, options.listen).map_err(StartError::Bind)?;
         let addr = endpoint.local_addr().map_err(StartError::Bind)?;
 
-        let mut rng = rand::rng();
-        let id = NodeId(rng.random_range(1..u64::MAX));
+        // The thread-local generator is not `Send`: draw from it without holding it, so this
+        // future can be spawned on any runtime.
+        let id = NodeId(rand::rng().random_range(1..u64::MAX));
         let name =
             options.name.clone().unwrap_or_else(|| format!("{}:{}", host_name(), addr.port()));
         let advertised = options.advertise.clone().unwrap_or_else(|| addr.to_string());
@@ -121,7 +122,7 @@ impl NodeHandle {
             id,
             Name::new(name.clone()).map_err(StartError::Invalid)?,
             Addr::new(advertised).map_err(StartError::Invalid)?,
-            rng.random(),
+            rand::rng().random(),
         );
         if let Some(tune) = options.tune {
             tune(&mut config);
@@ -142,16 +143,13 @@ impl NodeHandle {
         let stats = Arc::new(TransportStats::default());
         let transport =
             Transport::new(endpoint.clone(), gossip_config, firewall.clone(), stats.clone());
-        let (commands, command_queue) = mpsc::channel(driver::COMMAND_QUEUE_MAX);
-        let (inbound, inbound_queue) = mpsc::channel(driver::INBOUND_QUEUE_MAX);
         let (joined_sender, joined) = watch::channel(options.join.is_empty());
-        let driver =
-            Driver::new(node, transport, command_queue, inbound_queue, joined_sender, stats);
+        let driver = Shared::new(node, transport, joined_sender, stats);
         let tasks = vec![
-            tokio::spawn(driver.run()),
-            tokio::spawn(accept(endpoint.clone(), commands.clone(), inbound, firewall.clone())),
+            tokio::spawn(driver::run_timers(driver.clone())),
+            tokio::spawn(accept(endpoint.clone(), driver.clone(), firewall.clone())),
         ];
-        Ok(NodeHandle { id, name, addr, commands, joined, firewall, endpoint, tasks })
+        Ok(NodeHandle { id, name, addr, driver, joined, firewall, endpoint, tasks })
     }
 
     /// The node's identity.
@@ -182,10 +180,7 @@ impl NodeHandle {
     /// Leaves gracefully: no new writes, a peer takes over this node's writes, departure
     /// announced. Returns whether the handoff finished within `timeout`.
     pub async fn leave(&self, timeout: Duration) -> bool {
-        let (done, finished) = oneshot::channel();
-        if self.commands.send(Command::Leave(done)).await.is_err() {
-            return false;
-        }
+        let finished = self.driver.leave();
         matches!(tokio::time::timeout(timeout, finished).await, Ok(Ok(())))
     }
 
@@ -197,7 +192,8 @@ impl NodeHandle {
         handed_off
     }
 
-    /// Completes if the driver task ends on its own, which only a bug can cause (a panic):
+    /// Completes if the driver's timer task ends on its own, which only a bug can cause (a
+    /// panic in the node, which poisons the driver's lock, or in the task itself):
     /// the node then serves nothing, and its process should exit so a supervisor restarts it.
     pub async fn failed(&mut self) {
         match self.tasks.first_mut() {
@@ -218,18 +214,13 @@ impl NodeHandle {
 }
 
 /// Accepts connections and routes them by ALPN: gossip to the driver, RPC to the server.
-async fn accept(
-    endpoint: quinn::Endpoint,
-    commands: mpsc::Sender<Command>,
-    inbound: mpsc::Sender<transport::Inbound>,
-    firewall: Arc<Firewall>,
-) {
+async fn accept(endpoint: quinn::Endpoint, driver: Arc<Shared>, firewall: Arc<Firewall>) {
     while let Some(incoming) = endpoint.accept().await {
         if firewall.blocks(&incoming.remote_address()) {
             incoming.refuse();
             continue;
         }
-        let (commands, inbound, firewall) = (commands.clone(), inbound.clone(), firewall.clone());
+        let (driver, firewall) = (driver.clone(), firewall.clone());
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             let connection = match incoming.await {
@@ -244,8 +235,11 @@ async fn accept(
                 .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
                 .and_then(|data| data.protocol);
             match alpn.as_deref() {
-                Some(ALPN_GOSSIP) => transport::receive_gossip(connection, inbound, firewall).await,
-                Some(ALPN_RPC) => server::serve(connection, commands).await,
+                Some(ALPN_GOSSIP) => {
+                    let deliver = move |inbound| driver.message(inbound);
+                    transport::receive_gossip(connection, deliver, firewall).await
+                }
+                Some(ALPN_RPC) => server::serve(connection, driver).await,
                 _ => connection.close(1u32.into(), b"unknown protocol"),
             }
         });

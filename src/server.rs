@@ -1,15 +1,23 @@
-//! The RPC server: one request per bidirectional stream, answered by the driver.
+//! The RPC server: requests on bidirectional streams, each answered by the stream's own task
+//! through the shared driver.
+//!
+//! A stream carries requests one after another, each answered before the next is read, until
+//! the client finishes it: a client keeps a stream for many requests rather than paying for a
+//! new one each time, and concurrent requests use separate streams. A `watch` request turns
+//! its stream into a stream of changes.
+
+use std::sync::Arc;
 
 use chorus_proto::rpc::{Request, Response, RpcError};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::broadcast;
 
-use crate::driver::Command;
+use crate::driver::{Answer, Shared};
 use crate::frame;
 
 /// Serves every request stream of one client connection.
-pub async fn serve(connection: quinn::Connection, commands: mpsc::Sender<Command>) {
+pub async fn serve(connection: quinn::Connection, driver: Arc<Shared>) {
     while let Ok((send, recv)) = connection.accept_bi().await {
-        tokio::spawn(serve_stream(connection.clone(), send, recv, commands.clone()));
+        tokio::spawn(serve_stream(connection.clone(), send, recv, driver.clone()));
     }
 }
 
@@ -17,35 +25,41 @@ async fn serve_stream(
     connection: quinn::Connection,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    commands: mpsc::Sender<Command>,
+    driver: Arc<Shared>,
 ) {
-    let request: Request = match frame::read(&mut recv).await {
-        Ok(request) => request,
-        Err(frame::FrameError::Closed) => return,
-        Err(why) => {
-            tracing::debug!(%why, "refused a malformed request");
-            let error = RpcError::InvalidRequest(why.to_string());
-            let _ = frame::write(&mut send, &Response::Error(error)).await;
-            let _ = send.finish();
+    loop {
+        let request: Request = match frame::read(&mut recv).await {
+            Ok(request) => request,
+            // The client finished the stream: it has no more requests on it.
+            Err(frame::FrameError::Closed) => break,
+            Err(why) => {
+                // The framing may be lost: answer, then end the stream.
+                tracing::debug!(%why, "refused a malformed request");
+                let error = RpcError::InvalidRequest(why.to_string());
+                let _ = frame::write(&mut send, &Response::Error(error)).await;
+                break;
+            }
+        };
+        let response = match request.validate() {
+            Err(error) => Response::Error(error),
+            Ok(()) => match request {
+                Request::Watch { prefix, after } => {
+                    watch(connection, send, &driver, prefix, after).await;
+                    return;
+                }
+                request => match driver.request(request) {
+                    Answer::Now(response) => response,
+                    // The node is gone if the wait's sender was dropped without an answer.
+                    Answer::Later(answer) => {
+                        answer.await.unwrap_or(Response::Error(RpcError::ShuttingDown))
+                    }
+                },
+            },
+        };
+        if frame::write(&mut send, &response).await.is_err() {
             return;
         }
-    };
-    if let Err(error) = request.validate() {
-        let _ = frame::write(&mut send, &Response::Error(error)).await;
-        let _ = send.finish();
-        return;
     }
-    if let Request::Watch { prefix, after } = request {
-        watch(connection, send, commands, prefix, after).await;
-        return;
-    }
-    let (reply, answer) = oneshot::channel();
-    let response = if commands.send(Command::Request(request, reply)).await.is_err() {
-        Response::Error(RpcError::ShuttingDown)
-    } else {
-        answer.await.unwrap_or(Response::Error(RpcError::ShuttingDown))
-    };
-    let _ = frame::write(&mut send, &response).await;
     let _ = send.finish();
 }
 
@@ -55,7 +69,7 @@ async fn serve_stream(
 async fn watch(
     connection: quinn::Connection,
     mut send: quinn::SendStream,
-    commands: mpsc::Sender<Command>,
+    driver: &Shared,
     prefix: Vec<u8>,
     mut after: Option<u64>,
 ) {
@@ -63,17 +77,12 @@ async fn watch(
         return;
     }
     loop {
-        let (reply, answer) = oneshot::channel();
-        if commands.send(Command::Watch(after, reply)).await.is_err() {
-            return;
-        }
-        let (missed, mut live, now) = match answer.await {
-            Ok(Ok(subscription)) => subscription,
-            Ok(Err(error)) => {
+        let (missed, mut live, now) = match driver.subscribe(after) {
+            Ok(subscription) => subscription,
+            Err(error) => {
                 let _ = frame::write(&mut send, &Response::Error(error)).await;
                 return;
             }
-            Err(_) => return,
         };
         after = Some(after.unwrap_or(now));
         for change in missed {

@@ -218,25 +218,22 @@ pub async fn resolve(addr: &str) -> Result<SocketAddr, String> {
     found.next().ok_or_else(|| format!("{addr}: no address found"))
 }
 
-/// Reads gossip frames from every unidirectional stream of an accepted connection.
+/// Reads gossip frames from every unidirectional stream of an accepted connection and hands
+/// each to `deliver`, which merges it before the stream's next frame is read.
 pub async fn receive_gossip(
     connection: quinn::Connection,
-    inbound: mpsc::Sender<Inbound>,
+    deliver: impl Fn(Inbound) + Clone + Send + 'static,
     firewall: Arc<Firewall>,
 ) {
     let from = connection.remote_address();
     while let Ok(mut recv) = connection.accept_uni().await {
-        let inbound = inbound.clone();
+        let deliver = deliver.clone();
         let firewall = firewall.clone();
         tokio::spawn(async move {
             loop {
                 match frame::read_body(&mut recv).await {
                     Ok(bytes) if firewall.blocks(&from) => drop(bytes),
-                    Ok(bytes) => {
-                        if inbound.send(Inbound { from, bytes }).await.is_err() {
-                            return;
-                        }
-                    }
+                    Ok(bytes) => deliver(Inbound { from, bytes }),
                     Err(frame::FrameError::Closed) => return,
                     Err(why) => {
                         tracing::warn!(peer = %from, %why, "dropping gossip stream");

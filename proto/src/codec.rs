@@ -15,6 +15,10 @@ use crate::limits::MESSAGE_SIZE_MAX;
 /// Bytes in a frame's length prefix.
 pub const FRAME_HEADER_SIZE: usize = 4;
 
+/// Bytes reserved before encoding: most messages (an RPC request or answer, a push of a few
+/// small writes) fit, so encoding them allocates once instead of growing byte by byte.
+const ENCODE_CAPACITY_INITIAL: usize = 256;
+
 /// Why bytes could not be encoded or decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CodecError {
@@ -56,7 +60,11 @@ impl Flavor for BoundedVec {
     type Output = Vec<u8>;
 
     fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        self.try_extend(&[byte])
+        if self.bytes.len() >= self.size_max {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.bytes.push(byte);
+        Ok(())
     }
 
     fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
@@ -97,12 +105,13 @@ pub fn encode_with_limit<T: Serialize>(
     message: &T,
     size_max: usize,
 ) -> Result<Vec<u8>, CodecError> {
-    encode_into(message, Vec::new(), size_max)
+    encode_into(message, Vec::with_capacity(ENCODE_CAPACITY_INITIAL), size_max)
 }
 
 /// Encodes `message` as a frame: a `u32` length, then the body of at most `MESSAGE_SIZE_MAX`.
 pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, CodecError> {
-    let header = vec![0; FRAME_HEADER_SIZE];
+    let mut header = Vec::with_capacity(ENCODE_CAPACITY_INITIAL);
+    header.resize(FRAME_HEADER_SIZE, 0);
     let mut frame = encode_into(message, header, FRAME_HEADER_SIZE + MESSAGE_SIZE_MAX)?;
     let body = frame.len() - FRAME_HEADER_SIZE;
     // Fits: the flavour capped the body at MESSAGE_SIZE_MAX, which is below u32::MAX.

@@ -20,11 +20,11 @@
 //!
 //! [`Node`] is driven in the style of quinn-proto and str0m: mutate, then drain. After every
 //! input ([`Node::handle_message`], [`Node::handle_timeout`]) and every command
-//! ([`Node::put`], [`Node::delete`], [`Node::join`], [`Node::leave`]), the caller
-//! must call [`Node::poll_transmit`] until it returns `None` and [`Node::poll_event`] until
-//! it returns `None`, then read [`Node::poll_timeout`] to learn when to call
-//! [`Node::handle_timeout`] next. Debug builds assert that transmits were drained before the
-//! next call.
+//! ([`Node::put`], [`Node::delete`], [`Node::join`], [`Node::leave`],
+//! [`Node::flush_pushes`]), the caller must call [`Node::poll_transmit`] until it returns
+//! `None` and [`Node::poll_event`] until it returns `None`, then read [`Node::poll_timeout`]
+//! to learn when to call [`Node::handle_timeout`] next. Debug builds assert that transmits
+//! were drained before the next call.
 
 pub mod clock;
 pub mod codec;

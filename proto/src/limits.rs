@@ -70,6 +70,13 @@ pub const REMOVED_MAX: usize = 4096;
 /// Heartbeat inter-arrival samples kept per member for the phi-accrual failure detector.
 pub const PHI_WINDOW_SIZE: usize = 64;
 
+/// Longest gap between two heartbeat increases of a member, in gossip intervals, that the
+/// failure detector samples. A longer gap is an outage or a partition, not the member's
+/// rhythm: sampling it inflates the mean, and the detector then takes minutes to notice the
+/// next failure (chorus-sim saw a crashed node still alive to a peer a minute later).
+/// Cassandra's detector drops such gaps too.
+pub const PHI_GAP_INTERVALS_MAX: u64 = 4;
+
 /// Children of each node in the eager-push tree of an origin. Wider trees are shallower
 /// (fewer hops, lower latency) at the cost of a larger burst at each interior node.
 pub const TREE_FANOUT: usize = 6;

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::NodeId;
-use crate::limits::{MEMBERS_MAX, PHI_WINDOW_SIZE, REMOVED_MAX};
+use crate::limits::{MEMBERS_MAX, PHI_GAP_INTERVALS_MAX, PHI_WINDOW_SIZE, REMOVED_MAX};
 use crate::message::{Addr, Heartbeat, Name, Record};
 
 /// What this node believes about a member.
@@ -94,9 +94,11 @@ impl Detector {
         Detector { last_ms: now_ms, intervals: VecDeque::with_capacity(PHI_WINDOW_SIZE) }
     }
 
-    fn record(&mut self, now_ms: u64) {
+    /// Samples the gap since the last increase, unless it is longer than `gap_ms_max` (an
+    /// outage, not the member's rhythm).
+    fn record(&mut self, now_ms: u64, gap_ms_max: u64) {
         let gap = now_ms.saturating_sub(self.last_ms);
-        if gap > 0 {
+        if gap > 0 && gap <= gap_ms_max {
             if self.intervals.len() == PHI_WINDOW_SIZE {
                 self.intervals.pop_front();
             }
@@ -280,7 +282,7 @@ impl Members {
         }
         peer.member.incarnation = beat.incarnation;
         peer.member.heartbeat = beat.heartbeat;
-        peer.detector.record(now_ms);
+        peer.detector.record(now_ms, self.config.interval_ms * PHI_GAP_INTERVALS_MAX);
         peer.left_announced |= beat.left;
         let state = if peer.left_announced { MemberState::Left } else { MemberState::Alive };
         if state != peer.member.state && peer.member.state != MemberState::Left {

@@ -437,6 +437,18 @@ impl Node {
         self.after_call(now_ms);
     }
 
+    /// Sends the queued pushes and acknowledgements now instead of when the batching window
+    /// closes. A driver that can tell when a burst of calls is over (its scheduler ran every
+    /// task that was ready) calls this then: batching by readiness costs an isolated write no
+    /// latency, where the window (`push_batch_ms`, whole milliseconds) delays every hop.
+    pub fn flush_pushes(&mut self, now_ms: u64) {
+        self.assert_drained();
+        if self.flush_at_ms.is_some() {
+            self.flush(now_ms);
+        }
+        self.after_call(now_ms);
+    }
+
     // Outputs.
 
     /// The next message to send. Drain until `None` after every input and command.

@@ -1,6 +1,7 @@
-//! The client RPC: requests and responses between `chorus::Client` and a node, one request
-//! per QUIC bidirectional stream, each a postcard frame (a `watch` answers with a stream of
-//! frames until either side closes it).
+//! The client RPC: requests and responses between `chorus::Client` and a node on QUIC
+//! bidirectional streams, each a postcard frame. A stream carries requests one at a time, each
+//! answered before the next, until the client finishes it; concurrent requests use separate
+//! streams (a `watch` answers with a stream of frames until either side closes it).
 
 use serde::{Deserialize, Serialize};
 

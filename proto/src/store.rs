@@ -272,6 +272,41 @@ impl Store {
         (delta, true)
     }
 
+    /// Held writes that a replica with `bases` lacks and that lie above this replica's own
+    /// contiguous bases (they arrived out of order, so no range of [`Store::delta`] reaches
+    /// them), each in a group of its own that covers just its dot, up to about `size_target`
+    /// encoded bytes.
+    ///
+    /// A delta's ranges tell the receiver that every write in them it does not carry was
+    /// replaced by a newer write that the delta carries or that the receiver has seen. A
+    /// replacement held here out of order is neither, unless it travels too.
+    pub fn unsettled(&self, bases: &BTreeMap<NodeId, u64>, size_target: usize) -> Vec<Group> {
+        let mut groups = Vec::new();
+        let mut size = 0;
+        let mut start = Some(Dot { node: NodeId(0), seq: 0 });
+        // One range scan per writer that has held entries: skip from writer to writer.
+        while let Some((first, _)) = start.and_then(|start| self.dots.range(start..).next()) {
+            let node = first.node;
+            let floor = self.vector.base(node).max(bases.get(&node).copied().unwrap_or(0));
+            if let Some(low) = floor.checked_add(1) {
+                let range = Dot { node, seq: low }..=Dot { node, seq: u64::MAX };
+                for (dot, key) in self.dots.range(range) {
+                    // Invariant: every dot in the index names a held entry.
+                    let update = Update::from_entry(key, &self.entries[key]);
+                    size += update.size_bound();
+                    if size > size_target {
+                        return groups;
+                    }
+                    // `dot.seq > floor >= 0`, so the range below is (seq - 1, seq].
+                    let from = dot.seq - 1;
+                    groups.push(Group { node, from, to: dot.seq, updates: vec![update] });
+                }
+            }
+            start = node.0.checked_add(1).map(|next| Dot { node: NodeId(next), seq: 0 });
+        }
+        groups
+    }
+
     /// Every held entry as an update, in key order: a full snapshot of the replica.
     pub fn updates(&self) -> impl Iterator<Item = Update> + '_ {
         self.entries.iter().map(|(key, entry)| Update::from_entry(key, entry))
@@ -342,5 +377,37 @@ impl Store {
             self.expiries.remove(&(expiry, dot));
         }
         Some(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Hlc;
+
+    fn write(seq: u64, key: &str) -> Update {
+        Update {
+            key: Key::new(key).unwrap(),
+            stamp: Stamp { hlc: Hlc::new(seq, 0), node: NodeId(1) },
+            seq,
+            value: Some(Value::new("v").unwrap()),
+            expires_at_ms: None,
+        }
+    }
+
+    #[test]
+    fn unsettled_writes_travel_alone_each_covering_just_its_own_dot() {
+        let mut store = Store::new();
+        store.apply(write(1, "a"));
+        // Write 2 never arrived: write 3 is held above the contiguous base.
+        store.apply(write(3, "b"));
+        assert_eq!(store.vector().base(NodeId(1)), 1);
+        let groups = store.unsettled(&BTreeMap::new(), usize::MAX);
+        assert_eq!(groups.len(), 1);
+        assert_eq!((groups[0].from, groups[0].to), (2, 3));
+        assert_eq!(groups[0].updates, vec![write(3, "b")]);
+        // A receiver whose base already covers it gets nothing, and the size target holds.
+        assert!(store.unsettled(&BTreeMap::from([(NodeId(1), 3)]), usize::MAX).is_empty());
+        assert!(store.unsettled(&BTreeMap::new(), 1).is_empty());
     }
 }
