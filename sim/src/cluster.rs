@@ -1,0 +1,579 @@
+//! [`Cluster`]: many `chorus_proto::Node`s in one thread, in virtual time.
+//!
+//! One event queue ordered by (time, sequence) holds message deliveries, node timers and the
+//! run's own script (client operations, faults). Each step pops the first entry, sets the
+//! clock to it and makes exactly one call into one node, then drains that node as the drain
+//! contract asks: its transmits go to the [`Network`], its events and its store to the
+//! [`Checker`], and its next timer back into the queue. Nothing here reads the OS clock or
+//! iterates a hash container, and every random choice comes from the one seeded generator,
+//! so a seed replays the same run, which [`Cluster::trace`] fingerprints.
+//!
+//! Addresses are `n<slot>`; a slot is a machine whose node may crash and restart (with a
+//! fresh identity: `proto` has no persistence) at the same address. The address `seed` stands
+//! for a DNS name that resolves to a random running node, as an operator's seed list would.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use chorus_proto::{
+    Addr, Config, Event, Key, Name, Node, NodeId, Transmit, Value, WaitLevel, WriteError, Written,
+};
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{Rng, RngExt};
+
+use crate::checker::{Checker, LiveNode};
+use crate::clock::{ClockModel, START_MS};
+use crate::network::Network;
+use crate::trace::{TraceHash, describe, hash_event};
+
+/// The address that resolves to a random running node (a DNS seed name).
+pub const SEED_ADDR: &str = "seed";
+
+/// Consecutive timer calls at one instant after which a node is declared stuck.
+const TIMER_SPINS_MAX: u32 = 1_000;
+
+/// What a slot's machine is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Running.
+    Up,
+    /// Running a graceful leave; removed once it reports `Left`.
+    Leaving,
+    /// Crashed; may restart.
+    Down,
+    /// Left for good.
+    Gone,
+}
+
+/// One machine: an address, a clock, and the node running on it, if any.
+#[derive(Debug)]
+pub struct Slot {
+    /// Where peers reach it.
+    pub addr: Addr,
+    /// Its wall clock.
+    pub clock: ClockModel,
+    /// The node, while running.
+    pub node: Option<Node>,
+    /// What it is doing.
+    pub status: Status,
+    /// Every identity it ran under, oldest first.
+    pub identities: Vec<NodeId>,
+    /// The armed timer: (true time, queue sequence), to recognise stale queue entries.
+    timer: Option<(u64, u64)>,
+    timer_spins: u32,
+}
+
+/// What a step did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stepped<S> {
+    /// A message from `from` reached `to`'s node.
+    Delivered {
+        /// Sender slot.
+        from: usize,
+        /// Receiver slot.
+        to: usize,
+    },
+    /// A message was dropped on arrival (partition, or nobody running there).
+    Dropped,
+    /// A node's timer fired.
+    Timer {
+        /// The slot.
+        slot: usize,
+    },
+    /// A script entry is due: the caller acts on it.
+    Script(S),
+}
+
+/// A message as it left a node, recorded while the tap is on (for benchmarks).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tapped {
+    /// Sender slot.
+    pub from: usize,
+    /// Receiver slot.
+    pub to: usize,
+    /// The encoded envelope.
+    pub bytes: Vec<u8>,
+}
+
+enum Action<S> {
+    Deliver { from: usize, to: usize, bytes: Vec<u8>, corrupted: bool },
+    Timer { slot: usize, seq: u64 },
+    Script(S),
+}
+
+struct Scheduled<S> {
+    at: u64,
+    seq: u64,
+    action: Action<S>,
+}
+
+impl<S> PartialEq for Scheduled<S> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl<S> Eq for Scheduled<S> {}
+
+impl<S> PartialOrd for Scheduled<S> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<S> Ord for Scheduled<S> {
+    /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest (time, sequence) first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// Many nodes, a network between them, a checker watching them, in virtual time.
+pub struct Cluster<S> {
+    now: u64,
+    /// The run's one random generator.
+    pub rng: Xoshiro256PlusPlus,
+    queue: BinaryHeap<Scheduled<S>>,
+    sequence: u64,
+    slots: Vec<Slot>,
+    /// The network.
+    pub network: Network,
+    /// The rules.
+    pub checker: Checker,
+    /// Configuration of every node started; identity fields are filled per node.
+    template: Config,
+    trace: TraceHash,
+    steps: u64,
+    log: Option<Vec<String>>,
+    tap: Option<Vec<Tapped>>,
+}
+
+impl<S> Cluster<S> {
+    /// An empty cluster at [`START_MS`]; nodes get `template` with their own identity.
+    pub fn new(
+        rng: Xoshiro256PlusPlus,
+        network: Network,
+        checker: Checker,
+        template: Config,
+    ) -> Cluster<S> {
+        Cluster {
+            now: START_MS,
+            rng,
+            queue: BinaryHeap::new(),
+            sequence: 0,
+            slots: Vec::new(),
+            network,
+            checker,
+            template,
+            trace: TraceHash::new(),
+            steps: 0,
+            log: None,
+            tap: None,
+        }
+    }
+
+    /// True (virtual) time.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// The trace hash so far.
+    pub fn trace(&self) -> u64 {
+        self.trace.finish()
+    }
+
+    /// Steps that called into a node or ran a script entry.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Every slot, by index.
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    /// The node running in `slot`, if any.
+    pub fn node(&self, slot: usize) -> Option<&Node> {
+        self.slots.get(slot)?.node.as_ref()
+    }
+
+    /// `slot`'s local clock reading now.
+    pub fn local_now(&self, slot: usize) -> u64 {
+        self.slots[slot].clock.local(self.now)
+    }
+
+    /// Keeps a human-readable line per step, returned by [`Cluster::take_log`].
+    pub fn keep_log(&mut self) {
+        self.log = Some(Vec::new());
+    }
+
+    /// Adds a line to the log, if it is kept.
+    pub fn log(&mut self, line: impl FnOnce() -> String) {
+        if let Some(log) = &mut self.log {
+            let t = self.now - START_MS;
+            log.push(format!("{t:>9} {}", line()));
+        }
+    }
+
+    /// The log lines kept so far.
+    pub fn take_log(&mut self) -> Vec<String> {
+        self.log.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Records every message sent from now on, for [`Cluster::take_tapped`].
+    pub fn tap(&mut self, on: bool) {
+        self.tap = on.then(Vec::new);
+    }
+
+    /// The messages recorded since the last call.
+    pub fn take_tapped(&mut self) -> Vec<Tapped> {
+        self.tap.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Mixes a script decision into the trace.
+    pub fn trace_word(&mut self, word: u64) {
+        self.trace.word(word);
+    }
+
+    /// Queues a script entry at true time `at`.
+    pub fn schedule(&mut self, at: u64, script: S) {
+        self.push(at.max(self.now), Action::Script(script));
+    }
+
+    fn push(&mut self, at: u64, action: Action<S>) -> u64 {
+        self.sequence += 1;
+        self.queue.push(Scheduled { at, seq: self.sequence, action });
+        self.sequence
+    }
+
+    /// Adds a machine with this clock and nothing running on it; returns its slot.
+    pub fn add_slot(&mut self, clock: ClockModel) -> usize {
+        let slot = self.slots.len();
+        let addr = Addr::new(format!("n{slot}")).expect("a short address is valid");
+        self.slots.push(Slot {
+            addr,
+            clock,
+            node: None,
+            status: Status::Down,
+            identities: Vec::new(),
+            timer: None,
+            timer_spins: 0,
+        });
+        slot
+    }
+
+    /// Starts a node with a fresh identity and empty state in `slot`, joining through
+    /// `seeds` (none: it waits to be contacted).
+    pub fn start(&mut self, slot: usize, seeds: Vec<Addr>) {
+        let mut id = NodeId(self.rng.next_u64());
+        while id.0 == 0 || self.slots.iter().any(|s| s.identities.contains(&id)) {
+            id = NodeId(self.rng.next_u64());
+        }
+        let mut config = self.template.clone();
+        config.id = id;
+        config.name = Name::new(format!("n{slot}")).expect("a short name is valid");
+        config.addr = self.slots[slot].addr.clone();
+        config.seed = self.rng.next_u64();
+        let local = self.local_now(slot);
+        let mut node = Node::new(config, local);
+        if !seeds.is_empty() {
+            node.join(local, seeds);
+        }
+        self.checker.started(slot);
+        let entry = &mut self.slots[slot];
+        entry.node = Some(node);
+        entry.status = Status::Up;
+        entry.identities.push(id);
+        self.trace.word(0x5354_4152 ^ slot as u64);
+        self.trace.word(id.0);
+        self.log(|| format!("n{slot} start id={id}"));
+        self.drain(slot);
+    }
+
+    /// Crashes `slot`'s node: its state is lost, messages to it are dropped.
+    pub fn crash(&mut self, slot: usize) {
+        self.log(|| format!("n{slot} crash"));
+        self.trace.word(0x4352_4153 ^ slot as u64);
+        self.stop(slot, Status::Down);
+    }
+
+    /// Starts a graceful leave at `slot`.
+    pub fn leave(&mut self, slot: usize) {
+        let local = self.local_now(slot);
+        let Some(node) = self.slots[slot].node.as_mut() else { return };
+        node.leave(local);
+        self.slots[slot].status = Status::Leaving;
+        self.log(|| format!("n{slot} leave"));
+        self.trace.word(0x4c45_4156 ^ slot as u64);
+        self.drain(slot);
+    }
+
+    /// Removes a leaving node for good (after `Left`, or when its leave timed out).
+    pub fn remove(&mut self, slot: usize) {
+        self.log(|| format!("n{slot} removed"));
+        self.stop(slot, Status::Gone);
+    }
+
+    fn stop(&mut self, slot: usize, status: Status) {
+        let entry = &mut self.slots[slot];
+        entry.status = status;
+        entry.timer = None;
+        let Some(node) = entry.node.take() else { return };
+        let others = self.slots.iter().enumerate().filter_map(|(i, s)| Some((i, s.node.as_ref()?)));
+        self.checker.gone(slot, node.id(), others);
+    }
+
+    /// Slots whose node runs and is not leaving: those the liveness checks cover.
+    pub fn live(&self) -> Vec<LiveNode<'_>> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.status == Status::Up)
+            .filter_map(|(slot, s)| {
+                let node = s.node.as_ref()?;
+                Some(LiveNode { slot, node, local_ms: s.clock.local(self.now) })
+            })
+            .collect()
+    }
+
+    /// A client put at `slot`.
+    pub fn put(
+        &mut self,
+        slot: usize,
+        key: Key,
+        value: Value,
+        ttl_ms: Option<u64>,
+        wait: WaitLevel,
+        timeout_ms: u64,
+    ) -> Result<Written, WriteError> {
+        self.write(slot, key, Some(value), ttl_ms, wait, timeout_ms)
+    }
+
+    /// A client delete at `slot`.
+    pub fn delete(
+        &mut self,
+        slot: usize,
+        key: Key,
+        wait: WaitLevel,
+        timeout_ms: u64,
+    ) -> Result<Written, WriteError> {
+        self.write(slot, key, None, None, wait, timeout_ms)
+    }
+
+    fn write(
+        &mut self,
+        slot: usize,
+        key: Key,
+        value: Option<Value>,
+        ttl_ms: Option<u64>,
+        wait: WaitLevel,
+        timeout_ms: u64,
+    ) -> Result<Written, WriteError> {
+        let local = self.local_now(slot);
+        let Some(node) = self.slots[slot].node.as_mut() else {
+            return Err(WriteError::ShuttingDown);
+        };
+        let seq = node.store().vector().base(node.id()) + 1;
+        let result = match &value {
+            Some(value) => node.put(local, key.clone(), value.clone(), ttl_ms, wait, timeout_ms),
+            None => node.delete(local, key.clone(), wait, timeout_ms),
+        };
+        if let Ok(written) = &result {
+            let expires = ttl_ms.map(|ttl| local + ttl);
+            let wait = written.wait.map(|id| (id, local + timeout_ms));
+            self.trace.bytes(key.as_bytes());
+            self.trace.word(written.stamp.hlc.as_u64());
+            self.log(|| {
+                format!("n{slot} write {key:?} = {value:?} ttl={ttl_ms:?} at {}", written.stamp)
+            });
+            let node = self.slots[slot].node.as_ref().expect("the node just wrote");
+            self.checker.wrote(slot, node, key, value, seq, expires, written.stamp, wait);
+        }
+        self.drain(slot);
+        result
+    }
+
+    /// A client read at `slot`, checked against what that node wrote.
+    pub fn read(&mut self, slot: usize, key: &Key) -> Option<Value> {
+        let local = self.local_now(slot);
+        let node = self.slots[slot].node.as_ref()?;
+        self.checker.read(slot, node, local, key);
+        let value = node.get(key, local).cloned();
+        self.trace.word(value.as_ref().map_or(0, |v| v.len() as u64 + 1));
+        value
+    }
+
+    /// Runs the next queue entry due at or before `until`; `None` when there is none.
+    pub fn step(&mut self, until: u64) -> Option<Stepped<S>> {
+        loop {
+            if self.queue.peek()?.at > until {
+                return None;
+            }
+            let Scheduled { at, action, .. } = self.queue.pop()?;
+            self.now = self.now.max(at);
+            self.checker.set_now(self.now);
+            match action {
+                Action::Script(script) => {
+                    self.steps += 1;
+                    return Some(Stepped::Script(script));
+                }
+                Action::Timer { slot, seq } => {
+                    if self.slots[slot].timer != Some((at, seq)) {
+                        continue;
+                    }
+                    self.steps += 1;
+                    self.fire(slot);
+                    return Some(Stepped::Timer { slot });
+                }
+                Action::Deliver { from, to, bytes, corrupted } => {
+                    self.steps += 1;
+                    return Some(self.deliver(from, to, &bytes, corrupted));
+                }
+            }
+        }
+    }
+
+    /// Moves the clock to `until` (after stepping through everything due before it).
+    pub fn advance_to(&mut self, until: u64) {
+        self.now = self.now.max(until);
+        self.checker.set_now(self.now);
+    }
+
+    fn fire(&mut self, slot: usize) {
+        self.slots[slot].timer = None;
+        let local = self.local_now(slot);
+        let Some(node) = self.slots[slot].node.as_mut() else { return };
+        self.trace.word(0x5449_4d45 ^ slot as u64);
+        node.handle_timeout(local);
+        let spins = &mut self.slots[slot].timer_spins;
+        *spins += 1;
+        if *spins > TIMER_SPINS_MAX {
+            self.checker.fail("timer-livelock", format!("n{slot} keeps asking for a timer now"));
+        }
+        self.drain(slot);
+    }
+
+    fn deliver(&mut self, from: usize, to: usize, bytes: &[u8], corrupted: bool) -> Stepped<S> {
+        if self.network.is_cut(from, to) {
+            self.network.stats.cut += 1;
+            return Stepped::Dropped;
+        }
+        let local = self.local_now(to);
+        let sender = self.slots[from].addr.clone();
+        let Some(node) = self.slots[to].node.as_mut() else { return Stepped::Dropped };
+        self.trace.word((from as u64) << 32 | to as u64);
+        self.trace.bytes(bytes);
+        let result = node.handle_message(local, sender, bytes);
+        self.checker.delivered(to, from, corrupted, &result);
+        if self.log.is_some() {
+            let what = describe(bytes);
+            self.log(|| format!("n{to} <- n{from} {what} {}B", bytes.len()));
+        }
+        self.drain(to);
+        Stepped::Delivered { from, to }
+    }
+
+    /// The drain contract: every transmit and event after every call, then the next timer.
+    fn drain(&mut self, slot: usize) {
+        let local = self.local_now(slot);
+        let Some(node) = self.slots[slot].node.as_mut() else { return };
+        let mut transmits = Vec::new();
+        while let Some(transmit) = node.poll_transmit() {
+            transmits.push(transmit);
+        }
+        let mut events = Vec::new();
+        while let Some(event) = node.poll_event() {
+            events.push(event);
+        }
+        let mut left = false;
+        for event in &events {
+            hash_event(&mut self.trace, event);
+            self.checker.event(slot, event);
+            match event {
+                Event::Reset { old, .. } => {
+                    // The node dropped its store: what only it held may be lost.
+                    let others = self
+                        .slots
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, s)| Some((i, s.node.as_ref()?)));
+                    self.checker.gone(slot, *old, others);
+                }
+                Event::Left => left = true,
+                _ => {}
+            }
+        }
+        if self.log.is_some() {
+            for event in &events {
+                self.log(|| format!("n{slot} event {event:?}"));
+            }
+        }
+        self.checker.after_call(slot, local, &self.slots);
+        if let Some(Event::Reset { new, .. }) =
+            events.iter().find(|e| matches!(e, Event::Reset { .. }))
+        {
+            self.slots[slot].identities.push(*new);
+        }
+        for transmit in transmits {
+            self.checker.transmitted(slot, transmit.bytes.len());
+            self.route(slot, transmit);
+        }
+        if left {
+            self.remove(slot);
+        } else {
+            self.arm_timer(slot);
+        }
+    }
+
+    fn arm_timer(&mut self, slot: usize) {
+        let now = self.now;
+        let entry = &mut self.slots[slot];
+        let Some(node) = entry.node.as_ref() else { return };
+        let local_at = node.poll_timeout();
+        if local_at == u64::MAX {
+            entry.timer = None;
+            return;
+        }
+        let at = entry.clock.true_time_of(local_at, now);
+        if at > now {
+            entry.timer_spins = 0;
+        }
+        if entry.timer.map(|(armed, _)| armed) == Some(at) {
+            return;
+        }
+        let seq = self.push(at, Action::Timer { slot, seq: self.sequence + 1 });
+        self.slots[slot].timer = Some((at, seq));
+    }
+
+    fn route(&mut self, from: usize, transmit: Transmit) {
+        let to = match slot_of(&transmit.to) {
+            Some(to) if to < self.slots.len() => to,
+            Some(_) => return,
+            None if transmit.to.as_bytes() == SEED_ADDR.as_bytes() => {
+                let running: Vec<usize> = (0..self.slots.len())
+                    .filter(|&s| s != from && self.slots[s].status == Status::Up)
+                    .collect();
+                if running.is_empty() {
+                    return;
+                }
+                running[self.rng.random_range(0..running.len())]
+            }
+            None => return,
+        };
+        if let Some(tap) = &mut self.tap {
+            tap.push(Tapped { from, to, bytes: transmit.bytes.clone() });
+        }
+        let copies = self.network.send(&mut self.rng, from, to, transmit.bytes);
+        for copy in copies {
+            let at = self.now + copy.delay_ms;
+            let action = Action::Deliver { from, to, bytes: copy.bytes, corrupted: copy.corrupted };
+            self.push(at, action);
+        }
+    }
+}
+
+/// The slot an address `n<slot>` names.
+fn slot_of(addr: &Addr) -> Option<usize> {
+    let digits = addr.as_bytes().strip_prefix(b"n")?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}

@@ -1,0 +1,100 @@
+//! What clients do: puts, TTL puts, deletes and reads over a small key space, so that writes
+//! to one key conflict across nodes, and now and then a write that waits for other nodes.
+
+use chorus_proto::{Key, Value, WaitLevel};
+use rand::RngExt;
+use rand::rngs::Xoshiro256PlusPlus;
+
+use crate::faults::WorkloadSpec;
+
+/// One client operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Write a value, maybe with a TTL, maybe waiting for confirmations.
+    Put {
+        /// The key.
+        key: Key,
+        /// The value.
+        value: Value,
+        /// Time to live.
+        ttl_ms: Option<u64>,
+        /// How many nodes to wait for.
+        wait: WaitLevel,
+        /// How long to wait.
+        timeout_ms: u64,
+    },
+    /// Delete a key.
+    Delete {
+        /// The key.
+        key: Key,
+        /// How many nodes to wait for.
+        wait: WaitLevel,
+        /// How long to wait.
+        timeout_ms: u64,
+    },
+    /// Read a key.
+    Read {
+        /// The key.
+        key: Key,
+    },
+}
+
+/// The generator of client operations.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    spec: WorkloadSpec,
+    /// Operations generated, so every value is distinct.
+    count: u64,
+}
+
+impl Workload {
+    /// A generator following `spec`.
+    pub fn new(spec: WorkloadSpec) -> Workload {
+        Workload { spec, count: 0 }
+    }
+
+    /// Time until the next operation: uniform around the mean rate, so arrivals are
+    /// irregular but the rate holds.
+    pub fn gap_ms(&self, rng: &mut Xoshiro256PlusPlus) -> u64 {
+        let mean = (1_000 / self.spec.ops_per_s.max(1)).max(1);
+        rng.random_range(1..=2 * mean)
+    }
+
+    /// The next operation, for a cluster of about `nodes` nodes.
+    pub fn next(&mut self, rng: &mut Xoshiro256PlusPlus, nodes: usize) -> Op {
+        self.count += 1;
+        let key = Key::new(format!("k{}", rng.random_range(0..self.spec.keys)))
+            .expect("a short key is valid");
+        let [put, ttl, delete, read] = self.spec.weights;
+        let roll = rng.random_range(0..(put + ttl + delete + read).max(1));
+        let waited = rng.random_range(0..1000) < self.spec.wait_permille;
+        let (wait, timeout_ms) = if waited {
+            let level = if rng.random_bool(0.5) {
+                WaitLevel::All
+            } else {
+                WaitLevel::Count(rng.random_range(1..=nodes.max(1) as u32))
+            };
+            (level, rng.random_range(200..=3_000))
+        } else {
+            (WaitLevel::Local, 0)
+        };
+        if roll < put + ttl {
+            let ttl_ms = (roll >= put).then(|| rng.random_range(1..=self.spec.ttl_ms_max));
+            let value = self.value(rng);
+            Op::Put { key, value, ttl_ms, wait, timeout_ms }
+        } else if roll < put + ttl + delete {
+            Op::Delete { key, wait, timeout_ms }
+        } else {
+            Op::Read { key }
+        }
+    }
+
+    /// A value naming the operation that wrote it, padded to a drawn size.
+    fn value(&self, rng: &mut Xoshiro256PlusPlus) -> Value {
+        let large = rng.random_range(0..1000) < self.spec.large_permille;
+        let size = if large { self.spec.large_size } else { rng.random_range(0..=48) };
+        let mut bytes = format!("v{}:", self.count).into_bytes();
+        bytes.resize(bytes.len().max(size), b'.');
+        Value::new(bytes).expect("values stay far below the limit")
+    }
+}

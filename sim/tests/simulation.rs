@@ -1,0 +1,153 @@
+//! The simulator under `cargo test`: a fixed list of seeds must pass, a seed must replay the
+//! same trace, each sabotage must be reported, and the benchmarks must keep their figures.
+//!
+//! Every test prints the seeds it runs and the command that reproduces a failure. Set `SEED`
+//! to run one seed (in the profile of each seed test) instead of the list.
+
+use chorus_sim::bench::{self, Nemesis};
+use chorus_sim::{Options, Outcome, Profile, Sabotage, run};
+
+/// Lite seeds run on every `cargo test`: a spread of cluster sizes and faults.
+const LITE_SEEDS: std::ops::Range<u64> = 0..100;
+
+/// Swarm seeds that once failed, each with what it found. Each was checked to fail with its
+/// fix undone, against the fault generator of its time: when the generator changes, a seed
+/// names another run and stays as a plain regression seed.
+const SWARM_SEEDS: &[(u64, &str)] = &[
+    (0, "proto: a delta range skipped a write whose replacement it did not carry"),
+    (1, "proto: same"),
+    (13, "proto: same; first seen as lasting divergence once the replacement's holder died"),
+    (6, "proto: a write held back by the skew guard let another group's range skip a write"),
+    (8, "proto: same"),
+    (12, "proto: same"),
+    (7, "proto: phi sampled a partition-long heartbeat gap; a crashed node stayed alive"),
+    (729, "proto: same, a departed identity still seen suspect long after the heal"),
+    (1388, "proto: same, tombstones held back by a member wrongly alive"),
+    (5, "checker: read-your-writes after a newer delete was collected"),
+    (136, "checker: a covered dot is not a held write (which writes may be lost)"),
+    (45, "checker: a member that never held a collected delete but covers it"),
+];
+
+fn seeds_from_env() -> Option<Vec<u64>> {
+    let seed = std::env::var("SEED").ok()?;
+    Some(vec![seed.parse().expect("SEED must be a number")])
+}
+
+/// Runs `seeds` and panics listing every failure with its reproduce command.
+fn all_pass(seeds: &[u64], options: &Options) {
+    let mut failures = Vec::new();
+    for &seed in seeds {
+        let outcome = run(seed, options);
+        eprintln!("{}", outcome.line());
+        if !outcome.passed() {
+            failures.push(format!("{}\n  reproduce: {}", outcome.line(), outcome.reproduce()));
+        }
+    }
+    assert!(failures.is_empty(), "{} seeds failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn fixed_lite_seeds_pass() {
+    let seeds = seeds_from_env().unwrap_or_else(|| LITE_SEEDS.collect());
+    all_pass(&seeds, &Options::new(Profile::Lite));
+}
+
+#[test]
+fn swarm_seeds_that_once_failed_pass() {
+    let seeds =
+        seeds_from_env().unwrap_or_else(|| SWARM_SEEDS.iter().map(|(seed, _)| *seed).collect());
+    all_pass(&seeds, &Options::new(Profile::Swarm));
+}
+
+#[test]
+fn a_seed_replays_the_same_trace_and_other_seeds_differ() {
+    for (seed, profile) in [(3, Profile::Lite), (11, Profile::Swarm)] {
+        let options = Options::new(profile);
+        let first = run(seed, &options);
+        let second = run(seed, &options);
+        eprintln!("{}", first.line());
+        assert_eq!(first.trace, second.trace, "seed {seed} did not replay");
+        assert_eq!(first.line(), second.line(), "seed {seed} did not replay");
+        let other = run(seed + 1, &options);
+        assert_ne!(first.trace, other.trace, "seeds {seed} and {} ran the same", seed + 1);
+    }
+}
+
+#[test]
+fn the_trace_log_matches_the_run_it_describes() {
+    let quiet = run(5, &Options::new(Profile::Lite));
+    let logged = run(5, &Options { log: true, ..Options::new(Profile::Lite) });
+    assert_eq!(quiet.trace, logged.trace, "keeping a log changed the run");
+    assert!(logged.log.iter().any(|line| line.contains("<- n")), "no deliveries in the log");
+    assert!(quiet.log.is_empty());
+}
+
+/// Each sabotage breaks one rule; the checker must report a run as failed, on every seed, and
+/// name a rule that the sabotage breaks.
+fn sabotage_is_caught(sabotage: Sabotage, rules: &[&str]) {
+    for seed in 1..=6 {
+        let options = Options { sabotage: Some(sabotage), ..Options::new(Profile::Lite) };
+        let outcome: Outcome = run(seed, &options);
+        eprintln!("{}", outcome.line());
+        let failure = outcome.failure.as_ref().unwrap_or_else(|| {
+            panic!("{} went unnoticed: {}", sabotage.as_str(), outcome.reproduce())
+        });
+        assert!(
+            rules.contains(&failure.rule),
+            "{} was reported as {}, expected one of {rules:?}: {}",
+            sabotage.as_str(),
+            failure.rule,
+            outcome.reproduce()
+        );
+    }
+}
+
+#[test]
+fn a_network_that_rewrites_values_is_caught() {
+    sabotage_is_caught(Sabotage::RewriteValues, &["unwritten-value"]);
+}
+
+#[test]
+fn a_node_that_forgets_deletes_early_is_caught() {
+    sabotage_is_caught(
+        Sabotage::ForgetTombstones,
+        &["collected-early", "collected-unstable", "vector-overclaims", "not-converged"],
+    );
+}
+
+#[test]
+fn a_partition_that_never_heals_is_caught() {
+    sabotage_is_caught(
+        Sabotage::NeverHeal,
+        &["not-converged", "not-collected", "diverged-after-collection", "down-seen-alive"],
+    );
+}
+
+#[test]
+fn a_node_that_skips_the_skew_guard_is_caught() {
+    sabotage_is_caught(Sabotage::SkipSkewGuard, &["skew-bound"]);
+}
+
+#[test]
+fn the_broadcast_benchmark_meets_its_targets_without_faults() {
+    let report = bench::glomers(1, Nemesis::None);
+    eprintln!("{}", report.line());
+    assert!(report.targets_met(), "{}", report.line());
+}
+
+#[test]
+fn the_broadcast_benchmark_loses_nothing_under_partitions() {
+    let report = bench::glomers(1, Nemesis::Partition);
+    eprintln!("{}", report.line());
+    assert!(report.passed(), "{}", report.line());
+    assert!(report.msgs_per_op < 20.0, "{}", report.line());
+}
+
+#[test]
+fn one_write_reaches_a_hundred_nodes_in_one_round_with_little_redundancy() {
+    let report = bench::scale(1, 100);
+    eprintln!("{}", report.line());
+    assert!(report.passed(), "{}", report.line());
+    assert_eq!(report.rounds, 1, "{}", report.line());
+    assert!(report.rmr < 1.0, "{}", report.line());
+}
