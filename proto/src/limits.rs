@@ -42,7 +42,8 @@ pub const CLOCK_SKEW_MS_MAX: u64 = 500;
 pub const DOT_CLOUD_SIZE_MAX: usize = 4096;
 
 /// Interval between anti-entropy rounds (one push-pull exchange with one peer). Heartbeats
-/// ride these rounds, so it also sets how fast a failure is noticed (about 7 intervals).
+/// ride these rounds, so it also sets how fast a failure is noticed (Dead after about 20 to 60
+/// intervals of silence, since heartbeats arrive through gossip every 1 to 2 intervals).
 pub const GOSSIP_INTERVAL_MS: u64 = 500;
 
 /// Milliseconds a tombstone or expired entry is kept after it became causally stable, as a
