@@ -71,11 +71,9 @@ impl Node {
             && !matches!(body, Body::Reset { .. })
             && !announces_left(&body)
         {
-            self.send(
-                from,
-                Lane::Control,
-                Body::Reset { id: sender, reason: ResetReason::Removed },
-            );
+            let removed = self.members.removed();
+            let reset = Body::Reset { id: sender, reason: ResetReason::Removed, removed };
+            self.send(from, Lane::Control, reset);
             return;
         }
         self.members.heard_from(sender, now_ms);
@@ -110,12 +108,12 @@ impl Node {
             Body::Delta(delta) => self.merge_delta(now_ms, sender, delta),
             Body::Push { updates, acks } => self.merge_push(now_ms, sender, updates, &acks),
             Body::Ack(dots) => self.confirm(sender, dots.into_iter()),
-            Body::Reset { id, reason } => {
+            Body::Reset { id, reason, removed } => {
                 // Only nodes holding the cluster key can send this (mutual TLS), and it names
                 // the identity it fences, so a late copy cannot reset a new identity again.
                 // A leaving node ignores it: that identity is being retired anyway.
                 if id == self.config.id && !self.leaving {
-                    self.reset(now_ms, reason);
+                    self.reset(now_ms, reason, &removed);
                 }
             }
         }
@@ -143,11 +141,9 @@ impl Node {
         self.member_changes(changes);
         if self.members.set_bases(&record.heartbeat, &digest.bases).is_err() {
             let id = record.heartbeat.id;
-            self.send(
-                from.clone(),
-                Lane::Control,
-                Body::Reset { id, reason: ResetReason::Regressed },
-            );
+            let removed = self.members.removed();
+            let reset = Body::Reset { id, reason: ResetReason::Regressed, removed };
+            self.send(from.clone(), Lane::Control, reset);
             return false;
         }
         self.confirm_by_bases(record.heartbeat.id, &digest.bases);

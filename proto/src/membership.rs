@@ -375,6 +375,19 @@ impl Members {
         }
     }
 
+    /// Every identity removed from this table and still remembered.
+    pub fn removed(&self) -> Vec<NodeId> {
+        self.removed.keys().copied().collect()
+    }
+
+    /// Fences out identities another node removed (this one adopts the fencer's view).
+    pub fn fence(&mut self, ids: &[NodeId], now_ms: u64, changes: &mut Vec<MemberChange>) {
+        let me = self.me.id;
+        for id in ids.iter().copied().filter(|id| *id != me) {
+            self.remove(id, now_ms, changes);
+        }
+    }
+
     /// Notes direct contact with a peer: proof of life, though not a heartbeat sample.
     pub fn heard_from(&mut self, id: NodeId, now_ms: u64) {
         if let Some(peer) = self.peers.get_mut(&id) {

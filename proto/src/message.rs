@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::NodeId;
-use crate::limits::{ADDR_SIZE_MAX, MEMBERS_MAX, NAME_SIZE_MAX};
+use crate::limits::{ADDR_SIZE_MAX, MEMBERS_MAX, NAME_SIZE_MAX, REMOVED_MAX};
 use crate::store::{Delta, Update};
 use crate::version::Dot;
 
@@ -181,6 +181,9 @@ pub enum Body {
         id: NodeId,
         /// Why.
         reason: ResetReason,
+        /// Every identity the sender has removed: the reset node fences them too, so it
+        /// cannot sync stale state from a peer that was cut off with it.
+        removed: Vec<NodeId>,
     },
 }
 
@@ -206,6 +209,11 @@ impl Body {
         };
         if members > 2 * MEMBERS_MAX {
             return Err(format!("{members} members in one message, the maximum is {MEMBERS_MAX}"));
+        }
+        if let Body::Reset { removed, .. } = self
+            && removed.len() > REMOVED_MAX
+        {
+            return Err(format!("{} removed ids, the maximum is {REMOVED_MAX}", removed.len()));
         }
         if let Body::Delta(delta) = self {
             // A group's range lets the receiver count writes as seen without receiving them,

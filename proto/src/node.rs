@@ -781,7 +781,7 @@ impl Node {
 
     /// Forgets everything under a new identity after the cluster fenced this one out, and
     /// rejoins through every address it knew.
-    pub(crate) fn reset(&mut self, now_ms: u64, reason: ResetReason) {
+    pub(crate) fn reset(&mut self, now_ms: u64, reason: ResetReason, removed: &[NodeId]) {
         let old = self.config.id;
         let mut new = NodeId(self.rng.next_u64());
         while new == old || new.0 == 0 {
@@ -811,6 +811,9 @@ impl Node {
             0,
             self.config.detector(),
         );
+        // Adopt the fencer's removed identities: peers cut off with this node hold the same
+        // stale state and must not feed it back in.
+        self.members.fence(removed, now_ms, &mut Vec::new());
         self.outboxes.clear();
         self.flush_at_ms = None;
         self.tree_members = None;

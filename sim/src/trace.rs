@@ -92,7 +92,9 @@ pub fn describe(bytes: &[u8]) -> String {
                 )
             }
             Body::Ack(dots) => format!("ack dots={}", dots.len()),
-            Body::Reset { id, reason } => format!("reset id={id} reason={reason:?}"),
+            Body::Reset { id, reason, removed } => {
+                format!("reset id={id} reason={reason:?} removed={}", removed.len())
+            }
         },
     }
 }

@@ -59,6 +59,22 @@ fn swarm_seeds_that_once_failed_pass() {
     all_pass(&seeds, &Options::new(Profile::Swarm));
 }
 
+/// Swarm seeds with partitions longer than the removal period that once failed.
+const LONG_PARTITION_SEEDS: &[(u64, &str)] = &[
+    (
+        137,
+        "proto: a reset node synced stale state from a peer cut off with it (Reset now carries the fencer's removed set)",
+    ),
+    (88, "proto: same, membership stuck apart after the heal"),
+];
+
+#[test]
+fn long_partition_seeds_that_once_failed_pass() {
+    let seeds = seeds_from_env()
+        .unwrap_or_else(|| LONG_PARTITION_SEEDS.iter().map(|(seed, _)| *seed).collect());
+    all_pass(&seeds, &Options { long_partitions: true, ..Options::new(Profile::Swarm) });
+}
+
 #[test]
 fn a_seed_replays_the_same_trace_and_other_seeds_differ() {
     for (seed, profile) in [(3, Profile::Lite), (11, Profile::Swarm)] {
