@@ -134,7 +134,7 @@ impl Node {
     /// the peer restarted from state older than it reported before.
     fn merge_digest(&mut self, now_ms: u64, from: &Addr, record: &Record, digest: &Digest) -> bool {
         let mut changes = Vec::new();
-        self.members.merge_record(now_ms, record, &mut changes);
+        self.members.merge_record(now_ms, record, true, &mut changes);
         for beat in &digest.members {
             self.members.merge_heartbeat(now_ms, beat, &mut changes);
         }
@@ -154,7 +154,7 @@ impl Node {
     fn merge_records(&mut self, now_ms: u64, records: &[Record]) {
         let mut changes = Vec::new();
         for record in records {
-            self.members.merge_record(now_ms, record, &mut changes);
+            self.members.merge_record(now_ms, record, false, &mut changes);
         }
         self.member_changes(changes);
     }

@@ -122,6 +122,10 @@ impl Detector {
 #[derive(Clone, Debug)]
 struct Peer {
     member: Member,
+    /// Whether this node has evidence of its own that the member is alive: a message from it,
+    /// or its heartbeat rising after it was first learned. A member known only from another
+    /// node's records may be long dead; it stays `Suspect` and is not waited for until then.
+    confirmed: bool,
     left_announced: bool,
     since_ms: u64,
     detector: Detector,
@@ -221,7 +225,14 @@ impl Members {
     }
 
     /// Merges a full record: adds an unknown member, or updates a known one.
-    pub fn merge_record(&mut self, now_ms: u64, record: &Record, changes: &mut Vec<MemberChange>) {
+    /// `direct` says the record came from the member itself (its own `Syn` or `SynAck`).
+    pub fn merge_record(
+        &mut self,
+        now_ms: u64,
+        record: &Record,
+        direct: bool,
+        changes: &mut Vec<MemberChange>,
+    ) {
         let id = record.heartbeat.id;
         if id == self.me.id {
             self.refute(&record.heartbeat);
@@ -240,26 +251,38 @@ impl Members {
                 addr: record.addr.clone(),
                 incarnation: record.heartbeat.incarnation,
                 heartbeat: record.heartbeat.heartbeat,
-                state: MemberState::Alive,
+                state: if direct { MemberState::Alive } else { MemberState::Suspect },
             };
+            let state = member.state;
             let peer = Peer {
                 member,
+                confirmed: direct,
                 left_announced: false,
                 since_ms: now_ms,
                 detector: Detector::new(now_ms),
                 bases: None,
             };
             self.peers.insert(id, peer);
-            changes.push(MemberChange {
-                id,
-                name: record.name.clone(),
-                state: Some(MemberState::Alive),
-            });
+            changes.push(MemberChange { id, name: record.name.clone(), state: Some(state) });
         } else if let Some(peer) = self.peers.get_mut(&id)
             && record.heartbeat.incarnation > peer.member.incarnation
         {
             peer.member.addr = record.addr.clone();
             peer.member.name = record.name.clone();
+        }
+        if direct && let Some(peer) = self.peers.get_mut(&id) {
+            peer.confirmed = true;
+            // Its own record is proof of life: a member only heard of becomes alive now,
+            // rather than at the next tick, so it is in push trees at once.
+            if peer.member.state == MemberState::Suspect && !peer.left_announced {
+                peer.member.state = MemberState::Alive;
+                peer.since_ms = now_ms;
+                changes.push(MemberChange {
+                    id,
+                    name: peer.member.name.clone(),
+                    state: Some(MemberState::Alive),
+                });
+            }
         }
         self.merge_heartbeat(now_ms, &record.heartbeat, changes);
     }
@@ -282,6 +305,7 @@ impl Members {
         }
         peer.member.incarnation = beat.incarnation;
         peer.member.heartbeat = beat.heartbeat;
+        peer.confirmed = true;
         peer.detector.record(now_ms, self.config.interval_ms * PHI_GAP_INTERVALS_MAX);
         peer.left_announced |= beat.left;
         let state = if peer.left_announced { MemberState::Left } else { MemberState::Alive };
@@ -348,7 +372,7 @@ impl Members {
                 MemberState::Left => MemberState::Left,
                 _ if phi >= config.phi_dead => MemberState::Dead,
                 MemberState::Dead if phi >= config.phi_suspect => MemberState::Dead,
-                _ if phi >= config.phi_suspect => MemberState::Suspect,
+                _ if phi >= config.phi_suspect || !peer.confirmed => MemberState::Suspect,
                 _ => MemberState::Alive,
             };
             if next != current {
@@ -392,7 +416,18 @@ impl Members {
     pub fn heard_from(&mut self, id: NodeId, now_ms: u64) {
         if let Some(peer) = self.peers.get_mut(&id) {
             peer.detector.last_ms = peer.detector.last_ms.max(now_ms);
+            peer.confirmed = true;
         }
+    }
+
+    /// Members a `--wait all` waits for: not known dead or left, and confirmed alive by this
+    /// node's own evidence at least once.
+    pub fn waited_for(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let live = [MemberState::Alive, MemberState::Suspect];
+        self.peers
+            .values()
+            .filter(move |p| p.confirmed && live.contains(&p.member.state))
+            .map(|p| p.member.id)
     }
 
     fn remove(&mut self, id: NodeId, now_ms: u64, changes: &mut Vec<MemberChange>) {

@@ -748,7 +748,7 @@ impl Node {
         if self.waits.is_empty() {
             return;
         }
-        let mut required: BTreeSet<NodeId> = self.live_peers().map(|m| m.id).collect();
+        let mut required: BTreeSet<NodeId> = self.members.waited_for().collect();
         required.insert(self.config.id);
         let done: Vec<WaitOutcome> = self
             .waits

@@ -234,3 +234,28 @@ fn a_delta_group_that_breaks_its_range_is_refused_whole() {
     assert_eq!(node.store().vector().base(writer), 0);
     assert_eq!(node.get(&Key::new("k").unwrap(), now), None);
 }
+
+#[test]
+fn a_new_node_does_not_wait_for_a_member_it_only_heard_of_that_is_dead() {
+    let mut cluster = Cluster::new(3);
+    let dead = cluster.id(2);
+    cluster.crash(2);
+    // Long enough for the others to stop hearing from it, too short for them to remove it:
+    // their records still list it, and a newcomer learns of it from them.
+    cluster.run_for(3_000);
+    let newcomer = cluster.add();
+    assert!(cluster.run_until(5_000, |c| c.state_of(newcomer, dead).is_some()));
+    assert_ne!(cluster.state_of(newcomer, dead), Some(MemberState::Alive));
+    let written = cluster.write(newcomer, "cache/epoch", Some("1"), None, WaitLevel::All, 2_000);
+    let wait = written.wait.unwrap();
+    let done = |c: &Cluster| {
+        c.events[newcomer].iter().find_map(|e| match e {
+            Event::WaitDone(o) if o.id == wait => Some(o.clone()),
+            _ => None,
+        })
+    };
+    assert!(cluster.run_until(3_000, |c| done(c).is_some()));
+    let outcome = done(&cluster).unwrap();
+    assert!(outcome.complete, "waited for a member it only heard of: {outcome:?}");
+    assert!(!outcome.confirmed.contains(&dead));
+}
