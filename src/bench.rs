@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chorus::client::{Client, WriteOptions};
-use chorus::tls::ClusterKey;
 use chorus::{NodeHandle, NodeOptions};
 use chorus_proto::MemberState;
 use chorus_proto::limits::VALUE_SIZE_MAX;
@@ -66,14 +65,8 @@ pub struct BenchArgs {
     /// Start a local cluster of N nodes in this process instead (loopback, development key).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     local: Option<u16>,
-    /// Cluster key of running nodes (repeatable).
-    #[arg(
-        long = "cluster-key",
-        env = "CHORUS_CLUSTER_KEY",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    cluster_keys: Vec<ClusterKey>,
+    #[command(flatten)]
+    cluster: crate::cli::Keys,
     /// Concurrent clients, each with its own connection.
     #[arg(short = 'c', long = "clients", default_value_t = 50,
           value_parser = clap::value_parser!(u16).range(1..))]
@@ -169,11 +162,11 @@ async fn measure(args: &BenchArgs) -> Result<Measured, String> {
     // One client per node, apart from the load, reads every node's counters.
     let mut observers = Vec::new();
     for node in &args.nodes {
-        observers.push(Client::connect(node, &args.cluster_keys).await.map_err(text)?);
+        observers.push(Client::connect(node, &args.cluster.cluster_keys).await.map_err(text)?);
     }
     if wants(Test::Put) || wants(Test::Get) {
         let count = args.clients.into();
-        let clients = Client::connect_many(&args.nodes[0], &args.cluster_keys, count).await;
+        let clients = Client::connect_many(&args.nodes[0], &args.cluster.cluster_keys, count).await;
         let clients: Vec<Arc<Client>> = clients.map_err(text)?.into_iter().map(Arc::new).collect();
         for (test, slot) in [(Test::Put, &mut put), (Test::Get, &mut get)] {
             if wants(test) {
@@ -280,7 +273,7 @@ async fn load(test: Test, clients: &[Arc<Client>], args: &BenchArgs) -> Figures 
 
 /// The propagation test: writes at the first node, watches on all the others.
 async fn propagate(args: &BenchArgs, observers: &[Client]) -> Result<Figures, String> {
-    let writer = Client::connect(&args.nodes[0], &args.cluster_keys).await.map_err(text)?;
+    let writer = Client::connect(&args.nodes[0], &args.cluster.cluster_keys).await.map_err(text)?;
     // A fresh prefix per run, so earlier runs' keys never count as arrivals.
     let prefix = format!("{KEY_PREFIX}propagation/{:x}/", rand::random::<u32>());
     let (arrived, mut arrivals) = mpsc::channel(ARRIVALS_QUEUE_MAX);

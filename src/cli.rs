@@ -33,12 +33,12 @@ struct Cli {
     command: Command,
 }
 
+/// The cluster keys of a node, a client or a benchmark: one declaration, the same flag, the
+/// same environment variable everywhere.
 #[derive(Args, Clone)]
-struct Connect {
-    /// The node to talk to.
-    #[arg(long, env = "CHORUS_NODE", default_value = chorus::LISTEN_DEFAULT, global = true)]
-    node: String,
-    /// Cluster key (repeatable; CHORUS_CLUSTER_KEY may hold several, comma-separated).
+pub struct Keys {
+    /// Cluster key (repeatable for rotation: the first signs, all are trusted;
+    /// CHORUS_CLUSTER_KEY may hold several, comma-separated).
     #[arg(
         long = "cluster-key",
         env = "CHORUS_CLUSTER_KEY",
@@ -46,10 +46,25 @@ struct Connect {
         global = true,
         hide_env_values = true
     )]
-    cluster_keys: Vec<ClusterKey>,
+    pub cluster_keys: Vec<ClusterKey>,
+}
+
+#[derive(Args, Clone)]
+struct Connect {
+    /// The node to talk to.
+    #[arg(long, env = "CHORUS_NODE", default_value = chorus::LISTEN_DEFAULT, global = true)]
+    node: String,
+    #[command(flatten)]
+    keys: Keys,
     /// Print one JSON object (one per line for watch).
     #[arg(long, global = true)]
     json: bool,
+}
+
+impl Connect {
+    async fn client(&self) -> Result<Client, ClientError> {
+        Client::connect(&self.node, &self.keys.cluster_keys).await
+    }
 }
 
 #[derive(Args)]
@@ -150,14 +165,8 @@ struct NodeArgs {
     /// Address peers should use when it differs from --listen (for 0.0.0.0 or NAT).
     #[arg(long)]
     advertise: Option<String>,
-    /// Cluster key (repeatable for rotation: the first signs, all are trusted).
-    #[arg(
-        long = "cluster-key",
-        env = "CHORUS_CLUSTER_KEY",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    cluster_keys: Vec<ClusterKey>,
+    #[command(flatten)]
+    keys: Keys,
     /// Log level: error, warn, info, debug, trace (or a tracing filter).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -216,7 +225,7 @@ async fn node(args: NodeArgs) -> i32 {
         advertise: args.advertise,
         join: args.join,
         name: args.name,
-        keys: args.cluster_keys,
+        keys: args.keys.cluster_keys,
         tune: None,
     };
     let mut handle = match NodeHandle::start(options).await {
@@ -291,19 +300,19 @@ async fn client(command: Command) -> Result<i32, ClientError> {
                     return Ok(EXIT_USAGE);
                 }
             };
-            let client = Client::connect(&connect.node, &connect.cluster_keys).await?;
+            let client = connect.client().await?;
             let options = WriteOptions { ttl, wait: wait.wait, timeout: wait.timeout };
             let result = client.put(key.as_bytes(), value, options).await?;
             Ok(print_write(&result, connect.json))
         }
         Command::Del { key, wait, connect } => {
-            let client = Client::connect(&connect.node, &connect.cluster_keys).await?;
+            let client = connect.client().await?;
             let options = WriteOptions { ttl: None, wait: wait.wait, timeout: wait.timeout };
             let result = client.delete(key.as_bytes(), options).await?;
             Ok(print_write(&result, connect.json))
         }
         Command::Get { key, connect } => {
-            let client = Client::connect(&connect.node, &connect.cluster_keys).await?;
+            let client = connect.client().await?;
             let Some((value, stamp)) = client.get(key.as_bytes()).await? else {
                 if connect.json {
                     out!("{}", json!({ "key": key, "found": false }));
@@ -322,7 +331,7 @@ async fn client(command: Command) -> Result<i32, ClientError> {
             Ok(0)
         }
         Command::Ls { prefix, limit, connect } => {
-            let client = Client::connect(&connect.node, &connect.cluster_keys).await?;
+            let client = connect.client().await?;
             let prefix = prefix.unwrap_or_default();
             let mut remaining = limit.unwrap_or(u64::MAX);
             let mut after: Option<Vec<u8>> = None;
@@ -350,7 +359,7 @@ async fn client(command: Command) -> Result<i32, ClientError> {
             Ok(0)
         }
         Command::Watch { prefix, connect } => {
-            let client = Client::connect(&connect.node, &connect.cluster_keys).await?;
+            let client = connect.client().await?;
             let mut watch = client.watch(prefix.unwrap_or_default().as_bytes(), None).await?;
             while let Some(change) = watch.next().await {
                 print_change(&change?, connect.json);
@@ -358,7 +367,7 @@ async fn client(command: Command) -> Result<i32, ClientError> {
             Err(ClientError::Unreachable("the node closed the watch".into()))
         }
         Command::Members { connect } => {
-            let client = Client::connect(&connect.node, &connect.cluster_keys).await?;
+            let client = connect.client().await?;
             let members = client.members().await?;
             if connect.json {
                 let members: Vec<_> = members.iter().map(member_json).collect();
@@ -371,7 +380,7 @@ async fn client(command: Command) -> Result<i32, ClientError> {
             Ok(0)
         }
         Command::Stats { connect } => {
-            let client = Client::connect(&connect.node, &connect.cluster_keys).await?;
+            let client = connect.client().await?;
             let stats = client.stats().await?;
             print_stats(&stats, connect.json);
             Ok(0)

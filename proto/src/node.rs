@@ -284,7 +284,9 @@ pub struct Node {
     pub(crate) joined: bool,
     pub(crate) leaving: bool,
     pub(crate) left: bool,
-    pub(crate) tree_members: Option<Vec<NodeId>>,
+    /// This node's children in each origin's eager-push tree, computed on first use and
+    /// cleared whenever membership changes (a tree depends only on the live members).
+    pub(crate) tree_children: BTreeMap<NodeId, Vec<NodeId>>,
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: Stats,
@@ -319,7 +321,7 @@ impl Node {
             joined: false,
             leaving: false,
             left: false,
-            tree_members: None,
+            tree_children: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -431,7 +433,7 @@ impl Node {
             for addr in peers {
                 self.send_syn(addr);
             }
-            self.flush(now_ms);
+            self.flush();
             self.check_handoff();
         }
         self.after_call(now_ms);
@@ -444,7 +446,7 @@ impl Node {
     pub fn flush_pushes(&mut self, now_ms: u64) {
         self.assert_drained();
         if self.flush_at_ms.is_some() {
-            self.flush(now_ms);
+            self.flush();
         }
         self.after_call(now_ms);
     }
@@ -488,7 +490,7 @@ impl Node {
     /// settle waits.
     pub(crate) fn after_call(&mut self, now_ms: u64) {
         if self.flush_at_ms.is_some_and(|at| at <= now_ms) {
-            self.flush(now_ms);
+            self.flush();
         }
         if self.store.next_expiry(self.expiry_cursor_ms).is_some_and(|at| at <= now_ms) {
             for key in self.store.expiring(self.expiry_cursor_ms, now_ms) {
@@ -622,10 +624,7 @@ impl Node {
         now_ms: u64,
     ) {
         let origin = update.stamp.node;
-        let live = self.tree_members();
-        let children =
-            crate::tree::children(origin, self.config.id, &live, self.config.tree_fanout);
-        for child in children {
+        for child in self.children(origin) {
             if Some(child) == from || child == origin {
                 continue;
             }
@@ -649,7 +648,7 @@ impl Node {
     }
 
     /// Sends every queued push and acknowledgement.
-    pub(crate) fn flush(&mut self, now_ms: u64) {
+    pub(crate) fn flush(&mut self) {
         self.flush_at_ms = None;
         let outboxes = std::mem::take(&mut self.outboxes);
         for (peer, mut outbox) in outboxes {
@@ -672,7 +671,6 @@ impl Node {
                 self.send_push(addr, updates, &outbox.acks_wanted);
             }
         }
-        let _ = now_ms;
     }
 
     fn send_push(&mut self, to: Addr, updates: Vec<Update>, acks_wanted: &[Dot]) {
@@ -684,14 +682,22 @@ impl Node {
         self.send(to, Lane::Control, Body::Push { updates, acks });
     }
 
-    /// Members that eager-push trees span: this node's live view.
-    pub(crate) fn tree_members(&mut self) -> Vec<NodeId> {
-        if self.tree_members.is_none() {
-            let live = self.members.peers_in(&[MemberState::Alive]).map(|m| m.id).collect();
-            self.tree_members = Some(live);
+    /// This node's children in `origin`'s tree over its live view, cached per origin so a
+    /// forwarded write costs a lookup, not a sort of every member.
+    fn children(&mut self, origin: NodeId) -> Vec<NodeId> {
+        if let Some(children) = self.tree_children.get(&origin) {
+            return children.clone();
         }
-        // Invariant: filled just above.
-        self.tree_members.clone().unwrap_or_default()
+        let live: Vec<NodeId> =
+            self.members.peers_in(&[MemberState::Alive]).map(|m| m.id).collect();
+        let children =
+            crate::tree::children(origin, self.config.id, &live, self.config.tree_fanout);
+        // Origins include retired writers; bound the cache by the member limit.
+        if self.tree_children.len() >= MEMBERS_MAX {
+            self.tree_children.clear();
+        }
+        self.tree_children.insert(origin, children.clone());
+        children
     }
 
     /// Encodes and queues a message.
@@ -720,7 +726,7 @@ impl Node {
         if changes.is_empty() {
             return;
         }
-        self.tree_members = None;
+        self.tree_children.clear();
         for change in changes {
             self.emit(Event::Member(change));
         }
@@ -816,7 +822,7 @@ impl Node {
         self.members.fence(removed, now_ms, &mut Vec::new());
         self.outboxes.clear();
         self.flush_at_ms = None;
-        self.tree_members = None;
+        self.tree_children.clear();
         self.joined = false;
         self.stats.resets += 1;
         self.emit(Event::Reset { old, new, reason });
