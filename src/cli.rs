@@ -504,6 +504,7 @@ fn print_stats(stats: &StatsReport, json: bool) {
         ("messages_dropped", json!(node.pushes_dropped)),
         ("collected", json!(node.collected)),
         ("resets", json!(node.resets)),
+        ("exchanges_refused", json!(node.exchanges_refused)),
         ("skew_refused", json!(node.skew_refused)),
         ("skew_ms_max", json!(node.skew_ms_max)),
         ("skew_peers", json!(skew_peers.join(","))),

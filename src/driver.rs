@@ -315,8 +315,11 @@ impl Driver {
                     let _ = done.send(());
                 }
             }
+            Event::Reset { old, new, reason } if reason.dropped_state() => {
+                tracing::warn!(%old, %new, ?reason, "this node's state missed deletes the cluster already collected; it dropped its state and syncs again from empty");
+            }
             Event::Reset { old, new, reason } => {
-                tracing::warn!(%old, %new, ?reason, "the cluster fenced this node out; it reset and rejoins with a full sync");
+                tracing::warn!(%old, %new, ?reason, "the cluster removed this node's identity; it rejoins under a new one and keeps its state");
             }
             Event::Skew { peer, ahead_ms } => {
                 tracing::warn!(%peer, ahead_ms, "held back a write stamped too far ahead of this clock");

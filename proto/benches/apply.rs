@@ -196,7 +196,7 @@ fn delta_merge() {
         let delta = decoded.clone();
         let mut store = Store::new();
         let start = Instant::now();
-        black_box(store.apply_delta(delta));
+        black_box(store.apply_delta(delta, &Default::default()));
         let elapsed = start.elapsed();
         assert_eq!(store.entry_count(), ENTRY_COUNT);
         (elapsed, store)
@@ -225,7 +225,7 @@ fn delta_merge() {
         let start = Instant::now();
         for bytes in &pages {
             let page: Delta = codec::decode(bytes).expect("a page decodes");
-            black_box(store.apply_delta(page));
+            black_box(store.apply_delta(page, &Default::default()));
         }
         let elapsed = start.elapsed();
         assert_eq!(store.entry_count(), ENTRY_COUNT);

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::clock::NodeId;
 use crate::codec::{self, CodecError};
+use crate::horizon::Horizon;
 use crate::limits::{DELTA_PAGE_SIZE_TARGET, SYNC_PAGES_MAX};
 use crate::message::{Addr, Body, Digest, Envelope, Record, ResetReason};
 use crate::node::{Event, Lane, Node};
@@ -71,32 +72,37 @@ impl Node {
             && !matches!(body, Body::Reset { .. })
             && !announces_left(&body)
         {
-            let removed = self.members.removed();
-            let reset = Body::Reset { id: sender, reason: ResetReason::Removed, removed };
+            let reset = Body::Reset { id: sender, reason: ResetReason::Removed };
             self.send(from, Lane::Control, reset);
             return;
         }
         self.members.heard_from(sender, now_ms);
         match body {
             Body::Syn { sender: record, digest } => {
-                if self.merge_digest(now_ms, &from, &record, &digest) {
-                    let records = self.members.missing_records(&digest.members);
-                    let reply = Body::SynAck {
-                        sender: self.members.own_record(),
-                        digest: self.digest(),
-                        records,
-                    };
-                    self.send(record.addr.clone(), Lane::Control, reply);
+                let Some(exchange) = self.merge_digest(now_ms, &from, &record, &digest) else {
+                    return;
+                };
+                let records = self.members.missing_records(&digest.members);
+                let reply = Body::SynAck {
+                    sender: self.members.own_record(),
+                    digest: self.digest(),
+                    records,
+                };
+                self.send(record.addr.clone(), Lane::Control, reply);
+                if exchange {
                     self.send_delta(record.addr, &digest.bases);
                 }
             }
             Body::SynAck { sender: record, digest, records } => {
                 self.merge_records(now_ms, &records);
-                if self.merge_digest(now_ms, &from, &record, &digest) {
-                    let missing = self.members.missing_records(&digest.members);
-                    if !missing.is_empty() {
-                        self.send(record.addr.clone(), Lane::Control, Body::Members(missing));
-                    }
+                let Some(exchange) = self.merge_digest(now_ms, &from, &record, &digest) else {
+                    return;
+                };
+                let missing = self.members.missing_records(&digest.members);
+                if !missing.is_empty() {
+                    self.send(record.addr.clone(), Lane::Control, Body::Members(missing));
+                }
+                if exchange {
                     self.send_delta(record.addr, &digest.bases);
                     if !self.joined {
                         self.joined = true;
@@ -105,15 +111,18 @@ impl Node {
                 }
             }
             Body::Members(records) => self.merge_records(now_ms, &records),
-            Body::Delta(delta) => self.merge_delta(now_ms, sender, delta),
+            Body::Delta { bases, horizon, delta } => {
+                self.merge_delta(now_ms, sender, &bases, &horizon, delta)
+            }
             Body::Push { updates, acks } => self.merge_push(now_ms, sender, updates, &acks),
             Body::Ack(dots) => self.confirm(sender, dots.into_iter()),
-            Body::Reset { id, reason, removed } => {
+            Body::Reset { id, reason } => {
                 // Only nodes holding the cluster key can send this (mutual TLS), and it names
                 // the identity it fences, so a late copy cannot reset a new identity again.
-                // A leaving node ignores it: that identity is being retired anyway.
-                if id == self.config.id && !self.leaving {
-                    self.reset(now_ms, reason, &removed);
+                // A leaving node ignores it: that identity is being retired anyway. Only the
+                // identity goes; whether the state may stay is for the horizon check.
+                if id == self.config.id && !self.leaving && !reason.dropped_state() {
+                    self.renew(now_ms, reason, from);
                 }
             }
         }
@@ -121,7 +130,18 @@ impl Node {
 
     /// The digest this node sends.
     pub(crate) fn digest(&self) -> Digest {
-        Digest { members: self.members.heartbeats(), bases: self.store.vector().bases().clone() }
+        Digest {
+            members: self.members.heartbeats(),
+            bases: self.store.vector().bases().clone(),
+            horizon: self.store.horizon().clone(),
+            live: self.rank(),
+        }
+    }
+
+    /// How much this node's state counts when two states conflict: the live members it sees,
+    /// or 0 while it is settling after a drop.
+    fn rank(&self) -> u32 {
+        if self.is_settling() { 0 } else { self.members.live_count() }
     }
 
     /// Opens an anti-entropy round with `to`.
@@ -130,25 +150,50 @@ impl Node {
         self.send(to, Lane::Control, body);
     }
 
-    /// Merges a peer's record and digest. Returns false, after telling the peer to reset, when
-    /// the peer restarted from state older than it reported before.
-    fn merge_digest(&mut self, now_ms: u64, from: &Addr, record: &Record, digest: &Digest) -> bool {
+    /// Merges a peer's record and digest. Returns whether to exchange state with it, or `None`
+    /// when this node took a new identity and the round is over: the peer restarted from older
+    /// state than it reported before (it is told to renew), or this node's state was behind the
+    /// peer's collections and it dropped it.
+    ///
+    /// Two states exchange writes only when each is safe against what the other collected (see
+    /// `horizon.rs`). When only this one is behind, it drops its state; when each is behind
+    /// the other, the one that sees fewer live members does (then the lower id), so that the
+    /// larger side of a long partition keeps what it wrote.
+    fn merge_digest(
+        &mut self,
+        now_ms: u64,
+        from: &Addr,
+        record: &Record,
+        digest: &Digest,
+    ) -> Option<bool> {
         let mut changes = Vec::new();
         self.members.merge_record(now_ms, record, true, &mut changes);
         for beat in &digest.members {
             self.members.merge_heartbeat(now_ms, beat, &mut changes);
         }
         self.member_changes(changes);
+        self.retire_revived();
+        let peer = record.heartbeat.id;
         if self.members.set_bases(&record.heartbeat, &digest.bases).is_err() {
-            let id = record.heartbeat.id;
-            let removed = self.members.removed();
-            let reset = Body::Reset { id, reason: ResetReason::Regressed, removed };
+            let reset = Body::Reset { id: peer, reason: ResetReason::Regressed };
             self.send(from.clone(), Lane::Control, reset);
-            return false;
+            return Some(false);
         }
-        self.confirm_by_bases(record.heartbeat.id, &digest.bases);
+        self.confirm_by_bases(peer, &digest.bases);
         self.check_handoff();
-        true
+        let ours_safe = self.store.is_safe_against(&digest.horizon);
+        let theirs_safe = digest.horizon.is_safe_against(&digest.bases, self.store.horizon());
+        if ours_safe && theirs_safe {
+            return Some(true);
+        }
+        self.stats.exchanges_refused += 1;
+        let outranked = (self.rank(), self.config.id) < (digest.live, peer);
+        let settling = self.is_settling();
+        if !ours_safe && (theirs_safe || outranked) && !self.leaving && !settling {
+            self.renew(now_ms, ResetReason::Pruned, from.clone());
+            return None;
+        }
+        Some(false)
     }
 
     fn merge_records(&mut self, now_ms: u64, records: &[Record]) {
@@ -157,6 +202,14 @@ impl Node {
             self.members.merge_record(now_ms, record, false, &mut changes);
         }
         self.member_changes(changes);
+        self.retire_revived();
+    }
+
+    /// Tells removed identities that peers still see alive to take new ones.
+    fn retire_revived(&mut self) {
+        for (id, addr) in self.members.take_revived() {
+            self.send(addr, Lane::Control, Body::Reset { id, reason: ResetReason::Removed });
+        }
     }
 
     /// Sends the pages of writes a peer with `bases` lacks, up to `SYNC_PAGES_MAX`.
@@ -181,7 +234,9 @@ impl Node {
             if delta.groups.is_empty() {
                 break;
             }
-            self.send(to.clone(), Lane::Bulk, Body::Delta(delta));
+            let horizon = self.store.page_horizon(&cursor);
+            let bases = self.store.vector().bases().clone();
+            self.send(to.clone(), Lane::Bulk, Body::Delta { bases, horizon, delta });
             if last {
                 break;
             }
@@ -190,7 +245,22 @@ impl Node {
 
     /// Merges a delta page, holding back writes stamped too far ahead: a group's covered
     /// range stops below the first of them, so it is sent again once the clock allows it.
-    fn merge_delta(&mut self, now_ms: u64, sender: NodeId, mut delta: Delta) {
+    /// A page is refused whole when either state is behind the other's collections (its
+    /// digest decides what happens next).
+    fn merge_delta(
+        &mut self,
+        now_ms: u64,
+        sender: NodeId,
+        bases: &BTreeMap<NodeId, u64>,
+        horizon: &Horizon,
+        mut delta: Delta,
+    ) {
+        if !self.store.is_safe_against(horizon)
+            || !horizon.is_safe_against(bases, self.store.horizon())
+        {
+            self.stats.exchanges_refused += 1;
+            return;
+        }
         let mut held_back = false;
         for group in &mut delta.groups {
             let mut accepted = Vec::with_capacity(group.updates.len());
@@ -219,7 +289,7 @@ impl Node {
                 group.to = group.to.min(to);
             }
         }
-        for (update, applied) in self.store.apply_delta(delta) {
+        for (update, applied) in self.store.apply_delta(delta, horizon) {
             self.observe(&update, &applied, now_ms);
             // A fresh write that reached this node by anti-entropy before its eager push did
             // is forwarded down its tree all the same: the push, arriving second, is a

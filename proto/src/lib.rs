@@ -10,6 +10,7 @@
 //! - [`data`]: validated [`Key`]s and [`Value`]s.
 //! - [`version`]: [`Dot`]s and [`VersionVector`]s.
 //! - [`store`]: the replicated map of last-writer-wins registers and its deltas.
+//! - [`horizon`]: what a state lacks by collection; the fence that keeps stale state out.
 //! - [`codec`]: bounded postcard encoding, frames, decoding that never panics.
 //! - [`limits`]: every bound, with its reason.
 //! - [`rpc`]: the client RPC's requests and responses.
@@ -30,6 +31,7 @@ pub mod clock;
 pub mod codec;
 pub mod data;
 mod exchange;
+pub mod horizon;
 pub mod limits;
 pub mod membership;
 pub mod message;
@@ -44,6 +46,7 @@ pub use clock::{Clock, Hlc, NodeId, SkewError, Stamp};
 pub use codec::CodecError;
 pub use data::{DataError, Key, Value};
 pub use exchange::MessageError;
+pub use horizon::Horizon;
 pub use membership::{Member, MemberChange, MemberState};
 pub use message::{Addr, Name, ResetReason};
 pub use node::{Config, Event, Lane, Node, Sabotage, Stats, Transmit, WriteError, Written};

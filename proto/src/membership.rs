@@ -14,6 +14,9 @@ use crate::clock::NodeId;
 use crate::limits::{MEMBERS_MAX, PHI_GAP_INTERVALS_MAX, PHI_WINDOW_SIZE, REMOVED_MAX};
 use crate::message::{Addr, Heartbeat, Name, Record};
 
+/// Revived identities noted between two drains; the rest wait for a later heartbeat.
+const REVIVED_MAX: usize = 64;
+
 /// What this node believes about a member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum MemberState {
@@ -139,13 +142,25 @@ struct Peer {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Regressed;
 
+/// What is remembered of a removed identity.
+#[derive(Clone, Debug)]
+struct Removed {
+    at_ms: u64,
+    /// Where it was, and its latest (incarnation, heartbeat) known here: if peers report a
+    /// later one, it is alive somewhere and is told to take a new identity.
+    addr: Option<Addr>,
+    beat: (u64, u64),
+}
+
 /// The member table of one node.
 #[derive(Clone, Debug)]
 pub struct Members {
     me: Member,
     leaving: bool,
     peers: BTreeMap<NodeId, Peer>,
-    removed: BTreeMap<NodeId, u64>,
+    removed: BTreeMap<NodeId, Removed>,
+    /// Removed identities seen alive since the node last asked, with their addresses.
+    revived: Vec<(NodeId, Addr)>,
     config: DetectorConfig,
 }
 
@@ -159,7 +174,14 @@ impl Members {
         config: DetectorConfig,
     ) -> Members {
         let me = Member { id, name, addr, incarnation, heartbeat: 0, state: MemberState::Alive };
-        Members { me, leaving: false, peers: BTreeMap::new(), removed: BTreeMap::new(), config }
+        Members {
+            me,
+            leaving: false,
+            peers: BTreeMap::new(),
+            removed: BTreeMap::new(),
+            revived: Vec::new(),
+            config,
+        }
     }
 
     /// This node as a member.
@@ -239,6 +261,7 @@ impl Members {
             return;
         }
         if self.removed.contains_key(&id) {
+            self.note_revived(&record.heartbeat);
             return;
         }
         if !self.peers.contains_key(&id) {
@@ -298,7 +321,10 @@ impl Members {
             self.refute(beat);
             return;
         }
-        let Some(peer) = self.peers.get_mut(&beat.id) else { return };
+        let Some(peer) = self.peers.get_mut(&beat.id) else {
+            self.note_revived(beat);
+            return;
+        };
         let ours = (peer.member.incarnation, peer.member.heartbeat, peer.left_announced);
         if (beat.incarnation, beat.heartbeat, beat.left) <= ours {
             return;
@@ -404,12 +430,24 @@ impl Members {
         self.removed.keys().copied().collect()
     }
 
-    /// Fences out identities another node removed (this one adopts the fencer's view).
-    pub fn fence(&mut self, ids: &[NodeId], now_ms: u64, changes: &mut Vec<MemberChange>) {
-        let me = self.me.id;
-        for id in ids.iter().copied().filter(|id| *id != me) {
-            self.remove(id, now_ms, changes);
-        }
+    /// Takes identity `id` in place of the current one, keeping every peer. The old identity
+    /// goes into the removed record, so its records, still gossiped by peers that have not
+    /// removed it yet, never come back as a peer here.
+    pub fn rename(&mut self, id: NodeId, now_ms: u64) {
+        let old = self.me.id;
+        self.me = Member { id, incarnation: 0, heartbeat: 0, ..self.me.clone() };
+        let mut changes = Vec::new();
+        self.remove(old, now_ms, &mut changes);
+    }
+
+    /// How many members this node sees live, itself included.
+    pub fn live_count(&self) -> u32 {
+        let live = self
+            .peers
+            .values()
+            .filter(|p| matches!(p.member.state, MemberState::Alive | MemberState::Suspect))
+            .count();
+        u32::try_from(live + 1).unwrap_or(u32::MAX)
     }
 
     /// Notes direct contact with a peer: proof of life, though not a heartbeat sample.
@@ -431,16 +469,40 @@ impl Members {
     }
 
     fn remove(&mut self, id: NodeId, now_ms: u64, changes: &mut Vec<MemberChange>) {
+        let mut removed = Removed { at_ms: now_ms, addr: None, beat: (0, 0) };
         if let Some(peer) = self.peers.remove(&id) {
+            removed.addr = Some(peer.member.addr.clone());
+            removed.beat = (peer.member.incarnation, peer.member.heartbeat);
             changes.push(MemberChange { id, name: peer.member.name, state: None });
         }
         if self.removed.len() >= REMOVED_MAX {
-            let oldest = self.removed.iter().min_by_key(|(_, at)| **at).map(|(id, _)| *id);
+            let oldest = self.removed.iter().min_by_key(|(_, r)| r.at_ms).map(|(id, _)| *id);
             if let Some(oldest) = oldest {
                 self.removed.remove(&oldest);
             }
         }
-        self.removed.insert(id, now_ms);
+        self.removed.insert(id, removed);
+    }
+
+    /// A peer reported a heartbeat of a removed identity: if it is later than any known here,
+    /// that identity is alive somewhere, cut off from this node but not from everyone, and it
+    /// is told to take a new one (without this, two nodes that had removed each other and
+    /// never spoke directly again disagreed on membership for good; found by chorus-sim).
+    fn note_revived(&mut self, beat: &Heartbeat) {
+        let Some(removed) = self.removed.get_mut(&beat.id) else { return };
+        if (beat.incarnation, beat.heartbeat) > removed.beat && !beat.left {
+            removed.beat = (beat.incarnation, beat.heartbeat);
+            if let Some(addr) = &removed.addr
+                && self.revived.len() < REVIVED_MAX
+            {
+                self.revived.push((beat.id, addr.clone()));
+            }
+        }
+    }
+
+    /// Removed identities seen alive since the last call, with where to tell them.
+    pub fn take_revived(&mut self) -> Vec<(NodeId, Addr)> {
+        std::mem::take(&mut self.revived)
     }
 
     /// Someone believes something newer about this node than it does (an old incarnation

@@ -6,7 +6,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::NodeId;
-use crate::limits::{ADDR_SIZE_MAX, MEMBERS_MAX, NAME_SIZE_MAX, REMOVED_MAX};
+use crate::horizon::Horizon;
+use crate::limits::{ADDR_SIZE_MAX, MEMBERS_MAX, NAME_SIZE_MAX};
 use crate::store::{Delta, Update};
 use crate::version::Dot;
 
@@ -131,15 +132,32 @@ pub struct Digest {
     pub members: Vec<Heartbeat>,
     /// The sender's version vector bases.
     pub bases: BTreeMap<NodeId, u64>,
+    /// What the sender's state lacks by collection and what it is safe against.
+    pub horizon: Horizon,
+    /// How many members the sender sees live, itself included: when two states are each
+    /// behind the other's collections, the one seen by fewer drops its state.
+    pub live: u32,
 }
 
-/// Why a node was told to reset.
+/// Why a node took a new identity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ResetReason {
-    /// Its identity was removed from the cluster (dead too long, or it left).
+    /// Its identity was removed from the cluster (dead too long, or it left). It keeps its
+    /// state; the horizon check decides whether that state may stay.
     Removed,
-    /// Its version vector went backwards: it restarted from older state.
+    /// Its version vector went backwards: it restarted from older state, and its sequence
+    /// numbers may repeat. It keeps its state, as for `Removed`.
     Regressed,
+    /// Its state was behind a peer's collections (it lacks deletes the peer already forgot):
+    /// it dropped the state and syncs again from empty.
+    Pruned,
+}
+
+impl ResetReason {
+    /// Whether the node dropped its state.
+    pub fn dropped_state(self) -> bool {
+        self == ResetReason::Pruned
+    }
 }
 
 /// The body of a gossip message.
@@ -165,7 +183,15 @@ pub enum Body {
     /// Members the receiver's digest did not have (the initiator's half of a round).
     Members(Vec<Record>),
     /// One page of anti-entropy catch-up.
-    Delta(Delta),
+    Delta {
+        /// The sender's version vector bases, so the receiver checks the page against its
+        /// own collections even when the page overtakes the sender's digest.
+        bases: BTreeMap<NodeId, u64>,
+        /// The sender's horizon, as it applies to this page's content.
+        horizon: Horizon,
+        /// The writes.
+        delta: Delta,
+    },
     /// Eagerly pushed writes, and which of them the writer wants acknowledged.
     Push {
         /// The writes.
@@ -175,15 +201,12 @@ pub enum Body {
     },
     /// Acknowledges that the sender applied these writes.
     Ack(Vec<Dot>),
-    /// Tells the receiver that its identity is fenced out: it must reset and rejoin.
+    /// Tells the receiver that its identity is fenced out: it must take a new one and rejoin.
     Reset {
         /// The identity fenced out; a reset aimed at an earlier identity is ignored.
         id: NodeId,
         /// Why.
         reason: ResetReason,
-        /// Every identity the sender has removed: the reset node fences them too, so it
-        /// cannot sync stale state from a peer that was cut off with it.
-        removed: Vec<NodeId>,
     },
 }
 
@@ -205,17 +228,24 @@ impl Body {
                 digest.members.len().max(digest.bases.len()).max(records.len())
             }
             Body::Members(records) => records.len(),
+            Body::Delta { bases, .. } => bases.len(),
             _ => 0,
         };
         if members > 2 * MEMBERS_MAX {
             return Err(format!("{members} members in one message, the maximum is {MEMBERS_MAX}"));
         }
-        if let Body::Reset { removed, .. } = self
-            && removed.len() > REMOVED_MAX
-        {
-            return Err(format!("{} removed ids, the maximum is {REMOVED_MAX}", removed.len()));
+        let horizon = match self {
+            Body::Syn { digest, .. } | Body::SynAck { digest, .. } => Some(&digest.horizon),
+            Body::Delta { horizon, .. } => Some(horizon),
+            _ => None,
+        };
+        if let Some(horizon) = horizon {
+            let beyond = horizon.safe_beyond.as_ref().map_or(0, BTreeMap::len);
+            if horizon.pruned.len().max(beyond) > 2 * MEMBERS_MAX {
+                return Err(format!("a horizon names more than {} writers", 2 * MEMBERS_MAX));
+            }
         }
-        if let Body::Delta(delta) = self {
+        if let Body::Delta { delta, .. } = self {
             // A group's range lets the receiver count writes as seen without receiving them,
             // so a group whose updates lie outside it, or belong to another writer, is refused
             // whole: accepting it could skip writes for good.

@@ -161,7 +161,8 @@ pub enum Event {
     Joined,
     /// A graceful leave finished its handoff (or had no one to hand off to).
     Left,
-    /// The cluster fenced this identity out; the node reset under a new identity.
+    /// The cluster fenced this identity out and the node took a new one; it also dropped its
+    /// state if `reason` says so ([`ResetReason::dropped_state`]).
     Reset {
         /// The identity fenced out.
         old: NodeId,
@@ -252,8 +253,11 @@ pub struct Stats {
     pub events_dropped: u64,
     /// Tombstones and expired entries collected.
     pub collected: u64,
-    /// Times this node was fenced out and reset.
+    /// Times this node took a new identity (fenced out, or its state dropped).
     pub resets: u64,
+    /// Anti-entropy exchanges refused because one side's state was behind the other's
+    /// collections.
+    pub exchanges_refused: u64,
 }
 
 /// Writes queued for one peer, sent together when the batching window closes.
@@ -282,6 +286,8 @@ pub struct Node {
     pub(crate) next_wait: u64,
     pub(crate) expiry_cursor_ms: u64,
     pub(crate) joined: bool,
+    /// Rounds left during which this node, having dropped its state, is settling.
+    pub(crate) settle_rounds: u64,
     pub(crate) leaving: bool,
     pub(crate) left: bool,
     /// This node's children in each origin's eager-push tree, computed on first use and
@@ -294,6 +300,12 @@ pub struct Node {
 
 /// Anti-entropy rounds between collection passes.
 const COLLECT_EVERY_ROUNDS: u64 = 8;
+
+/// Rounds after dropping its state during which a node counts as settling: it
+/// yields to every established state and refuses, rather than drops again, on a second
+/// conflict. Without it, a node that first copied a losing state flipped between two
+/// conflicting states as fast as messages arrived (chorus-sim, `--long-partitions`).
+const SETTLE_ROUNDS: u64 = 4;
 
 impl Node {
     /// A node that knows only itself, at wall time `now_ms`.
@@ -319,6 +331,7 @@ impl Node {
             next_wait: 1,
             expiry_cursor_ms: now_ms,
             joined: false,
+            settle_rounds: 0,
             leaving: false,
             left: false,
             tree_children: BTreeMap::new(),
@@ -503,6 +516,7 @@ impl Node {
 
     fn round(&mut self, now_ms: u64) {
         self.rounds += 1;
+        self.settle_rounds = self.settle_rounds.saturating_sub(1);
         // Up to a quarter interval of jitter keeps nodes from gossiping in lockstep.
         let jitter = self.rng.random_range(0..=self.config.gossip_interval_ms / 4);
         self.next_round_ms =
@@ -785,49 +799,48 @@ impl Node {
         }
     }
 
-    /// Forgets everything under a new identity after the cluster fenced this one out, and
-    /// rejoins through every address it knew.
-    pub(crate) fn reset(&mut self, now_ms: u64, reason: ResetReason, removed: &[NodeId]) {
+    /// Takes a new identity and rejoins through every address it knew. The state goes too
+    /// when `reason` says it is behind a peer's collections; otherwise it stays, and the
+    /// horizon check of the next exchanges decides whether it may (a removed identity that
+    /// missed no collected delete loses nothing).
+    pub(crate) fn renew(&mut self, now_ms: u64, reason: ResetReason, via: Addr) {
         let old = self.config.id;
         let mut new = NodeId(self.rng.next_u64());
-        while new == old || new.0 == 0 {
+        while new == old || new.0 == 0 || self.members.is_removed(new) {
             new = NodeId(self.rng.next_u64());
         }
-        let mut seeds: Vec<Addr> =
-            self.members.list().into_iter().skip(1).map(|m| m.addr).collect();
-        seeds.extend(self.seeds.iter().cloned());
-        seeds.sort();
-        seeds.dedup();
-        for wait in std::mem::take(&mut self.waits).into_values() {
-            let outcome = wait.outcome(&BTreeSet::new(), true);
-            if let Some(outcome) = outcome {
-                self.emit(Event::WaitDone(WaitOutcome { complete: false, ..outcome }));
+        if reason.dropped_state() {
+            self.settle_rounds = SETTLE_ROUNDS;
+            for wait in std::mem::take(&mut self.waits).into_values() {
+                let outcome = wait.outcome(&BTreeSet::new(), true);
+                if let Some(outcome) = outcome {
+                    self.emit(Event::WaitDone(WaitOutcome { complete: false, ..outcome }));
+                }
             }
+            self.store = Store::new();
+            self.outboxes.clear();
+            self.flush_at_ms = None;
+            self.joined = false;
+            self.expiry_cursor_ms = now_ms;
         }
         self.config.id = new;
         self.config.incarnation = 0;
         let last = self.clock.last();
         self.clock = Clock::new(new, self.config.clock_skew_ms_max);
         let _ = self.clock.observe(last, last.wall_ms());
-        self.store = Store::new();
-        self.members = Members::new(
-            new,
-            self.config.name.clone(),
-            self.config.addr.clone(),
-            0,
-            self.config.detector(),
-        );
-        // Adopt the fencer's removed identities: peers cut off with this node hold the same
-        // stale state and must not feed it back in.
-        self.members.fence(removed, now_ms, &mut Vec::new());
-        self.outboxes.clear();
-        self.flush_at_ms = None;
+        self.members.rename(new, now_ms);
         self.tree_children.clear();
-        self.joined = false;
         self.stats.resets += 1;
         self.emit(Event::Reset { old, new, reason });
-        self.expiry_cursor_ms = now_ms;
-        self.start_join(seeds);
+        // Only through the peer that prompted it: after a drop that is the peer whose state
+        // won, and messages to every known address at once would come back as a storm.
+        self.send_syn(via);
+    }
+
+    /// Whether this node dropped its state so recently that what it holds is only a partial
+    /// copy: it must not outrank an established state, nor drop again (it refuses instead).
+    pub(crate) fn is_settling(&self) -> bool {
+        self.settle_rounds > 0
     }
 
     /// The drain contract: outputs of the previous call were all taken.

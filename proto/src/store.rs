@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{NodeId, Stamp};
 use crate::data::{Key, Value};
+use crate::horizon::Horizon;
 use crate::limits::ENTRY_OVERHEAD_MAX;
 use crate::version::{Dot, VersionVector};
 
@@ -141,6 +142,8 @@ pub struct Store {
     /// Expiry times of held entries that have one, for expiry events and collection.
     expiries: BTreeSet<(u64, Dot)>,
     vector: VersionVector,
+    /// What this state lacks by collection and what its content is safe against.
+    horizon: Horizon,
 }
 
 impl Store {
@@ -206,8 +209,18 @@ impl Store {
         found
     }
 
-    /// Merges one write: last writer wins by stamp; its dot is recorded as seen either way.
+    /// Merges one write made or pushed here: last writer wins by stamp; its dot is recorded as
+    /// seen either way.
     pub fn apply(&mut self, update: Update) -> Applied {
+        let stamp = update.stamp;
+        let applied = self.merge(update);
+        if matches!(applied, Applied::Won { .. }) {
+            self.horizon.wrote(stamp);
+        }
+        applied
+    }
+
+    fn merge(&mut self, update: Update) -> Applied {
         let dot = update.dot();
         if self.vector.contains(dot) {
             return Applied::Seen;
@@ -226,17 +239,42 @@ impl Store {
         Applied::Won { previous }
     }
 
-    /// Merges a delta: every update, then the ranges each group covers.
-    pub fn apply_delta(&mut self, delta: Delta) -> Vec<(Update, Applied)> {
+    /// Merges a delta from a replica whose state has horizon `theirs`: every update, then the
+    /// ranges each group covers. The caller checked that this state is safe against what the
+    /// sender collected ([`Horizon::is_safe_against`]).
+    pub fn apply_delta(&mut self, delta: Delta, theirs: &Horizon) -> Vec<(Update, Applied)> {
         let mut outcomes = Vec::with_capacity(delta.update_count());
+        let before = self.vector.bases().clone();
+        let mut absorbed = Vec::new();
         for group in delta.groups {
             for update in group.updates {
-                let applied = self.apply(update.clone());
+                let applied = self.merge(update.clone());
                 outcomes.push((update, applied));
+            }
+            let base = self.vector.base(group.node);
+            if group.from <= base && group.to > base {
+                absorbed.push(group.node);
             }
             self.vector.advance(group.node, group.from, group.to);
         }
+        self.horizon.absorb(&before, self.vector.bases(), &absorbed, theirs);
         outcomes
+    }
+
+    /// What this state lacks by collection and what its content is safe against.
+    pub fn horizon(&self) -> &Horizon {
+        &self.horizon
+    }
+
+    /// Whether this state is safe against every entry another replica collected.
+    pub fn is_safe_against(&self, theirs: &Horizon) -> bool {
+        self.horizon.is_safe_against(self.vector.bases(), theirs)
+    }
+
+    /// The horizon to send with a delta page, given the receiver's bases once it applied the
+    /// page (`cursor`).
+    pub fn page_horizon(&self, cursor: &BTreeMap<NodeId, u64>) -> Horizon {
+        self.horizon.for_page(self.vector.bases(), cursor)
     }
 
     /// The writes a replica with `bases` has not seen, as a page of at most about
@@ -351,7 +389,9 @@ impl Store {
         doomed.sort();
         doomed.dedup();
         for key in &doomed {
-            self.remove(key);
+            if let Some(entry) = self.remove(key) {
+                self.horizon.collected(entry.dot(), entry.stamp());
+            }
         }
         doomed.len()
     }

@@ -278,8 +278,8 @@ fn exchanging_deltas_leaves_equal_maps_and_vectors() {
         let (for_b, complete_b) = a.delta(b.vector().bases(), usize::MAX);
         let (for_a, complete_a) = b.delta(a.vector().bases(), usize::MAX);
         prop_assert!(complete_a && complete_b, "an unbounded delta comes in one page");
-        a.apply_delta(for_a);
-        b.apply_delta(for_b);
+        a.apply_delta(for_a, &Default::default());
+        b.apply_delta(for_b, &Default::default());
 
         prop_assert_eq!(snapshot(&a), snapshot(&b));
         prop_assert_eq!(snapshot(&a), model(part_a.iter().copied().chain(part_b.iter().copied())));
@@ -435,7 +435,7 @@ impl Cluster {
             for update in page.groups.iter().flat_map(|group| &group.updates) {
                 self.clocks[to].observe(update.stamp.hlc, now_ms).map_err(fail)?;
             }
-            self.stores[to].apply_delta(page);
+            self.stores[to].apply_delta(page, &Default::default());
         }
         Ok(())
     }
@@ -815,8 +815,8 @@ fn applying_any_delta_a_peer_could_send_never_panics() {
         (peer_delta(), peer_delta(), vec(any_update(), 0..8)),
         |(first, second, updates)| {
             let mut store = Store::new();
-            store.apply_delta(first);
-            store.apply_delta(second);
+            store.apply_delta(first, &Default::default());
+            store.apply_delta(second, &Default::default());
             for update in updates {
                 store.apply(update);
             }
@@ -1148,7 +1148,7 @@ fn a_delta_group_ending_at_the_largest_sequence_number_does_not_panic() {
     };
     let group = Group { node: NodeId(1), from: 0, to: u64::MAX, updates: vec![update] };
     let mut store = Store::new();
-    store.apply_delta(Delta { groups: vec![group] });
+    store.apply_delta(Delta { groups: vec![group] }, &Default::default());
     store.apply(Update {
         key: key(1),
         stamp: Stamp { hlc: Hlc::new(2, 0), node: NodeId(1) },

@@ -3,7 +3,7 @@
 
 mod harness;
 
-use chorus_proto::{Event, MemberState, ResetReason, WaitLevel};
+use chorus_proto::{Event, MemberState, NodeId, ResetReason, WaitLevel};
 use harness::Cluster;
 
 #[test]
@@ -104,12 +104,13 @@ fn a_node_that_leaves_is_seen_as_left_and_one_that_dies_as_dead() {
     assert!(cluster.run_until(40_000, |c| (0..2).all(|i| c.state_of(i, victim).is_none())));
 }
 
-#[test]
-fn tombstones_are_collected_and_a_stale_node_cannot_resurrect_a_delete() {
+/// Four nodes; node 3 is cut off holding `session/abc`, which the others delete, and stays cut
+/// off until they removed it and collected the tombstone. Returns the cluster, still
+/// partitioned, and node 3's identity at the cut.
+fn cut_off_while_a_delete_is_collected() -> (Cluster, NodeId) {
     let mut cluster = Cluster::new(4);
     cluster.put(0, "session/abc", "alive");
     assert!(cluster.run_until(2_000, |c| c.everywhere("session/abc", Some("alive"))));
-    // Node 3 is cut off still holding the value; the rest delete it and move on.
     cluster.partition(&[3]);
     let stale = cluster.id(3);
     cluster.write(0, "session/abc", None, None, WaitLevel::Local, 0);
@@ -117,16 +118,103 @@ fn tombstones_are_collected_and_a_stale_node_cannot_resurrect_a_delete() {
     assert!(cluster.run_until(60_000, removed), "the cut-off node was never removed");
     let collected = |c: &Cluster| (0..3).all(|i| c.node(i).store().tombstone_count() == 0);
     assert!(cluster.run_until(30_000, collected), "the tombstone was never collected");
+    (cluster, stale)
+}
+
+#[test]
+fn tombstones_are_collected_and_a_stale_node_cannot_resurrect_a_delete() {
+    let (mut cluster, stale) = cut_off_while_a_delete_is_collected();
     assert_eq!(cluster.get(3, "session/abc").as_deref(), Some("alive"));
 
     cluster.heal();
-    let reset = |c: &Cluster| {
-        c.events[3].iter().any(|e| matches!(e, Event::Reset { reason: ResetReason::Removed, .. }))
-    };
-    assert!(cluster.run_until(10_000, reset), "the stale node was not fenced out");
+    let renamed = |c: &Cluster| reset_for(c, 3, ResetReason::Removed);
+    assert!(cluster.run_until(10_000, renamed), "the removed identity was not retired");
+    let dropped = |c: &Cluster| reset_for(c, 3, ResetReason::Pruned);
+    assert!(cluster.run_until(10_000, dropped), "the stale state was not dropped");
     assert!(cluster.run_until(10_000, |c| c.converged() && c.all_see_alive()));
     assert!(cluster.everywhere("session/abc", None), "a deleted key came back");
     assert_ne!(cluster.id(3), stale, "the stale node rejoined under a new identity");
+}
+
+fn reset_for(cluster: &Cluster, index: usize, reason: ResetReason) -> bool {
+    cluster.events[index]
+        .iter()
+        .any(|e| matches!(e, Event::Reset { reason: r, .. } if *r == reason))
+}
+
+#[test]
+fn a_removed_node_that_missed_no_delete_keeps_what_it_wrote() {
+    let mut cluster = Cluster::new(4);
+    cluster.put(0, "flags/dark-mode", "on");
+    assert!(cluster.run_until(2_000, |c| c.everywhere("flags/dark-mode", Some("on"))));
+    // Cut off past the removal period, node 3 goes on taking writes; the others only put.
+    cluster.partition(&[3]);
+    let cut = cluster.id(3);
+    cluster.put(3, "cache/written-while-cut-off", "kept");
+    cluster.put(0, "cache/majority", "also-kept");
+    let removed = |c: &Cluster| (0..3).all(|i| c.state_of(i, cut).is_none());
+    assert!(cluster.run_until(60_000, removed), "the cut-off node was never removed");
+
+    cluster.heal();
+    let renamed = |c: &Cluster| reset_for(c, 3, ResetReason::Removed);
+    assert!(cluster.run_until(10_000, renamed), "the removed identity was not retired");
+    assert!(cluster.run_until(10_000, |c| c.converged() && c.all_see_alive()));
+    assert!(!reset_for(&cluster, 3, ResetReason::Pruned), "it dropped a state that was safe");
+    assert_ne!(cluster.id(3), cut, "it came back under a new identity");
+    assert!(cluster.everywhere("cache/written-while-cut-off", Some("kept")), "its write was lost");
+    assert!(cluster.everywhere("cache/majority", Some("also-kept")));
+}
+
+#[test]
+fn stale_state_copied_by_a_fresh_identity_cannot_resurrect_a_delete() {
+    let (mut cluster, _) = cut_off_while_a_delete_is_collected();
+    // A new node joins on the cut-off side and copies the stale state: an identity nobody
+    // ever removed.
+    let fresh = cluster.add_via(3);
+    cluster.partition(&[3, fresh]);
+    let copied = |c: &Cluster| c.get(fresh, "session/abc").as_deref() == Some("alive");
+    assert!(cluster.run_until(10_000, copied), "the new node did not copy the stale state");
+
+    cluster.heal();
+    let dropped = |c: &Cluster| reset_for(c, fresh, ResetReason::Pruned);
+    assert!(cluster.run_until(10_000, dropped), "the copied stale state was not dropped");
+    assert!(cluster.run_until(20_000, |c| c.converged() && c.all_see_alive()));
+    assert!(cluster.everywhere("session/abc", None), "a deleted key came back");
+}
+
+#[test]
+fn after_a_long_partition_the_larger_side_keeps_its_state_and_no_delete_returns() {
+    let mut cluster = Cluster::new(5);
+    cluster.put(0, "a", "before");
+    cluster.put(0, "b", "before");
+    assert!(cluster.run_until(2_000, |c| c.everywhere("b", Some("before"))));
+    cluster.partition(&[3, 4]);
+    let minority = [cluster.id(3), cluster.id(4)];
+    // Each side deletes a key and writes one, then removes the other side and collects.
+    cluster.write(0, "a", None, None, WaitLevel::Local, 0);
+    cluster.put(1, "majority", "kept");
+    cluster.write(3, "b", None, None, WaitLevel::Local, 0);
+    cluster.put(4, "minority", "written");
+    let removed = |c: &Cluster| {
+        (0..3).all(|i| minority.iter().all(|id| c.state_of(i, *id).is_none()))
+            && (3..5).all(|i| c.node(i).members().len() == 2)
+    };
+    assert!(cluster.run_until(60_000, removed), "the sides never removed each other");
+    let collected = |c: &Cluster| (0..5).all(|i| c.node(i).store().tombstone_count() == 0);
+    assert!(cluster.run_until(30_000, collected), "the tombstones were never collected");
+
+    cluster.heal();
+    let dropped = |c: &Cluster| (3..5).all(|i| reset_for(c, i, ResetReason::Pruned));
+    assert!(cluster.run_until(20_000, dropped), "the smaller side kept a conflicting state");
+    assert!(cluster.run_until(20_000, |c| c.converged() && c.all_see_alive()));
+    assert!((0..3).all(|i| !reset_for(&cluster, i, ResetReason::Pruned)));
+    assert!(cluster.everywhere("a", None), "a deleted key came back");
+    assert!(cluster.everywhere("majority", Some("kept")));
+    // The smaller side's writes during the cut are lost with its state: its delete of "b"
+    // and its put. That is the price of collecting deletes; what it never does is bring a
+    // collected delete back.
+    assert!(cluster.everywhere("b", Some("before")));
+    assert!(cluster.everywhere("minority", None));
 }
 
 #[test]
@@ -226,7 +314,14 @@ fn a_delta_group_that_breaks_its_range_is_refused_whole() {
     };
     // The update's seq lies outside (0, 5]: accepting the group would mark 1..=5 seen.
     let group = Group { node: writer, from: 0, to: 5, updates: vec![update] };
-    let envelope = Envelope { sender: writer, body: Body::Delta(Delta { groups: vec![group] }) };
+    let envelope = Envelope {
+        sender: writer,
+        body: Body::Delta {
+            bases: Default::default(),
+            horizon: Default::default(),
+            delta: Delta { groups: vec![group] },
+        },
+    };
     let bytes = codec::encode(&envelope).unwrap();
     let now = cluster.local_now(0);
     let node = cluster.nodes[0].as_mut().unwrap();

@@ -466,7 +466,9 @@ fn carries(bytes: &[u8], dot: Dot) -> bool {
     let Ok(envelope) = codec::decode::<Envelope>(bytes) else { return false };
     match envelope.body {
         Body::Push { updates, .. } => updates.iter().any(|u| u.dot() == dot),
-        Body::Delta(delta) => delta.groups.iter().flat_map(|g| &g.updates).any(|u| u.dot() == dot),
+        Body::Delta { delta, .. } => {
+            delta.groups.iter().flat_map(|g| &g.updates).any(|u| u.dot() == dot)
+        }
         _ => false,
     }
 }

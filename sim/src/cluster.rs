@@ -318,9 +318,13 @@ impl<S> Cluster<S> {
         let entry = &mut self.slots[slot];
         entry.status = status;
         entry.timer = None;
-        let Some(node) = entry.node.take() else { return };
+        if entry.node.take().is_none() {
+            return;
+        }
+        // Every identity the slot had: a rename that kept the state kept their writes too.
+        let identities = entry.identities.clone();
         let others = self.slots.iter().enumerate().filter_map(|(i, s)| Some((i, s.node.as_ref()?)));
-        self.checker.gone(slot, node.id(), others);
+        self.checker.gone(slot, &identities, others);
     }
 
     /// Slots whose node runs and is not leaving: those the liveness checks cover.
@@ -490,14 +494,16 @@ impl<S> Cluster<S> {
             hash_event(&mut self.trace, event);
             self.checker.event(slot, event);
             match event {
-                Event::Reset { old, .. } => {
-                    // The node dropped its store: what only it held may be lost.
+                Event::Reset { reason, .. } if reason.dropped_state() => {
+                    // The node dropped its store: what only it held may be lost, including
+                    // writes of earlier identities whose renames kept the store.
+                    let identities = self.slots[slot].identities.clone();
                     let others = self
                         .slots
                         .iter()
                         .enumerate()
                         .filter_map(|(i, s)| Some((i, s.node.as_ref()?)));
-                    self.checker.gone(slot, *old, others);
+                    self.checker.gone(slot, &identities, others);
                 }
                 Event::Left => left = true,
                 _ => {}

@@ -310,10 +310,10 @@ pub struct Plan {
 
 /// Longest partition by default, and the least quiet time between two. A node cut off for
 /// longer is declared dead (about 7 s) and removed (`dead_remove_ms`, 10 s in the simulator)
-/// by the other side, while it removes them in turn; when such sides meet again, today's
-/// protocol lets each fence the other and stale state can survive in fresh identities (an
-/// open protocol issue, reproduced with `--long-partitions`). Partitions of at most 12 s,
-/// one at a time with 2 s between them, keep every live node's identity.
+/// by the other side, while it removes them in turn; when such sides meet again, the horizon
+/// check decides which state survives (`--long-partitions` exercises that, and `.ci/run`
+/// sweeps it). Partitions of at most 12 s, one at a time with 2 s between them, keep every
+/// live node's identity.
 pub const PARTITION_MS_MAX: u64 = 12_000;
 
 /// Quiet time between two partitions, so that a node is never cut off continuously for

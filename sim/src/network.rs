@@ -171,7 +171,7 @@ impl Network {
         let Ok(mut envelope) = codec::decode::<Envelope>(&bytes) else { return bytes };
         let updates: Vec<&mut Update> = match &mut envelope.body {
             Body::Push { updates, .. } => updates.iter_mut().collect(),
-            Body::Delta(delta) => {
+            Body::Delta { delta, .. } => {
                 delta.groups.iter_mut().flat_map(|g| g.updates.iter_mut()).collect()
             }
             _ => Vec::new(),

@@ -73,7 +73,7 @@ pub fn describe(bytes: &[u8]) -> String {
                 format!("synack members={} records={}", digest.members.len(), records.len())
             }
             Body::Members(records) => format!("members records={}", records.len()),
-            Body::Delta(delta) => {
+            Body::Delta { delta, .. } => {
                 let groups: Vec<String> = delta
                     .groups
                     .iter()
@@ -92,9 +92,7 @@ pub fn describe(bytes: &[u8]) -> String {
                 )
             }
             Body::Ack(dots) => format!("ack dots={}", dots.len()),
-            Body::Reset { id, reason, removed } => {
-                format!("reset id={id} reason={reason:?} removed={}", removed.len())
-            }
+            Body::Reset { id, reason } => format!("reset id={id} reason={reason:?}"),
         },
     }
 }

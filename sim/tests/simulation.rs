@@ -66,6 +66,11 @@ const LONG_PARTITION_SEEDS: &[(u64, &str)] = &[
         "proto: a reset node synced stale state from a peer cut off with it (Reset now carries the fencer's removed set)",
     ),
     (88, "proto: same, membership stuck apart after the heal"),
+    (1645, "proto: a node that joined the other side laundered stale state past the id fence"),
+    (706, "proto: a node that had just dropped its state flipped between two states (storm)"),
+    (466, "proto: two nodes that removed each other never spoke again (membership apart)"),
+    (680, "sim: a dropped store held the writes of identities renamed earlier"),
+    (761, "sim: a multi-page catch-up covers a replacement that is still on its way"),
 ];
 
 #[test]

@@ -74,16 +74,25 @@ impl Cluster {
 
     /// Adds a fresh node that joins through node 0; returns its index.
     pub fn add(&mut self) -> usize {
+        self.add_via(0)
+    }
+
+    /// Adds a fresh node that joins through node `seed`; returns its index.
+    pub fn add_via(&mut self, seed: usize) -> usize {
         let index = self.nodes.len();
         self.nodes.push(None);
         self.events.push(Vec::new());
         self.offsets.push(0);
-        self.start(index);
+        self.start_via(index, seed);
         index
     }
 
     /// Starts (or restarts) node `index` with a fresh identity and empty state.
     pub fn start(&mut self, index: usize) {
+        self.start_via(index, 0);
+    }
+
+    fn start_via(&mut self, index: usize, seed: usize) {
         let id = NodeId(self.next_id * 1_000_003);
         self.next_id += 1;
         let name = Name::new(format!("node{index}")).unwrap();
@@ -91,8 +100,8 @@ impl Cluster {
         (self.tune)(&mut config);
         let now = self.local_now(index);
         let mut node = Node::new(config, now);
-        if index != 0 {
-            node.join(now, vec![addr(0)]);
+        if index != seed {
+            node.join(now, vec![addr(seed)]);
         }
         self.nodes[index] = Some(node);
         self.drain(index);

@@ -402,7 +402,24 @@ impl Checker {
                     node.store().entry(&write.key).is_none()
                         && covered.is_some_and(|s| self.writes[s].dead_at(u64::MAX))
                 };
-                if held.is_none_or(|held| held < *stamp) && !collected() {
+                // A page of a multi-page catch-up may cover a write whose replacement (a newer
+                // write of the same key, by another writer) comes in a later page: until it
+                // does, the vector claims more than the node holds. That is accepted only while
+                // the replacement is still held on another node and not yet covered here (a
+                // known limit, see ARCHITECTURE.md); a replacement held nowhere still fails.
+                let pending = || {
+                    let vector = node.store().vector();
+                    self.slots.iter().enumerate().any(|(other, view)| {
+                        other != slot
+                            && view.held.get(&write.key).is_some_and(|newer| {
+                                newer > stamp
+                                    && self.writes.get(newer).is_some_and(|w| {
+                                        !vector.contains(Dot { node: newer.node, seq: w.seq })
+                                    })
+                            })
+                    })
+                };
+                if held.is_none_or(|held| held < *stamp) && !collected() && !pending() {
                     let detail = format!(
                         "n{slot}'s vector covers {:?} at {stamp} (seq {}) but it holds {held:?}",
                         write.key, write.seq
@@ -458,13 +475,13 @@ impl Checker {
         }
     }
 
-    /// A slot's state is gone (crash, removal after a leave, or a fence-out reset that drops
-    /// the store): every write that no other running node has seen may now be lost. `others`
-    /// are the nodes still running.
+    /// A slot's state is gone (crash, removal after a leave, or a reset that drops the
+    /// store): every write that no other running node has seen may now be lost. `identities`
+    /// are those whose writes the state held; `others` are the nodes still running.
     pub fn gone<'a>(
         &mut self,
         slot: usize,
-        old: NodeId,
+        identities: &[NodeId],
         others: impl Iterator<Item = (usize, &'a Node)>,
     ) {
         // Per key, the newest stamp some other running node holds or held (a collected
@@ -494,7 +511,7 @@ impl Checker {
             .map(|(stamp, _)| *stamp)
             .collect();
         self.lost.extend(newly);
-        self.gone.insert(old);
+        self.gone.extend(identities.iter().copied());
         self.last_gone_ms = self.now_ms;
         if let Some(view) = self.slots.get_mut(slot) {
             *view = SlotView::default();
