@@ -90,7 +90,7 @@ impl Node {
                 };
                 self.send(record.addr.clone(), Lane::Control, reply);
                 if exchange {
-                    self.send_delta(record.addr, &digest.bases);
+                    self.send_delta(record.addr, record.heartbeat.id, &digest.bases);
                 }
             }
             Body::SynAck { sender: record, digest, records } => {
@@ -103,7 +103,7 @@ impl Node {
                     self.send(record.addr.clone(), Lane::Control, Body::Members(missing));
                 }
                 if exchange {
-                    self.send_delta(record.addr, &digest.bases);
+                    self.send_delta(record.addr, record.heartbeat.id, &digest.bases);
                     if !self.joined {
                         self.joined = true;
                         self.emit(Event::Joined);
@@ -111,8 +111,13 @@ impl Node {
                 }
             }
             Body::Members(records) => self.merge_records(now_ms, &records),
-            Body::Delta { bases, horizon, delta } => {
-                self.merge_delta(now_ms, sender, &bases, &horizon, delta)
+            Body::Delta { receiver, bases, horizon, delta } => {
+                // A page computed for an earlier identity of this node (before it dropped its
+                // state) skips writes that state had; applied now, its ranges would overclaim
+                // (found by chorus-sim, seed 1781 of `--long-partitions`).
+                if receiver == self.config.id {
+                    self.merge_delta(now_ms, sender, &bases, &horizon, delta);
+                }
             }
             Body::Push { updates, acks } => self.merge_push(now_ms, sender, updates, &acks),
             Body::Ack(dots) => self.confirm(sender, dots.into_iter()),
@@ -134,14 +139,20 @@ impl Node {
             members: self.members.heartbeats(),
             bases: self.store.vector().bases().clone(),
             horizon: self.store.horizon().clone(),
-            live: self.rank(),
+            rank: self.rank(),
         }
     }
 
-    /// How much this node's state counts when two states conflict: the live members it sees,
-    /// or 0 while it is settling after a drop.
-    fn rank(&self) -> u32 {
-        if self.is_settling() { 0 } else { self.members.live_count() }
+    /// How much this node's state counts when two states conflict: the writes it has seen,
+    /// or 0 while it is settling after a drop. It belongs to the state, not to the node's
+    /// view, so every pair of nodes orders two conflicting states the same way; ranking by
+    /// the live members each node saw made both states win some pairs after a heal, and nodes
+    /// dropped their states back and forth for good (chorus-sim, seed 1882).
+    fn rank(&self) -> u64 {
+        if self.is_settling() {
+            return 0;
+        }
+        self.store.vector().bases().values().fold(0, |sum, seq| sum.saturating_add(*seq))
     }
 
     /// Opens an anti-entropy round with `to`.
@@ -157,8 +168,8 @@ impl Node {
     ///
     /// Two states exchange writes only when each is safe against what the other collected (see
     /// `horizon.rs`). When only this one is behind, it drops its state; when each is behind
-    /// the other, the one that sees fewer live members does (then the lower id), so that the
-    /// larger side of a long partition keeps what it wrote.
+    /// the other, the one that has seen fewer writes does (then the lower id), so the side of
+    /// a long partition that wrote more keeps what it wrote.
     fn merge_digest(
         &mut self,
         now_ms: u64,
@@ -172,7 +183,6 @@ impl Node {
             self.members.merge_heartbeat(now_ms, beat, &mut changes);
         }
         self.member_changes(changes);
-        self.retire_revived();
         let peer = record.heartbeat.id;
         if self.members.set_bases(&record.heartbeat, &digest.bases).is_err() {
             let reset = Body::Reset { id: peer, reason: ResetReason::Regressed };
@@ -187,7 +197,7 @@ impl Node {
             return Some(true);
         }
         self.stats.exchanges_refused += 1;
-        let outranked = (self.rank(), self.config.id) < (digest.live, peer);
+        let outranked = (self.rank(), self.config.id) < (digest.rank, peer);
         let settling = self.is_settling();
         if !ours_safe && (theirs_safe || outranked) && !self.leaving && !settling {
             self.renew(now_ms, ResetReason::Pruned, from.clone());
@@ -202,18 +212,11 @@ impl Node {
             self.members.merge_record(now_ms, record, false, &mut changes);
         }
         self.member_changes(changes);
-        self.retire_revived();
     }
 
-    /// Tells removed identities that peers still see alive to take new ones.
-    fn retire_revived(&mut self) {
-        for (id, addr) in self.members.take_revived() {
-            self.send(addr, Lane::Control, Body::Reset { id, reason: ResetReason::Removed });
-        }
-    }
-
-    /// Sends the pages of writes a peer with `bases` lacks, up to `SYNC_PAGES_MAX`.
-    fn send_delta(&mut self, to: Addr, bases: &BTreeMap<NodeId, u64>) {
+    /// Sends the pages of writes a peer (identity `receiver`) with `bases` lacks, up to
+    /// `SYNC_PAGES_MAX`.
+    fn send_delta(&mut self, to: Addr, receiver: NodeId, bases: &BTreeMap<NodeId, u64>) {
         let mut cursor = bases.clone();
         for page in 0..SYNC_PAGES_MAX {
             let (mut delta, last) = self.store.delta(&cursor, DELTA_PAGE_SIZE_TARGET);
@@ -236,7 +239,7 @@ impl Node {
             }
             let horizon = self.store.page_horizon(&cursor);
             let bases = self.store.vector().bases().clone();
-            self.send(to.clone(), Lane::Bulk, Body::Delta { bases, horizon, delta });
+            self.send(to.clone(), Lane::Bulk, Body::Delta { receiver, bases, horizon, delta });
             if last {
                 break;
             }

@@ -425,11 +425,6 @@ impl Members {
         }
     }
 
-    /// Every identity removed from this table and still remembered.
-    pub fn removed(&self) -> Vec<NodeId> {
-        self.removed.keys().copied().collect()
-    }
-
     /// Takes identity `id` in place of the current one, keeping every peer. The old identity
     /// goes into the removed record, so its records, still gossiped by peers that have not
     /// removed it yet, never come back as a peer here.
@@ -438,16 +433,6 @@ impl Members {
         self.me = Member { id, incarnation: 0, heartbeat: 0, ..self.me.clone() };
         let mut changes = Vec::new();
         self.remove(old, now_ms, &mut changes);
-    }
-
-    /// How many members this node sees live, itself included.
-    pub fn live_count(&self) -> u32 {
-        let live = self
-            .peers
-            .values()
-            .filter(|p| matches!(p.member.state, MemberState::Alive | MemberState::Suspect))
-            .count();
-        u32::try_from(live + 1).unwrap_or(u32::MAX)
     }
 
     /// Notes direct contact with a peer: proof of life, though not a heartbeat sample.

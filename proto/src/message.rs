@@ -134,9 +134,10 @@ pub struct Digest {
     pub bases: BTreeMap<NodeId, u64>,
     /// What the sender's state lacks by collection and what it is safe against.
     pub horizon: Horizon,
-    /// How many members the sender sees live, itself included: when two states are each
-    /// behind the other's collections, the one seen by fewer drops its state.
-    pub live: u32,
+    /// How much the sender's state counts when two states are each behind the other's
+    /// collections (the lower one drops): the writes it has seen (the sum of its bases), or 0
+    /// while it is settling after dropping its state.
+    pub rank: u64,
 }
 
 /// Why a node took a new identity.
@@ -184,6 +185,9 @@ pub enum Body {
     Members(Vec<Record>),
     /// One page of anti-entropy catch-up.
     Delta {
+        /// The identity whose bases the page was computed against. Its ranges are relative to
+        /// that state, so an identity that has since dropped its state refuses it.
+        receiver: NodeId,
         /// The sender's version vector bases, so the receiver checks the page against its
         /// own collections even when the page overtakes the sender's digest.
         bases: BTreeMap<NodeId, u64>,

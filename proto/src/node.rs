@@ -512,6 +512,10 @@ impl Node {
         }
         self.expiry_cursor_ms = self.expiry_cursor_ms.max(now_ms);
         self.settle_waits(now_ms);
+        // Removed identities that peers still report alive are told to take new ones.
+        for (id, addr) in self.members.take_revived() {
+            self.send(addr, Lane::Control, Body::Reset { id, reason: ResetReason::Removed });
+        }
     }
 
     fn round(&mut self, now_ms: u64) {

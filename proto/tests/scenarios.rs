@@ -3,7 +3,10 @@
 
 mod harness;
 
-use chorus_proto::{Event, MemberState, NodeId, ResetReason, WaitLevel};
+use chorus_proto::codec;
+use chorus_proto::message::{Body, Envelope};
+use chorus_proto::{Delta, Event, Group, Key, MemberState, NodeId, ResetReason, Stamp, Update};
+use chorus_proto::{Value, WaitLevel};
 use harness::Cluster;
 
 #[test]
@@ -183,16 +186,19 @@ fn stale_state_copied_by_a_fresh_identity_cannot_resurrect_a_delete() {
 }
 
 #[test]
-fn after_a_long_partition_the_larger_side_keeps_its_state_and_no_delete_returns() {
+fn after_a_long_partition_the_side_that_wrote_more_keeps_its_state_and_no_delete_returns() {
     let mut cluster = Cluster::new(5);
     cluster.put(0, "a", "before");
     cluster.put(0, "b", "before");
     assert!(cluster.run_until(2_000, |c| c.everywhere("b", Some("before"))));
     cluster.partition(&[3, 4]);
     let minority = [cluster.id(3), cluster.id(4)];
-    // Each side deletes a key and writes one, then removes the other side and collects.
+    // Each side deletes a key and writes, the larger side more (it serves more clients); then
+    // they remove each other and collect.
     cluster.write(0, "a", None, None, WaitLevel::Local, 0);
-    cluster.put(1, "majority", "kept");
+    for node in 0..3 {
+        cluster.put(node, "majority", "kept");
+    }
     cluster.write(3, "b", None, None, WaitLevel::Local, 0);
     cluster.put(4, "minority", "written");
     let removed = |c: &Cluster| {
@@ -205,12 +211,12 @@ fn after_a_long_partition_the_larger_side_keeps_its_state_and_no_delete_returns(
 
     cluster.heal();
     let dropped = |c: &Cluster| (3..5).all(|i| reset_for(c, i, ResetReason::Pruned));
-    assert!(cluster.run_until(20_000, dropped), "the smaller side kept a conflicting state");
+    assert!(cluster.run_until(20_000, dropped), "the side that wrote less kept its state");
     assert!(cluster.run_until(20_000, |c| c.converged() && c.all_see_alive()));
     assert!((0..3).all(|i| !reset_for(&cluster, i, ResetReason::Pruned)));
     assert!(cluster.everywhere("a", None), "a deleted key came back");
     assert!(cluster.everywhere("majority", Some("kept")));
-    // The smaller side's writes during the cut are lost with its state: its delete of "b"
+    // The other side's writes during the cut are lost with its state: its delete of "b"
     // and its put. That is the price of collecting deletes; what it never does is bring a
     // collected delete back.
     assert!(cluster.everywhere("b", Some("before")));
@@ -296,27 +302,55 @@ fn garbage_bytes_yield_an_error_and_change_nothing() {
     assert_eq!(cluster.node(0).store().updates().collect::<Vec<_>>(), before);
 }
 
-#[test]
-fn a_delta_group_that_breaks_its_range_is_refused_whole() {
-    use chorus_proto::codec;
-    use chorus_proto::message::{Body, Envelope};
-    use chorus_proto::{Delta, Group, Key, Stamp, Update, Value};
-
-    let mut cluster = Cluster::new(2);
-    let writer = cluster.id(1);
-    let stamp = Stamp { hlc: chorus_proto::Hlc::new(harness::START_MS, 0), node: writer };
-    let update = Update {
+/// A put of `k` by `writer` with sequence number `seq`, as a peer would send it.
+fn write_of(writer: NodeId, seq: u64) -> Update {
+    Update {
         key: Key::new("k").unwrap(),
-        stamp,
-        seq: 9,
+        stamp: Stamp { hlc: chorus_proto::Hlc::new(harness::START_MS, 0), node: writer },
+        seq,
         value: Some(Value::new("v").unwrap()),
         expires_at_ms: None,
+    }
+}
+
+#[test]
+fn a_delta_page_computed_for_an_earlier_identity_is_refused() {
+    let mut cluster = Cluster::new(2);
+    let writer = cluster.id(1);
+    let update = write_of(writer, 1);
+    let page = |receiver| {
+        let group = Group { node: writer, from: 0, to: 1, updates: vec![update.clone()] };
+        let body = Body::Delta {
+            receiver,
+            bases: Default::default(),
+            horizon: Default::default(),
+            delta: Delta { groups: vec![group] },
+        };
+        codec::encode(&Envelope { sender: writer, body }).unwrap()
     };
+    // Its ranges are relative to the state that identity had: after a drop, they would
+    // claim writes the new state never got.
+    let earlier = NodeId(cluster.id(0).0 ^ 1);
+    let now = cluster.local_now(0);
+    let node = cluster.nodes[0].as_mut().unwrap();
+    node.handle_message(now, harness::addr(1), &page(earlier)).unwrap();
+    assert_eq!(node.store().vector().base(writer), 0, "a page for another identity was applied");
+    let current = node.id();
+    node.handle_message(now, harness::addr(1), &page(current)).unwrap();
+    assert_eq!(node.store().vector().base(writer), 1);
+}
+
+#[test]
+fn a_delta_group_that_breaks_its_range_is_refused_whole() {
+    let mut cluster = Cluster::new(2);
+    let writer = cluster.id(1);
+    let update = write_of(writer, 9);
     // The update's seq lies outside (0, 5]: accepting the group would mark 1..=5 seen.
     let group = Group { node: writer, from: 0, to: 5, updates: vec![update] };
     let envelope = Envelope {
         sender: writer,
         body: Body::Delta {
+            receiver: cluster.id(0),
             bases: Default::default(),
             horizon: Default::default(),
             delta: Delta { groups: vec![group] },

@@ -71,6 +71,9 @@ const LONG_PARTITION_SEEDS: &[(u64, &str)] = &[
     (466, "proto: two nodes that removed each other never spoke again (membership apart)"),
     (680, "sim: a dropped store held the writes of identities renamed earlier"),
     (761, "sim: a multi-page catch-up covers a replacement that is still on its way"),
+    (1781, "proto: a page computed before the receiver dropped its state was applied after"),
+    (1882, "proto: ranked by each node's view, two states took each other's nodes for good"),
+    (3877, "proto: same, a member left suspect after the heal"),
 ];
 
 #[test]
