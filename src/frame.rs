@@ -9,27 +9,18 @@ use serde::de::DeserializeOwned;
 pub const FRAME_PREALLOCATE_MAX: usize = 64 * 1024;
 
 /// Why a frame could not be read or written.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     /// The stream ended cleanly between frames.
+    #[error("stream closed")]
     Closed,
     /// The stream or connection failed.
+    #[error("stream failed: {0}")]
     Stream(String),
     /// The frame was too large or did not decode.
+    #[error(transparent)]
     Codec(CodecError),
 }
-
-impl std::fmt::Display for FrameError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FrameError::Closed => write!(f, "stream closed"),
-            FrameError::Stream(why) => write!(f, "stream failed: {why}"),
-            FrameError::Codec(error) => error.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for FrameError {}
 
 /// Reads one frame's body, or `Closed` if the stream ended cleanly before a frame began.
 pub async fn read_body(recv: &mut quinn::RecvStream) -> Result<Vec<u8>, FrameError> {

@@ -12,9 +12,7 @@ macro_rules! out {
     }};
 }
 
-mod bench;
 mod cli;
-mod demo;
 
 fn main() {
     std::process::exit(cli::main());

@@ -108,29 +108,18 @@ impl fmt::Debug for ClusterKey {
 }
 
 /// Why a text is not a cluster key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyParseError {
     /// The text does not start with `chorus-key-`.
+    #[error("a cluster key starts with `{KEY_PREFIX}`")]
     MissingPrefix,
     /// The text after the prefix is not 64 bytes long; it is this many.
+    #[error("a cluster key has 64 hex digits after `{KEY_PREFIX}`, not {0}")]
     WrongLength(usize),
     /// The byte at this offset after the prefix is not a hex digit.
+    #[error("a cluster key has a non-hex character at {0}")]
     NotHex(usize),
 }
-
-impl fmt::Display for KeyParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::MissingPrefix => write!(f, "a cluster key starts with `{KEY_PREFIX}`"),
-            Self::WrongLength(found) => {
-                write!(f, "a cluster key has 64 hex digits after `{KEY_PREFIX}`, not {found}")
-            }
-            Self::NotHex(at) => write!(f, "a cluster key has a non-hex character at {at}"),
-        }
-    }
-}
-
-impl std::error::Error for KeyParseError {}
 
 impl FromStr for ClusterKey {
     type Err = KeyParseError;
@@ -161,57 +150,26 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Why a TLS identity or configuration could not be built.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// No cluster key was given; at least one is needed to sign our certificate.
+    #[error("no cluster key given")]
     NoKeys,
     /// Deriving the CA seed from a key failed.
+    #[error("could not derive the cluster CA from the key")]
     Derive,
     /// rcgen could not build a key pair or certificate.
-    Certificate(rcgen::Error),
+    #[error("could not build a certificate")]
+    Certificate(#[from] rcgen::Error),
     /// rustls rejected a certificate, key or protocol setting.
-    Rustls(rustls::Error),
+    #[error("invalid TLS configuration")]
+    Rustls(#[from] rustls::Error),
     /// The client certificate verifier could not be built.
-    Verifier(VerifierBuilderError),
+    #[error("could not build the peer verifier")]
+    Verifier(#[source] VerifierBuilderError),
     /// The rustls configuration lacks the cipher suite QUIC needs for its initial packets.
-    Quic(NoInitialCipherSuite),
-}
-
-impl fmt::Display for TlsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NoKeys => write!(f, "no cluster key given"),
-            Self::Derive => write!(f, "could not derive the cluster CA from the key"),
-            Self::Certificate(error) => write!(f, "could not build a certificate: {error}"),
-            Self::Rustls(error) => write!(f, "invalid TLS configuration: {error}"),
-            Self::Verifier(error) => write!(f, "could not build the peer verifier: {error}"),
-            Self::Quic(error) => write!(f, "TLS configuration unusable for QUIC: {error}"),
-        }
-    }
-}
-
-impl std::error::Error for TlsError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::NoKeys | Self::Derive => None,
-            Self::Certificate(error) => Some(error),
-            Self::Rustls(error) => Some(error),
-            Self::Verifier(error) => Some(error),
-            Self::Quic(error) => Some(error),
-        }
-    }
-}
-
-impl From<rcgen::Error> for TlsError {
-    fn from(error: rcgen::Error) -> Self {
-        Self::Certificate(error)
-    }
-}
-
-impl From<rustls::Error> for TlsError {
-    fn from(error: rustls::Error) -> Self {
-        Self::Rustls(error)
-    }
+    #[error("TLS configuration unusable for QUIC")]
+    Quic(#[source] NoInitialCipherSuite),
 }
 
 /// The CA every holder of `key` derives, byte for byte: the seed, the serial, the names and

@@ -9,7 +9,6 @@ use crate::clock::{NodeId, Stamp};
 use crate::data::{Key, Value};
 use crate::limits::KEY_SIZE_MAX;
 use crate::membership::MemberState;
-use crate::node::Stats;
 use crate::wait::WaitLevel;
 
 /// Most keys one `List` returns: a page of the largest keys stays well under a message.
@@ -143,6 +142,10 @@ pub struct Change {
 }
 
 /// Counters and sizes of one node.
+///
+/// Counters travel by name, so a node that counts something new adds a name and changes no
+/// wire format: an older client prints the new counter, a newer client finds an old node's
+/// counter absent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsReport {
     /// The node.
@@ -157,10 +160,29 @@ pub struct StatsReport {
     pub expired: u64,
     /// Members by state: alive, suspect, dead, left (this node counted alive).
     pub members: [u64; 4],
-    /// Protocol counters.
-    pub node: Stats,
     /// Milliseconds since the node started.
     pub uptime_ms: u64,
+    /// Named counters (messages, bytes, updates, refusals, lock hold times...), in a stable
+    /// order.
+    pub counters: Vec<Counter>,
+    /// Writes held back per writer for being stamped too far ahead of this node's clock.
+    pub skew_by_peer: Vec<(NodeId, u64)>,
+}
+
+/// One named counter of a [`StatsReport`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counter {
+    /// Its name, in `snake_case` (`messages_sent`, `lock_gossip_hold_ns_max`).
+    pub name: String,
+    /// Its value.
+    pub value: u64,
+}
+
+impl StatsReport {
+    /// The counter named `name`, if the node reports it.
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        self.counters.iter().find(|counter| counter.name == name).map(|counter| counter.value)
+    }
 }
 
 /// Why a request failed.

@@ -5,15 +5,16 @@
 //! the cluster in two and writes on both sides, one key on both; heals it and shows every node
 //! converging to the same values, with the last-writer-wins winner explained.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use chorus::NodeHandle;
 use chorus::client::{Client, WriteOptions};
-use chorus::{NodeHandle, NodeOptions};
+use chorus_proto::Stamp;
 use chorus_proto::rpc::ChangeKind;
-use chorus_proto::{MemberState, Stamp};
 use serde_json::json;
 use tokio::sync::mpsc;
+
+use super::local::LocalCluster;
 
 /// How long any one step may take before the demo gives up (it should take far less).
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -69,10 +70,10 @@ async fn demo(count: usize, json: bool) -> Result<(), String> {
          returned. During the partition, both sides kept taking writes; after healing, all {count} \
          nodes agreed on every key, and the conflicting key went to the later write \
          ({right}) over ({left}) on every node. {} messages sent by {} in {:.1} s.",
-        stats.node.messages_sent, stats.name, started.elapsed().as_secs_f64()
+        stats.counter("messages_sent").unwrap_or(0), stats.name, started.elapsed().as_secs_f64()
     ), json!({
         "latency_ms_median": median, "latency_ms_max": max,
-        "messages_sent_node1": stats.node.messages_sent, "seconds": started.elapsed().as_secs_f64(),
+        "messages_sent_node1": stats.counter("messages_sent").unwrap_or(0), "seconds": started.elapsed().as_secs_f64(),
     }));
     for node in demo.nodes {
         node.stop();
@@ -82,39 +83,9 @@ async fn demo(count: usize, json: bool) -> Result<(), String> {
 
 impl Demo {
     async fn start(count: usize, json: bool) -> Result<Demo, String> {
-        let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
-        let mut nodes = Vec::new();
-        for index in 0..count {
-            let mut options = NodeOptions::new(listen, Vec::new());
-            options.name = Some(format!("node{}", index + 1));
-            if let Some(first) = nodes.first() {
-                let first: &NodeHandle = first;
-                options.join = vec![first.addr().to_string()];
-            }
-            let mut node = NodeHandle::start(options).await.map_err(|e| e.to_string())?;
-            within("joining", node.joined()).await?;
-            nodes.push(node);
-        }
-        let mut clients = Vec::new();
-        for node in &nodes {
-            clients.push(
-                Client::connect(&node.addr().to_string(), &[]).await.map_err(|e| e.to_string())?,
-            );
-        }
-        let demo = Demo { nodes, clients, json };
-        // Wait until every node sees every other one alive, so the tree spans them all.
-        demo.until("every node to see every other", || async {
-            for client in &demo.clients {
-                let members = client.members().await.ok()?;
-                let alive = members.iter().filter(|m| m.state == MemberState::Alive).count();
-                if alive < count {
-                    return None;
-                }
-            }
-            Some(())
-        })
-        .await?;
-        Ok(demo)
+        let LocalCluster { nodes, clients } =
+            LocalCluster::start(count, "node", STEP_TIMEOUT).await?;
+        Ok(Demo { nodes, clients, json })
     }
 
     /// Writes three application variables on node 1 and measures when each other node's
@@ -294,8 +265,4 @@ fn explain(a: Stamp, b: Stamp) -> &'static str {
     } else {
         "Same clock reading: the node id broke the tie, the same way on every node."
     }
-}
-
-async fn within(what: &str, future: impl std::future::Future<Output = ()>) -> Result<(), String> {
-    tokio::time::timeout(STEP_TIMEOUT, future).await.map_err(|_| format!("timed out {what}"))
 }

@@ -5,8 +5,7 @@
 //! Sending never blocks the driver: each lane has a bounded queue, and a message that finds
 //! it full (a slow or unreachable peer) is dropped and counted; anti-entropy repairs the loss.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +14,7 @@ use chorus_proto::{Lane, Transmit};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::{Firewall, resolve};
 use crate::frame;
 use crate::tls::{SERVER_NAME, tls_alert};
 
@@ -27,35 +27,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a lane drops messages after a failed connection before it tries again.
 pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
 
-/// Addresses whose traffic is dropped both ways: used to cut a cluster in two in the demo and
-/// in tests, through the real transport.
-#[derive(Debug, Default)]
-pub struct Firewall {
-    blocked: Mutex<BTreeSet<SocketAddr>>,
-}
-
-impl Firewall {
-    /// Drops all traffic to and from `addr`.
-    pub fn block(&self, addr: SocketAddr) {
-        self.lock().insert(addr);
-    }
-
-    /// Lets all traffic through again.
-    pub fn clear(&self) {
-        self.lock().clear();
-    }
-
-    /// Whether traffic with `addr` is dropped.
-    pub fn blocks(&self, addr: &SocketAddr) -> bool {
-        self.lock().contains(addr)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<SocketAddr>> {
-        // A poisoned lock only means a panic elsewhere while holding it; the set is still valid.
-        self.blocked.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
 /// Counters of the transport itself (the protocol counts its own messages).
 #[derive(Debug, Default)]
 pub struct TransportStats {
@@ -65,20 +36,15 @@ pub struct TransportStats {
     pub connect_failures: AtomicU64,
 }
 
-/// A received gossip message.
-#[derive(Debug)]
-pub struct Inbound {
-    /// The connection's remote address.
-    pub from: SocketAddr,
-    /// The encoded envelope.
-    pub bytes: Vec<u8>,
-}
+/// Each peer lane's queue, by peer address and lane.
+type Lanes = BTreeMap<(String, Lane), mpsc::Sender<Vec<u8>>>;
 
 /// The sending half: a queue per peer and lane, each drained by its own task.
 pub struct Transport {
     endpoint: quinn::Endpoint,
     client_config: quinn::ClientConfig,
-    lanes: BTreeMap<(String, Lane), mpsc::Sender<Vec<u8>>>,
+    /// Each peer lane's queue; the lock is held only to find or open one.
+    lanes: Mutex<Lanes>,
     firewall: Arc<Firewall>,
     stats: Arc<TransportStats>,
 }
@@ -91,14 +57,16 @@ impl Transport {
         firewall: Arc<Firewall>,
         stats: Arc<TransportStats>,
     ) -> Transport {
-        Transport { endpoint, client_config, lanes: BTreeMap::new(), firewall, stats }
+        Transport { endpoint, client_config, lanes: Mutex::default(), firewall, stats }
     }
 
     /// Queues a message for its peer; drops and counts it if the lane is full.
-    pub fn send(&mut self, transmit: Transmit) {
+    pub fn send(&self, transmit: Transmit) {
         let addr = String::from_utf8_lossy(transmit.to.as_bytes()).into_owned();
         let key = (addr, transmit.lane);
-        if self.lanes.get(&key).is_none_or(mpsc::Sender::is_closed) {
+        // A poisoned lock only means a panic elsewhere while holding it; the map is still valid.
+        let mut lanes = self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if lanes.get(&key).is_none_or(mpsc::Sender::is_closed) {
             let (queue, receiver) = mpsc::channel(LANE_QUEUE_MAX);
             let lane = LaneTask {
                 endpoint: self.endpoint.clone(),
@@ -108,9 +76,9 @@ impl Transport {
                 stats: self.stats.clone(),
             };
             tokio::spawn(lane.run(receiver));
-            self.lanes.insert(key.clone(), queue);
+            lanes.insert(key.clone(), queue);
         }
-        let Some(queue) = self.lanes.get(&key) else { return };
+        let Some(queue) = lanes.get(&key) else { return };
         if queue.try_send(transmit.bytes).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -205,42 +173,5 @@ impl From<String> for OpenError {
 impl From<&quinn::ConnectionError> for OpenError {
     fn from(error: &quinn::ConnectionError) -> OpenError {
         OpenError { why: error.to_string(), refused: tls_alert(error).is_some() }
-    }
-}
-
-/// Resolves `host:port` (DNS names are looked up each time, so a moved seed is found).
-pub async fn resolve(addr: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = addr.parse() {
-        return Ok(addr);
-    }
-    let mut found =
-        tokio::net::lookup_host(addr).await.map_err(|error| format!("{addr}: {error}"))?;
-    found.next().ok_or_else(|| format!("{addr}: no address found"))
-}
-
-/// Reads gossip frames from every unidirectional stream of an accepted connection and hands
-/// each to `deliver`, which merges it before the stream's next frame is read.
-pub async fn receive_gossip(
-    connection: quinn::Connection,
-    deliver: impl Fn(Inbound) + Clone + Send + 'static,
-    firewall: Arc<Firewall>,
-) {
-    let from = connection.remote_address();
-    while let Ok(mut recv) = connection.accept_uni().await {
-        let deliver = deliver.clone();
-        let firewall = firewall.clone();
-        tokio::spawn(async move {
-            loop {
-                match frame::read_body(&mut recv).await {
-                    Ok(bytes) if firewall.blocks(&from) => drop(bytes),
-                    Ok(bytes) => deliver(Inbound { from, bytes }),
-                    Err(frame::FrameError::Closed) => return,
-                    Err(why) => {
-                        tracing::warn!(peer = %from, %why, "dropping gossip stream");
-                        return;
-                    }
-                }
-            }
-        });
     }
 }

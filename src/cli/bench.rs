@@ -15,14 +15,11 @@
 //! starts (`--local N`), real QUIC and mutual TLS on loopback, as `chorus demo` does.
 
 use std::io::{IsTerminal, Write};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chorus::client::{Client, WriteOptions};
-use chorus::{NodeHandle, NodeOptions};
-use chorus_proto::MemberState;
 use chorus_proto::limits::VALUE_SIZE_MAX;
 use chorus_proto::rpc::ChangeKind;
 use rand::rngs::Xoshiro256PlusPlus;
@@ -30,6 +27,8 @@ use rand::{RngExt, SeedableRng};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+
+use super::local::LocalCluster;
 
 /// How long a local cluster may take to form, and one propagated write to arrive everywhere.
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -66,7 +65,7 @@ pub struct BenchArgs {
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     local: Option<u16>,
     #[command(flatten)]
-    cluster: crate::cli::Keys,
+    cluster: super::args::Keys,
     /// Concurrent clients, each with its own connection.
     #[arg(short = 'c', long = "clients", default_value_t = 50,
           value_parser = clap::value_parser!(u16).range(1..))]
@@ -135,7 +134,7 @@ async fn bench(mut args: BenchArgs) -> Result<(), String> {
         args.nodes.push(chorus::LISTEN_DEFAULT.to_string());
     }
     let local = match args.local {
-        Some(count) => start_cluster(count.into()).await?,
+        Some(count) => LocalCluster::start(count.into(), "bench", STEP_TIMEOUT).await?.nodes,
         None => Vec::new(),
     };
     if !local.is_empty() {
@@ -187,43 +186,6 @@ async fn measure(args: &BenchArgs) -> Result<Measured, String> {
         }
     }
     Ok((put, get, propagation))
-}
-
-/// Starts `count` nodes on loopback, the others joining the first, and waits until every
-/// node sees every other alive (so the eager-push trees span the whole cluster).
-async fn start_cluster(count: usize) -> Result<Vec<NodeHandle>, String> {
-    let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let mut nodes: Vec<NodeHandle> = Vec::new();
-    for index in 0..count {
-        let mut options = NodeOptions::new(listen, Vec::new());
-        options.name = Some(format!("bench{}", index + 1));
-        if let Some(first) = nodes.first() {
-            options.join = vec![first.addr().to_string()];
-        }
-        let mut node = NodeHandle::start(options).await.map_err(|e| e.to_string())?;
-        tokio::time::timeout(STEP_TIMEOUT, node.joined())
-            .await
-            .map_err(|_| format!("node {} did not join in time", index + 1))?;
-        nodes.push(node);
-    }
-    let mut clients = Vec::new();
-    for node in &nodes {
-        clients.push(Client::connect(&node.addr().to_string(), &[]).await.map_err(text)?);
-    }
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    'poll: loop {
-        if Instant::now() > deadline {
-            return Err("the local cluster did not form in time".into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        for client in &clients {
-            let members = client.members().await.map_err(text)?;
-            if members.iter().filter(|m| m.state == MemberState::Alive).count() < count {
-                continue 'poll;
-            }
-        }
-        return Ok(nodes);
-    }
 }
 
 /// Runs one put or get test: every client takes the next request number until `requests`
@@ -342,8 +304,8 @@ async fn traffic(clients: &[Client]) -> Result<(u64, u64), String> {
     let (mut messages, mut bytes) = (0, 0);
     for client in clients {
         let stats = client.stats().await.map_err(text)?;
-        messages += stats.node.messages_sent;
-        bytes += stats.node.bytes_sent;
+        messages += stats.counter("messages_sent").unwrap_or(0);
+        bytes += stats.counter("bytes_sent").unwrap_or(0);
     }
     Ok((messages, bytes))
 }

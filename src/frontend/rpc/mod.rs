@@ -1,5 +1,5 @@
-//! The RPC server: requests on bidirectional streams, each answered by the stream's own task
-//! through the shared driver.
+//! The QUIC RPC front end: requests on bidirectional streams, each answered by the stream's
+//! own task through the node's operations.
 //!
 //! A stream carries requests one after another, each answered before the next is read, until
 //! the client finishes it: a client keeps a stream for many requests rather than paying for a
@@ -11,11 +11,11 @@ use std::sync::Arc;
 use chorus_proto::rpc::{Request, Response, RpcError};
 use tokio::sync::broadcast;
 
-use crate::driver::{Answer, Shared};
 use crate::frame;
+use crate::node::{Driver, OpError, WriteOp, Written};
 
 /// Serves every request stream of one client connection.
-pub async fn serve(connection: quinn::Connection, driver: Arc<Shared>) {
+pub async fn serve(connection: quinn::Connection, driver: Arc<Driver>) {
     while let Ok((send, recv)) = connection.accept_bi().await {
         tokio::spawn(serve_stream(connection.clone(), send, recv, driver.clone()));
     }
@@ -25,7 +25,7 @@ async fn serve_stream(
     connection: quinn::Connection,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    driver: Arc<Shared>,
+    driver: Arc<Driver>,
 ) {
     loop {
         let request: Request = match frame::read(&mut recv).await {
@@ -47,13 +47,9 @@ async fn serve_stream(
                     watch(connection, send, &driver, prefix, after).await;
                     return;
                 }
-                request => match driver.request(request) {
-                    Answer::Now(response) => response,
-                    // The node is gone if the wait's sender was dropped without an answer.
-                    Answer::Later(answer) => {
-                        answer.await.unwrap_or(Response::Error(RpcError::ShuttingDown))
-                    }
-                },
+                request => answer(&driver, request)
+                    .await
+                    .unwrap_or_else(|error| Response::Error(rpc_error(error))),
             },
         };
         if frame::write(&mut send, &response).await.is_err() {
@@ -63,13 +59,57 @@ async fn serve_stream(
     let _ = send.finish();
 }
 
+/// Answers one request (not `Watch`, which is a stream) through the node's operations.
+async fn answer(driver: &Driver, request: Request) -> Result<Response, OpError> {
+    Ok(match request {
+        Request::Get { key } => match driver.get(&key)? {
+            Some((value, stamp)) => Response::Value { value, stamp },
+            None => Response::Error(RpcError::NotFound),
+        },
+        Request::Put { key, value, ttl_ms, wait, timeout_ms } => {
+            let op = WriteOp { key, value: Some(value), ttl_ms, wait, timeout_ms };
+            written(driver.write(op).await?)
+        }
+        Request::Delete { key, wait, timeout_ms } => {
+            let op = WriteOp { key, value: None, ttl_ms: None, wait, timeout_ms };
+            written(driver.write(op).await?)
+        }
+        Request::List { prefix, start_after, limit } => {
+            let (keys, more) = driver.list(&prefix, start_after.as_ref(), limit)?;
+            Response::Keys { keys, more }
+        }
+        Request::Members => Response::Members(driver.members()?),
+        Request::Stats => Response::Stats(Box::new(driver.stats()?)),
+        Request::Watch { .. } => {
+            Response::Error(RpcError::InvalidRequest("watch is a stream".into()))
+        }
+    })
+}
+
+fn written(written: Written) -> Response {
+    Response::Written { stamp: written.stamp, wait: written.wait }
+}
+
+/// The RPC's wire error for an operation's error.
+fn rpc_error(error: OpError) -> RpcError {
+    match error {
+        OpError::ShuttingDown => RpcError::ShuttingDown,
+        OpError::TooLarge { size, size_max } => {
+            RpcError::TooLarge { size: size as u64, size_max: size_max as u64 }
+        }
+        OpError::Busy => RpcError::Busy,
+        OpError::Invalid(why) => RpcError::InvalidRequest(why),
+        OpError::CursorExpired => RpcError::CursorExpired,
+    }
+}
+
 /// Streams changes under `prefix` until the client goes away. A watcher that falls behind the
 /// live channel resumes from its last cursor through the node's history, so it misses nothing
 /// unless it falls behind the whole history.
 async fn watch(
     connection: quinn::Connection,
     mut send: quinn::SendStream,
-    driver: &Shared,
+    driver: &Driver,
     prefix: Vec<u8>,
     mut after: Option<u64>,
 ) {
@@ -80,7 +120,7 @@ async fn watch(
         let (missed, mut live, now) = match driver.subscribe(after) {
             Ok(subscription) => subscription,
             Err(error) => {
-                let _ = frame::write(&mut send, &Response::Error(error)).await;
+                let _ = frame::write(&mut send, &Response::Error(rpc_error(error))).await;
                 return;
             }
         };

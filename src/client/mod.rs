@@ -13,8 +13,8 @@ use chorus_proto::rpc::{Change, MemberInfo, Request, Response, RpcError, StatsRe
 use chorus_proto::{DataError, Key, Stamp, Value, WaitLevel};
 
 use crate::frame::{self, FrameError};
+use crate::gossip;
 use crate::tls::{ALPN_RPC, ClusterKey, SERVER_NAME, TlsIdentity, tls_alert};
-use crate::transport;
 
 /// How long connecting to a node may take.
 pub const CLIENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,36 +29,25 @@ pub const IDLE_STREAMS_MAX: usize = 64;
 /// A request stream between two exchanges.
 type Stream = (quinn::SendStream, quinn::RecvStream);
 
-/// Why a client call failed.
-#[derive(Debug)]
+/// Why a client call failed. The messages say what to do next where there is something to do.
+#[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The node could not be reached.
+    #[error("node unreachable: {0}")]
     Unreachable(String),
     /// The node refused this client's credentials (wrong cluster key).
+    #[error("unauthorised: the node refused this cluster key ({0})")]
     Unauthorised(String),
     /// A key or value was invalid before anything was sent.
+    #[error(transparent)]
     Invalid(DataError),
     /// The node answered with an error.
+    #[error("{0}")]
     Rpc(RpcError),
     /// The node answered something unexpected.
+    #[error("protocol error: {0}")]
     Protocol(String),
 }
-
-impl std::fmt::Display for ClientError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ClientError::Unreachable(why) => write!(f, "node unreachable: {why}"),
-            ClientError::Unauthorised(why) => {
-                write!(f, "unauthorised: the node refused this cluster key ({why})")
-            }
-            ClientError::Invalid(error) => error.fmt(f),
-            ClientError::Rpc(error) => error.fmt(f),
-            ClientError::Protocol(why) => write!(f, "protocol error: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for ClientError {}
 
 /// Options of a write.
 #[derive(Clone, Copy, Debug)]
@@ -109,7 +98,7 @@ impl Client {
         keys: &[ClusterKey],
         count: usize,
     ) -> Result<Vec<Client>, ClientError> {
-        let target = transport::resolve(addr).await.map_err(ClientError::Unreachable)?;
+        let target = gossip::resolve(addr).await.map_err(ClientError::Unreachable)?;
         let keys = if keys.is_empty() { vec![ClusterKey::development()] } else { keys.to_vec() };
         let identity = TlsIdentity::new(&keys).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let config =

@@ -1,5 +1,5 @@
-//! Running a node: the endpoint, the driver task, the accept loop, and a handle to steer it.
-//! The `chorus node` command and the demo both start nodes through [`NodeHandle::start`].
+//! Starting a node and steering it: the endpoint, the driver's tasks, the accept loop that
+//! routes connections to gossip or to the RPC front end, and [`NodeHandle`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,10 +10,12 @@ use rand::RngExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::driver::{self, Shared};
-use crate::server;
+use super::clock::{Clock, WallClock};
+use super::driver::Driver;
+use super::timers::run_timers;
+use crate::frontend::rpc;
+use crate::gossip::{self, Firewall, Transport, TransportStats};
 use crate::tls::{ALPN_GOSSIP, ALPN_RPC, ClusterKey, TlsIdentity};
-use crate::transport::{self, Firewall, Transport, TransportStats};
 
 /// The default listen address.
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:7420";
@@ -39,51 +41,51 @@ pub struct NodeOptions {
     pub keys: Vec<ClusterKey>,
     /// Adjusts protocol settings (intervals, limits) before the node starts.
     pub tune: Option<fn(&mut Config)>,
+    /// Where the node reads wall time: the system clock, or tokio's for tests in virtual time.
+    pub clock: Clock,
 }
 
 impl NodeOptions {
     /// Options for a node on `listen` with `keys`, joining nobody.
     pub fn new(listen: SocketAddr, keys: Vec<ClusterKey>) -> NodeOptions {
-        NodeOptions { listen, advertise: None, join: Vec::new(), name: None, keys, tune: None }
-    }
-}
-
-/// Why a node could not start.
-#[derive(Debug)]
-pub enum StartError {
-    /// The development key on an address other than loopback.
-    DevelopmentKeyExposed(SocketAddr),
-    /// TLS configuration failed.
-    Tls(crate::tls::TlsError),
-    /// Binding the UDP socket failed.
-    Bind(std::io::Error),
-    /// A setting was invalid.
-    Invalid(String),
-}
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StartError::DevelopmentKeyExposed(addr) => write!(
-                f,
-                "refusing to listen on {addr} with the built-in development key: pass --cluster-key \
-                 (make one with `chorus keygen`) or listen on 127.0.0.1"
-            ),
-            StartError::Tls(error) => write!(f, "TLS setup failed: {error}"),
-            StartError::Bind(error) => write!(f, "cannot bind: {error}"),
-            StartError::Invalid(why) => f.write_str(why),
+        NodeOptions {
+            listen,
+            advertise: None,
+            join: Vec::new(),
+            name: None,
+            keys,
+            tune: None,
+            clock: Clock::System,
         }
     }
 }
 
-impl std::error::Error for StartError {}
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The development key on an address other than loopback.
+    #[error(
+        "refusing to listen on {0} with the built-in development key: pass --cluster-key \
+         (make one with `chorus keygen`) or listen on 127.0.0.1"
+    )]
+    DevelopmentKeyExposed(SocketAddr),
+    /// TLS configuration failed.
+    #[error("TLS setup failed")]
+    Tls(#[source] crate::tls::TlsError),
+    /// Binding the UDP socket failed.
+    #[error("cannot bind")]
+    Bind(#[source] std::io::Error),
+    /// A setting was invalid.
+    #[error("{0}")]
+    Invalid(String),
+}
 
 /// A running node.
 pub struct NodeHandle {
     id: NodeId,
     name: String,
     addr: SocketAddr,
-    driver: Arc<Shared>,
+    driver: Arc<Driver>,
     joined: watch::Receiver<bool>,
     firewall: Arc<Firewall>,
     endpoint: quinn::Endpoint,
@@ -127,16 +129,17 @@ impl NodeHandle {
         if let Some(tune) = options.tune {
             tune(&mut config);
         }
-        let mut node = Node::new(config, driver::now_ms());
+        let clock = WallClock::new(options.clock);
+        let mut node = Node::new(config, clock.now_ms());
         if !options.join.is_empty() {
             let mut seeds = Vec::new();
             for seed in &options.join {
                 // Resolve once to fail fast on a typo; the protocol keeps the text, and the
                 // transport resolves it again on every connection attempt.
-                transport::resolve(seed).await.map_err(StartError::Invalid)?;
+                gossip::resolve(seed).await.map_err(StartError::Invalid)?;
                 seeds.push(Addr::new(seed.clone()).map_err(StartError::Invalid)?);
             }
-            node.join(driver::now_ms(), seeds);
+            node.join(clock.now_ms(), seeds);
         }
 
         let firewall = Arc::new(Firewall::default());
@@ -144,9 +147,9 @@ impl NodeHandle {
         let transport =
             Transport::new(endpoint.clone(), gossip_config, firewall.clone(), stats.clone());
         let (joined_sender, joined) = watch::channel(options.join.is_empty());
-        let driver = Shared::new(node, transport, joined_sender, stats);
+        let driver = Driver::new(node, transport, joined_sender, stats, clock);
         let tasks = vec![
-            tokio::spawn(driver::run_timers(driver.clone())),
+            tokio::spawn(run_timers(driver.clone())),
             tokio::spawn(accept(endpoint.clone(), driver.clone(), firewall.clone())),
         ];
         Ok(NodeHandle { id, name, addr, driver, joined, firewall, endpoint, tasks })
@@ -165,6 +168,11 @@ impl NodeHandle {
     /// The address actually bound.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The node's operations, for a front end served beside the RPC.
+    pub(crate) fn driver(&self) -> &Arc<Driver> {
+        &self.driver
     }
 
     /// Blocks traffic with other nodes, to cut a cluster in two (demo and tests).
@@ -214,7 +222,7 @@ impl NodeHandle {
 }
 
 /// Accepts connections and routes them by ALPN: gossip to the driver, RPC to the server.
-async fn accept(endpoint: quinn::Endpoint, driver: Arc<Shared>, firewall: Arc<Firewall>) {
+async fn accept(endpoint: quinn::Endpoint, driver: Arc<Driver>, firewall: Arc<Firewall>) {
     while let Some(incoming) = endpoint.accept().await {
         if firewall.blocks(&incoming.remote_address()) {
             incoming.refuse();
@@ -237,9 +245,9 @@ async fn accept(endpoint: quinn::Endpoint, driver: Arc<Shared>, firewall: Arc<Fi
             match alpn.as_deref() {
                 Some(ALPN_GOSSIP) => {
                     let deliver = move |inbound| driver.message(inbound);
-                    transport::receive_gossip(connection, deliver, firewall).await
+                    gossip::receive_gossip(connection, deliver, firewall).await
                 }
-                Some(ALPN_RPC) => server::serve(connection, driver).await,
+                Some(ALPN_RPC) => rpc::serve(connection, driver).await,
                 _ => connection.close(1u32.into(), b"unknown protocol"),
             }
         });

@@ -1,0 +1,220 @@
+//! The CLI's arguments (clap): every command, flag and environment variable of DESIGN 7.3, and
+//! the parsers for durations and wait levels.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chorus::client::{Client, ClientError};
+use chorus::tls::ClusterKey;
+use chorus_proto::WaitLevel;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "chorus",
+    version,
+    about = "A replicated key-value store for application variables"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The cluster keys of a node, a client or a benchmark: one declaration, the same flag, the
+/// same environment variable everywhere.
+#[derive(Args, Clone)]
+pub struct Keys {
+    /// Cluster key (repeatable for rotation: the first signs, all are trusted;
+    /// CHORUS_CLUSTER_KEY may hold several, comma-separated).
+    #[arg(
+        long = "cluster-key",
+        env = "CHORUS_CLUSTER_KEY",
+        value_delimiter = ',',
+        global = true,
+        hide_env_values = true
+    )]
+    pub cluster_keys: Vec<ClusterKey>,
+}
+
+#[derive(Args, Clone)]
+pub struct Connect {
+    /// The node to talk to.
+    #[arg(long, env = "CHORUS_NODE", default_value = chorus::LISTEN_DEFAULT, global = true)]
+    pub node: String,
+    #[command(flatten)]
+    pub keys: Keys,
+    /// Print one JSON object (one per line for watch).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl Connect {
+    /// A client of the node these flags name.
+    pub async fn client(&self) -> Result<Client, ClientError> {
+        Client::connect(&self.node, &self.keys.cluster_keys).await
+    }
+}
+
+#[derive(Args)]
+pub struct WaitArgs {
+    /// Return once `local`, `all` live members, or N nodes hold the write.
+    #[arg(long, default_value = "local", value_parser = parse_wait)]
+    pub wait: WaitLevel,
+    /// How long to wait for them.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a node.
+    Node(NodeArgs),
+    /// Write a value (`-` reads it from stdin, `@FILE` from a file).
+    Put {
+        key: String,
+        value: String,
+        /// Expire the key after this long (e.g. 30s, 10m).
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+        #[command(flatten)]
+        wait: WaitArgs,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Print a key's value.
+    Get {
+        key: String,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Delete a key.
+    Del {
+        key: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// List keys with a prefix.
+    Ls {
+        prefix: Option<String>,
+        /// At most this many keys.
+        #[arg(long)]
+        limit: Option<u64>,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Print changes to keys with a prefix as they happen.
+    Watch {
+        prefix: Option<String>,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// List the members as the node sees them.
+    Members {
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Print the node's counters.
+    Stats {
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Print a new cluster key.
+    Keygen {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure throughput, latency and propagation (like redis-benchmark).
+    Bench(super::bench::BenchArgs),
+    /// Run a guided demo on a local five-node cluster.
+    Demo {
+        /// Nodes in the demo cluster.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..=20))]
+        nodes: u16,
+        /// Print JSON lines instead of prose.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct NodeArgs {
+    /// Address to listen on (UDP); port 0 picks a free port.
+    #[arg(long, default_value = chorus::LISTEN_DEFAULT)]
+    pub listen: SocketAddr,
+    /// Seed node to join through (repeatable; DNS names are resolved on every attempt).
+    #[arg(long)]
+    pub join: Vec<String>,
+    /// Name shown to humans (default: host name and port).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Address peers should use when it differs from --listen (for 0.0.0.0 or NAT).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    #[command(flatten)]
+    pub keys: Keys,
+    /// Log level: error, warn, info, debug, trace (or a tracing filter).
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Print JSON (the ready line).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn parse_wait(text: &str) -> Result<WaitLevel, String> {
+    match text {
+        "local" => Ok(WaitLevel::Local),
+        "all" => Ok(WaitLevel::All),
+        count => match count.parse::<u32>() {
+            Ok(0) | Err(_) => {
+                Err(format!("'{text}': expected local, all, or a number of nodes (1 or more)"))
+            }
+            Ok(1) => Ok(WaitLevel::Local),
+            Ok(count) => Ok(WaitLevel::Count(count)),
+        },
+    }
+}
+
+/// Parses durations such as `500ms`, `30s`, `10m`, `2h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}': expected a number and a unit (ms, s, m, h)"))?;
+    let millis = match unit {
+        "ms" => Some(number),
+        "s" => number.checked_mul(1_000),
+        "m" => number.checked_mul(60_000),
+        "h" => number.checked_mul(3_600_000),
+        _ => return Err(format!("'{text}': the unit must be ms, s, m or h")),
+    };
+    millis.map(Duration::from_millis).ok_or_else(|| format!("'{text}': too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units_and_refuse_nonsense() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7_200)));
+        for bad in ["", "s", "10", "10d", "-1s", "1.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wait_levels_parse() {
+        assert_eq!(parse_wait("all"), Ok(WaitLevel::All));
+        assert_eq!(parse_wait("local"), Ok(WaitLevel::Local));
+        assert_eq!(parse_wait("3"), Ok(WaitLevel::Count(3)));
+        assert!(parse_wait("0").is_err());
+        assert!(parse_wait("most").is_err());
+    }
+}

@@ -1,0 +1,151 @@
+//! The client commands: put, get, del, ls, watch, members, stats. Each connects to one node,
+//! makes its requests through [`chorus::Client`], and prints through `print`.
+
+use std::io::{Read, Write};
+
+use chorus::client::{ClientError, WriteOptions};
+use serde_json::json;
+
+use super::args::{Command, Connect, WaitArgs};
+use super::print::{bytes_json, member_json, print_change, print_stats, print_write, stamp_json};
+use super::{EXIT_FAILED, EXIT_USAGE};
+
+/// Runs a client command; returns its exit code, or the error that stopped it.
+pub async fn run(command: Command) -> Result<i32, ClientError> {
+    match command {
+        Command::Put { key, value, ttl, wait, connect } => {
+            put(key, value, ttl, wait, connect).await
+        }
+        Command::Del { key, wait, connect } => {
+            let client = connect.client().await?;
+            let result = client.delete(key.as_bytes(), write_options(None, &wait)).await?;
+            Ok(print_write(&result, connect.json))
+        }
+        Command::Get { key, connect } => get(key, connect).await,
+        Command::Ls { prefix, limit, connect } => {
+            list(prefix.unwrap_or_default(), limit, connect).await
+        }
+        Command::Watch { prefix, connect } => {
+            let client = connect.client().await?;
+            let mut watch = client.watch(prefix.unwrap_or_default().as_bytes(), None).await?;
+            while let Some(change) = watch.next().await {
+                print_change(&change?, connect.json);
+            }
+            Err(ClientError::Unreachable("the node closed the watch".into()))
+        }
+        Command::Members { connect } => members(connect).await,
+        Command::Stats { connect } => {
+            let client = connect.client().await?;
+            print_stats(&client.stats().await?, connect.json);
+            Ok(0)
+        }
+        Command::Node(_) | Command::Keygen { .. } | Command::Demo { .. } | Command::Bench(_) => {
+            Ok(EXIT_USAGE)
+        }
+    }
+}
+
+fn write_options(ttl: Option<std::time::Duration>, wait: &WaitArgs) -> WriteOptions {
+    WriteOptions { ttl, wait: wait.wait, timeout: wait.timeout }
+}
+
+async fn put(
+    key: String,
+    value: String,
+    ttl: Option<std::time::Duration>,
+    wait: WaitArgs,
+    connect: Connect,
+) -> Result<i32, ClientError> {
+    let value = match read_value(&value) {
+        Ok(value) => value,
+        Err(why) => {
+            eprintln!("chorus: {why}");
+            return Ok(EXIT_USAGE);
+        }
+    };
+    let client = connect.client().await?;
+    let result = client.put(key.as_bytes(), value, write_options(ttl, &wait)).await?;
+    Ok(print_write(&result, connect.json))
+}
+
+async fn get(key: String, connect: Connect) -> Result<i32, ClientError> {
+    let client = connect.client().await?;
+    let Some((value, stamp)) = client.get(key.as_bytes()).await? else {
+        if connect.json {
+            out!("{}", json!({ "key": key, "found": false }));
+        }
+        return Ok(EXIT_FAILED);
+    };
+    if connect.json {
+        let mut object = json!({ "key": key, "found": true, "stamp": stamp_json(&stamp) });
+        bytes_json(&mut object, "value", value.as_bytes());
+        out!("{object}");
+    } else {
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(value.as_bytes());
+        let _ = stdout.flush();
+    }
+    Ok(0)
+}
+
+async fn list(prefix: String, limit: Option<u64>, connect: Connect) -> Result<i32, ClientError> {
+    let client = connect.client().await?;
+    let mut remaining = limit.unwrap_or(u64::MAX);
+    let mut after: Option<Vec<u8>> = None;
+    // With --json the keys go in one object (DESIGN 7.3), so they are collected first.
+    let mut listed = Vec::new();
+    while remaining > 0 {
+        let page = remaining.min(u64::from(chorus_proto::rpc::LIST_LIMIT_MAX)) as u32;
+        let (keys, more) = client.list(prefix.as_bytes(), after.as_deref(), page).await?;
+        remaining -= keys.len() as u64;
+        for key in &keys {
+            if connect.json {
+                listed.push(key.to_string());
+            } else {
+                out!("{key}");
+            }
+        }
+        match keys.last() {
+            Some(last) if more => after = Some(last.as_bytes().to_vec()),
+            _ => break,
+        }
+    }
+    if connect.json {
+        out!("{}", json!({ "prefix": prefix, "keys": listed }));
+    }
+    Ok(0)
+}
+
+async fn members(connect: Connect) -> Result<i32, ClientError> {
+    let client = connect.client().await?;
+    let members = client.members().await?;
+    if connect.json {
+        let members: Vec<_> = members.iter().map(member_json).collect();
+        out!("{}", json!({ "members": members }));
+        return Ok(0);
+    }
+    for member in members {
+        out!("{} {} {} {}", member.name, member.id, member.addr, member.state.as_str());
+    }
+    Ok(0)
+}
+
+/// A VALUE argument: `-` reads standard input, `@FILE` reads a file, anything else is literal.
+fn read_value(argument: &str) -> Result<Vec<u8>, String> {
+    let limit = chorus_proto::limits::VALUE_SIZE_MAX as u64 + 1;
+    if argument == "-" {
+        let mut value = Vec::new();
+        std::io::stdin()
+            .take(limit)
+            .read_to_end(&mut value)
+            .map_err(|e| format!("reading stdin: {e}"))?;
+        return Ok(value);
+    }
+    if let Some(path) = argument.strip_prefix('@') {
+        let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+        let mut value = Vec::new();
+        file.take(limit).read_to_end(&mut value).map_err(|e| format!("{path}: {e}"))?;
+        return Ok(value);
+    }
+    Ok(argument.as_bytes().to_vec())
+}

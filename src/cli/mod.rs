@@ -1,0 +1,92 @@
+//! Command-line interface (DESIGN section 7.3). Exit codes: 0 success, 1 absent key or failed
+//! request, 2 usage error, 3 node unreachable or unauthorised, 4 a write wait timed out.
+
+mod args;
+mod bench;
+mod commands;
+mod demo;
+mod local;
+mod print;
+mod serve;
+
+use chorus::client::ClientError;
+use chorus::tls::ClusterKey;
+use chorus_proto::rpc::RpcError;
+use clap::Parser;
+use serde_json::json;
+
+use args::{Cli, Command};
+
+/// Exit code: the key is absent, or the node refused the request.
+const EXIT_FAILED: i32 = 1;
+/// Exit code: bad arguments.
+const EXIT_USAGE: i32 = 2;
+/// Exit code: the node is unreachable or refused the cluster key.
+const EXIT_UNREACHABLE: i32 = 3;
+/// Exit code: a write's wait timed out before every required member confirmed.
+const EXIT_WAIT_TIMEOUT: i32 = 4;
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() { EXIT_USAGE } else { 0 };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("chorus: cannot start the runtime: {error}");
+            return EXIT_FAILED;
+        }
+    };
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> i32 {
+    match command {
+        Command::Node(args) => serve::run(args).await,
+        Command::Keygen { json } => {
+            let key = ClusterKey::generate();
+            if json {
+                out!(
+                    "{}",
+                    json!({ "cluster_key": key.to_string(), "fingerprint": key.fingerprint() })
+                );
+            } else {
+                out!("{key}");
+            }
+            0
+        }
+        Command::Demo { nodes, json } => demo::run(nodes.into(), json).await,
+        Command::Bench(args) => bench::run(args).await,
+        client_command => match commands::run(client_command).await {
+            Ok(code) => code,
+            Err(error) => report(&error),
+        },
+    }
+}
+
+/// An error and every cause under it, as one line: `cannot bind: Address already in use`.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        line.push_str(": ");
+        line.push_str(&error.to_string());
+        cause = error.source();
+    }
+    line
+}
+
+fn report(error: &ClientError) -> i32 {
+    eprintln!("chorus: {}", chain(error));
+    match error {
+        ClientError::Unreachable(_) | ClientError::Unauthorised(_) => EXIT_UNREACHABLE,
+        ClientError::Invalid(_) => EXIT_USAGE,
+        ClientError::Rpc(RpcError::InvalidKey(_) | RpcError::InvalidRequest(_)) => EXIT_USAGE,
+        ClientError::Rpc(_) | ClientError::Protocol(_) => EXIT_FAILED,
+    }
+}

@@ -1,0 +1,83 @@
+//! `chorus node`: runs a node until SIGINT or SIGTERM, prints the ready line, and leaves
+//! gracefully.
+
+use std::io::Write;
+
+use chorus::{NodeHandle, NodeOptions};
+use serde_json::json;
+
+use super::args::NodeArgs;
+use super::{EXIT_FAILED, EXIT_USAGE};
+
+pub async fn run(args: NodeArgs) -> i32 {
+    init_logging(&args.log_level);
+    let options = NodeOptions {
+        listen: args.listen,
+        advertise: args.advertise,
+        join: args.join,
+        name: args.name,
+        keys: args.keys.cluster_keys,
+        tune: None,
+        clock: chorus::Clock::System,
+    };
+    let mut handle = match NodeHandle::start(options).await {
+        Ok(handle) => handle,
+        Err(error) => {
+            eprintln!("chorus: {}", super::chain(&error));
+            return EXIT_USAGE;
+        }
+    };
+    // Logged before joining, so a node that cannot join still says where it listens.
+    tracing::info!(name = %handle.name(), id = %handle.id(), listen = %handle.addr(), "listening");
+    tokio::select! {
+        () = handle.joined() => {}
+        () = shutdown_signal() => {
+            handle.stop();
+            return 0;
+        }
+    }
+    if args.json {
+        let line = json!({"ready": true, "name": handle.name(), "id": handle.id().to_string(), "listen": handle.addr().to_string()});
+        out!("{line}");
+    } else {
+        out!("ready name={} id={} listen={}", handle.name(), handle.id(), handle.addr());
+    }
+    let _ = std::io::stdout().flush();
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = handle.failed() => {
+            tracing::error!("the node's driver stopped unexpectedly; exiting so a supervisor can restart it");
+            return EXIT_FAILED;
+        }
+    }
+    tracing::info!("shutting down: handing off writes and announcing departure");
+    let handed_off = handle.shutdown().await;
+    if !handed_off {
+        tracing::warn!("no peer confirmed this node's writes before the shutdown deadline");
+    }
+    0
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(terminate) => terminate,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: escape codes make a log file or a journal hard to read.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .try_init();
+}

@@ -1,0 +1,189 @@
+//! The driver: the `proto::Node` of a running node, and the only code that calls it.
+//!
+//! It feeds the node wall-clock time, received messages, client operations and timer
+//! expiries, and after every call drains the node's outputs (the drain contract of
+//! `chorus-proto`): events answer waiting clients and feed watchers while the lock is held;
+//! transmits and log lines are taken out and handled after it is released.
+//!
+//! The node sits behind one [`TimedMutex`], and the task that has something for it calls it
+//! directly: a front end's task answers its own request, a gossip stream task merges its own
+//! message, and the timer task runs the node's timers. A request thus costs no hop to another
+//! task and back, and every call still sees the node alone, so reads on a node see every write
+//! it accepted before (read-your-writes). No call awaits while holding the lock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chorus_proto::rpc::ChangeKind;
+use chorus_proto::{Addr, Event, Node, Transmit, WaitId};
+use tokio::sync::{Notify, oneshot, watch};
+use tokio::time::Instant;
+
+use super::clock::WallClock;
+use super::history::History;
+use super::lock::{Guard, Purpose, TimedMutex};
+use super::ops::Written;
+use super::skew::SkewLog;
+use crate::gossip::{Inbound, Transport, TransportStats};
+
+/// The driver shared by every task that calls into the node. A panic inside the node poisons
+/// the lock; from then on every call fails as if the node had stopped, and the timer task
+/// ends, which `NodeHandle::failed` reports.
+pub struct Driver {
+    state: TimedMutex<State>,
+    /// Sends transmits to peers; its own lanes are behind their own small lock.
+    transport: Transport,
+    /// Wakes the timer task when a call moved the node's next deadline earlier.
+    pub(super) rearm: Notify,
+    pub(super) transport_stats: Arc<TransportStats>,
+    pub(super) started: Instant,
+    /// Where wall time is read: the system, or tokio's clock in tests.
+    pub(super) clock: WallClock,
+}
+
+/// What the lock guards: the protocol node and the state that must change with it.
+pub struct State {
+    pub(super) node: Node,
+    pub(super) waits: BTreeMap<WaitId, oneshot::Sender<Written>>,
+    pub(super) history: History,
+    joined: watch::Sender<bool>,
+    pub(super) leaving: Vec<oneshot::Sender<()>>,
+    skew: SkewLog,
+    clock: WallClock,
+    /// The deadline (wall ms) the timer task sleeps until.
+    pub(super) timer_ms: u64,
+    /// Outputs taken from the node, handled once the lock is released.
+    outbox: Vec<Transmit>,
+}
+
+impl Driver {
+    /// A driver for `node`, shared.
+    pub fn new(
+        node: Node,
+        transport: Transport,
+        joined: watch::Sender<bool>,
+        transport_stats: Arc<TransportStats>,
+        clock: WallClock,
+    ) -> Arc<Driver> {
+        let state = State {
+            node,
+            waits: BTreeMap::new(),
+            history: History::new(),
+            joined,
+            leaving: Vec::new(),
+            skew: SkewLog::default(),
+            clock,
+            timer_ms: 0,
+            outbox: Vec::new(),
+        };
+        let driver = Arc::new(Driver {
+            state: TimedMutex::new(state),
+            transport,
+            rearm: Notify::new(),
+            transport_stats,
+            started: Instant::now(),
+            clock,
+        });
+        // Whatever the node did before the driver existed (a join) goes out now.
+        if let Some(state) = driver.lock(Purpose::Control) {
+            driver.settle(state);
+        }
+        driver
+    }
+
+    /// The node's state, locked for `purpose`, unless a panic inside it poisoned the lock.
+    pub(super) fn lock(&self, purpose: Purpose) -> Option<Guard<'_, State>> {
+        self.state.lock(purpose)
+    }
+
+    /// The lock's hold figures by purpose.
+    pub(super) fn lock_figures(&self) -> impl Iterator<Item = (Purpose, super::lock::HoldFigures)> {
+        self.state.figures().into_iter()
+    }
+
+    /// After a call: drains the node's outputs, wakes the timer task if the node's next
+    /// deadline is now earlier than the one it sleeps until (a push batch to flush), lets go
+    /// of the lock, then sends what the node transmitted.
+    pub(super) fn settle(&self, mut state: Guard<'_, State>) {
+        state.drain();
+        let next = state.node.poll_timeout();
+        let rearm = next < state.timer_ms;
+        if rearm {
+            state.timer_ms = next;
+        }
+        let outbox = std::mem::take(&mut state.outbox);
+        drop(state);
+        if rearm {
+            self.rearm.notify_one();
+        }
+        for transmit in outbox {
+            self.transport.send(transmit);
+        }
+    }
+}
+
+impl Driver {
+    /// Merges a received gossip message.
+    pub fn message(&self, Inbound { from, bytes }: Inbound) {
+        // A socket address in text is far shorter than ADDR_SIZE_MAX.
+        let Ok(from) = Addr::new(from.to_string()) else { return };
+        let Some(mut state) = self.lock(Purpose::Gossip) else { return };
+        let merged = state.node.handle_message(self.clock.now_ms(), from.clone(), &bytes);
+        self.settle(state);
+        if let Err(why) = merged {
+            tracing::warn!(peer = %from, %why, "dropped an invalid gossip message");
+        }
+    }
+}
+
+impl State {
+    /// Drains the node's outputs: the drain contract.
+    fn drain(&mut self) {
+        while let Some(transmit) = self.node.poll_transmit() {
+            self.outbox.push(transmit);
+        }
+        while let Some(event) = self.node.poll_event() {
+            self.event(event);
+        }
+    }
+
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Put { key, value, stamp } => {
+                self.history.record(ChangeKind::Put, key, Some(value), Some(stamp))
+            }
+            Event::Delete { key, stamp } => {
+                self.history.record(ChangeKind::Delete, key, None, Some(stamp))
+            }
+            Event::Expire { key } => self.history.record(ChangeKind::Expire, key, None, None),
+            Event::Member(change) => match change.state {
+                Some(state) => {
+                    tracing::info!(member = %change.name, id = %change.id, state = state.as_str(), "member")
+                }
+                None => tracing::info!(member = %change.name, id = %change.id, "member removed"),
+            },
+            Event::WaitDone(outcome) => {
+                if let Some(reply) = self.waits.remove(&outcome.id) {
+                    let _ = reply.send(super::ops::wait_written(&self.node, outcome));
+                }
+            }
+            Event::Joined => {
+                self.joined.send_replace(true);
+            }
+            Event::Left => {
+                for done in self.leaving.drain(..) {
+                    let _ = done.send(());
+                }
+            }
+            Event::Reset { old, new, reason } if reason.dropped_state() => {
+                tracing::warn!(%old, %new, ?reason, "this node's state missed deletes the cluster already collected; it dropped its state and syncs again from empty");
+            }
+            Event::Reset { old, new, reason } => {
+                tracing::warn!(%old, %new, ?reason, "the cluster removed this node's identity; it rejoins under a new one and keeps its state");
+            }
+            Event::Skew { peer, ahead_ms } => {
+                self.skew.held_back(peer, ahead_ms, self.clock.now_ms())
+            }
+        }
+    }
+}

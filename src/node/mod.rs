@@ -1,0 +1,27 @@
+//! The running node: the driver around the protocol node (one lock, short steps), its timers,
+//! the watch history, write waits, and the protocol-neutral operations every front end uses.
+//!
+//! - `handle`: [`NodeHandle`] starts a node and steers it (leave, shutdown, stop).
+//! - `driver`: the `proto::Node` behind the lock, and the drain contract.
+//! - `ops`: the operations front ends call (get, write, list, members, stats, subscribe).
+//! - `lock`: the lock taken with a purpose, its hold times measured.
+//! - `history`, `skew`, `timers`, `clock`: the watch history, the held-back-write log, the
+//!   timer task, and the clock seam.
+
+mod clock;
+mod driver;
+mod handle;
+mod history;
+mod lock;
+mod ops;
+mod skew;
+mod stats;
+mod timers;
+
+#[cfg(test)]
+mod tests;
+
+pub use clock::Clock;
+pub use driver::Driver;
+pub use handle::{LISTEN_DEFAULT, NodeHandle, NodeOptions, StartError};
+pub use ops::{OpError, WriteOp, Written};

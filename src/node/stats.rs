@@ -1,0 +1,76 @@
+//! `stats`: the node's counters, taken in one short hold of the lock, then named outside it.
+
+use std::sync::atomic::Ordering;
+
+use chorus_proto::Stats;
+use chorus_proto::rpc::{Counter, StatsReport};
+
+use super::driver::Driver;
+use super::lock::Purpose;
+use super::ops::OpError;
+
+impl Driver {
+    /// The node's sizes and counters.
+    pub fn stats(&self) -> Result<StatsReport, OpError> {
+        let state = self.lock(Purpose::Read).ok_or(OpError::ShuttingDown)?;
+        let now = self.clock.now_ms();
+        let store = state.node.store();
+        let mut members = [0u64; 4];
+        for member in state.node.members() {
+            members[member.state as usize] += 1;
+        }
+        let expired = store.expired_count(now) as u64;
+        let tombstones = store.tombstone_count() as u64;
+        let entries = store.entry_count() as u64;
+        let stats = state.node.stats().clone();
+        let (id, name) = (state.node.id(), state.node.config().name.to_string());
+        drop(state);
+        let mut counters =
+            protocol_counters(&stats, self.transport_stats.dropped.load(Ordering::Relaxed));
+        for (purpose, holds) in self.lock_figures() {
+            let name = purpose.as_str();
+            counters.push(counter(format!("lock_{name}_holds"), holds.count));
+            counters.push(counter(format!("lock_{name}_hold_ns_total"), holds.total_ns));
+            counters.push(counter(format!("lock_{name}_hold_ns_max"), holds.max_ns));
+        }
+        Ok(StatsReport {
+            id,
+            name,
+            keys: entries.saturating_sub(tombstones + expired),
+            tombstones,
+            expired,
+            members,
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            counters,
+            skew_by_peer: stats.skew_by_peer.into_iter().collect(),
+        })
+    }
+}
+
+fn counter(name: impl Into<String>, value: u64) -> Counter {
+    Counter { name: name.into(), value }
+}
+
+/// The protocol's counters by name; messages the transport dropped count with the pushes
+/// the protocol dropped.
+fn protocol_counters(stats: &Stats, transport_dropped: u64) -> Vec<Counter> {
+    [
+        ("messages_sent", stats.messages_sent),
+        ("bytes_sent", stats.bytes_sent),
+        ("messages_received", stats.messages_received),
+        ("bytes_received", stats.bytes_received),
+        ("messages_invalid", stats.messages_invalid),
+        ("updates_applied", stats.updates_applied),
+        ("updates_duplicate", stats.updates_duplicate),
+        ("messages_dropped", stats.pushes_dropped + transport_dropped),
+        ("events_dropped", stats.events_dropped),
+        ("collected", stats.collected),
+        ("resets", stats.resets),
+        ("exchanges_refused", stats.exchanges_refused),
+        ("skew_refused", stats.skew_refused),
+        ("skew_ms_max", stats.skew_ms_max),
+    ]
+    .into_iter()
+    .map(|(name, value)| counter(name, value))
+    .collect()
+}

@@ -1,0 +1,75 @@
+//! The driver in virtual time: tokio's paused clock drives the node's timers, expiries and
+//! wait deadlines through the clock seam ([`Clock::Tokio`]), so these tests run in
+//! milliseconds and the same way every time, however long the protocol's periods are.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chorus_proto::rpc::ChangeKind;
+use chorus_proto::{Key, Value, WaitLevel};
+
+use super::{Clock, NodeHandle, NodeOptions, WriteOp};
+
+async fn node() -> NodeHandle {
+    let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let options = NodeOptions { clock: Clock::Tokio, ..NodeOptions::new(listen, Vec::new()) };
+    NodeHandle::start(options).await.expect("a node on loopback starts")
+}
+
+fn key(text: &str) -> Key {
+    Key::new(text.as_bytes().to_vec()).expect("a valid key")
+}
+
+fn put(name: &str, ttl_ms: Option<u64>, wait: WaitLevel, timeout_ms: u64) -> WriteOp {
+    let value = Value::new(b"on".to_vec()).expect("a valid value");
+    WriteOp { key: key(name), value: Some(value), ttl_ms, wait, timeout_ms }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ttl_expires_in_virtual_time_and_watchers_hear_of_it() {
+    let node = node().await;
+    let driver = node.driver().clone();
+    let (_, mut live, _) = driver.subscribe(None).expect("subscribed");
+    let ten_minutes_ms = 10 * 60_000;
+    driver.write(put("flags/a", Some(ten_minutes_ms), WaitLevel::Local, 0)).await.expect("put");
+    assert_eq!(live.recv().await.expect("the put").kind, ChangeKind::Put);
+
+    tokio::time::sleep(Duration::from_millis(ten_minutes_ms - 1_000)).await;
+    assert!(driver.get(&key("flags/a")).expect("read").is_some(), "not yet expired");
+
+    let expired = tokio::time::timeout(Duration::from_secs(5), live.recv()).await;
+    let change = expired.expect("the expiry comes within seconds of the TTL").expect("a change");
+    assert_eq!((change.kind, change.key), (ChangeKind::Expire, key("flags/a")));
+    assert!(driver.get(&key("flags/a")).expect("read").is_none(), "expired keys read absent");
+    node.stop();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_nobody_can_confirm_ends_at_its_deadline() {
+    let node = node().await;
+    let driver = node.driver().clone();
+    let started = tokio::time::Instant::now();
+    let timeout_ms = 30_000;
+    let written = driver.write(put("flags/b", None, WaitLevel::Count(2), timeout_ms)).await;
+    let report = written.expect("the write itself succeeds").wait.expect("a wait report");
+    assert!(!report.complete, "a lone node cannot be confirmed by two");
+    assert_eq!(report.confirmed.len(), 1, "only the writer holds it: {report:?}");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(timeout_ms), "ended before its deadline: {waited:?}");
+    assert!(waited < Duration::from_millis(timeout_ms + 5_000), "ended late: {waited:?}");
+    node.stop();
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_lock_site_is_counted_by_purpose() {
+    let node = node().await;
+    let driver = node.driver().clone();
+    driver.write(put("flags/c", None, WaitLevel::Local, 0)).await.expect("put");
+    driver.get(&key("flags/c")).expect("read");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stats = driver.stats().expect("stats");
+    for name in ["lock_read_holds", "lock_write_holds", "lock_timer_holds", "lock_flush_holds"] {
+        assert!(stats.counter(name).is_some_and(|holds| holds > 0), "{name}: {stats:?}");
+    }
+    node.stop();
+}
