@@ -82,6 +82,10 @@ pub struct BenchArgs {
     #[arg(short = 'k', long = "keys", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     keys: u64,
+    /// Put each key of the key space once, in order (-n is then the key count): fills a node
+    /// with exactly `-k` keys, for measurements over a known data set.
+    #[arg(long)]
+    fill: bool,
     /// Tests to run, comma-separated.
     #[arg(
         short = 't',
@@ -132,6 +136,9 @@ pub async fn run(args: BenchArgs) -> i32 {
 async fn bench(mut args: BenchArgs) -> Result<(), String> {
     if args.local.is_none() && args.nodes.is_empty() {
         args.nodes.push(chorus::LISTEN_DEFAULT.to_string());
+    }
+    if args.fill {
+        args.requests = args.keys;
     }
     let local = match args.local {
         Some(count) => LocalCluster::start(count.into(), "bench", STEP_TIMEOUT).await?.nodes,
@@ -200,14 +207,18 @@ async fn load(test: Test, clients: &[Arc<Client>], args: &BenchArgs) -> Figures 
     for (index, client) in clients.iter().enumerate() {
         let (client, value) = (client.clone(), value.clone());
         let (issued, finished) = (issued.clone(), finished.clone());
-        let (requests, keys) = (args.requests, args.keys);
+        let (requests, keys, fill) = (args.requests, args.keys, args.fill);
         tasks.spawn(async move {
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(index as u64);
             let mut latencies = Vec::new();
             let mut errors = 0u64;
             let mut key = Vec::new();
-            while issued.fetch_add(1, Ordering::Relaxed) < requests {
-                key_name(&mut key, rng.random_range(0..keys));
+            loop {
+                let number = issued.fetch_add(1, Ordering::Relaxed);
+                if number >= requests {
+                    break;
+                }
+                key_name(&mut key, if fill { number % keys } else { rng.random_range(0..keys) });
                 let begun = Instant::now();
                 let outcome = match test {
                     Test::Get => client.get(&key).await.map(drop),

@@ -170,7 +170,8 @@ impl NodeHandle {
         self.addr
     }
 
-    /// The node's operations, for a front end served beside the RPC.
+    /// The node's operations (the driver's tests; later, front ends served beside the RPC).
+    #[cfg(test)]
     pub(crate) fn driver(&self) -> &Arc<Driver> {
         &self.driver
     }

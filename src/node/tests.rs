@@ -17,11 +17,11 @@ async fn node() -> NodeHandle {
 }
 
 fn key(text: &str) -> Key {
-    Key::new(text.as_bytes().to_vec()).expect("a valid key")
+    Key::new(text.as_bytes()).expect("a valid key")
 }
 
 fn put(name: &str, ttl_ms: Option<u64>, wait: WaitLevel, timeout_ms: u64) -> WriteOp {
-    let value = Value::new(b"on".to_vec()).expect("a valid value");
+    let value = Value::new(b"on").expect("a valid value");
     WriteOp { key: key(name), value: Some(value), ttl_ms, wait, timeout_ms }
 }
 

@@ -33,8 +33,8 @@ pub const CLI_TIMEOUT: Duration = Duration::from_secs(40);
 /// How long replication (a write, a membership change) may take to reach every node.
 pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long failure detection may take: about 7 s of silence marks a member dead; the rest
-/// is slack for a loaded machine.
+/// How long failure detection may take: 10 to 30 s of silence marks a member dead (about 20 s
+/// on 5 nodes, ARCHITECTURE.md); the rest is slack for a loaded machine.
 pub const DETECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a terminated node may take to exit (its handoff gives up after 5 s).
