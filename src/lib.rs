@@ -22,5 +22,6 @@ pub use chorus_proto::rpc::{
     Change, ChangeKind, Counter, MemberInfo, RpcError, StatsReport, WaitReport,
 };
 pub use chorus_proto::{Config, DataError, Hlc, Key, MemberState, NodeId, Stamp, Value, WaitLevel};
+pub use frontend::redis::RedisOptions;
 pub use gossip::Firewall;
 pub use node::{Clock, LISTEN_DEFAULT, NodeHandle, NodeOptions, StartError};

@@ -23,6 +23,7 @@ use chorus_proto::limits::{
     CLOCK_SKEW_MS_MAX, DOT_CLOUD_SIZE_MAX, KEY_SIZE_MAX, MESSAGE_OVERHEAD_MAX, MESSAGE_SIZE_MAX,
     VALUE_SIZE_MAX, WALL_MS_MAX,
 };
+use chorus_proto::resp;
 use chorus_proto::{
     Applied, Clock, CodecError, DataError, Delta, Group, Hlc, Key, NodeId, Stamp, Store, Update,
     Value,
@@ -1179,4 +1180,62 @@ fn a_write_delivered_again_after_its_dot_was_forgotten_changes_nothing() {
     let before = snapshot(&store);
     assert!(!matches!(store.apply(write(last)), Applied::Won { .. }));
     assert_eq!(snapshot(&store), before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// RESP: the Redis front end's request decoder, fed what a hostile or broken client may send.
+
+/// Any bytes decode to a request, a wait for more, or an error: never a panic, never a
+/// request that claims more bytes than it was given or arguments outside them.
+#[test]
+fn resp_decoding_random_bytes_never_panics() {
+    let bytes = prop_oneof![
+        vec(any::<u8>(), 0..256),
+        // Mostly well-formed headers with random lengths and bodies.
+        vec(
+            prop_oneof![
+                Just(b"*".to_vec()),
+                Just(b"$".to_vec()),
+                Just(b"\r\n".to_vec()),
+                (0u32..100_000).prop_map(|n| n.to_string().into_bytes()),
+                vec(any::<u8>(), 0..8)
+            ],
+            0..32
+        )
+        .prop_map(|parts| parts.concat()),
+    ];
+    check(2_000, bytes, |bytes| {
+        if let Ok(Some((request, used))) = resp::decode(&bytes) {
+            prop_assert!(used <= bytes.len());
+            if let resp::Request::Bulk(ranges) = request {
+                prop_assert!(ranges.iter().all(|range| range.end <= used));
+            }
+        }
+        Ok(())
+    });
+}
+
+/// A request encoded as a client does decodes to its arguments, and every prefix of it
+/// waits for more bytes.
+#[test]
+fn resp_requests_decode_whole_and_wait_when_cut() {
+    check(500, vec(vec(any::<u8>(), 0..64), 1..8), |args| {
+        let mut encoded = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in &args {
+            encoded.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            encoded.extend_from_slice(arg);
+            encoded.extend_from_slice(b"\r\n");
+        }
+        let decoded = resp::decode(&encoded);
+        let Ok(Some((resp::Request::Bulk(ranges), used))) = decoded else {
+            return Err(TestCaseError::fail(format!("{decoded:?}")));
+        };
+        prop_assert_eq!(used, encoded.len());
+        let found: Vec<Vec<u8>> = ranges.into_iter().map(|range| encoded[range].to_vec()).collect();
+        prop_assert_eq!(found, args);
+        for cut in 0..encoded.len() {
+            prop_assert_eq!(resp::decode(&encoded[..cut]), Ok(None));
+        }
+        Ok(())
+    });
 }

@@ -155,6 +155,14 @@ pub struct NodeArgs {
     pub advertise: Option<String>,
     #[command(flatten)]
     pub keys: Keys,
+    /// Also serve the Redis protocol (RESP2 and RESP3) on this TCP address, e.g.
+    /// 127.0.0.1:6379; port 0 picks a free port. Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub redis: Option<SocketAddr>,
+    /// The password Redis clients must give (AUTH); required to serve Redis on an address
+    /// other than loopback.
+    #[arg(long, env = "CHORUS_REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<String>,
     /// Log level: error, warn, info, debug, trace (or a tracing filter).
     #[arg(long, default_value = "info")]
     pub log_level: String,

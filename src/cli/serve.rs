@@ -19,6 +19,9 @@ pub async fn run(args: NodeArgs) -> i32 {
         keys: args.keys.cluster_keys,
         tune: None,
         clock: chorus::Clock::System,
+        redis: args
+            .redis
+            .map(|listen| chorus::RedisOptions { listen, password: args.redis_password.clone() }),
     };
     let mut handle = match NodeHandle::start(options).await {
         Ok(handle) => handle,
@@ -28,7 +31,7 @@ pub async fn run(args: NodeArgs) -> i32 {
         }
     };
     // Logged before joining, so a node that cannot join still says where it listens.
-    tracing::info!(name = %handle.name(), id = %handle.id(), listen = %handle.addr(), "listening");
+    tracing::info!(name = %handle.name(), id = %handle.id(), listen = %handle.addr(), redis = ?handle.redis_addr(), "listening");
     tokio::select! {
         () = handle.joined() => {}
         () = shutdown_signal() => {
@@ -37,10 +40,14 @@ pub async fn run(args: NodeArgs) -> i32 {
         }
     }
     if args.json {
-        let line = json!({"ready": true, "name": handle.name(), "id": handle.id().to_string(), "listen": handle.addr().to_string()});
+        let mut line = json!({"ready": true, "name": handle.name(), "id": handle.id().to_string(), "listen": handle.addr().to_string()});
+        if let Some(redis) = handle.redis_addr() {
+            line["redis"] = json!(redis.to_string());
+        }
         out!("{line}");
     } else {
-        out!("ready name={} id={} listen={}", handle.name(), handle.id(), handle.addr());
+        let redis = handle.redis_addr().map(|addr| format!(" redis={addr}")).unwrap_or_default();
+        out!("ready name={} id={} listen={}{redis}", handle.name(), handle.id(), handle.addr());
     }
     let _ = std::io::stdout().flush();
     tokio::select! {

@@ -3,4 +3,5 @@
 //!
 //! - `rpc`: the QUIC RPC that `chorus::Client` and the CLI speak.
 
+pub mod redis;
 pub mod rpc;

@@ -39,7 +39,12 @@ pub struct Driver {
     pub(super) started: Instant,
     /// Where wall time is read: the system, or tokio's clock in tests.
     pub(super) clock: WallClock,
+    /// Counters the front ends keep by name (unknown Redis commands...), reported by stats.
+    pub(super) named: std::sync::Mutex<BTreeMap<String, u64>>,
 }
+
+/// Distinct names [`Driver::count`] keeps; later names count under `<prefix>other`.
+pub const NAMED_COUNTERS_MAX: usize = 256;
 
 /// What the lock guards: the protocol node and the state that must change with it.
 pub struct State {
@@ -83,6 +88,7 @@ impl Driver {
             transport_stats,
             started: Instant::now(),
             clock,
+            named: std::sync::Mutex::default(),
         });
         // Whatever the node did before the driver existed (a join) goes out now.
         if let Some(state) = driver.lock(Purpose::Control) {
@@ -123,6 +129,17 @@ impl Driver {
 }
 
 impl Driver {
+    /// Adds one to the counter `prefix` + `name` (kept beside the lock, reported by stats).
+    pub fn count(&self, prefix: &str, name: &str) {
+        // A poisoned lock only means a panic elsewhere while holding it; the map is still valid.
+        let mut named = self.named.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut key = format!("{prefix}{name}");
+        if !named.contains_key(&key) && named.len() >= NAMED_COUNTERS_MAX {
+            key = format!("{prefix}other");
+        }
+        *named.entry(key).or_default() += 1;
+    }
+
     /// Merges a received gossip message.
     pub fn message(&self, Inbound { from, bytes }: Inbound) {
         // A socket address in text is far shorter than ADDR_SIZE_MAX.

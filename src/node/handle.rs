@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use super::clock::{Clock, WallClock};
 use super::driver::Driver;
 use super::timers::run_timers;
+use crate::frontend::redis::{self, RedisOptions};
 use crate::frontend::rpc;
 use crate::gossip::{self, Firewall, Transport, TransportStats};
 use crate::tls::{ALPN_GOSSIP, ALPN_RPC, ClusterKey, TlsIdentity};
@@ -43,6 +44,8 @@ pub struct NodeOptions {
     pub tune: Option<fn(&mut Config)>,
     /// Where the node reads wall time: the system clock, or tokio's for tests in virtual time.
     pub clock: Clock,
+    /// Serve the Redis protocol too (off unless given).
+    pub redis: Option<RedisOptions>,
 }
 
 impl NodeOptions {
@@ -56,6 +59,7 @@ impl NodeOptions {
             keys,
             tune: None,
             clock: Clock::System,
+            redis: None,
         }
     }
 }
@@ -78,6 +82,9 @@ pub enum StartError {
     /// A setting was invalid.
     #[error("{0}")]
     Invalid(String),
+    /// A front end could not start.
+    #[error("{0}")]
+    FrontEnd(String),
 }
 
 /// A running node.
@@ -89,6 +96,7 @@ pub struct NodeHandle {
     joined: watch::Receiver<bool>,
     firewall: Arc<Firewall>,
     endpoint: quinn::Endpoint,
+    redis: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -148,11 +156,21 @@ impl NodeHandle {
             Transport::new(endpoint.clone(), gossip_config, firewall.clone(), stats.clone());
         let (joined_sender, joined) = watch::channel(options.join.is_empty());
         let driver = Driver::new(node, transport, joined_sender, stats, clock);
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(run_timers(driver.clone())),
             tokio::spawn(accept(endpoint.clone(), driver.clone(), firewall.clone())),
         ];
-        Ok(NodeHandle { id, name, addr, driver, joined, firewall, endpoint, tasks })
+        let mut redis = None;
+        if let Some(redis_options) = &options.redis {
+            let bound = redis::bind(redis_options, driver.clone()).await;
+            let (listener, server) = bound.map_err(|why| {
+                tasks.iter().for_each(JoinHandle::abort);
+                StartError::FrontEnd(why)
+            })?;
+            redis = Some(server.addr());
+            tasks.push(tokio::spawn(redis::serve(listener, server)));
+        }
+        Ok(NodeHandle { id, name, addr, driver, joined, firewall, endpoint, redis, tasks })
     }
 
     /// The node's identity.
@@ -168,6 +186,11 @@ impl NodeHandle {
     /// The address actually bound.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the Redis front end listens on, when it is served.
+    pub fn redis_addr(&self) -> Option<SocketAddr> {
+        self.redis
     }
 
     /// The node's operations (the driver's tests; later, front ends served beside the RPC).

@@ -33,6 +33,8 @@ impl Driver {
             counters.push(counter(format!("lock_{name}_hold_ns_total"), holds.total_ns));
             counters.push(counter(format!("lock_{name}_hold_ns_max"), holds.max_ns));
         }
+        let named = self.named.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        counters.extend(named.into_iter().map(|(name, value)| counter(name, value)));
         Ok(StatsReport {
             id,
             name,

@@ -1,0 +1,307 @@
+//! One Redis client connection: requests read and decoded, run in order, replies written.
+//!
+//! Pipelined requests are answered in one write. A subscribed connection also receives the
+//! node's changes as keyspace notifications; one that falls behind the node's change stream
+//! (a slow subscriber) is told so and dropped, never buffered without bound.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use chorus_proto::resp::{self, Reply};
+use chorus_proto::rpc::Change;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+
+use super::pubsub::Subscriptions;
+use super::{Server, data_command, lock, refusal};
+use crate::node::Purpose;
+
+/// Replies buffered before they are written, even in the middle of a pipeline.
+const OUTPUT_FLUSH_SIZE: usize = 64 * 1024;
+
+/// Spare room kept in the input buffer before each read.
+const INPUT_READ_SIZE: usize = 16 * 1024;
+
+/// A queued `MULTI` block: the commands, and whether one was refused while queueing.
+#[derive(Default)]
+struct Multi {
+    queued: Vec<Vec<Vec<u8>>>,
+    failed: bool,
+}
+
+/// The state of one client connection.
+pub struct Connection {
+    pub(super) server: Arc<Server>,
+    pub(super) id: u64,
+    pub(super) db: u8,
+    pub(super) resp3: bool,
+    pub(super) authenticated: bool,
+    pub(super) name: Option<Vec<u8>>,
+    multi: Option<Multi>,
+    subscriptions: Subscriptions,
+    changes: Option<broadcast::Receiver<Change>>,
+    pub(super) closing: bool,
+}
+
+impl Connection {
+    /// A new connection of `server`.
+    pub fn new(server: Arc<Server>) -> Connection {
+        let id = server.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let authenticated = server.password.is_none();
+        Connection {
+            server,
+            id,
+            db: 0,
+            resp3: false,
+            authenticated,
+            name: None,
+            multi: None,
+            subscriptions: Subscriptions::default(),
+            changes: None,
+            closing: false,
+        }
+    }
+
+    /// Serves the client until it leaves, breaks the protocol, or falls behind.
+    pub async fn run(mut self, mut stream: TcpStream) {
+        let mut input = Vec::with_capacity(INPUT_READ_SIZE);
+        let mut output = Vec::new();
+        while !self.closing {
+            if input.capacity() - input.len() < INPUT_READ_SIZE / 4 {
+                input.reserve(INPUT_READ_SIZE);
+            }
+            tokio::select! {
+                read = stream.read_buf(&mut input) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        if self.requests(&mut input, &mut output, &mut stream).await.is_err() {
+                            return;
+                        }
+                    }
+                },
+                change = next_change(&mut self.changes) => self.notify(change, &mut output),
+            }
+            if !output.is_empty() && stream.write_all(&output).await.is_err() {
+                return;
+            }
+            output.clear();
+        }
+        let _ = stream.shutdown().await;
+    }
+
+    /// Runs every complete request in `input`, replies into `output` (written as it grows).
+    async fn requests(
+        &mut self,
+        input: &mut Vec<u8>,
+        output: &mut Vec<u8>,
+        stream: &mut TcpStream,
+    ) -> std::io::Result<()> {
+        let mut consumed = 0;
+        while !self.closing {
+            match resp::decode(&input[consumed..]) {
+                Ok(None) => break,
+                Ok(Some((request, used))) => {
+                    let args = arguments(&input[consumed..consumed + used], request);
+                    consumed += used;
+                    for reply in self.execute(args) {
+                        reply.encode(self.resp3, output);
+                    }
+                }
+                Err(error) => {
+                    Reply::error(format!("Protocol error: {error}")).encode(self.resp3, output);
+                    self.closing = true;
+                }
+            }
+            if output.len() >= OUTPUT_FLUSH_SIZE {
+                stream.write_all(output).await?;
+                output.clear();
+            }
+        }
+        input.drain(..consumed);
+        Ok(())
+    }
+
+    /// Turns a change into the notifications this connection subscribed to.
+    fn notify(
+        &mut self,
+        change: Result<Change, broadcast::error::RecvError>,
+        output: &mut Vec<u8>,
+    ) {
+        match change {
+            Ok(change) => {
+                let flags = lock(&self.server.notify).clone();
+                for message in self.subscriptions.messages(&change, &flags) {
+                    message.encode(self.resp3, output);
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                let why =
+                    format!("subscriber fell {missed} changes behind the node and is disconnected");
+                Reply::error(why).encode(self.resp3, output);
+                self.closing = true;
+            }
+            Err(broadcast::error::RecvError::Closed) => self.closing = true,
+        }
+    }
+
+    /// Runs one request; most give one reply, (un)subscribing gives one per channel.
+    fn execute(&mut self, args: Vec<Vec<u8>>) -> Vec<Reply> {
+        let Some((name, args)) = args.split_first() else { return Vec::new() };
+        let name = super::command::upper(name);
+        if !self.authenticated && !matches!(name.as_str(), "AUTH" | "HELLO" | "QUIT" | "RESET") {
+            return vec![Reply::Error("NOAUTH Authentication required.".into())];
+        }
+        if self.multi.is_some()
+            && !matches!(name.as_str(), "EXEC" | "DISCARD" | "MULTI" | "QUIT" | "RESET")
+        {
+            return vec![self.queue(name, args)];
+        }
+        let subscribed = !self.resp3 && self.subscriptions.count() > 0;
+        if subscribed
+            && !matches!(
+                name.as_str(),
+                "SUBSCRIBE"
+                    | "PSUBSCRIBE"
+                    | "UNSUBSCRIBE"
+                    | "PUNSUBSCRIBE"
+                    | "PING"
+                    | "QUIT"
+                    | "RESET"
+            )
+        {
+            let why = format!(
+                "Can't execute '{}': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                name.to_lowercase()
+            );
+            return vec![Reply::error(why)];
+        }
+        if let Some((command, purpose)) = data_command(&name) {
+            let db = self.db;
+            let reply = self.server.driver.session(purpose, |session| command(session, db, args));
+            return vec![reply.unwrap_or_else(super::command::op_error)];
+        }
+        match name.as_str() {
+            "MULTI" if self.multi.is_some() => vec![Reply::error("MULTI calls can not be nested")],
+            "MULTI" => {
+                self.multi = Some(Multi::default());
+                vec![Reply::ok()]
+            }
+            "EXEC" => vec![self.exec()],
+            "DISCARD" => match self.multi.take() {
+                Some(_) => vec![Reply::ok()],
+                None => vec![Reply::error("DISCARD without MULTI")],
+            },
+            "SUBSCRIBE" | "PSUBSCRIBE" => self.subscribe(name == "PSUBSCRIBE", args),
+            "UNSUBSCRIBE" | "PUNSUBSCRIBE" => {
+                let replies = self.subscriptions.unsubscribe(name == "PUNSUBSCRIBE", args);
+                if self.subscriptions.count() == 0 {
+                    self.changes = None;
+                }
+                replies
+            }
+            _ => vec![self.other(&name, args)],
+        }
+    }
+
+    fn subscribe(&mut self, pattern: bool, names: &[Vec<u8>]) -> Vec<Reply> {
+        if names.is_empty() {
+            return vec![super::command::arity(if pattern { "psubscribe" } else { "subscribe" })];
+        }
+        if self.changes.is_none() {
+            match self.server.driver.subscribe(None) {
+                Ok((_, live, _)) => self.changes = Some(live),
+                Err(error) => return vec![super::command::op_error(error)],
+            }
+        }
+        self.subscriptions.subscribe(pattern, names)
+    }
+
+    /// Queues a command inside `MULTI`, or refuses it (and then the whole block).
+    fn queue(&mut self, name: String, args: &[Vec<u8>]) -> Reply {
+        let Some(multi) = self.multi.as_mut() else { return Reply::error("not in MULTI") };
+        if data_command(&name).is_none() && !matches!(name.as_str(), "PING" | "ECHO") {
+            multi.failed = true;
+            return Reply::error(format!(
+                "'{}' cannot run inside MULTI on chorus",
+                name.to_lowercase()
+            ));
+        }
+        let mut command = vec![name.into_bytes()];
+        command.extend_from_slice(args);
+        multi.queued.push(command);
+        Reply::Simple("QUEUED".into())
+    }
+
+    /// Runs a `MULTI` block in one session: nothing else runs on this node in between.
+    fn exec(&mut self) -> Reply {
+        let Some(multi) = self.multi.take() else { return Reply::error("EXEC without MULTI") };
+        if multi.failed {
+            return Reply::Error(
+                "EXECABORT Transaction discarded because of previous errors.".into(),
+            );
+        }
+        let db = self.db;
+        let replies = self.server.driver.session(Purpose::Write, |session| {
+            let run = |command: &Vec<Vec<u8>>| {
+                let name = String::from_utf8_lossy(&command[0]).into_owned();
+                match data_command(&name) {
+                    Some((data, _)) => data(session, db, &command[1..]),
+                    None if name == "ECHO" => command.get(1).map_or_else(
+                        || super::command::arity("echo"),
+                        |text| Reply::Bulk(text.clone()),
+                    ),
+                    None => Reply::Simple("PONG".into()),
+                }
+            };
+            multi.queued.iter().map(run).collect()
+        });
+        replies.map_or_else(super::command::op_error, Reply::Array)
+    }
+
+    /// Commands that are not data commands: the connection's and the server's, the refused,
+    /// and the unknown (counted by name).
+    fn other(&mut self, name: &str, args: &[Vec<u8>]) -> Reply {
+        if let Some(reply) = self.server_command(name, args) {
+            return reply;
+        }
+        if let Some(why) = refusal(name) {
+            return Reply::error(format!("{name} is not supported by chorus: it {why}"));
+        }
+        // Counted by name in stats, so a user can tell which command their framework needs.
+        let label: String = name
+            .to_lowercase()
+            .chars()
+            .take(32)
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        self.server.driver.count("redis_unknown_", &label);
+        let start: Vec<String> =
+            args.iter().take(3).map(|arg| format!("'{}'", String::from_utf8_lossy(arg))).collect();
+        Reply::error(format!(
+            "unknown command '{}', with args beginning with: {}",
+            name.to_lowercase(),
+            start.join(" ")
+        ))
+    }
+}
+
+/// The next change for a subscribed connection; never, for one that is not subscribed.
+async fn next_change(
+    changes: &mut Option<broadcast::Receiver<Change>>,
+) -> Result<Change, broadcast::error::RecvError> {
+    match changes {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A request's arguments as owned byte strings.
+fn arguments(bytes: &[u8], request: resp::Request) -> Vec<Vec<u8>> {
+    match request {
+        resp::Request::Bulk(ranges) => {
+            ranges.into_iter().map(|range| bytes[range].to_vec()).collect()
+        }
+        resp::Request::Inline(words) => words,
+    }
+}

@@ -1,0 +1,182 @@
+//! The Redis front end (`chorus node --redis ADDR`): RESP2 and RESP3 on TCP, translated onto
+//! the node's operations, so that every language's Redis client, and the frameworks that
+//! keep caches and sessions through one, use a chorus node by changing a host and a port.
+//!
+//! - `connection`: one task per client: reads requests, runs them, writes replies; MULTI,
+//!   pub/sub mode, authentication, the output bound.
+//! - `server`: connection and server commands (PING, HELLO, AUTH, SELECT, INFO, CLIENT...).
+//! - `strings`, `hashes`, `keys`: data commands, each run in one session of the node.
+//! - `scan`: KEYS, SCAN, DBSIZE, FLUSHDB over a database, page by page.
+//! - `pubsub`: keyspace notifications fed by the node's watch stream.
+//!
+//! The protocol's codec and limits live in `chorus_proto::resp`; databases and hash fields
+//! map onto entry names in `chorus_proto::keyspace`.
+
+mod command;
+mod connection;
+mod glob;
+mod hashes;
+mod keys;
+mod pubsub;
+mod scan;
+mod server;
+mod strings;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::node::{Driver, Purpose};
+use command::DataFn;
+
+/// Client connections one node serves at once; more wait to be accepted.
+pub const REDIS_CONNECTIONS_MAX: usize = 1024;
+
+/// How a node serves Redis.
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    /// Address to listen on (TCP); port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The password clients must give (`AUTH`, `HELLO ... AUTH`); required to listen on an
+    /// address other than loopback.
+    pub password: Option<String>,
+}
+
+/// What every connection of one node's Redis front end shares.
+pub struct Server {
+    driver: Arc<Driver>,
+    password: Option<String>,
+    addr: SocketAddr,
+    cursors: Mutex<scan::Cursors>,
+    notify: Mutex<pubsub::NotifyFlags>,
+    next_client_id: AtomicU64,
+    connected: AtomicU64,
+}
+
+impl Server {
+    /// The address clients reach this front end at.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// Binds the Redis listener; refuses an address other than loopback without a password.
+pub async fn bind(
+    options: &RedisOptions,
+    driver: Arc<Driver>,
+) -> Result<(TcpListener, Arc<Server>), String> {
+    if !options.listen.ip().is_loopback() && options.password.is_none() {
+        return Err(format!(
+            "refusing to serve Redis on {} without a password: pass --redis-password (or \
+             CHORUS_REDIS_PASSWORD), or listen on 127.0.0.1",
+            options.listen
+        ));
+    }
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .map_err(|error| format!("cannot bind Redis to {}: {error}", options.listen))?;
+    let addr = listener.local_addr().map_err(|error| error.to_string())?;
+    let server = Server {
+        driver,
+        password: options.password.clone(),
+        addr,
+        cursors: Mutex::default(),
+        notify: Mutex::default(),
+        next_client_id: AtomicU64::new(1),
+        connected: AtomicU64::new(0),
+    };
+    Ok((listener, Arc::new(server)))
+}
+
+/// Accepts clients until the task is aborted, at most [`REDIS_CONNECTIONS_MAX`] at once.
+pub async fn serve(listener: TcpListener, server: Arc<Server>) {
+    let permits = Arc::new(Semaphore::new(REDIS_CONNECTIONS_MAX));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        // Reap finished connections so the set stays as small as the live ones.
+        while connections.try_join_next().is_some() {}
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let _ = stream.set_nodelay(true);
+        let server = server.clone();
+        connections.spawn(async move {
+            server.connected.fetch_add(1, Ordering::Relaxed);
+            connection::Connection::new(server.clone()).run(stream).await;
+            server.connected.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "redis client gone");
+            drop(permit);
+        });
+    }
+}
+
+/// The data command named `name` (upper case), and why it takes the lock.
+fn data_command(name: &str) -> Option<(DataFn, Purpose)> {
+    use Purpose::{Read, Write};
+    let command: (DataFn, Purpose) = match name {
+        "GET" => (strings::get, Read),
+        "MGET" => (strings::mget, Read),
+        "STRLEN" => (strings::strlen, Read),
+        "SET" => (strings::set, Write),
+        "SETEX" => (strings::setex, Write),
+        "PSETEX" => (strings::psetex, Write),
+        "SETNX" => (strings::setnx, Write),
+        "MSET" => (strings::mset, Write),
+        "DEL" | "UNLINK" => (keys::del, Write),
+        "EXISTS" => (keys::exists, Read),
+        "EXPIRE" => (keys::expire, Write),
+        "PEXPIRE" => (keys::pexpire, Write),
+        "EXPIREAT" => (keys::expireat, Write),
+        "PEXPIREAT" => (keys::pexpireat, Write),
+        "PERSIST" => (keys::persist, Write),
+        "TTL" => (keys::ttl, Read),
+        "PTTL" => (keys::pttl, Read),
+        "TYPE" => (keys::kind, Read),
+        "RENAME" => (keys::rename, Write),
+        "DEBUG" => (keys::debug, Read),
+        "HSET" => (hashes::hset, Write),
+        "HMSET" => (hashes::hmset, Write),
+        "HSETNX" => (hashes::hsetnx, Write),
+        "HGET" => (hashes::hget, Read),
+        "HMGET" => (hashes::hmget, Read),
+        "HGETALL" => (hashes::hgetall, Read),
+        "HKEYS" => (hashes::hkeys, Read),
+        "HVALS" => (hashes::hvals, Read),
+        "HLEN" => (hashes::hlen, Read),
+        "HEXISTS" => (hashes::hexists, Read),
+        "HDEL" => (hashes::hdel, Write),
+        _ => return None,
+    };
+    Some(command)
+}
+
+/// Why chorus refuses a command it knows, if it does: those that need one point of order (a
+/// primary, a lock, a blocking queue) that a masterless, last-writer-wins store does not have.
+fn refusal(name: &str) -> Option<&'static str> {
+    match name {
+        "INCR" | "INCRBY" | "DECR" | "DECRBY" | "INCRBYFLOAT" | "HINCRBY" | "HINCRBYFLOAT"
+        | "APPEND" | "GETSET" => Some(
+            "needs a read-modify-write at one point of order; chorus is masterless and \
+             last-writer-wins, so concurrent updates on two nodes would lose one: SET the new value",
+        ),
+        "WATCH" | "EVAL" | "EVALSHA" | "FCALL" => Some(
+            "needs transactions over the whole cluster; chorus applies MULTI/EXEC on this node \
+             only and has no scripting",
+        ),
+        "BLPOP" | "BRPOP" | "BRPOPLPUSH" | "BLMOVE" | "LPUSH" | "RPUSH" | "LPOP" | "RPOP" => {
+            Some("lists need one point of order; chorus has strings and hashes")
+        }
+        "PUBLISH" | "SPUBLISH" => Some(
+            "chorus replicates state, not messages: write a key and subscribe to its keyspace \
+             notifications instead",
+        ),
+        _ => None,
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means a panic elsewhere while holding it; the data is still valid.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

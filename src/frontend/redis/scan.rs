@@ -1,0 +1,250 @@
+//! Commands over a whole database: `KEYS`, `SCAN`, `DBSIZE`, `FLUSHDB`, `FLUSHALL`.
+//!
+//! A database's entries are walked in pages, each page in its own short session, so a large
+//! database never holds the node's lock for long: string keys first, then hash fields (each
+//! hash reported once). `SCAN` cursors are numbers, as clients parse them (redis-py turns
+//! them into integers): each names a position kept by the node, shared by all its
+//! connections, the oldest forgotten beyond [`SCAN_CURSORS_MAX`].
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use chorus_proto::Key;
+use chorus_proto::keyspace::{self, DATABASES, Name, RESERVED_BYTE};
+use chorus_proto::resp::Reply;
+use chorus_proto::rpc::LIST_LIMIT_MAX;
+
+use super::command::{Args, arity, integer, not_integer, op_error, syntax, upper};
+use super::glob;
+use crate::node::{Driver, Purpose, Session};
+
+/// `SCAN` positions a node remembers; a client that comes back with a forgotten cursor gets
+/// an error and starts again (Redis's own cursors never expire, but hold no memory).
+pub const SCAN_CURSORS_MAX: usize = 4096;
+
+/// Most keys `KEYS` returns: beyond it, the client is told to use `SCAN`.
+pub const KEYS_RESULT_MAX: usize = 1_000_000;
+
+/// Where a walk of one database stands.
+#[derive(Clone, Debug, Default)]
+pub struct Position {
+    /// In the hash fields (after the string keys).
+    hashes: bool,
+    /// The last entry name seen.
+    after: Option<Key>,
+    /// The last hash reported, so that its other fields are skipped.
+    last_hash: Option<Vec<u8>>,
+}
+
+/// The node's `SCAN` cursors.
+#[derive(Debug, Default)]
+pub struct Cursors {
+    next: u64,
+    positions: BTreeMap<u64, (u8, Position)>,
+}
+
+/// Reads up to about `count` keys of database `db` from `position`; `None` once the walk is
+/// over.
+fn page(
+    session: &Session<'_>,
+    db: u8,
+    mut position: Position,
+    count: usize,
+) -> (Vec<Vec<u8>>, Option<Position>) {
+    let mut keys = Vec::new();
+    loop {
+        let prefix = if position.hashes {
+            keyspace::hashes_prefix(db)
+        } else {
+            keyspace::strings_prefix(db)
+        };
+        let listed = session.list(&prefix, position.after.as_ref(), count.max(1));
+        let mut exhausted = listed.len() < count.max(1);
+        for (name, _) in listed {
+            if !position.hashes && db == 0 && name.as_bytes().first() == Some(&RESERVED_BYTE) {
+                // Database 0's plain names end where the reserved ones begin.
+                exhausted = true;
+                break;
+            }
+            match keyspace::parse(name.as_bytes()) {
+                Some(Name::String { key, .. }) => keys.push(key),
+                Some(Name::HashField { key, .. }) if position.last_hash.as_ref() != Some(&key) => {
+                    position.last_hash = Some(key.clone());
+                    keys.push(key);
+                }
+                _ => {}
+            }
+            position.after = Some(name);
+        }
+        if exhausted {
+            if position.hashes {
+                return (keys, None);
+            }
+            position = Position { hashes: true, ..Position::default() };
+        }
+        if keys.len() >= count {
+            return (keys, Some(position));
+        }
+    }
+}
+
+/// Walks every key of database `db`, a page per session, handing each page to `visit`.
+fn walk(
+    driver: &Driver,
+    db: u8,
+    mut visit: impl FnMut(&mut Session<'_>, Vec<Vec<u8>>) -> Result<(), Reply>,
+) -> Result<(), Reply> {
+    let mut position = Some(Position::default());
+    while let Some(from) = position.take() {
+        let outcome = driver.session(Purpose::Read, |session| {
+            let (keys, next) = page(session, db, from, LIST_LIMIT_MAX as usize);
+            visit(session, keys).map(|()| next)
+        });
+        position = outcome.map_err(op_error)??;
+    }
+    Ok(())
+}
+
+/// `KEYS pattern`.
+pub fn keys(driver: &Driver, db: u8, args: &Args) -> Reply {
+    let [pattern] = args else { return arity("keys") };
+    let mut found = Vec::new();
+    let walked = walk(driver, db, |_, keys| {
+        found.extend(keys.into_iter().filter(|key| glob::matches(pattern, key)));
+        if found.len() > KEYS_RESULT_MAX {
+            return Err(Reply::error(format!("more than {KEYS_RESULT_MAX} keys match: use SCAN")));
+        }
+        Ok(())
+    });
+    walked
+        .map_or_else(|reply| reply, |()| Reply::Array(found.into_iter().map(Reply::Bulk).collect()))
+}
+
+/// `DBSIZE`.
+pub fn dbsize(driver: &Driver, db: u8) -> Reply {
+    let mut count = 0;
+    let walked = walk(driver, db, |_, keys| {
+        count += keys.len() as i64;
+        Ok(())
+    });
+    walked.map_or_else(|reply| reply, |()| Reply::Integer(count))
+}
+
+/// `FLUSHDB [ASYNC|SYNC]`: deletes every key of the database (a tombstone each).
+pub fn flushdb(driver: &Driver, db: u8, args: &Args) -> Reply {
+    if args.len() > 1 {
+        return syntax();
+    }
+    match flush(driver, db) {
+        Ok(()) => Reply::ok(),
+        Err(reply) => reply,
+    }
+}
+
+/// `FLUSHALL [ASYNC|SYNC]`: every database.
+pub fn flushall(driver: &Driver, args: &Args) -> Reply {
+    if args.len() > 1 {
+        return syntax();
+    }
+    for db in 0..DATABASES {
+        if let Err(reply) = flush(driver, db) {
+            return reply;
+        }
+    }
+    Reply::ok()
+}
+
+fn flush(driver: &Driver, db: u8) -> Result<(), Reply> {
+    walk(driver, db, |session, keys| {
+        let deleted = super::keys::del(session, db, &keys);
+        if let Reply::Error(_) = deleted { Err(deleted) } else { Ok(()) }
+    })
+}
+
+/// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`.
+pub fn scan(driver: &Driver, cursors: &Mutex<Cursors>, db: u8, args: &Args) -> Reply {
+    let [cursor, options @ ..] = args else { return arity("scan") };
+    let Ok(cursor) = std::str::from_utf8(cursor).unwrap_or("").parse::<u64>() else {
+        return Reply::error("invalid cursor");
+    };
+    let (pattern, count, kind) = match scan_options(options) {
+        Ok(options) => options,
+        Err(reply) => return reply,
+    };
+    let from = if cursor == 0 {
+        Position::default()
+    } else {
+        match lock(cursors).positions.remove(&cursor) {
+            Some((cursor_db, position)) if cursor_db == db => position,
+            _ => {
+                return Reply::error(
+                    "invalid cursor (forgotten or from another database): SCAN again from 0",
+                );
+            }
+        }
+    };
+    let outcome = driver.session(Purpose::Read, |session| {
+        let (keys, next) = page(session, db, from, count);
+        let keys: Vec<Vec<u8>> = keys
+            .into_iter()
+            .filter(|key| pattern.as_ref().is_none_or(|p| glob::matches(p, key)))
+            .collect();
+        let keys = match &kind {
+            Some(kind) => {
+                keys.into_iter().filter(|key| type_of(session, db, key) == *kind).collect()
+            }
+            None => keys,
+        };
+        (keys, next)
+    });
+    let (keys, next) = match outcome {
+        Ok(page) => page,
+        Err(error) => return op_error(error),
+    };
+    let next_cursor = next.map_or(0, |position| remember(cursors, db, position));
+    let keys = Reply::Array(keys.into_iter().map(Reply::Bulk).collect());
+    Reply::Array(vec![Reply::text(next_cursor.to_string()), keys])
+}
+
+/// What `SCAN` was asked for: a pattern, a page size, a type.
+type ScanOptions = (Option<Vec<u8>>, usize, Option<String>);
+
+fn scan_options(options: &Args) -> Result<ScanOptions, Reply> {
+    let (mut pattern, mut count, mut kind) = (None, 10usize, None);
+    for pair in options.chunks(2) {
+        let [option, value] = pair else { return Err(syntax()) };
+        match upper(option).as_str() {
+            "MATCH" => pattern = Some(value.clone()),
+            "COUNT" => {
+                let wanted = integer(value)?;
+                count = usize::try_from(wanted).ok().filter(|n| *n > 0).ok_or_else(not_integer)?;
+            }
+            "TYPE" => kind = Some(String::from_utf8_lossy(value).to_lowercase()),
+            _ => return Err(syntax()),
+        }
+    }
+    Ok((pattern, count.min(LIST_LIMIT_MAX as usize), kind))
+}
+
+fn type_of(session: &mut Session<'_>, db: u8, key: &[u8]) -> String {
+    match super::keys::kind(session, db, &[key.to_vec()]) {
+        Reply::Simple(kind) => kind,
+        _ => "none".into(),
+    }
+}
+
+fn remember(cursors: &Mutex<Cursors>, db: u8, position: Position) -> u64 {
+    let mut cursors = lock(cursors);
+    cursors.next += 1;
+    let cursor = cursors.next;
+    cursors.positions.insert(cursor, (db, position));
+    while cursors.positions.len() > SCAN_CURSORS_MAX {
+        cursors.positions.pop_first();
+    }
+    cursor
+}
+
+fn lock(cursors: &Mutex<Cursors>) -> std::sync::MutexGuard<'_, Cursors> {
+    // A poisoned lock only means a panic elsewhere while holding it; the table is still valid.
+    cursors.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
