@@ -11,6 +11,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod process;
+mod resp;
 mod rng;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use process::{Output, Process, chorus, chorus_with};
+pub use resp::{Redis, Resp};
 pub use rng::Rng;
 
 /// The binary under test.
@@ -120,21 +122,27 @@ pub struct Ready {
     pub id: String,
     /// `listen=`: the address actually bound.
     pub addr: String,
+    /// `redis=`: where the node serves Redis (every test node does, on a free port).
+    pub redis: Option<String>,
 }
 
 impl Ready {
-    /// Parses `ready name=<name> id=<id> listen=<addr>`.
+    /// Parses `ready name=<name> id=<id> listen=<addr> [redis=<addr>]`.
     pub fn parse(line: &str) -> Option<Ready> {
         let rest = line.strip_prefix("ready ")?;
         let mut fields = rest.split(' ');
         let name = fields.next()?.strip_prefix("name=")?.to_string();
         let id = fields.next()?.strip_prefix("id=")?.to_string();
         let addr = fields.next()?.strip_prefix("listen=")?.to_string();
+        let redis = match fields.next() {
+            Some(field) => Some(field.strip_prefix("redis=")?.to_string()),
+            None => None,
+        };
         let valid = fields.next().is_none()
             && id.len() == 16
             && id.bytes().all(|b| b.is_ascii_hexdigit())
             && addr.parse::<std::net::SocketAddr>().is_ok_and(|a| a.port() != 0);
-        valid.then_some(Ready { name, id, addr })
+        valid.then_some(Ready { name, id, addr, redis })
     }
 }
 
@@ -164,7 +172,8 @@ pub struct Node {
 impl Node {
     /// Starts `chorus node` on 127.0.0.1 port 0, joining `join` if given, without waiting.
     pub fn spawn(name: &str, join: Option<&str>, key: Option<&str>, dir: &Path) -> Process {
-        let mut args = vec!["node", "--listen", "127.0.0.1:0", "--name", name];
+        let mut args =
+            vec!["node", "--listen", "127.0.0.1:0", "--redis", "127.0.0.1:0", "--name", name];
         if let Some(seed) = join {
             args.extend(["--join", seed]);
         }

@@ -1,0 +1,218 @@
+//! The Redis front end through the real binary, with a raw RESP client: what Lucee sends, a
+//! write on one node read on another, hash fields merging one by one, keyspace notifications
+//! across nodes, MULTI/EXEC, RESP3, passwords, and hostile input that must not stop a node.
+//! (The real clients, redis-cli, redis-py, ioredis and node-redis, run from `.ci/run`: see
+//! `tests/clients/`.)
+
+mod common;
+
+use common::{CONVERGE_TIMEOUT, Cluster, Node, Redis, Resp, chorus, eventually};
+
+fn redis(node: &Node) -> Redis {
+    Redis::connect(node.ready.redis.as_deref().expect("test nodes serve Redis"))
+}
+
+fn bulk(text: &str) -> Resp {
+    Resp::Bulk(text.as_bytes().to_vec())
+}
+
+/// Lucee's Redis extension, command for command (REDIS.md): AUTH and SELECT on connect, a
+/// pipelined SET + EXPIRE per cachePut, KEYS * then MGET, EXISTS, DEL, DEBUG OBJECT, and INFO
+/// read by its parser's rule.
+#[test]
+fn lucee_sequences_work_as_lucee_sends_them() {
+    let cluster = Cluster::start("lucee", &["a"]);
+    let mut lucee = redis(cluster.node("a"));
+    assert_eq!(lucee.call(&["AUTH", "any-password"]), Resp::Simple("OK".into()));
+    assert_eq!(lucee.call(&["SELECT", "2"]), Resp::Simple("OK".into()));
+    assert_eq!(lucee.call(&["PING"]), Resp::Simple("PONG".into()));
+    for key in ["lucee-storage:session:abc:app", "cache:x"] {
+        lucee.send(&[b"SET", key.as_bytes(), b"serialized-bytes"]);
+        lucee.send(&[b"EXPIRE", key.as_bytes(), b"1800"]);
+    }
+    let replies: Vec<Resp> = (0..4).map(|_| lucee.read().expect("pipelined reply")).collect();
+    let (ok, one) = (Resp::Simple("OK".into()), Resp::Integer(1));
+    assert_eq!(replies, vec![ok.clone(), one.clone(), ok, one]);
+
+    let Resp::Array(mut keys) = lucee.call(&["KEYS", "*"]) else { panic!("KEYS gives an array") };
+    keys.sort_by_key(Resp::text);
+    assert_eq!(keys, vec![bulk("cache:x"), bulk("lucee-storage:session:abc:app")]);
+    let values = lucee.call(&["MGET", "cache:x", "missing"]);
+    assert_eq!(values, Resp::Array(vec![bulk("serialized-bytes"), Resp::Null]));
+    assert_eq!(lucee.call(&["EXISTS", "cache:x"]), Resp::Integer(1));
+    let Resp::Integer(ttl) = lucee.call(&["TTL", "cache:x"]) else { panic!("TTL gives a number") };
+    assert!((1_790..=1_800).contains(&ttl), "ttl {ttl}");
+    let debug = lucee.call(&["DEBUG", "OBJECT", "cache:x"]).text();
+    assert!(
+        debug.contains("serializedlength:16") && debug.contains("lru_seconds_idle:"),
+        "{debug}"
+    );
+    assert_eq!(lucee.call(&["DEL", "cache:x", "lucee-storage:session:abc:app"]), Resp::Integer(2));
+    assert_eq!(lucee.call(&["KEYS", "*"]), Resp::Array(vec![]));
+
+    // Lucee's InfoParser: a `# Section` line before any `key:value`, and a ':' on every other
+    // non-empty line, or it throws.
+    let info = lucee.call(&["INFO"]).text();
+    let mut in_section = false;
+    for line in info.lines().filter(|line| !line.is_empty()) {
+        if line.starts_with('#') {
+            in_section = true;
+        } else {
+            assert!(in_section && line.contains(':'), "Lucee cannot parse {line:?} in:\n{info}");
+        }
+    }
+    assert!(info.contains("loading:0"), "ioredis waits for loading:0: {info}");
+}
+
+/// Database 0 strings are the very entries the CLI sees; each database is its own key space.
+#[test]
+fn redis_and_the_cli_share_one_key_space_and_databases_are_apart() {
+    let cluster = Cluster::start("redis_cli", &["a", "b"]);
+    let (a, b) = (cluster.node("a"), cluster.node("b"));
+    let mut on_a = redis(a);
+    assert_eq!(on_a.call(&["SET", "app/flags/dark", "on"]), Resp::Simple("OK".into()));
+    b.await_value("app/flags/dark", Some(b"on"));
+    b.put("app/config/colour", "blue");
+    let mut on_b = redis(b);
+    eventually("the CLI's write read through Redis on the other node", CONVERGE_TIMEOUT, || {
+        match on_a.call(&["GET", "app/config/colour"]) {
+            Resp::Bulk(value) if value == b"blue" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    on_b.call(&["SELECT", "1"]);
+    assert_eq!(on_b.call(&["GET", "app/flags/dark"]), Resp::Null, "database 1 is apart");
+    assert_eq!(on_b.call(&["SET", "only-in-1", "x"]), Resp::Simple("OK".into()));
+    assert_eq!(on_a.call(&["GET", "only-in-1"]), Resp::Null);
+}
+
+/// Two nodes writing different fields of one hash at once: both fields survive everywhere,
+/// and an EXPIRE after HSET works as in Redis.
+#[test]
+fn hash_fields_written_on_two_nodes_both_survive() {
+    let cluster = Cluster::start("redis_hash", &["a", "b"]);
+    let (mut on_a, mut on_b) = (redis(cluster.node("a")), redis(cluster.node("b")));
+    on_a.call(&["HSET", "session:1", "user", "ada"]);
+    on_b.call(&["HSET", "session:1", "cart", "3 items"]);
+    for node in [&mut on_a, &mut on_b] {
+        eventually("both fields on every node", CONVERGE_TIMEOUT, || {
+            match node.call(&["HGETALL", "session:1"]) {
+                Resp::Array(items) if items.len() == 4 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        });
+    }
+    assert_eq!(on_a.call(&["EXPIRE", "session:1", "600"]), Resp::Integer(1));
+    let Resp::Integer(ttl) = on_a.call(&["TTL", "session:1"]) else { panic!("TTL gives a number") };
+    assert!((590..=600).contains(&ttl), "ttl {ttl}");
+    assert_eq!(on_a.call(&["TYPE", "session:1"]), Resp::Simple("hash".into()));
+    assert_eq!(on_a.call(&["HDEL", "session:1", "cart"]), Resp::Integer(1));
+    assert_eq!(on_a.call(&["HLEN", "session:1"]), Resp::Integer(1));
+}
+
+/// A write through node A is published to a subscriber on node B, in RESP2 and as RESP3 push
+/// frames after `HELLO 3`.
+#[test]
+fn keyspace_notifications_reach_subscribers_on_every_node() {
+    let cluster = Cluster::start("redis_notify", &["a", "b"]);
+    let mut subscriber = redis(cluster.node("b"));
+    let subscribed = subscriber.call(&["PSUBSCRIBE", "__keyevent@0__:*"]);
+    assert_eq!(
+        subscribed,
+        Resp::Array(vec![bulk("psubscribe"), bulk("__keyevent@0__:*"), Resp::Integer(1)])
+    );
+    let mut resp3 = redis(cluster.node("b"));
+    let Resp::Map(hello) = resp3.call(&["HELLO", "3"]) else { panic!("HELLO 3 gives a map") };
+    assert!(hello.contains(&(bulk("proto"), Resp::Integer(3))), "{hello:?}");
+    let confirmed = resp3.call(&["SUBSCRIBE", "__keyspace@0__:flag"]);
+    assert!(matches!(confirmed, Resp::Push(_)), "RESP3 confirms with a push: {confirmed:?}");
+
+    redis(cluster.node("a")).call(&["SET", "flag", "on"]);
+    let message = subscriber.read().expect("a notification");
+    let expected =
+        vec![bulk("pmessage"), bulk("__keyevent@0__:*"), bulk("__keyevent@0__:set"), bulk("flag")];
+    assert_eq!(message, Resp::Array(expected));
+    assert_eq!(
+        resp3.read(),
+        Some(Resp::Push(vec![bulk("message"), bulk("__keyspace@0__:flag"), bulk("set")]))
+    );
+    // In RESP3 a subscribed connection still runs commands.
+    assert_eq!(resp3.call(&["GET", "flag"]), bulk("on"));
+}
+
+/// MULTI/EXEC runs its block at once on this node; an unknown command aborts the block.
+#[test]
+fn multi_exec_applies_a_batch_and_refuses_a_broken_one() {
+    let cluster = Cluster::start("redis_multi", &["a"]);
+    let mut client = redis(cluster.node("a"));
+    assert_eq!(client.call(&["MULTI"]), Resp::Simple("OK".into()));
+    assert_eq!(client.call(&["MSET", "k1", "1", "k2", "2"]), Resp::Simple("QUEUED".into()));
+    assert_eq!(client.call(&["EXPIRE", "k1", "100"]), Resp::Simple("QUEUED".into()));
+    assert_eq!(client.call(&["GET", "k2"]), Resp::Simple("QUEUED".into()));
+    let done = client.call(&["EXEC"]);
+    assert_eq!(done, Resp::Array(vec![Resp::Simple("OK".into()), Resp::Integer(1), bulk("2")]));
+
+    client.call(&["MULTI"]);
+    assert!(matches!(client.call(&["NOSUCHCOMMAND"]), Resp::Error(_)));
+    client.call(&["SET", "k3", "3"]);
+    assert!(matches!(client.call(&["EXEC"]), Resp::Error(e) if e.starts_with("EXECABORT")));
+    assert_eq!(client.call(&["GET", "k3"]), Resp::Null, "nothing of an aborted block is applied");
+    let refused = client.call(&["INCR", "k1"]);
+    assert!(matches!(&refused, Resp::Error(e) if e.contains("last-writer-wins")), "{refused:?}");
+}
+
+/// Garbage, absurd headers, deep nesting and half-sent frames get an error or a closed
+/// connection; the node goes on serving everyone else.
+#[test]
+fn hostile_input_gets_an_error_and_the_node_goes_on() {
+    let cluster = Cluster::start("redis_hostile", &["a"]);
+    let node = cluster.node("a");
+    let hostile: [&[u8]; 5] = [
+        b"*99999999999\r\n",
+        b"*1\r\n$99999999999\r\n",
+        &b"*1\r\n".repeat(200_000),
+        b"*2\r\n$3\r\nGET\r\n:5\r\n",
+        b"*1\r\n$3\r\nGETX\r\n",
+    ];
+    for bytes in hostile {
+        let mut client = redis(node);
+        client.raw(bytes);
+        match client.read() {
+            Some(Resp::Error(error)) => assert!(error.starts_with("ERR Protocol error"), "{error}"),
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
+        assert_eq!(client.read(), None, "the connection is closed after a protocol error");
+    }
+    // A half-sent frame, then the client goes away.
+    let mut half = redis(node);
+    half.raw(b"*2\r\n$3\r\nSET\r\n$100\r\nonly part");
+    drop(half);
+    let mut fine = redis(node);
+    assert_eq!(fine.call(&["SET", "still", "here"]), Resp::Simple("OK".into()));
+    assert_eq!(node.get("still").as_deref(), Some(b"here".as_slice()));
+}
+
+/// Off loopback a password is required; with one, nothing runs before AUTH.
+#[test]
+fn a_password_guards_the_redis_port() {
+    let exposed = chorus(&["node", "--listen", "127.0.0.1:0", "--redis", "0.0.0.0:0"]);
+    exposed.expect_code(2);
+    assert!(exposed.stderr.contains("--redis-password"), "{exposed}");
+
+    let scratch = common::Scratch::new("redis_password");
+    let args = ["node", "--listen", "127.0.0.1:0", "--redis", "127.0.0.1:0", "--name", "p"];
+    let env = [("CHORUS_REDIS_PASSWORD", "s3cret")];
+    let process = common::Process::start("p", &args, &env, scratch.path());
+    let node = Node::await_ready(process, None);
+    let mut client = redis(&node);
+    assert!(matches!(client.call(&["GET", "k"]), Resp::Error(e) if e.starts_with("NOAUTH")));
+    assert!(
+        matches!(client.call(&["AUTH", "wrong"]), Resp::Error(e) if e.starts_with("WRONGPASS"))
+    );
+    assert_eq!(client.call(&["AUTH", "default", "s3cret"]), Resp::Simple("OK".into()));
+    assert_eq!(client.call(&["GET", "k"]), Resp::Null);
+    let mut hello = redis(&node);
+    let Resp::Map(_) = hello.call(&["HELLO", "3", "AUTH", "default", "s3cret"]) else {
+        panic!("HELLO with AUTH authenticates")
+    };
+}
