@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# chorus's Redis door next to redis-server, measured with Redis's own tool.
+#
+#   tests/redis_benchmark.sh [N]        (default N = 100000 requests per test; ROUNDS=2)
+#
+# For each shape, redis-benchmark -t set and -t get with 50 clients and 64-byte values (and again
+# pipelined with -P 16) run against redis-server and against a chorus node's Redis port, in
+# alternating rounds of one run. It prints ops/s and the servers' CPU time per request (user +
+# system, from /proc, summed over every server process of the shape), each side by side with the
+# ratio chorus/redis (ops/s: above 1 is chorus faster; CPU: below 1 is chorus cheaper).
+#
+# Shapes: one node against one redis-server; three chorus nodes (every write replicated to all)
+# against a Redis primary with two replicas (replicaof). Installs redis-server and redis-tools
+# from Debian's packages when missing. Not run by .ci/run: timings on a shared machine are
+# measurements, not tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+requests="${1:-100000}"
+rounds="${ROUNDS:-2}"
+
+if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
+  echo "installing redis-server and redis-tools from Debian's packages" >&2
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends redis-server redis-tools >/dev/null
+fi
+cargo build --release --locked --bin chorus >&2
+chorus=target/release/chorus
+scratch=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$scratch"; }
+trap cleanup EXIT
+
+free_port() {
+  for _ in $(seq 1 100); do
+    local candidate=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then echo "$candidate"; return; fi
+  done
+  echo "no free port found" >&2; exit 1
+}
+
+# Starts redis-server on a free port (a replica of $1 when given); sets $port and $pid.
+start_redis() {
+  port=$(free_port)
+  local args=(--port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no --logfile "$scratch/redis-$port.log")
+  [ -n "${1:-}" ] && args+=(--replicaof 127.0.0.1 "$1")
+  redis-server "${args[@]}" &
+  pid=$!; pids+=("$pid")
+  for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && return; sleep 0.05; done
+  echo "redis-server on $port did not start" >&2; exit 1
+}
+
+# Starts a chorus node serving Redis (joining $1 when given); sets $port, $pid and $listen.
+start_chorus() {
+  local name="n$RANDOM" args=(node --listen 127.0.0.1:0 --redis 127.0.0.1:0 --log-level warn)
+  [ -n "${1:-}" ] && args+=(--join "$1")
+  "$chorus" "${args[@]}" --name "$name" >"$scratch/$name.out" 2>"$scratch/$name.err" &
+  pid=$!; pids+=("$pid")
+  for _ in $(seq 1 300); do
+    if grep -q '^ready' "$scratch/$name.out"; then
+      listen=$(sed -n 's/.* listen=\([^ ]*\).*/\1/p' "$scratch/$name.out")
+      port=$(sed -n 's/.* redis=127.0.0.1:\([0-9]*\).*/\1/p' "$scratch/$name.out")
+      return
+    fi
+    sleep 0.1
+  done
+  echo "chorus node did not become ready" >&2; cat "$scratch/$name.err" >&2; exit 1
+}
+
+ticks() { local sum=0; for p in "$@"; do sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$sum"; }
+hz=$(getconf CLK_TCK)
+
+# Runs one test against $1 (port) with extra flags; prints "ops_per_s cpu_us_per_request",
+# the CPU summed over the pids that follow.
+measure() {
+  local port=$1 test=$2 pipeline=$3; shift 3
+  local before after rps
+  before=$(ticks "$@")
+  rps=$(redis-benchmark -p "$port" -t "$test" -c 50 -n "$requests" -d 64 -P "$pipeline" --csv -q 2>/dev/null \
+        | awk -F'","' 'NR > 1 { gsub(/"/, "", $2); print $2; exit }')
+  after=$(ticks "$@")
+  awk -v rps="$rps" -v t=$((after - before)) -v hz="$hz" -v n="$requests" \
+    'BEGIN { printf "%.0f %.2f\n", rps, t / hz * 1e6 / n }'
+}
+
+report() {
+  local shape=$1 test=$2 pipeline=$3 redis=$4 chorus=$5
+  read -r r_ops r_cpu <<<"$redis"; read -r c_ops c_cpu <<<"$chorus"
+  awk -v s="$shape" -v t="$test -P $pipeline" -v ro="$r_ops" -v rc="$r_cpu" -v co="$c_ops" -v cc="$c_cpu" 'BEGIN {
+    printf "%-8s %-10s %12.0f %12.0f %6.2f   %10.2f %10.2f %6.2f\n", s, t, ro, co, co / ro, rc, cc, (rc > 0 ? cc / rc : 0) }'
+}
+
+start_redis; redis1=$port; redis1_pid=$pid
+start_chorus; chorus1=$port; chorus1_pid=$pid
+start_redis; primary=$port; primary_pids=("$pid")
+start_redis "$primary"; primary_pids+=("$pid")
+start_redis "$primary"; primary_pids+=("$pid")
+start_chorus; seed=$listen; cluster=$port; cluster_pids=("$pid")
+start_chorus "$seed"; cluster_pids+=("$pid")
+start_chorus "$seed"; cluster_pids+=("$pid")
+sleep 2  # replicas sync and the cluster forms
+
+printf "%-8s %-10s %12s %12s %6s   %10s %10s %6s\n" shape test "redis ops/s" "chorus ops/s" ratio "redis us" "chorus us" ratio
+for round in $(seq 1 "$rounds"); do
+  for pipeline in 1 16; do
+    for test in set get; do
+      report "1 node" "$test" "$pipeline" "$(measure "$redis1" "$test" "$pipeline" "$redis1_pid")" \
+        "$(measure "$chorus1" "$test" "$pipeline" "$chorus1_pid")"
+      report "3 nodes" "$test" "$pipeline" "$(measure "$primary" "$test" "$pipeline" "${primary_pids[@]}")" \
+        "$(measure "$cluster" "$test" "$pipeline" "${cluster_pids[@]}")"
+    done
+  done
+done
+echo "(round $rounds of $rounds; us = server CPU microseconds per request, all server processes of the shape)"
