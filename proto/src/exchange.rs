@@ -14,30 +14,21 @@ use crate::clock::NodeId;
 use crate::codec::{self, CodecError};
 use crate::horizon::Horizon;
 use crate::limits::{DELTA_PAGE_SIZE_TARGET, SYNC_PAGES_MAX};
-use crate::message::{Addr, Body, Digest, Envelope, Record, ResetReason};
+use crate::message::{Addr, Body, Digest, Envelope, InvalidMessage, Record, ResetReason};
 use crate::node::{Event, Lane, Node};
 use crate::store::{Applied, Delta, Update};
 use crate::version::Dot;
 
 /// Why a received message was dropped.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {
     /// The bytes did not decode.
-    Codec(CodecError),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
     /// The message decoded but breaks a bound.
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] InvalidMessage),
 }
-
-impl std::fmt::Display for MessageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            MessageError::Codec(error) => error.fmt(f),
-            MessageError::Invalid(why) => write!(f, "invalid message: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for MessageError {}
 
 impl Node {
     /// Handles one message received from `from` at `now_ms`. Peer input never panics the

@@ -223,9 +223,30 @@ pub struct Envelope {
     pub body: Body,
 }
 
+/// Why a message that decoded was still refused: it breaks a bound the codec alone does not
+/// check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidMessage {
+    /// More member entries than any node tracks.
+    #[error("invalid message: {count} members in one message, the maximum is {}", 2 * MEMBERS_MAX)]
+    TooManyMembers {
+        /// How many the message listed.
+        count: usize,
+    },
+    /// A horizon naming more writers than any node tracks.
+    #[error("invalid message: a horizon names more than {} writers", 2 * MEMBERS_MAX)]
+    HorizonTooLarge,
+    /// A delta group whose updates lie outside its range or belong to another writer.
+    #[error("invalid message: a delta group of {writer} does not hold to its range")]
+    GroupOutsideRange {
+        /// The writer the group claims to cover.
+        writer: NodeId,
+    },
+}
+
 impl Body {
     /// Checks bounds that the codec alone does not: list lengths.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidMessage> {
         let members = match self {
             Body::Syn { digest, .. } => digest.members.len() + digest.bases.len(),
             Body::SynAck { digest, records, .. } => {
@@ -236,7 +257,7 @@ impl Body {
             _ => 0,
         };
         if members > 2 * MEMBERS_MAX {
-            return Err(format!("{members} members in one message, the maximum is {MEMBERS_MAX}"));
+            return Err(InvalidMessage::TooManyMembers { count: members });
         }
         let horizon = match self {
             Body::Syn { digest, .. } | Body::SynAck { digest, .. } => Some(&digest.horizon),
@@ -246,7 +267,7 @@ impl Body {
         if let Some(horizon) = horizon {
             let beyond = horizon.safe_beyond.as_ref().map_or(0, BTreeMap::len);
             if horizon.pruned.len().max(beyond) > 2 * MEMBERS_MAX {
-                return Err(format!("a horizon names more than {} writers", 2 * MEMBERS_MAX));
+                return Err(InvalidMessage::HorizonTooLarge);
             }
         }
         if let Body::Delta { delta, .. } = self {
@@ -258,10 +279,7 @@ impl Body {
                     u.stamp.node != group.node || u.seq <= group.from || u.seq > group.to
                 };
                 if group.from > group.to || group.updates.iter().any(outside) {
-                    return Err(format!(
-                        "a delta group of {} does not hold to its range",
-                        group.node
-                    ));
+                    return Err(InvalidMessage::GroupOutsideRange { writer: group.node });
                 }
             }
         }

@@ -181,9 +181,10 @@ pub enum Event {
 }
 
 /// Why a write was not accepted.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum WriteError {
     /// The value exceeds this node's limit.
+    #[error("value too large: {size} bytes, the maximum is {size_max}")]
     TooLarge {
         /// Its size.
         size: usize,
@@ -191,29 +192,15 @@ pub enum WriteError {
         size_max: usize,
     },
     /// The TTL exceeds `TTL_MS_MAX` or is zero.
+    #[error("invalid TTL: it must be between 1 ms and 365 days")]
     InvalidTtl,
     /// The node is leaving and takes no new writes.
+    #[error("node shutting down: it takes no new writes")]
     ShuttingDown,
     /// Too many waited writes are pending.
+    #[error("too many writes waiting for confirmation")]
     TooManyWaits,
 }
-
-impl std::fmt::Display for WriteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WriteError::TooLarge { size, size_max } => {
-                write!(f, "value too large: {size} bytes, the maximum is {size_max}")
-            }
-            WriteError::InvalidTtl => {
-                write!(f, "invalid TTL: it must be between 1 ms and 365 days")
-            }
-            WriteError::ShuttingDown => write!(f, "node shutting down: it takes no new writes"),
-            WriteError::TooManyWaits => write!(f, "too many writes waiting for confirmation"),
-        }
-    }
-}
-
-impl std::error::Error for WriteError {}
 
 /// A write the node accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
