@@ -46,13 +46,13 @@ pub struct Config {
     pub value_size_max: usize,
     /// How long a collectable tombstone is kept.
     pub tombstone_grace_ms: u64,
-    /// Phi at which a member becomes suspect.
+    /// Phi at which a member becomes suspect (`PHI_SUSPECT`).
     pub phi_suspect: f64,
-    /// Phi at which a member becomes dead.
+    /// Phi at which a member becomes dead (`PHI_DEAD`).
     pub phi_dead: f64,
-    /// How long a dead member stays listed before removal.
+    /// How long a dead member stays listed before removal (`DEAD_REMOVE_MS`).
     pub dead_remove_ms: u64,
-    /// How long a left member stays listed before removal.
+    /// How long a left member stays listed before removal (`LEFT_REMOVE_MS`).
     pub left_remove_ms: u64,
     /// Rules broken on purpose, for the simulator's proof that its checkers catch them.
     /// Always off in a real node.
@@ -89,10 +89,10 @@ impl Config {
             clock_skew_ms_max: CLOCK_SKEW_MS_MAX,
             value_size_max: VALUE_SIZE_MAX,
             tombstone_grace_ms: TOMBSTONE_GRACE_MS,
-            phi_suspect: 3.0,
-            phi_dead: 6.0,
-            dead_remove_ms: 5 * 60_000,
-            left_remove_ms: 60_000,
+            phi_suspect: PHI_SUSPECT,
+            phi_dead: PHI_DEAD,
+            dead_remove_ms: DEAD_REMOVE_MS,
+            left_remove_ms: LEFT_REMOVE_MS,
             sabotage: Sabotage::default(),
         }
     }
