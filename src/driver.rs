@@ -20,7 +20,9 @@ use chorus_proto::rpc::{
     Change, ChangeKind, MemberInfo, Request, Response, RpcError, StatsReport, WATCH_HISTORY_MAX,
     WaitReport,
 };
-use chorus_proto::{Addr, Event, Key, MemberState, Node, NodeId, WaitId, WaitOutcome, WriteError};
+use chorus_proto::{
+    Addr, Event, Key, MemberState, Node, NodeId, WaitId, WaitOutcome, Write, WriteError,
+};
 use tokio::sync::{Notify, broadcast, oneshot, watch};
 use tokio::time::Instant;
 
@@ -217,11 +219,12 @@ impl Driver {
                 }
             }
             Request::Put { key, value, ttl_ms, wait, timeout_ms } => {
-                let written = self.node.put(now, key, value, ttl_ms, wait, timeout_ms);
+                let write = Write { key, value: Some(value), ttl_ms, wait, timeout_ms };
+                let written = self.node.write(now, write);
                 return self.written(written);
             }
             Request::Delete { key, wait, timeout_ms } => {
-                let written = self.node.delete(now, key, wait, timeout_ms);
+                let written = self.node.write(now, Write::delete(key).with_wait(wait, timeout_ms));
                 return self.written(written);
             }
             Request::List { prefix, start_after, limit } => {

@@ -21,7 +21,7 @@
 //!
 //! [`Node`] is driven in the style of quinn-proto and str0m: mutate, then drain. After every
 //! input ([`Node::handle_message`], [`Node::handle_timeout`]) and every command
-//! ([`Node::put`], [`Node::delete`], [`Node::join`], [`Node::leave`],
+//! ([`Node::write`], [`Node::join`], [`Node::leave`],
 //! [`Node::flush_pushes`]), the caller must call [`Node::poll_transmit`] until it returns
 //! `None` and [`Node::poll_event`] until it returns `None`, then read [`Node::poll_timeout`]
 //! to learn when to call [`Node::handle_timeout`] next. Debug builds assert that transmits
@@ -41,6 +41,7 @@ pub mod store;
 mod tree;
 pub mod version;
 mod wait;
+mod write;
 
 pub use clock::{Clock, Hlc, NodeId, SkewError, Stamp};
 pub use codec::CodecError;
@@ -49,7 +50,8 @@ pub use exchange::MessageError;
 pub use horizon::Horizon;
 pub use membership::{Member, MemberChange, MemberState};
 pub use message::{Addr, Name, ResetReason};
-pub use node::{Config, Event, Lane, Node, Sabotage, Stats, Transmit, WriteError, Written};
+pub use node::{Config, Event, Lane, Node, Sabotage, Stats, Transmit};
 pub use store::{Applied, Delta, Entry, Group, Store, Update};
 pub use version::{Dot, VersionVector};
 pub use wait::{WaitId, WaitLevel, WaitOutcome};
+pub use write::{Write, WriteError, Written};

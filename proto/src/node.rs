@@ -1,7 +1,7 @@
 //! [`Node`]: one chorus replica as a sans-IO state machine.
 //!
 //! Inputs are [`Node::handle_message`] and [`Node::handle_timeout`]; commands are
-//! [`Node::put`], [`Node::delete`], [`Node::join`] and [`Node::leave`]; outputs are drained
+//! [`Node::write`], [`Node::join`] and [`Node::leave`]; outputs are drained
 //! with [`Node::poll_transmit`], [`Node::poll_event`] and [`Node::poll_timeout`]. Message
 //! handling lives in `exchange.rs`.
 
@@ -20,6 +20,7 @@ use crate::message::{Addr, Body, Envelope, Name, ResetReason};
 use crate::store::{Applied, Store, Update};
 use crate::version::Dot;
 use crate::wait::{Wait, WaitId, WaitLevel, WaitOutcome};
+use crate::write::{Write, WriteError, Written};
 
 /// How a node behaves; [`Config::new`] fills in the defaults from `limits`.
 #[derive(Clone, Debug)]
@@ -178,37 +179,6 @@ pub enum Event {
         /// How far ahead, in milliseconds.
         ahead_ms: u64,
     },
-}
-
-/// Why a write was not accepted.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-pub enum WriteError {
-    /// The value exceeds this node's limit.
-    #[error("value too large: {size} bytes, the maximum is {size_max}")]
-    TooLarge {
-        /// Its size.
-        size: usize,
-        /// The limit.
-        size_max: usize,
-    },
-    /// The TTL exceeds `TTL_MS_MAX` or is zero.
-    #[error("invalid TTL: it must be between 1 ms and 365 days")]
-    InvalidTtl,
-    /// The node is leaving and takes no new writes.
-    #[error("node shutting down: it takes no new writes")]
-    ShuttingDown,
-    /// Too many waited writes are pending.
-    #[error("too many writes waiting for confirmation")]
-    TooManyWaits,
-}
-
-/// A write the node accepted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Written {
-    /// Its stamp.
-    pub stamp: Stamp,
-    /// The wait to expect a [`Event::WaitDone`] for, unless the level was `Local`.
-    pub wait: Option<WaitId>,
 }
 
 /// Counters, for `chorus stats` and the simulator.
@@ -373,39 +343,25 @@ impl Node {
 
     // Commands.
 
-    /// Writes `value` under `key`, expiring `ttl_ms` after `now_ms` when given.
-    pub fn put(
-        &mut self,
-        now_ms: u64,
-        key: Key,
-        value: Value,
-        ttl_ms: Option<u64>,
-        wait: WaitLevel,
-        timeout_ms: u64,
-    ) -> Result<Written, WriteError> {
+    /// Puts or deletes a key, as `write` says. The write is applied here at once (its stamp
+    /// beats every write this node has seen) and pushed to peers; with a wait level other
+    /// than `Local`, [`Event::WaitDone`] reports later who holds it.
+    pub fn write(&mut self, now_ms: u64, write: Write) -> Result<Written, WriteError> {
         self.assert_drained();
-        if value.len() > self.config.value_size_max {
-            let size_max = self.config.value_size_max;
-            return Err(WriteError::TooLarge { size: value.len(), size_max });
+        let Write { key, value, ttl_ms, wait, timeout_ms } = write;
+        let mut expires_at_ms = None;
+        if let Some(value) = &value {
+            if value.len() > self.config.value_size_max {
+                let size_max = self.config.value_size_max;
+                return Err(WriteError::TooLarge { size: value.len(), size_max });
+            }
+            expires_at_ms = match ttl_ms {
+                Some(ttl) if ttl == 0 || ttl > TTL_MS_MAX => return Err(WriteError::InvalidTtl),
+                Some(ttl) => Some(now_ms.saturating_add(ttl)),
+                None => None,
+            };
         }
-        let expires_at_ms = match ttl_ms {
-            Some(ttl) if ttl == 0 || ttl > TTL_MS_MAX => return Err(WriteError::InvalidTtl),
-            Some(ttl) => Some(now_ms.saturating_add(ttl)),
-            None => None,
-        };
-        self.write(now_ms, key, Some(value), expires_at_ms, wait, timeout_ms)
-    }
-
-    /// Deletes `key` (writes a tombstone).
-    pub fn delete(
-        &mut self,
-        now_ms: u64,
-        key: Key,
-        wait: WaitLevel,
-        timeout_ms: u64,
-    ) -> Result<Written, WriteError> {
-        self.assert_drained();
-        self.write(now_ms, key, None, None, wait, timeout_ms)
+        self.apply_write(now_ms, key, value, expires_at_ms, wait, timeout_ms)
     }
 
     /// Starts joining through `seeds`; more rounds go to seeds until a peer answers.
@@ -561,7 +517,7 @@ impl Node {
         self.members.peers_in(&[MemberState::Alive, MemberState::Suspect])
     }
 
-    fn write(
+    fn apply_write(
         &mut self,
         now_ms: u64,
         key: Key,

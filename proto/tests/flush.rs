@@ -4,7 +4,7 @@ mod harness;
 
 use chorus_proto::codec;
 use chorus_proto::message::{Body, Envelope};
-use chorus_proto::{Node, WaitLevel};
+use chorus_proto::{Node, Write};
 use harness::{Cluster, key, value};
 
 /// The keys of the pushes among the node's queued transmits.
@@ -26,7 +26,7 @@ fn flush_pushes_sends_queued_writes_before_the_window_closes() {
     let now = cluster.local_now(0);
     let node = cluster.nodes[0].as_mut().expect("node 0 runs");
     for name in ["a", "b"] {
-        node.put(now, key(name), value("v"), None, WaitLevel::Local, 0).expect("accepted");
+        node.write(now, Write::put(key(name), value("v"))).expect("accepted");
         assert!(pushed(node).is_empty(), "a push went out before the window or a flush");
     }
     assert!(node.poll_timeout() <= now + node.config().push_batch_ms, "a flush is scheduled");

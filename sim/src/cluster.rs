@@ -16,7 +16,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use chorus_proto::{
-    Addr, Config, Event, Key, Name, Node, NodeId, Transmit, Value, WaitLevel, WriteError, Written,
+    Addr, Config, Event, Key, Name, Node, NodeId, Transmit, Value, Write, WriteError, Written,
 };
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, RngExt};
@@ -340,50 +340,18 @@ impl<S> Cluster<S> {
             .collect()
     }
 
-    /// A client put at `slot`.
-    pub fn put(
-        &mut self,
-        slot: usize,
-        key: Key,
-        value: Value,
-        ttl_ms: Option<u64>,
-        wait: WaitLevel,
-        timeout_ms: u64,
-    ) -> Result<Written, WriteError> {
-        self.write(slot, key, Some(value), ttl_ms, wait, timeout_ms)
-    }
-
-    /// A client delete at `slot`.
-    pub fn delete(
-        &mut self,
-        slot: usize,
-        key: Key,
-        wait: WaitLevel,
-        timeout_ms: u64,
-    ) -> Result<Written, WriteError> {
-        self.write(slot, key, None, None, wait, timeout_ms)
-    }
-
-    fn write(
-        &mut self,
-        slot: usize,
-        key: Key,
-        value: Option<Value>,
-        ttl_ms: Option<u64>,
-        wait: WaitLevel,
-        timeout_ms: u64,
-    ) -> Result<Written, WriteError> {
+    /// A client write (put or delete) at `slot`, handed to the node as it is.
+    pub fn write(&mut self, slot: usize, write: Write) -> Result<Written, WriteError> {
         let local = self.local_now(slot);
         let Some(node) = self.slots[slot].node.as_mut() else {
             return Err(WriteError::ShuttingDown);
         };
         let seq = node.store().vector().base(node.id()) + 1;
-        let result = match &value {
-            Some(value) => node.put(local, key.clone(), value.clone(), ttl_ms, wait, timeout_ms),
-            None => node.delete(local, key.clone(), wait, timeout_ms),
-        };
+        let (key, value, ttl_ms, timeout_ms) =
+            (write.key.clone(), write.value.clone(), write.ttl_ms, write.timeout_ms);
+        let result = node.write(local, write);
         if let Ok(written) = &result {
-            let expires = ttl_ms.map(|ttl| local + ttl);
+            let expires = ttl_ms.filter(|_| value.is_some()).map(|ttl| local + ttl);
             let wait = written.wait.map(|id| (id, local + timeout_ms));
             self.trace.bytes(key.as_bytes());
             self.trace.word(written.stamp.hlc.as_u64());

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chorus_proto::{
-    Addr, Config, Event, Key, MemberState, Name, Node, NodeId, Value, WaitLevel, Written,
+    Addr, Config, Event, Key, MemberState, Name, Node, NodeId, Value, WaitLevel, Write, Written,
 };
 
 /// Virtual milliseconds the cluster starts at (a plausible wall clock).
@@ -138,11 +138,8 @@ impl Cluster {
     ) -> Written {
         let now = self.local_now(index);
         let node = self.nodes[index].as_mut().expect("node is running");
-        let written = match v {
-            Some(v) => node.put(now, key(k), value(v), ttl_ms, wait, timeout_ms),
-            None => node.delete(now, key(k), wait, timeout_ms),
-        }
-        .expect("write accepted");
+        let write = Write { key: key(k), value: v.map(value), ttl_ms, wait, timeout_ms };
+        let written = node.write(now, write).expect("write accepted");
         self.drain(index);
         written
     }
