@@ -12,11 +12,13 @@ use std::collections::BTreeMap;
 
 use crate::clock::NodeId;
 use crate::codec::{self, CodecError};
+use crate::event::Event;
 use crate::horizon::Horizon;
 use crate::limits::{DELTA_PAGE_SIZE_TARGET, SYNC_PAGES_MAX};
 use crate::message::{Addr, Body, Digest, Envelope, InvalidMessage, Record, ResetReason};
-use crate::node::{Event, Lane, Node};
+use crate::node::Node;
 use crate::store::{Applied, Delta, Update};
+use crate::transmit::Lane;
 use crate::version::Dot;
 
 /// Why a received message was dropped.
@@ -69,21 +71,7 @@ impl Node {
         }
         self.members.heard_from(sender, now_ms);
         match body {
-            Body::Syn { sender: record, digest } => {
-                let Some(exchange) = self.merge_digest(now_ms, &from, &record, &digest) else {
-                    return;
-                };
-                let records = self.members.missing_records(&digest.members);
-                let reply = Body::SynAck {
-                    sender: self.members.own_record(),
-                    digest: self.digest(),
-                    records,
-                };
-                self.send(record.addr.clone(), Lane::Control, reply);
-                if exchange {
-                    self.send_delta(record.addr, record.heartbeat.id, &digest.bases);
-                }
-            }
+            Body::Syn { sender: record, digest } => self.answer_syn(now_ms, &from, record, &digest),
             Body::SynAck { sender: record, digest, records } => {
                 self.merge_records(now_ms, &records);
                 let Some(exchange) = self.merge_digest(now_ms, &from, &record, &digest) else {
@@ -111,7 +99,11 @@ impl Node {
                 }
             }
             Body::Push { updates, acks } => self.merge_push(now_ms, sender, updates, &acks),
-            Body::Ack(dots) => self.confirm(sender, dots.into_iter()),
+            Body::Ack(dots) => {
+                for dot in dots {
+                    self.waits.confirm(sender, dot);
+                }
+            }
             Body::Reset { id, reason } => {
                 // Only nodes holding the cluster key can send this (mutual TLS), and it names
                 // the identity it fences, so a late copy cannot reset a new identity again.
@@ -121,6 +113,21 @@ impl Node {
                     self.renew(now_ms, reason, from);
                 }
             }
+        }
+    }
+
+    /// Answers a round's opening: `SynAck` with the records the initiator lacks, then the
+    /// delta pages it lacks when the two states may exchange writes.
+    fn answer_syn(&mut self, now_ms: u64, from: &Addr, record: Record, digest: &Digest) {
+        let Some(exchange) = self.merge_digest(now_ms, from, &record, digest) else {
+            return;
+        };
+        let records = self.members.missing_records(&digest.members);
+        let reply =
+            Body::SynAck { sender: self.members.own_record(), digest: self.digest(), records };
+        self.send(record.addr.clone(), Lane::Control, reply);
+        if exchange {
+            self.send_delta(record.addr, record.heartbeat.id, &digest.bases);
         }
     }
 
@@ -180,7 +187,7 @@ impl Node {
             self.send(from.clone(), Lane::Control, reset);
             return Some(false);
         }
-        self.confirm_by_bases(peer, &digest.bases);
+        self.waits.confirm_by_bases(peer, &digest.bases);
         self.check_handoff();
         let ours_safe = self.store.is_safe_against(&digest.horizon);
         let theirs_safe = digest.horizon.is_safe_against(&digest.bases, self.store.horizon());
@@ -312,8 +319,7 @@ impl Node {
                 self.forward(&update, wants_ack, Some(sender), now_ms);
             }
             if wants_ack && dot.node != self.config.id {
-                self.outboxes.entry(dot.node).or_default().acks.push(dot);
-                self.schedule_flush(now_ms);
+                self.pushes.queue_ack(dot.node, dot, now_ms);
             }
         }
     }

@@ -9,7 +9,7 @@ use crate::clock::{NodeId, Stamp};
 use crate::data::{Key, Value};
 use crate::limits::KEY_SIZE_MAX;
 use crate::membership::MemberState;
-use crate::node::Stats;
+use crate::stats::Stats;
 use crate::wait::WaitLevel;
 
 /// Most keys one `List` returns: a page of the largest keys stays well under a message.
