@@ -343,7 +343,7 @@ async fn traffic(clients: &[Client]) -> Result<(u64, u64), String> {
     for client in clients {
         let stats = client.stats().await.map_err(text)?;
         messages += stats.node.messages_sent;
-        bytes += stats.node.bytes_sent;
+        bytes += stats.bytes_sent;
     }
     Ok((messages, bytes))
 }

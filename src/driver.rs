@@ -21,7 +21,8 @@ use chorus_proto::rpc::{
     WaitReport,
 };
 use chorus_proto::{
-    Addr, Event, Key, MemberState, Node, NodeId, WaitId, WaitOutcome, Write, WriteError,
+    Addr, Envelope, Event, Key, MemberState, MessageError, Node, NodeId, WaitId, WaitOutcome,
+    Write, WriteError,
 };
 use tokio::sync::{Notify, broadcast, oneshot, watch};
 use tokio::time::Instant;
@@ -31,6 +32,9 @@ use crate::transport::{Inbound, Transport};
 /// What a watcher receives: missed changes, then live ones, and the cursor of the latest
 /// change at the moment of subscribing.
 pub type Subscription = (Vec<Change>, broadcast::Receiver<Change>, u64);
+
+/// A received message, decoded before the driver's lock was taken.
+type DecodedMessage = Result<Envelope, MessageError>;
 
 /// The answer to a request: at once, or once a write's wait ends.
 pub enum Answer {
@@ -109,8 +113,10 @@ impl Shared {
 
     /// Merges a received gossip message.
     pub fn message(&self, inbound: Inbound) {
+        // Decoding (a delta page holds up to 256 KiB) needs no node: it runs before the lock.
+        let envelope = Envelope::decode(&inbound.bytes);
         if let Some(mut driver) = self.lock() {
-            driver.message(inbound);
+            driver.message(inbound, envelope);
             self.settle(driver);
         }
     }
@@ -199,10 +205,15 @@ impl Shared {
 }
 
 impl Driver {
-    fn message(&mut self, Inbound { from, bytes }: Inbound) {
+    fn message(&mut self, Inbound { from, bytes }: Inbound, envelope: DecodedMessage) {
+        let stats = &self.transport_stats;
+        stats.bytes_received.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
         // A socket address in text is far shorter than ADDR_SIZE_MAX.
         let Ok(from) = Addr::new(from.to_string()) else { return };
-        if let Err(why) = self.node.handle_message(now_ms(), from.clone(), &bytes) {
+        let result = envelope
+            .and_then(|envelope| self.node.handle_message(now_ms(), from.clone(), envelope));
+        if let Err(why) = result {
+            stats.messages_invalid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(peer = %from, %why, "dropped an invalid gossip message");
         }
     }
@@ -389,9 +400,12 @@ impl Driver {
         }
         let expired = store.expired_count(now) as u64;
         let tombstones = store.tombstone_count() as u64;
+        let transport = &self.transport_stats;
+        let load = |counter: &std::sync::atomic::AtomicU64| {
+            counter.load(std::sync::atomic::Ordering::Relaxed)
+        };
         let mut node = self.node.stats().clone();
-        node.pushes_dropped +=
-            self.transport_stats.dropped.load(std::sync::atomic::Ordering::Relaxed);
+        node.pushes_dropped += load(&transport.dropped);
         StatsReport {
             id: self.node.id(),
             name: self.node.config().name.to_string(),
@@ -400,6 +414,9 @@ impl Driver {
             expired,
             members,
             node,
+            bytes_sent: load(&transport.bytes_sent),
+            bytes_received: load(&transport.bytes_received),
+            messages_invalid: load(&transport.messages_invalid),
             uptime_ms: self.started.elapsed().as_millis() as u64,
         }
     }

@@ -63,6 +63,12 @@ pub struct TransportStats {
     pub dropped: AtomicU64,
     /// Connections that could not be established.
     pub connect_failures: AtomicU64,
+    /// Bytes of gossip queued for peers.
+    pub bytes_sent: AtomicU64,
+    /// Bytes of gossip received.
+    pub bytes_received: AtomicU64,
+    /// Received gossip messages that failed to decode or validate.
+    pub messages_invalid: AtomicU64,
 }
 
 /// A received gossip message.
@@ -111,7 +117,16 @@ impl Transport {
             self.lanes.insert(key.clone(), queue);
         }
         let Some(queue) = self.lanes.get(&key) else { return };
-        if queue.try_send(transmit.bytes).is_err() {
+        // Still encoded under the driver's lock; the lane task could do it instead.
+        let bytes = match transmit.encode() {
+            Ok(bytes) => bytes,
+            Err(why) => {
+                tracing::error!(%why, "an outgoing gossip message did not encode (a bug)");
+                return;
+            }
+        };
+        self.stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if queue.try_send(bytes).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

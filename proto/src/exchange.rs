@@ -11,47 +11,30 @@
 use std::collections::BTreeMap;
 
 use crate::clock::NodeId;
-use crate::codec::{self, CodecError};
 use crate::event::Event;
 use crate::horizon::Horizon;
 use crate::limits::{DELTA_PAGE_SIZE_TARGET, SYNC_PAGES_MAX};
-use crate::message::{Addr, Body, Digest, Envelope, InvalidMessage, Record, ResetReason};
+use crate::message::{Addr, Body, Digest, Envelope, MessageError, Record, ResetReason};
 use crate::node::Node;
 use crate::store::{Applied, Delta, Update};
 use crate::transmit::Lane;
 use crate::version::Dot;
 
-/// Why a received message was dropped.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum MessageError {
-    /// The bytes did not decode.
-    #[error(transparent)]
-    Codec(#[from] CodecError),
-    /// The message decoded but breaks a bound.
-    #[error(transparent)]
-    Invalid(#[from] InvalidMessage),
-}
-
 impl Node {
-    /// Handles one message received from `from` at `now_ms`. Peer input never panics the
-    /// node: bytes that do not decode or validate yield an error, and nothing else changes.
+    /// Handles one message received from `from` at `now_ms`. The caller decodes it first
+    /// with [`Envelope::decode`], outside any lock it holds: decoding a delta page costs far
+    /// more than merging most messages. Peer input never panics the node: an envelope that
+    /// breaks a bound (checked again here, so one built by hand is held to the same rules)
+    /// yields an error, and nothing else changes.
     pub fn handle_message(
         &mut self,
         now_ms: u64,
         from: Addr,
-        bytes: &[u8],
+        envelope: Envelope,
     ) -> Result<(), MessageError> {
         self.assert_drained();
+        envelope.body.validate()?;
         self.stats.messages_received += 1;
-        self.stats.bytes_received += bytes.len() as u64;
-        let envelope: Envelope = codec::decode(bytes).map_err(|error| {
-            self.stats.messages_invalid += 1;
-            MessageError::Codec(error)
-        })?;
-        if let Err(why) = envelope.body.validate() {
-            self.stats.messages_invalid += 1;
-            return Err(MessageError::Invalid(why));
-        }
         self.dispatch(now_ms, from, envelope);
         self.after_call(now_ms);
         Ok(())

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::NodeId;
+use crate::codec::{self, CodecError};
 use crate::horizon::Horizon;
 use crate::limits::{ADDR_SIZE_MAX, MEMBERS_MAX, NAME_SIZE_MAX};
 use crate::store::{Delta, Update};
@@ -221,6 +222,34 @@ pub struct Envelope {
     pub sender: NodeId,
     /// The message.
     pub body: Body,
+}
+
+impl Envelope {
+    /// Encodes the message with the bounded codec: at most `MESSAGE_SIZE_MAX` bytes. A
+    /// message a node built always fits (its pages are sized by bounds on their entries), so
+    /// an error here is a bug in this crate.
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        codec::encode(self)
+    }
+
+    /// Decodes a received message and checks the bounds the codec alone does not. Pure and
+    /// safe on any input, so a driver runs it before it takes the lock around its node.
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, MessageError> {
+        let envelope: Envelope = codec::decode(bytes)?;
+        envelope.body.validate()?;
+        Ok(envelope)
+    }
+}
+
+/// Why a received message was dropped.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// The bytes did not decode.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The message decoded but breaks a bound.
+    #[error(transparent)]
+    Invalid(#[from] InvalidMessage),
 }
 
 /// Why a message that decoded was still refused: it breaks a bound the codec alone does not

@@ -159,6 +159,12 @@ pub struct StatsReport {
     pub members: [u64; 4],
     /// Protocol counters.
     pub node: Stats,
+    /// Bytes of gossip sent (encoded by the driver, so counted there).
+    pub bytes_sent: u64,
+    /// Bytes of gossip received.
+    pub bytes_received: u64,
+    /// Received gossip messages that failed to decode or validate.
+    pub messages_invalid: u64,
     /// Milliseconds since the node started.
     pub uptime_ms: u64,
 }

@@ -11,14 +11,9 @@ use crate::clock::NodeId;
 pub struct Stats {
     /// Messages sent.
     pub messages_sent: u64,
-    /// Bytes sent.
-    pub bytes_sent: u64,
-    /// Messages received.
+    /// Messages received and handled (the driver counts bytes, and messages that did not
+    /// decode, since it decodes them).
     pub messages_received: u64,
-    /// Bytes received.
-    pub bytes_received: u64,
-    /// Received messages that failed to decode or validate.
-    pub messages_invalid: u64,
     /// Updates merged that changed this replica.
     pub updates_applied: u64,
     /// Updates received that were already seen.

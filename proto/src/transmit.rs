@@ -1,6 +1,7 @@
 //! [`Transmit`]: a message the node wants sent, and the [`Lane`] it should travel on.
 
-use crate::message::Addr;
+use crate::codec::CodecError;
+use crate::message::{Addr, Envelope};
 
 /// Which connection lane a message should travel on: catch-up pages go on their own lane so a
 /// large sync never delays heartbeats and pushes.
@@ -12,13 +13,22 @@ pub enum Lane {
     Bulk,
 }
 
-/// A message for the driver to send.
+/// A message for the driver to send. It carries the message, not its bytes, so the driver
+/// encodes it ([`Transmit::encode`]) where it likes: outside the lock around its node, or on
+/// the task that writes to the peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
     /// Where to.
     pub to: Addr,
     /// Which lane.
     pub lane: Lane,
-    /// The encoded [`Envelope`].
-    pub bytes: Vec<u8>,
+    /// The message.
+    pub message: Envelope,
+}
+
+impl Transmit {
+    /// The message's bytes, through the bounded codec (see [`Envelope::encode`]).
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        self.message.encode()
+    }
 }

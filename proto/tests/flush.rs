@@ -2,8 +2,7 @@
 
 mod harness;
 
-use chorus_proto::codec;
-use chorus_proto::message::{Body, Envelope};
+use chorus_proto::message::Body;
 use chorus_proto::{Node, Write};
 use harness::{Cluster, key, value};
 
@@ -11,8 +10,7 @@ use harness::{Cluster, key, value};
 fn pushed(node: &mut Node) -> Vec<String> {
     let mut keys = Vec::new();
     while let Some(transmit) = node.poll_transmit() {
-        let envelope: Envelope = codec::decode(&transmit.bytes).expect("a valid message");
-        if let Body::Push { updates, .. } = envelope.body {
+        if let Body::Push { updates, .. } = transmit.message.body {
             keys.extend(updates.iter().map(|update| update.key.to_string()));
         }
     }

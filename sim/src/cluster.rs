@@ -16,7 +16,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use chorus_proto::{
-    Addr, Config, Event, Key, Name, Node, NodeId, Transmit, Value, Write, WriteError, Written,
+    Addr, Config, Envelope, Event, Key, Name, Node, NodeId, Value, Write, WriteError, Written,
 };
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, RngExt};
@@ -435,7 +435,9 @@ impl<S> Cluster<S> {
         let Some(node) = self.slots[to].node.as_mut() else { return Stepped::Dropped };
         self.trace.word((from as u64) << 32 | to as u64);
         self.trace.bytes(bytes);
-        let result = node.handle_message(local, sender, bytes);
+        // Every delivered message goes through the codec, as on a real link.
+        let result = Envelope::decode(bytes)
+            .and_then(|envelope| node.handle_message(local, sender, envelope));
         self.checker.delivered(to, from, corrupted, &result);
         if self.log.is_some() {
             let what = describe(bytes);
@@ -489,8 +491,17 @@ impl<S> Cluster<S> {
             self.slots[slot].identities.push(*new);
         }
         for transmit in transmits {
-            self.checker.transmitted(slot, transmit.bytes.len());
-            self.route(slot, transmit);
+            // Every sent message goes through the bounded codec, as on a real link.
+            match transmit.encode() {
+                Ok(bytes) => {
+                    self.checker.transmitted(slot, bytes.len());
+                    self.route(slot, &transmit.to, bytes);
+                }
+                Err(error) => {
+                    let why = format!("n{slot} built a message that does not encode: {error}");
+                    self.checker.fail("message-size", why);
+                }
+            }
         }
         if left {
             self.remove(slot);
@@ -519,11 +530,11 @@ impl<S> Cluster<S> {
         self.slots[slot].timer = Some((at, seq));
     }
 
-    fn route(&mut self, from: usize, transmit: Transmit) {
-        let to = match slot_of(&transmit.to) {
+    fn route(&mut self, from: usize, to: &Addr, bytes: Vec<u8>) {
+        let to = match slot_of(to) {
             Some(to) if to < self.slots.len() => to,
             Some(_) => return,
-            None if transmit.to.as_bytes() == SEED_ADDR.as_bytes() => {
+            None if to.as_bytes() == SEED_ADDR.as_bytes() => {
                 let running: Vec<usize> = (0..self.slots.len())
                     .filter(|&s| s != from && self.slots[s].status == Status::Up)
                     .collect();
@@ -535,9 +546,9 @@ impl<S> Cluster<S> {
             None => return,
         };
         if let Some(tap) = &mut self.tap {
-            tap.push(Tapped { from, to, bytes: transmit.bytes.clone() });
+            tap.push(Tapped { from, to, bytes: bytes.clone() });
         }
-        let copies = self.network.send(&mut self.rng, from, to, transmit.bytes);
+        let copies = self.network.send(&mut self.rng, from, to, bytes);
         for copy in copies {
             let at = self.now + copy.delay_ms;
             let action = Action::Deliver { from, to, bytes: copy.bytes, corrupted: copy.corrupted };
