@@ -21,7 +21,7 @@ fn logged_addr(process: &Process) -> String {
     eventually("the node logs its address", CONVERGE_TIMEOUT, || {
         let log = process.log();
         let line = log.lines().find(|line| line.contains("listening"));
-        let addr = line.and_then(|line| line.split("listen=").nth(1)).map(str::trim);
+        let addr = line.and_then(|line| line.split("listen=").nth(1)?.split_whitespace().next());
         addr.map(str::to_string).ok_or_else(|| format!("log so far: {log}"))
     })
 }

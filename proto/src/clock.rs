@@ -77,19 +77,12 @@ impl fmt::Display for Stamp {
 }
 
 /// A remote stamp too far ahead of the local wall clock to be trusted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("stamp is {ahead_ms} ms ahead of the local clock")]
 pub struct SkewError {
     /// How far ahead of the local wall clock the stamp was, in milliseconds.
     pub ahead_ms: u64,
 }
-
-impl fmt::Display for SkewError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "stamp is {} ms ahead of the local clock", self.ahead_ms)
-    }
-}
-
-impl std::error::Error for SkewError {}
 
 /// One node's hybrid logical clock. Time is always passed in: `proto` never reads a clock.
 #[derive(Clone, Debug)]

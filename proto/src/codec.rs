@@ -4,8 +4,6 @@
 //! length against the maximum before the reader allocates anything. Decoding never panics on
 //! any input: it returns a [`CodecError`].
 
-use std::fmt;
-
 use postcard::ser_flavors::Flavor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,9 +18,10 @@ pub const FRAME_HEADER_SIZE: usize = 4;
 const ENCODE_CAPACITY_INITIAL: usize = 256;
 
 /// Why bytes could not be encoded or decoded.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
     /// The message is larger than allowed.
+    #[error("message too large: {size} bytes, the maximum is {size_max}")]
     TooLarge {
         /// Its size, or the size reached when encoding stopped.
         size: usize,
@@ -30,24 +29,15 @@ pub enum CodecError {
         size_max: usize,
     },
     /// The bytes are not a valid message.
-    Malformed(String),
+    #[error("malformed message")]
+    Malformed(#[source] postcard::Error),
+    /// The message could not be serialised (a type the format cannot carry: a bug).
+    #[error("message did not encode")]
+    Encode(#[source] postcard::Error),
     /// A valid message followed by extra bytes.
+    #[error("{0} bytes after the message")]
     TrailingBytes(usize),
 }
-
-impl fmt::Display for CodecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CodecError::TooLarge { size, size_max } => {
-                write!(f, "message too large: {size} bytes, the maximum is {size_max}")
-            }
-            CodecError::Malformed(why) => write!(f, "malformed message: {why}"),
-            CodecError::TrailingBytes(count) => write!(f, "{count} bytes after the message"),
-        }
-    }
-}
-
-impl std::error::Error for CodecError {}
 
 /// A growable buffer that refuses to grow past a maximum, so encoding a message that is too
 /// large fails at the limit instead of allocating the whole thing first.
@@ -96,7 +86,7 @@ fn encode_into<T: Serialize>(
         postcard::Error::SerializeBufferFull => {
             CodecError::TooLarge { size: size_max + 1, size_max }
         }
-        other => CodecError::Malformed(other.to_string()),
+        other => CodecError::Encode(other),
     })
 }
 
@@ -133,8 +123,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     if bytes.len() > MESSAGE_SIZE_MAX {
         return Err(CodecError::TooLarge { size: bytes.len(), size_max: MESSAGE_SIZE_MAX });
     }
-    let (message, rest) = postcard::take_from_bytes(bytes)
-        .map_err(|error| CodecError::Malformed(error.to_string()))?;
+    let (message, rest) = postcard::take_from_bytes(bytes).map_err(CodecError::Malformed)?;
     if !rest.is_empty() {
         return Err(CodecError::TrailingBytes(rest.len()));
     }

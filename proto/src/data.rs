@@ -9,16 +9,19 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::limits::{KEY_SIZE_MAX, VALUE_SIZE_MAX};
 
 /// Why a byte string is not a valid key or value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DataError {
     /// Keys must have at least one byte.
+    #[error("invalid key: a key must not be empty")]
     KeyEmpty,
     /// The key is longer than `KEY_SIZE_MAX`.
+    #[error("key too large: {size} bytes, the maximum is {KEY_SIZE_MAX}")]
     KeyTooLarge {
         /// Its length.
         size: usize,
     },
     /// The value is longer than the allowed maximum.
+    #[error("value too large: {size} bytes, the maximum is {size_max}")]
     ValueTooLarge {
         /// Its length.
         size: usize,
@@ -26,22 +29,6 @@ pub enum DataError {
         size_max: usize,
     },
 }
-
-impl fmt::Display for DataError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DataError::KeyEmpty => write!(f, "invalid key: a key must not be empty"),
-            DataError::KeyTooLarge { size } => {
-                write!(f, "key too large: {size} bytes, the maximum is {KEY_SIZE_MAX}")
-            }
-            DataError::ValueTooLarge { size, size_max } => {
-                write!(f, "value too large: {size} bytes, the maximum is {size_max}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for DataError {}
 
 /// A key: 1 to `KEY_SIZE_MAX` bytes. Cheap to clone (shared).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

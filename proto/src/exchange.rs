@@ -11,54 +11,30 @@
 use std::collections::BTreeMap;
 
 use crate::clock::NodeId;
-use crate::codec::{self, CodecError};
+use crate::event::Event;
 use crate::horizon::Horizon;
 use crate::limits::{DELTA_PAGE_SIZE_TARGET, SYNC_PAGES_MAX};
-use crate::message::{Addr, Body, Digest, Envelope, Record, ResetReason};
-use crate::node::{Event, Lane, Node};
+use crate::message::{Addr, Body, Digest, Envelope, MessageError, Record, ResetReason};
+use crate::node::Node;
 use crate::store::{Applied, Delta, Update};
+use crate::transmit::Lane;
 use crate::version::Dot;
 
-/// Why a received message was dropped.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MessageError {
-    /// The bytes did not decode.
-    Codec(CodecError),
-    /// The message decoded but breaks a bound.
-    Invalid(String),
-}
-
-impl std::fmt::Display for MessageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            MessageError::Codec(error) => error.fmt(f),
-            MessageError::Invalid(why) => write!(f, "invalid message: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for MessageError {}
-
 impl Node {
-    /// Handles one message received from `from` at `now_ms`. Peer input never panics the
-    /// node: bytes that do not decode or validate yield an error, and nothing else changes.
+    /// Handles one message received from `from` at `now_ms`. The caller decodes it first
+    /// with [`Envelope::decode`], outside any lock it holds: decoding a delta page costs far
+    /// more than merging most messages. Peer input never panics the node: an envelope that
+    /// breaks a bound (checked again here, so one built by hand is held to the same rules)
+    /// yields an error, and nothing else changes.
     pub fn handle_message(
         &mut self,
         now_ms: u64,
         from: Addr,
-        bytes: &[u8],
+        envelope: Envelope,
     ) -> Result<(), MessageError> {
         self.assert_drained();
+        envelope.body.validate()?;
         self.stats.messages_received += 1;
-        self.stats.bytes_received += bytes.len() as u64;
-        let envelope: Envelope = codec::decode(bytes).map_err(|error| {
-            self.stats.messages_invalid += 1;
-            MessageError::Codec(error)
-        })?;
-        if let Err(why) = envelope.body.validate() {
-            self.stats.messages_invalid += 1;
-            return Err(MessageError::Invalid(why));
-        }
         self.dispatch(now_ms, from, envelope);
         self.after_call(now_ms);
         Ok(())
@@ -78,21 +54,7 @@ impl Node {
         }
         self.members.heard_from(sender, now_ms);
         match body {
-            Body::Syn { sender: record, digest } => {
-                let Some(exchange) = self.merge_digest(now_ms, &from, &record, &digest) else {
-                    return;
-                };
-                let records = self.members.missing_records(&digest.members);
-                let reply = Body::SynAck {
-                    sender: self.members.own_record(),
-                    digest: self.digest(),
-                    records,
-                };
-                self.send(record.addr.clone(), Lane::Control, reply);
-                if exchange {
-                    self.send_delta(record.addr, record.heartbeat.id, &digest.bases);
-                }
-            }
+            Body::Syn { sender: record, digest } => self.answer_syn(now_ms, &from, record, &digest),
             Body::SynAck { sender: record, digest, records } => {
                 self.merge_records(now_ms, &records);
                 let Some(exchange) = self.merge_digest(now_ms, &from, &record, &digest) else {
@@ -120,7 +82,11 @@ impl Node {
                 }
             }
             Body::Push { updates, acks } => self.merge_push(now_ms, sender, updates, &acks),
-            Body::Ack(dots) => self.confirm(sender, dots.into_iter()),
+            Body::Ack(dots) => {
+                for dot in dots {
+                    self.waits.confirm(sender, dot);
+                }
+            }
             Body::Reset { id, reason } => {
                 // Only nodes holding the cluster key can send this (mutual TLS), and it names
                 // the identity it fences, so a late copy cannot reset a new identity again.
@@ -130,6 +96,21 @@ impl Node {
                     self.renew(now_ms, reason, from);
                 }
             }
+        }
+    }
+
+    /// Answers a round's opening: `SynAck` with the records the initiator lacks, then the
+    /// delta pages it lacks when the two states may exchange writes.
+    fn answer_syn(&mut self, now_ms: u64, from: &Addr, record: Record, digest: &Digest) {
+        let Some(exchange) = self.merge_digest(now_ms, from, &record, digest) else {
+            return;
+        };
+        let records = self.members.missing_records(&digest.members);
+        let reply =
+            Body::SynAck { sender: self.members.own_record(), digest: self.digest(), records };
+        self.send(record.addr.clone(), Lane::Control, reply);
+        if exchange {
+            self.send_delta(record.addr, record.heartbeat.id, &digest.bases);
         }
     }
 
@@ -189,7 +170,7 @@ impl Node {
             self.send(from.clone(), Lane::Control, reset);
             return Some(false);
         }
-        self.confirm_by_bases(peer, &digest.bases);
+        self.waits.confirm_by_bases(peer, &digest.bases);
         self.check_handoff();
         let ours_safe = self.store.is_safe_against(&digest.horizon);
         let theirs_safe = digest.horizon.is_safe_against(&digest.bases, self.store.horizon());
@@ -321,8 +302,7 @@ impl Node {
                 self.forward(&update, wants_ack, Some(sender), now_ms);
             }
             if wants_ack && dot.node != self.config.id {
-                self.outboxes.entry(dot.node).or_default().acks.push(dot);
-                self.schedule_flush(now_ms);
+                self.pushes.queue_ack(dot.node, dot, now_ms);
             }
         }
     }

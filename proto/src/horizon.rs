@@ -42,16 +42,16 @@ use crate::version::Dot;
 pub struct Horizon {
     /// Per writer, the highest sequence number of a tombstone or expired entry that this state
     /// may lack because it was collected, here or at a replica whose ranges it absorbed.
-    pub pruned: BTreeMap<NodeId, u64>,
+    pub(crate) pruned: BTreeMap<NodeId, u64>,
     /// The greatest stamp among those collected entries.
-    pub pruned_stamp: Option<Stamp>,
+    pub(crate) pruned_stamp: Option<Stamp>,
     /// Per writer, how far beyond the bases the copied content is safe; `None` while nothing
     /// was copied. Only entries above the bases are kept, so `Some` of an empty map means
     /// "exactly the bases".
-    pub safe_beyond: Option<BTreeMap<NodeId, u64>>,
+    pub(crate) safe_beyond: Option<BTreeMap<NodeId, u64>>,
     /// The oldest stamp among writes made or pushed here that the bases may not vouch for;
     /// `None` when there are none (or when `safe_beyond` leaves nothing to vouch for).
-    pub fresh_since: Option<Stamp>,
+    pub(crate) fresh_since: Option<Stamp>,
 }
 
 fn base(bases: &BTreeMap<NodeId, u64>, node: &NodeId) -> u64 {
@@ -61,7 +61,7 @@ fn base(bases: &BTreeMap<NodeId, u64>, node: &NodeId) -> u64 {
 impl Horizon {
     /// Whether a replica with `bases` and this horizon is safe against every entry that
     /// `theirs` says another replica collected.
-    pub fn is_safe_against(&self, bases: &BTreeMap<NodeId, u64>, theirs: &Horizon) -> bool {
+    pub(crate) fn is_safe_against(&self, bases: &BTreeMap<NodeId, u64>, theirs: &Horizon) -> bool {
         let fresh = match (self.fresh_since, theirs.pruned_stamp) {
             (Some(since), Some(pruned)) => pruned < since,
             _ => true,

@@ -2,56 +2,74 @@
 //!
 //! Everything that decides what the cluster does lives here, and nothing here touches the
 //! outside world: no sockets, files, threads, clocks or OS randomness. Time arrives as a
-//! `now_ms` argument, randomness as a seed, and bytes as slices. The tokio driver in the
+//! `now_ms` argument, randomness as a seed, and messages as values the caller encodes and
+//! decodes. The tokio driver in the
 //! `chorus` crate and the simulator in `chorus-sim` run this same code, which is what lets the
 //! simulator prove things about the real node.
 //!
-//! - [`clock`]: the hybrid logical clock and [`Stamp`]s.
-//! - [`data`]: validated [`Key`]s and [`Value`]s.
-//! - [`version`]: [`Dot`]s and [`VersionVector`]s.
-//! - [`store`]: the replicated map of last-writer-wins registers and its deltas.
-//! - [`horizon`]: what a state lacks by collection; the fence that keeps stale state out.
+//! The public surface is small: four modules callers reach by path ([`codec`], [`limits`],
+//! [`message`], [`rpc`]) and the types re-exported here. The state machines inside
+//! ([`Node`]'s member table, push outboxes, write waits, the store's indexes and horizon
+//! rules) are private; [`Store`], [`VersionVector`] and [`Clock`] stay public because the
+//! simulator reads a node's replica and the property tests and benchmarks drive them alone.
+//!
+//! - [`Stamp`], [`Hlc`], [`Clock`]: the hybrid logical clock.
+//! - [`Key`], [`Value`]: validated data.
+//! - [`Dot`], [`VersionVector`]: what a replica has seen.
+//! - [`Store`], [`Update`], [`Delta`]: the replicated map of last-writer-wins registers.
 //! - [`codec`]: bounded postcard encoding, frames, decoding that never panics.
 //! - [`limits`]: every bound, with its reason.
 //! - [`rpc`]: the client RPC's requests and responses.
 //! - [`Node`]: the replica as a state machine (membership, eager push, anti-entropy,
-//!   collection, write waits), with its wire [`message`]s.
+//!   collection, write waits), taking [`Write`] commands and exchanging [`message`]s:
+//!   [`Envelope::decode`] before [`Node::handle_message`], [`Transmit::encode`] after
+//!   [`Node::poll_transmit`].
 //!
 //! # The drain contract
 //!
 //! [`Node`] is driven in the style of quinn-proto and str0m: mutate, then drain. After every
 //! input ([`Node::handle_message`], [`Node::handle_timeout`]) and every command
-//! ([`Node::put`], [`Node::delete`], [`Node::join`], [`Node::leave`],
+//! ([`Node::write`], [`Node::join`], [`Node::leave`],
 //! [`Node::flush_pushes`]), the caller must call [`Node::poll_transmit`] until it returns
 //! `None` and [`Node::poll_event`] until it returns `None`, then read [`Node::poll_timeout`]
 //! to learn when to call [`Node::handle_timeout`] next. Debug builds assert that transmits
 //! were drained before the next call.
 
-pub mod clock;
+#![warn(missing_docs)]
+
+mod clock;
 pub mod codec;
-pub mod data;
+mod data;
+mod event;
 mod exchange;
-pub mod horizon;
+mod horizon;
 pub mod keyspace;
 pub mod limits;
-pub mod membership;
+mod membership;
 pub mod message;
 mod node;
+mod push;
 pub mod resp;
 pub mod rpc;
-pub mod store;
+mod stats;
+mod store;
+mod transmit;
 mod tree;
-pub mod version;
+mod version;
 mod wait;
+mod write;
 
 pub use clock::{Clock, Hlc, NodeId, SkewError, Stamp};
 pub use codec::CodecError;
 pub use data::{DataError, Key, Value};
-pub use exchange::MessageError;
+pub use event::Event;
 pub use horizon::Horizon;
 pub use membership::{Member, MemberChange, MemberState};
-pub use message::{Addr, Name, ResetReason};
-pub use node::{Config, Event, Lane, Node, Sabotage, Stats, Transmit, WriteError, Written};
+pub use message::{Addr, Envelope, InvalidMessage, MessageError, Name, ResetReason};
+pub use node::{Config, Node, Sabotage};
+pub use stats::Stats;
 pub use store::{Applied, Delta, Entry, Group, Store, Update};
+pub use transmit::{Lane, Transmit};
 pub use version::{Dot, VersionVector};
 pub use wait::{WaitId, WaitLevel, WaitOutcome};
+pub use write::{Write, WriteError, Written};

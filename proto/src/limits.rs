@@ -42,8 +42,8 @@ pub const CLOCK_SKEW_MS_MAX: u64 = 500;
 pub const DOT_CLOUD_SIZE_MAX: usize = 4096;
 
 /// Interval between anti-entropy rounds (one push-pull exchange with one peer). Heartbeats
-/// ride these rounds, so it also sets how fast a failure is noticed (Dead after about 20 to 60
-/// intervals of silence, since heartbeats arrive through gossip every 1 to 2 intervals).
+/// ride these rounds, so it also sets how fast a failure is noticed: `Dead` after about 20 to
+/// 56 intervals of silence (10 to 28 s, see [`PHI_DEAD`]).
 pub const GOSSIP_INTERVAL_MS: u64 = 500;
 
 /// Milliseconds a tombstone or expired entry is kept after it became causally stable, as a
@@ -78,6 +78,30 @@ pub const PHI_WINDOW_SIZE: usize = 64;
 /// Cassandra's detector drops such gaps too.
 pub const PHI_GAP_INTERVALS_MAX: u64 = 4;
 
+/// Phi at which a member becomes `Suspect`: the chance that a heartbeat is still this late
+/// by accident is 10^-3. Suspicion costs little (a suspect still gets pushes and is still
+/// waited for), so it comes early, after about 7 mean heartbeat gaps of silence.
+pub const PHI_SUSPECT: f64 = 3.0;
+
+/// Phi at which a member becomes `Dead`: 10^-6, about 14 mean heartbeat gaps (phi times
+/// ln 10) of silence. Heartbeats reach a node through gossip every 1 to 2 intervals, and the
+/// detector samples gaps of at most `PHI_GAP_INTERVALS_MAX` intervals, so `Dead` comes after
+/// about 10 to 28 s at the default interval (measured in chorus-sim; about 20 s on 5 nodes).
+/// A dead member leaves push trees and `--wait all`, so declaring it too early would cost
+/// pushes to a live node; too late, and waited writes wait on a crashed one.
+pub const PHI_DEAD: f64 = 6.0;
+
+/// How long a `Dead` member stays listed before it is removed (5 minutes). Removal lets the
+/// others collect tombstones it never saw, after which its state is fenced out (`horizon.rs`),
+/// so it must be long enough that a partition or a slow restart is not mistaken for a
+/// departure; a dead member holds collection back until then.
+pub const DEAD_REMOVE_MS: u64 = 5 * 60_000;
+
+/// How long a `Left` member stays listed before it is removed (1 minute). The member announced
+/// its departure and handed its writes off, so nothing is lost by forgetting it sooner than a
+/// dead one; the delay lets the `Left` state spread by gossip to every node first.
+pub const LEFT_REMOVE_MS: u64 = 60_000;
+
 /// Children of each node in the eager-push tree of an origin. Wider trees are shallower
 /// (fewer hops, lower latency) at the cost of a larger burst at each interior node.
 pub const TREE_FANOUT: usize = 6;
@@ -107,4 +131,12 @@ const _: () = assert!(TOMBSTONE_GRACE_MS >= 10 * GOSSIP_INTERVAL_MS);
 const _: () = assert!(TTL_MS_MAX < WALL_MS_MAX / 2);
 const _: () = assert!(MEMBERS_MAX * 40 < MESSAGE_SIZE_MAX, "a full digest fits a message");
 const _: () = assert!(TREE_FANOUT >= 2);
+const _: () = assert!(0.0 < PHI_SUSPECT && PHI_SUSPECT < PHI_DEAD, "suspect comes before dead");
+// The longest time to declare a member dead (its gaps at the sampling cap) stays far below
+// its removal, so a member is seen dead for a while before it is removed.
+const DEAD_AFTER_MS_MAX: f64 =
+    PHI_DEAD * std::f64::consts::LN_10 * (PHI_GAP_INTERVALS_MAX * GOSSIP_INTERVAL_MS) as f64;
+const _: () = assert!(DEAD_AFTER_MS_MAX < (DEAD_REMOVE_MS / 4) as f64);
+const _: () = assert!(LEFT_REMOVE_MS <= DEAD_REMOVE_MS, "a member that left is gone for sure");
+const _: () = assert!(LEFT_REMOVE_MS >= 20 * GOSSIP_INTERVAL_MS, "Left spreads before removal");
 const _: () = assert!(PUSH_QUEUE_SIZE_MAX >= MESSAGE_SIZE_MAX);

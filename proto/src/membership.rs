@@ -72,17 +72,17 @@ pub struct MemberChange {
 
 /// Thresholds of the failure detector and the grace periods of removal.
 #[derive(Clone, Copy, Debug)]
-pub struct DetectorConfig {
+pub(crate) struct DetectorConfig {
     /// Expected gap between heartbeats before any were observed, and the floor of the mean.
-    pub interval_ms: u64,
+    pub(crate) interval_ms: u64,
     /// Phi at which a member becomes `Suspect`.
-    pub phi_suspect: f64,
+    pub(crate) phi_suspect: f64,
     /// Phi at which a member becomes `Dead`.
-    pub phi_dead: f64,
+    pub(crate) phi_dead: f64,
     /// How long a member stays `Dead` before it is removed.
-    pub dead_remove_ms: u64,
+    pub(crate) dead_remove_ms: u64,
     /// How long a member stays `Left` (visible to users) before it is removed.
-    pub left_remove_ms: u64,
+    pub(crate) left_remove_ms: u64,
 }
 
 /// Heartbeat arrival history of one member.
@@ -154,7 +154,7 @@ struct Removed {
 
 /// The member table of one node.
 #[derive(Clone, Debug)]
-pub struct Members {
+pub(crate) struct Members {
     me: Member,
     leaving: bool,
     peers: BTreeMap<NodeId, Peer>,
@@ -166,7 +166,7 @@ pub struct Members {
 
 impl Members {
     /// A table that knows only this node.
-    pub fn new(
+    pub(crate) fn new(
         id: NodeId,
         name: Name,
         addr: Addr,
@@ -184,58 +184,53 @@ impl Members {
         }
     }
 
-    /// This node as a member.
-    pub fn me(&self) -> &Member {
-        &self.me
-    }
-
     /// Every known member, this node first.
-    pub fn list(&self) -> Vec<Member> {
+    pub(crate) fn list(&self) -> Vec<Member> {
         std::iter::once(self.me.clone())
             .chain(self.peers.values().map(|p| p.member.clone()))
             .collect()
     }
 
     /// A member other than this node.
-    pub fn peer(&self, id: NodeId) -> Option<&Member> {
+    pub(crate) fn peer(&self, id: NodeId) -> Option<&Member> {
         self.peers.get(&id).map(|peer| &peer.member)
     }
 
     /// Members in `states`, this node excluded.
-    pub fn peers_in(&self, states: &[MemberState]) -> impl Iterator<Item = &Member> {
+    pub(crate) fn peers_in(&self, states: &[MemberState]) -> impl Iterator<Item = &Member> {
         self.peers.values().map(|p| &p.member).filter(move |m| states.contains(&m.state))
     }
 
     /// Whether `id` was removed and is fenced out.
-    pub fn is_removed(&self, id: NodeId) -> bool {
+    pub(crate) fn is_removed(&self, id: NodeId) -> bool {
         self.removed.contains_key(&id)
     }
 
     /// Starts this node's own departure: digests announce it from now on.
-    pub fn leave(&mut self) {
+    pub(crate) fn leave(&mut self) {
         self.leaving = true;
         self.me.state = MemberState::Left;
     }
 
     /// Advances this node's heartbeat, once per round.
-    pub fn beat(&mut self) {
+    pub(crate) fn beat(&mut self) {
         self.me.heartbeat += 1;
     }
 
     /// This node's record, as sent in every `Syn` and `SynAck`.
-    pub fn own_record(&self) -> Record {
+    pub(crate) fn own_record(&self) -> Record {
         record_of(&self.me, self.leaving)
     }
 
     /// The heartbeat list of a digest.
-    pub fn heartbeats(&self) -> Vec<Heartbeat> {
+    pub(crate) fn heartbeats(&self) -> Vec<Heartbeat> {
         let me = heartbeat_of(&self.me, self.leaving);
         let peers = self.peers.values().map(|p| heartbeat_of(&p.member, p.left_announced));
         std::iter::once(me).chain(peers).collect()
     }
 
     /// Records of members that a digest with `theirs` lacks (unknown or older incarnation).
-    pub fn missing_records(&self, theirs: &[Heartbeat]) -> Vec<Record> {
+    pub(crate) fn missing_records(&self, theirs: &[Heartbeat]) -> Vec<Record> {
         let known: BTreeMap<NodeId, u64> = theirs.iter().map(|h| (h.id, h.incarnation)).collect();
         let lacks = |m: &Member| known.get(&m.id).is_none_or(|inc| *inc < m.incarnation);
         self.peers
@@ -248,7 +243,7 @@ impl Members {
 
     /// Merges a full record: adds an unknown member, or updates a known one.
     /// `direct` says the record came from the member itself (its own `Syn` or `SynAck`).
-    pub fn merge_record(
+    pub(crate) fn merge_record(
         &mut self,
         now_ms: u64,
         record: &Record,
@@ -311,7 +306,7 @@ impl Members {
     }
 
     /// Merges a heartbeat of a known member; unknown members wait for their record.
-    pub fn merge_heartbeat(
+    pub(crate) fn merge_heartbeat(
         &mut self,
         now_ms: u64,
         beat: &Heartbeat,
@@ -348,7 +343,7 @@ impl Members {
 
     /// Notes the bases a peer reported about itself in a message sent at `beat`. Refuses a
     /// later incarnation whose bases are lower than an earlier one's.
-    pub fn set_bases(
+    pub(crate) fn set_bases(
         &mut self,
         beat: &Heartbeat,
         bases: &BTreeMap<NodeId, u64>,
@@ -369,13 +364,13 @@ impl Members {
     }
 
     /// The bases a peer last reported.
-    pub fn bases(&self, id: NodeId) -> Option<&BTreeMap<NodeId, u64>> {
+    pub(crate) fn bases(&self, id: NodeId) -> Option<&BTreeMap<NodeId, u64>> {
         self.peers.get(&id)?.bases.as_ref().map(|(_, _, bases)| bases)
     }
 
     /// The writes every member not known to have left has seen: the meet of `own` and every
     /// such member's last reported bases. `None` while some member has reported none yet.
-    pub fn stable(&self, own: &BTreeMap<NodeId, u64>) -> Option<BTreeMap<NodeId, u64>> {
+    pub(crate) fn stable(&self, own: &BTreeMap<NodeId, u64>) -> Option<BTreeMap<NodeId, u64>> {
         let mut stable = own.clone();
         for peer in self.peers.values().filter(|p| p.member.state != MemberState::Left) {
             let (_, _, bases) = peer.bases.as_ref()?;
@@ -388,7 +383,7 @@ impl Members {
     }
 
     /// Re-evaluates every member's liveness at `now_ms` and removes the long dead and left.
-    pub fn tick(&mut self, now_ms: u64, changes: &mut Vec<MemberChange>) {
+    pub(crate) fn tick(&mut self, now_ms: u64, changes: &mut Vec<MemberChange>) {
         let config = self.config;
         let mut doomed = Vec::new();
         for (id, peer) in &mut self.peers {
@@ -428,7 +423,7 @@ impl Members {
     /// Takes identity `id` in place of the current one, keeping every peer. The old identity
     /// goes into the removed record, so its records, still gossiped by peers that have not
     /// removed it yet, never come back as a peer here.
-    pub fn rename(&mut self, id: NodeId, now_ms: u64) {
+    pub(crate) fn rename(&mut self, id: NodeId, now_ms: u64) {
         let old = self.me.id;
         self.me = Member { id, incarnation: 0, heartbeat: 0, ..self.me.clone() };
         let mut changes = Vec::new();
@@ -436,7 +431,7 @@ impl Members {
     }
 
     /// Notes direct contact with a peer: proof of life, though not a heartbeat sample.
-    pub fn heard_from(&mut self, id: NodeId, now_ms: u64) {
+    pub(crate) fn heard_from(&mut self, id: NodeId, now_ms: u64) {
         if let Some(peer) = self.peers.get_mut(&id) {
             peer.detector.last_ms = peer.detector.last_ms.max(now_ms);
             peer.confirmed = true;
@@ -445,7 +440,7 @@ impl Members {
 
     /// Members a `--wait all` waits for: not known dead or left, and confirmed alive by this
     /// node's own evidence at least once.
-    pub fn waited_for(&self) -> impl Iterator<Item = NodeId> + '_ {
+    pub(crate) fn waited_for(&self) -> impl Iterator<Item = NodeId> + '_ {
         let live = [MemberState::Alive, MemberState::Suspect];
         self.peers
             .values()
@@ -486,7 +481,7 @@ impl Members {
     }
 
     /// Removed identities seen alive since the last call, with where to tell them.
-    pub fn take_revived(&mut self) -> Vec<(NodeId, Addr)> {
+    pub(crate) fn take_revived(&mut self) -> Vec<(NodeId, Addr)> {
         std::mem::take(&mut self.revived)
     }
 

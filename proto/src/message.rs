@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::NodeId;
+use crate::codec::{self, CodecError};
 use crate::horizon::Horizon;
 use crate::limits::{ADDR_SIZE_MAX, MEMBERS_MAX, NAME_SIZE_MAX};
 use crate::store::{Delta, Update};
@@ -223,9 +224,58 @@ pub struct Envelope {
     pub body: Body,
 }
 
+impl Envelope {
+    /// Encodes the message with the bounded codec: at most `MESSAGE_SIZE_MAX` bytes. A
+    /// message a node built always fits (its pages are sized by bounds on their entries), so
+    /// an error here is a bug in this crate.
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        codec::encode(self)
+    }
+
+    /// Decodes a received message and checks the bounds the codec alone does not. Pure and
+    /// safe on any input, so a driver runs it before it takes the lock around its node.
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, MessageError> {
+        let envelope: Envelope = codec::decode(bytes)?;
+        envelope.body.validate()?;
+        Ok(envelope)
+    }
+}
+
+/// Why a received message was dropped.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// The bytes did not decode.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The message decoded but breaks a bound.
+    #[error(transparent)]
+    Invalid(#[from] InvalidMessage),
+}
+
+/// Why a message that decoded was still refused: it breaks a bound the codec alone does not
+/// check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidMessage {
+    /// More member entries than any node tracks.
+    #[error("invalid message: {count} members in one message, the maximum is {}", 2 * MEMBERS_MAX)]
+    TooManyMembers {
+        /// How many the message listed.
+        count: usize,
+    },
+    /// A horizon naming more writers than any node tracks.
+    #[error("invalid message: a horizon names more than {} writers", 2 * MEMBERS_MAX)]
+    HorizonTooLarge,
+    /// A delta group whose updates lie outside its range or belong to another writer.
+    #[error("invalid message: a delta group of {writer} does not hold to its range")]
+    GroupOutsideRange {
+        /// The writer the group claims to cover.
+        writer: NodeId,
+    },
+}
+
 impl Body {
     /// Checks bounds that the codec alone does not: list lengths.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidMessage> {
         let members = match self {
             Body::Syn { digest, .. } => digest.members.len() + digest.bases.len(),
             Body::SynAck { digest, records, .. } => {
@@ -236,7 +286,7 @@ impl Body {
             _ => 0,
         };
         if members > 2 * MEMBERS_MAX {
-            return Err(format!("{members} members in one message, the maximum is {MEMBERS_MAX}"));
+            return Err(InvalidMessage::TooManyMembers { count: members });
         }
         let horizon = match self {
             Body::Syn { digest, .. } | Body::SynAck { digest, .. } => Some(&digest.horizon),
@@ -246,7 +296,7 @@ impl Body {
         if let Some(horizon) = horizon {
             let beyond = horizon.safe_beyond.as_ref().map_or(0, BTreeMap::len);
             if horizon.pruned.len().max(beyond) > 2 * MEMBERS_MAX {
-                return Err(format!("a horizon names more than {} writers", 2 * MEMBERS_MAX));
+                return Err(InvalidMessage::HorizonTooLarge);
             }
         }
         if let Body::Delta { delta, .. } = self {
@@ -258,10 +308,7 @@ impl Body {
                     u.stamp.node != group.node || u.seq <= group.from || u.seq > group.to
                 };
                 if group.from > group.to || group.updates.iter().any(outside) {
-                    return Err(format!(
-                        "a delta group of {} does not hold to its range",
-                        group.node
-                    ));
+                    return Err(InvalidMessage::GroupOutsideRange { writer: group.node });
                 }
             }
         }

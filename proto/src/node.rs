@@ -1,25 +1,27 @@
 //! [`Node`]: one chorus replica as a sans-IO state machine.
 //!
 //! Inputs are [`Node::handle_message`] and [`Node::handle_timeout`]; commands are
-//! [`Node::put`], [`Node::delete`], [`Node::join`] and [`Node::leave`]; outputs are drained
+//! [`Node::write`], [`Node::join`] and [`Node::leave`]; outputs are drained
 //! with [`Node::poll_transmit`], [`Node::poll_event`] and [`Node::poll_timeout`]. Message
 //! handling lives in `exchange.rs`.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, RngExt, SeedableRng};
-use serde::{Deserialize, Serialize};
 
-use crate::clock::{Clock, NodeId, Stamp};
-use crate::codec;
+use crate::clock::{Clock, NodeId};
 use crate::data::{Key, Value};
+use crate::event::Event;
 use crate::limits::*;
 use crate::membership::{DetectorConfig, Member, MemberChange, MemberState, Members};
 use crate::message::{Addr, Body, Envelope, Name, ResetReason};
+use crate::push::Pushes;
+use crate::stats::Stats;
 use crate::store::{Applied, Store, Update};
-use crate::version::Dot;
-use crate::wait::{Wait, WaitId, WaitLevel, WaitOutcome};
+use crate::transmit::{Lane, Transmit};
+use crate::wait::{WaitLevel, Waits};
+use crate::write::{Write, WriteError, Written};
 
 /// How a node behaves; [`Config::new`] fills in the defaults from `limits`.
 #[derive(Clone, Debug)]
@@ -46,13 +48,13 @@ pub struct Config {
     pub value_size_max: usize,
     /// How long a collectable tombstone is kept.
     pub tombstone_grace_ms: u64,
-    /// Phi at which a member becomes suspect.
+    /// Phi at which a member becomes suspect (`PHI_SUSPECT`).
     pub phi_suspect: f64,
-    /// Phi at which a member becomes dead.
+    /// Phi at which a member becomes dead (`PHI_DEAD`).
     pub phi_dead: f64,
-    /// How long a dead member stays listed before removal.
+    /// How long a dead member stays listed before removal (`DEAD_REMOVE_MS`).
     pub dead_remove_ms: u64,
-    /// How long a left member stays listed before removal.
+    /// How long a left member stays listed before removal (`LEFT_REMOVE_MS`).
     pub left_remove_ms: u64,
     /// Rules broken on purpose, for the simulator's proof that its checkers catch them.
     /// Always off in a real node.
@@ -89,10 +91,10 @@ impl Config {
             clock_skew_ms_max: CLOCK_SKEW_MS_MAX,
             value_size_max: VALUE_SIZE_MAX,
             tombstone_grace_ms: TOMBSTONE_GRACE_MS,
-            phi_suspect: 3.0,
-            phi_dead: 6.0,
-            dead_remove_ms: 5 * 60_000,
-            left_remove_ms: 60_000,
+            phi_suspect: PHI_SUSPECT,
+            phi_dead: PHI_DEAD,
+            dead_remove_ms: DEAD_REMOVE_MS,
+            left_remove_ms: LEFT_REMOVE_MS,
             sabotage: Sabotage::default(),
         }
     }
@@ -108,167 +110,6 @@ impl Config {
     }
 }
 
-/// Which connection lane a message should travel on: catch-up pages go on their own lane so a
-/// large sync never delays heartbeats and pushes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Lane {
-    /// Digests, pushes, acknowledgements: small and latency-sensitive.
-    Control,
-    /// Anti-entropy delta pages: large, may queue.
-    Bulk,
-}
-
-/// A message for the driver to send.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transmit {
-    /// Where to.
-    pub to: Addr,
-    /// Which lane.
-    pub lane: Lane,
-    /// The encoded [`Envelope`].
-    pub bytes: Vec<u8>,
-}
-
-/// Something the driver (or a watching client) should know about.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// A key now has this value (local or replicated write).
-    Put {
-        /// The key.
-        key: Key,
-        /// Its new value.
-        value: Value,
-        /// The write's stamp.
-        stamp: Stamp,
-    },
-    /// A live key was deleted.
-    Delete {
-        /// The key.
-        key: Key,
-        /// The tombstone's stamp.
-        stamp: Stamp,
-    },
-    /// A live key reached its expiry.
-    Expire {
-        /// The key.
-        key: Key,
-    },
-    /// A member changed state, joined, or was removed.
-    Member(MemberChange),
-    /// A write wait ended.
-    WaitDone(WaitOutcome),
-    /// The first exchange with a peer completed: the node has joined.
-    Joined,
-    /// A graceful leave finished its handoff (or had no one to hand off to).
-    Left,
-    /// The cluster fenced this identity out and the node took a new one; it also dropped its
-    /// state if `reason` says so ([`ResetReason::dropped_state`]).
-    Reset {
-        /// The identity fenced out.
-        old: NodeId,
-        /// The new identity.
-        new: NodeId,
-        /// Why.
-        reason: ResetReason,
-    },
-    /// A peer sent a write stamped too far ahead; it was held back.
-    Skew {
-        /// The peer.
-        peer: NodeId,
-        /// How far ahead, in milliseconds.
-        ahead_ms: u64,
-    },
-}
-
-/// Why a write was not accepted.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum WriteError {
-    /// The value exceeds this node's limit.
-    TooLarge {
-        /// Its size.
-        size: usize,
-        /// The limit.
-        size_max: usize,
-    },
-    /// The TTL exceeds `TTL_MS_MAX` or is zero.
-    InvalidTtl,
-    /// The node is leaving and takes no new writes.
-    ShuttingDown,
-    /// Too many waited writes are pending.
-    TooManyWaits,
-}
-
-impl std::fmt::Display for WriteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WriteError::TooLarge { size, size_max } => {
-                write!(f, "value too large: {size} bytes, the maximum is {size_max}")
-            }
-            WriteError::InvalidTtl => {
-                write!(f, "invalid TTL: it must be between 1 ms and 365 days")
-            }
-            WriteError::ShuttingDown => write!(f, "node shutting down: it takes no new writes"),
-            WriteError::TooManyWaits => write!(f, "too many writes waiting for confirmation"),
-        }
-    }
-}
-
-impl std::error::Error for WriteError {}
-
-/// A write the node accepted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Written {
-    /// Its stamp.
-    pub stamp: Stamp,
-    /// The wait to expect a [`Event::WaitDone`] for, unless the level was `Local`.
-    pub wait: Option<WaitId>,
-}
-
-/// Counters, for `chorus stats` and the simulator.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stats {
-    /// Messages sent.
-    pub messages_sent: u64,
-    /// Bytes sent.
-    pub bytes_sent: u64,
-    /// Messages received.
-    pub messages_received: u64,
-    /// Bytes received.
-    pub bytes_received: u64,
-    /// Received messages that failed to decode or validate.
-    pub messages_invalid: u64,
-    /// Updates merged that changed this replica.
-    pub updates_applied: u64,
-    /// Updates received that were already seen.
-    pub updates_duplicate: u64,
-    /// Updates held back because their stamp was too far ahead.
-    pub skew_refused: u64,
-    /// The largest lead of a refused stamp, in milliseconds.
-    pub skew_ms_max: u64,
-    /// Refused updates per peer.
-    pub skew_by_peer: BTreeMap<NodeId, u64>,
-    /// Pushes dropped because a peer's queue was full.
-    pub pushes_dropped: u64,
-    /// Events dropped because the driver did not drain them.
-    pub events_dropped: u64,
-    /// Tombstones and expired entries collected.
-    pub collected: u64,
-    /// Times this node took a new identity (fenced out, or its state dropped).
-    pub resets: u64,
-    /// Anti-entropy exchanges refused because one side's state was behind the other's
-    /// collections.
-    pub exchanges_refused: u64,
-}
-
-/// Writes queued for one peer, sent together when the batching window closes.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Outbox {
-    pub(crate) updates: Vec<Update>,
-    pub(crate) acks_wanted: Vec<Dot>,
-    pub(crate) acks: Vec<Dot>,
-    pub(crate) size: usize,
-}
-
 /// One chorus replica. See the crate documentation for the drain contract.
 #[derive(Debug)]
 pub struct Node {
@@ -278,21 +119,16 @@ pub struct Node {
     pub(crate) members: Members,
     pub(crate) rng: Xoshiro256PlusPlus,
     pub(crate) seeds: Vec<Addr>,
-    pub(crate) outboxes: BTreeMap<NodeId, Outbox>,
-    pub(crate) flush_at_ms: Option<u64>,
+    pub(crate) pushes: Pushes,
     pub(crate) next_round_ms: u64,
     pub(crate) rounds: u64,
-    pub(crate) waits: BTreeMap<WaitId, Wait>,
-    pub(crate) next_wait: u64,
+    pub(crate) waits: Waits,
     pub(crate) expiry_cursor_ms: u64,
     pub(crate) joined: bool,
     /// Rounds left during which this node, having dropped its state, is settling.
     pub(crate) settle_rounds: u64,
     pub(crate) leaving: bool,
     pub(crate) left: bool,
-    /// This node's children in each origin's eager-push tree, computed on first use and
-    /// cleared whenever membership changes (a tree depends only on the live members).
-    pub(crate) tree_children: BTreeMap<NodeId, Vec<NodeId>>,
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: Stats,
@@ -323,18 +159,15 @@ impl Node {
             members,
             rng: Xoshiro256PlusPlus::seed_from_u64(config.seed),
             seeds: Vec::new(),
-            outboxes: BTreeMap::new(),
-            flush_at_ms: None,
+            pushes: Pushes::new(config.push_batch_ms, config.tree_fanout),
             next_round_ms: now_ms,
             rounds: 0,
-            waits: BTreeMap::new(),
-            next_wait: 1,
+            waits: Waits::new(),
             expiry_cursor_ms: now_ms,
             joined: false,
             settle_rounds: 0,
             leaving: false,
             left: false,
-            tree_children: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -386,39 +219,25 @@ impl Node {
 
     // Commands.
 
-    /// Writes `value` under `key`, expiring `ttl_ms` after `now_ms` when given.
-    pub fn put(
-        &mut self,
-        now_ms: u64,
-        key: Key,
-        value: Value,
-        ttl_ms: Option<u64>,
-        wait: WaitLevel,
-        timeout_ms: u64,
-    ) -> Result<Written, WriteError> {
+    /// Puts or deletes a key, as `write` says. The write is applied here at once (its stamp
+    /// beats every write this node has seen) and pushed to peers; with a wait level other
+    /// than `Local`, [`Event::WaitDone`] reports later who holds it.
+    pub fn write(&mut self, now_ms: u64, write: Write) -> Result<Written, WriteError> {
         self.assert_drained();
-        if value.len() > self.config.value_size_max {
-            let size_max = self.config.value_size_max;
-            return Err(WriteError::TooLarge { size: value.len(), size_max });
+        let Write { key, value, ttl_ms, wait, timeout_ms } = write;
+        let mut expires_at_ms = None;
+        if let Some(value) = &value {
+            if value.len() > self.config.value_size_max {
+                let size_max = self.config.value_size_max;
+                return Err(WriteError::TooLarge { size: value.len(), size_max });
+            }
+            expires_at_ms = match ttl_ms {
+                Some(ttl) if ttl == 0 || ttl > TTL_MS_MAX => return Err(WriteError::InvalidTtl),
+                Some(ttl) => Some(now_ms.saturating_add(ttl)),
+                None => None,
+            };
         }
-        let expires_at_ms = match ttl_ms {
-            Some(ttl) if ttl == 0 || ttl > TTL_MS_MAX => return Err(WriteError::InvalidTtl),
-            Some(ttl) => Some(now_ms.saturating_add(ttl)),
-            None => None,
-        };
-        self.write(now_ms, key, Some(value), expires_at_ms, wait, timeout_ms)
-    }
-
-    /// Deletes `key` (writes a tombstone).
-    pub fn delete(
-        &mut self,
-        now_ms: u64,
-        key: Key,
-        wait: WaitLevel,
-        timeout_ms: u64,
-    ) -> Result<Written, WriteError> {
-        self.assert_drained();
-        self.write(now_ms, key, None, None, wait, timeout_ms)
+        self.apply_write(now_ms, key, value, expires_at_ms, wait, timeout_ms)
     }
 
     /// Starts joining through `seeds`; more rounds go to seeds until a peer answers.
@@ -458,7 +277,7 @@ impl Node {
     /// latency, where the window (`push_batch_ms`, whole milliseconds) delays every hop.
     pub fn flush_pushes(&mut self, now_ms: u64) {
         self.assert_drained();
-        if self.flush_at_ms.is_some() {
+        if self.pushes.flush_at_ms().is_some() {
             self.flush();
         }
         self.after_call(now_ms);
@@ -478,9 +297,9 @@ impl Node {
 
     /// When [`Node::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> u64 {
-        let waits = self.waits.values().map(|wait| wait.deadline_ms).min();
+        let waits = self.waits.next_deadline_ms();
         let expiry = self.store.next_expiry(self.expiry_cursor_ms);
-        [Some(self.next_round_ms), self.flush_at_ms, waits, expiry]
+        [Some(self.next_round_ms), self.pushes.flush_at_ms(), waits, expiry]
             .into_iter()
             .flatten()
             .min()
@@ -502,7 +321,7 @@ impl Node {
     /// Work common to the end of every input and command: flush due pushes, emit expiries,
     /// settle waits.
     pub(crate) fn after_call(&mut self, now_ms: u64) {
-        if self.flush_at_ms.is_some_and(|at| at <= now_ms) {
+        if self.pushes.flush_at_ms().is_some_and(|at| at <= now_ms) {
             self.flush();
         }
         if self.store.next_expiry(self.expiry_cursor_ms).is_some_and(|at| at <= now_ms) {
@@ -574,7 +393,7 @@ impl Node {
         self.members.peers_in(&[MemberState::Alive, MemberState::Suspect])
     }
 
-    fn write(
+    fn apply_write(
         &mut self,
         now_ms: u64,
         key: Key,
@@ -586,7 +405,7 @@ impl Node {
         if self.leaving {
             return Err(WriteError::ShuttingDown);
         }
-        if wait != WaitLevel::Local && self.waits.len() >= WAITS_MAX {
+        if wait != WaitLevel::Local && !self.waits.has_room() {
             return Err(WriteError::TooManyWaits);
         }
         let stamp = self.clock.tick(now_ms);
@@ -597,15 +416,8 @@ impl Node {
         debug_assert!(matches!(applied, Applied::Won { .. }), "a local write always wins");
         self.changed(&update, &applied, now_ms);
         let wait = (wait != WaitLevel::Local).then(|| {
-            let id = WaitId(self.next_wait);
-            self.next_wait += 1;
-            let confirmed = BTreeSet::from([self.config.id]);
             let deadline_ms = now_ms.saturating_add(timeout_ms);
-            self.waits.insert(
-                id,
-                Wait { id, dot: update.dot(), stamp, level: wait, deadline_ms, confirmed },
-            );
-            id
+            self.waits.start(self.config.id, update.dot(), stamp, wait, deadline_ms)
         });
         let ack = wait.is_some();
         self.forward(&update, ack, None, now_ms);
@@ -633,103 +445,13 @@ impl Node {
         }
     }
 
-    /// Queues `update` for this node's children in its origin's tree.
-    pub(crate) fn forward(
-        &mut self,
-        update: &Update,
-        ack: bool,
-        from: Option<NodeId>,
-        now_ms: u64,
-    ) {
-        let origin = update.stamp.node;
-        for child in self.children(origin) {
-            if Some(child) == from || child == origin {
-                continue;
-            }
-            let outbox = self.outboxes.entry(child).or_default();
-            if outbox.size + update.size_bound() > PUSH_QUEUE_SIZE_MAX {
-                self.stats.pushes_dropped += 1;
-                continue;
-            }
-            outbox.size += update.size_bound();
-            outbox.updates.push(update.clone());
-            if ack {
-                outbox.acks_wanted.push(update.dot());
-            }
-            self.schedule_flush(now_ms);
-        }
-    }
-
-    pub(crate) fn schedule_flush(&mut self, now_ms: u64) {
-        let at = now_ms + self.config.push_batch_ms;
-        self.flush_at_ms = Some(self.flush_at_ms.map_or(at, |current| current.min(at)));
-    }
-
-    /// Sends every queued push and acknowledgement.
-    pub(crate) fn flush(&mut self) {
-        self.flush_at_ms = None;
-        let outboxes = std::mem::take(&mut self.outboxes);
-        for (peer, mut outbox) in outboxes {
-            let Some(addr) = self.members.peer(peer).map(|m| m.addr.clone()) else { continue };
-            if !outbox.acks.is_empty() {
-                self.send(addr.clone(), Lane::Control, Body::Ack(std::mem::take(&mut outbox.acks)));
-            }
-            // Split into messages below the page target; a single large update goes alone.
-            let mut updates = Vec::new();
-            let mut size = 0;
-            for update in outbox.updates {
-                if size + update.size_bound() > DELTA_PAGE_SIZE_TARGET && !updates.is_empty() {
-                    self.send_push(addr.clone(), std::mem::take(&mut updates), &outbox.acks_wanted);
-                    size = 0;
-                }
-                size += update.size_bound();
-                updates.push(update);
-            }
-            if !updates.is_empty() {
-                self.send_push(addr, updates, &outbox.acks_wanted);
-            }
-        }
-    }
-
-    fn send_push(&mut self, to: Addr, updates: Vec<Update>, acks_wanted: &[Dot]) {
-        let acks = acks_wanted
-            .iter()
-            .filter(|dot| updates.iter().any(|u| u.dot() == **dot))
-            .copied()
-            .collect();
-        self.send(to, Lane::Control, Body::Push { updates, acks });
-    }
-
-    /// This node's children in `origin`'s tree over its live view, cached per origin so a
-    /// forwarded write costs a lookup, not a sort of every member.
-    fn children(&mut self, origin: NodeId) -> Vec<NodeId> {
-        if let Some(children) = self.tree_children.get(&origin) {
-            return children.clone();
-        }
-        let live: Vec<NodeId> =
-            self.members.peers_in(&[MemberState::Alive]).map(|m| m.id).collect();
-        let children =
-            crate::tree::children(origin, self.config.id, &live, self.config.tree_fanout);
-        // Origins include retired writers; bound the cache by the member limit.
-        if self.tree_children.len() >= MEMBERS_MAX {
-            self.tree_children.clear();
-        }
-        self.tree_children.insert(origin, children.clone());
-        children
-    }
-
-    /// Encodes and queues a message.
+    /// Queues a message. It is encoded by the driver; every body built here stays within
+    /// `MESSAGE_SIZE_MAX` by construction (pages and pushes are sized by the bounds of their
+    /// updates), which the simulator checks on every message it encodes.
     pub(crate) fn send(&mut self, to: Addr, lane: Lane, body: Body) {
-        let envelope = Envelope { sender: self.config.id, body };
-        match codec::encode(&envelope) {
-            Ok(bytes) => {
-                self.stats.messages_sent += 1;
-                self.stats.bytes_sent += bytes.len() as u64;
-                self.transmits.push_back(Transmit { to, lane, bytes });
-            }
-            // Every body is built within the limits; failing here is a bug in this crate.
-            Err(error) => debug_assert!(false, "an outgoing message did not encode: {error}"),
-        }
+        let message = Envelope { sender: self.config.id, body };
+        self.stats.messages_sent += 1;
+        self.transmits.push_back(Transmit { to, lane, message });
     }
 
     pub(crate) fn emit(&mut self, event: Event) {
@@ -744,43 +466,20 @@ impl Node {
         if changes.is_empty() {
             return;
         }
-        self.tree_children.clear();
+        self.pushes.forget_trees();
         for change in changes {
             self.emit(Event::Member(change));
         }
     }
 
-    /// Marks `dots` as held by `peer` and completes the waits that reach their level.
-    pub(crate) fn confirm(&mut self, peer: NodeId, dots: impl Iterator<Item = Dot>) {
-        for dot in dots {
-            for wait in self.waits.values_mut().filter(|wait| wait.dot == dot) {
-                wait.confirmed.insert(peer);
-            }
-        }
-    }
-
-    /// Confirms every wait whose write `peer`'s bases cover.
-    pub(crate) fn confirm_by_bases(&mut self, peer: NodeId, bases: &BTreeMap<NodeId, u64>) {
-        for wait in self.waits.values_mut() {
-            if bases.get(&wait.dot.node).is_some_and(|seq| *seq >= wait.dot.seq) {
-                wait.confirmed.insert(peer);
-            }
-        }
-    }
-
+    /// Ends the waits that reached their level or deadline, reporting each.
     fn settle_waits(&mut self, now_ms: u64) {
         if self.waits.is_empty() {
             return;
         }
         let mut required: BTreeSet<NodeId> = self.members.waited_for().collect();
         required.insert(self.config.id);
-        let done: Vec<WaitOutcome> = self
-            .waits
-            .values()
-            .filter_map(|wait| wait.outcome(&required, now_ms >= wait.deadline_ms))
-            .collect();
-        for outcome in done {
-            self.waits.remove(&outcome.id);
+        for outcome in self.waits.settle(required, now_ms) {
             self.emit(Event::WaitDone(outcome));
         }
     }
@@ -815,15 +514,11 @@ impl Node {
         }
         if reason.dropped_state() {
             self.settle_rounds = SETTLE_ROUNDS;
-            for wait in std::mem::take(&mut self.waits).into_values() {
-                let outcome = wait.outcome(&BTreeSet::new(), true);
-                if let Some(outcome) = outcome {
-                    self.emit(Event::WaitDone(WaitOutcome { complete: false, ..outcome }));
-                }
+            for outcome in self.waits.abandon() {
+                self.emit(Event::WaitDone(outcome));
             }
             self.store = Store::new();
-            self.outboxes.clear();
-            self.flush_at_ms = None;
+            self.pushes.clear();
             self.joined = false;
             self.expiry_cursor_ms = now_ms;
         }
@@ -833,7 +528,7 @@ impl Node {
         self.clock = Clock::new(new, self.config.clock_skew_ms_max);
         let _ = self.clock.observe(last, last.wall_ms());
         self.members.rename(new, now_ms);
-        self.tree_children.clear();
+        self.pushes.forget_trees();
         self.stats.resets += 1;
         self.emit(Event::Reset { old, new, reason });
         // Only through the peer that prompted it: after a drop that is the peer whose state

@@ -185,12 +185,14 @@ impl StatsReport {
     }
 }
 
-/// Why a request failed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Why a request failed. It travels to the client, so causes are carried as text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum RpcError {
     /// The key has no live value.
+    #[error("not found")]
     NotFound,
     /// A value above the node's limit.
+    #[error("value too large: {size} bytes, the maximum is {size_max}")]
     TooLarge {
         /// Its size.
         size: u64,
@@ -198,40 +200,27 @@ pub enum RpcError {
         size_max: u64,
     },
     /// A key or prefix that is not valid.
+    #[error("invalid key: {0}")]
     InvalidKey(String),
     /// A request that is not valid for another reason.
+    #[error("invalid request: {0}")]
     InvalidRequest(String),
     /// The node did not answer in time.
+    #[error("timed out")]
     Timeout,
     /// The client's credentials were refused.
+    #[error("unauthorised: wrong cluster key")]
     Unauthorised,
     /// The node is shutting down and takes no new writes.
+    #[error("node shutting down")]
     ShuttingDown,
     /// A watch cursor older than the node's history: list again, then watch from now.
+    #[error("watch cursor expired: list again, then watch")]
     CursorExpired,
     /// The node is overloaded; try again.
+    #[error("node busy, try again")]
     Busy,
 }
-
-impl std::fmt::Display for RpcError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RpcError::NotFound => write!(f, "not found"),
-            RpcError::TooLarge { size, size_max } => {
-                write!(f, "value too large: {size} bytes, the maximum is {size_max}")
-            }
-            RpcError::InvalidKey(why) => write!(f, "invalid key: {why}"),
-            RpcError::InvalidRequest(why) => write!(f, "invalid request: {why}"),
-            RpcError::Timeout => write!(f, "timed out"),
-            RpcError::Unauthorised => write!(f, "unauthorised: wrong cluster key"),
-            RpcError::ShuttingDown => write!(f, "node shutting down"),
-            RpcError::CursorExpired => write!(f, "watch cursor expired: list again, then watch"),
-            RpcError::Busy => write!(f, "node busy, try again"),
-        }
-    }
-}
-
-impl std::error::Error for RpcError {}
 
 /// What a node answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -241,7 +241,7 @@ impl Store {
 
     /// Merges a delta from a replica whose state has horizon `theirs`: every update, then the
     /// ranges each group covers. The caller checked that this state is safe against what the
-    /// sender collected ([`Horizon::is_safe_against`]).
+    /// sender collected (`Horizon::is_safe_against`).
     pub fn apply_delta(&mut self, delta: Delta, theirs: &Horizon) -> Vec<(Update, Applied)> {
         let mut outcomes = Vec::with_capacity(delta.update_count());
         let before = self.vector.bases().clone();
@@ -262,18 +262,18 @@ impl Store {
     }
 
     /// What this state lacks by collection and what its content is safe against.
-    pub fn horizon(&self) -> &Horizon {
+    pub(crate) fn horizon(&self) -> &Horizon {
         &self.horizon
     }
 
     /// Whether this state is safe against every entry another replica collected.
-    pub fn is_safe_against(&self, theirs: &Horizon) -> bool {
+    pub(crate) fn is_safe_against(&self, theirs: &Horizon) -> bool {
         self.horizon.is_safe_against(self.vector.bases(), theirs)
     }
 
     /// The horizon to send with a delta page, given the receiver's bases once it applied the
     /// page (`cursor`).
-    pub fn page_horizon(&self, cursor: &BTreeMap<NodeId, u64>) -> Horizon {
+    pub(crate) fn page_horizon(&self, cursor: &BTreeMap<NodeId, u64>) -> Horizon {
         self.horizon.for_page(self.vector.bases(), cursor)
     }
 
@@ -318,7 +318,11 @@ impl Store {
     /// A delta's ranges tell the receiver that every write in them it does not carry was
     /// replaced by a newer write that the delta carries or that the receiver has seen. A
     /// replacement held here out of order is neither, unless it travels too.
-    pub fn unsettled(&self, bases: &BTreeMap<NodeId, u64>, size_target: usize) -> Vec<Group> {
+    pub(crate) fn unsettled(
+        &self,
+        bases: &BTreeMap<NodeId, u64>,
+        size_target: usize,
+    ) -> Vec<Group> {
         let mut groups = Vec::new();
         let mut size = 0;
         let mut start = Some(Dot { node: NodeId(0), seq: 0 });

@@ -19,7 +19,7 @@ fn mix(mut x: u64) -> u64 {
 
 /// The members `me` forwards writes of `origin` to. `live` lists the members in the tree
 /// (it may or may not contain `me` and `origin`; both are added).
-pub fn children(origin: NodeId, me: NodeId, live: &[NodeId], fanout: usize) -> Vec<NodeId> {
+pub(crate) fn children(origin: NodeId, me: NodeId, live: &[NodeId], fanout: usize) -> Vec<NodeId> {
     let salt = mix(origin.0);
     let mut order: Vec<(u64, NodeId)> = live
         .iter()

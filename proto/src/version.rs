@@ -51,7 +51,7 @@ impl VersionVector {
     }
 
     /// Records `dot` as seen.
-    pub fn insert(&mut self, dot: Dot) {
+    pub(crate) fn insert(&mut self, dot: Dot) {
         let base = self.base(dot.node);
         if dot.seq == base.saturating_add(1) && dot.seq > base {
             self.set_base(dot.node, dot.seq);
@@ -62,33 +62,11 @@ impl VersionVector {
 
     /// Records every write of `node` in `(from, to]` as seen, if that range joins the base
     /// (`from <= base`); a range beyond a gap says nothing about the gap and is ignored.
-    pub fn advance(&mut self, node: NodeId, from: u64, to: u64) {
+    pub(crate) fn advance(&mut self, node: NodeId, from: u64, to: u64) {
         let base = self.base(node);
         if from <= base && to > base {
             self.set_base(node, to);
         }
-    }
-
-    /// Whether every write seen by `other` is seen here (bases only).
-    pub fn covers(&self, other: &BTreeMap<NodeId, u64>) -> bool {
-        other.iter().all(|(node, seq)| self.base(*node) >= *seq)
-    }
-
-    /// Lowers every base to at most `other`'s, counting a node `other` lacks as 0: the
-    /// writes that both have seen.
-    pub fn meet(&mut self, other: &BTreeMap<NodeId, u64>) {
-        self.cloud.clear();
-        self.base.retain(|node, seq| {
-            *seq = (*seq).min(other.get(node).copied().unwrap_or(0));
-            *seq > 0
-        });
-    }
-
-    /// A vector from digest bases, with no cloud.
-    pub fn from_bases(base: BTreeMap<NodeId, u64>) -> VersionVector {
-        let mut base = base;
-        base.retain(|_, seq| *seq > 0);
-        VersionVector { base, cloud: BTreeSet::new() }
     }
 
     /// Sets the base and absorbs the cloud dots it now reaches, contiguously.

@@ -2,17 +2,15 @@
 
 mod harness;
 
-use chorus_proto::codec;
-use chorus_proto::message::{Body, Envelope};
-use chorus_proto::{Node, WaitLevel};
+use chorus_proto::message::Body;
+use chorus_proto::{Node, Write};
 use harness::{Cluster, key, value};
 
 /// The keys of the pushes among the node's queued transmits.
 fn pushed(node: &mut Node) -> Vec<String> {
     let mut keys = Vec::new();
     while let Some(transmit) = node.poll_transmit() {
-        let envelope: Envelope = codec::decode(&transmit.bytes).expect("a valid message");
-        if let Body::Push { updates, .. } = envelope.body {
+        if let Body::Push { updates, .. } = transmit.message.body {
             keys.extend(updates.iter().map(|update| update.key.to_string()));
         }
     }
@@ -26,7 +24,7 @@ fn flush_pushes_sends_queued_writes_before_the_window_closes() {
     let now = cluster.local_now(0);
     let node = cluster.nodes[0].as_mut().expect("node 0 runs");
     for name in ["a", "b"] {
-        node.put(now, key(name), value("v"), None, WaitLevel::Local, 0).expect("accepted");
+        node.write(now, Write::put(key(name), value("v"))).expect("accepted");
         assert!(pushed(node).is_empty(), "a push went out before the window or a flush");
     }
     assert!(node.poll_timeout() <= now + node.config().push_batch_ms, "a flush is scheduled");

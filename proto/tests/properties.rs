@@ -292,9 +292,15 @@ fn exchanging_deltas_leaves_equal_maps_and_vectors() {
 // ---------------------------------------------------------------------------------------------
 // Anti-entropy.
 
-/// Nodes that write with their own clocks, push eagerly to some peers, and lose, duplicate and
-/// reorder those pushes.
-struct Cluster {
+/// Bare replicas (a `Store` and a `Clock` each, no `Node`) that write with their own clocks,
+/// push eagerly to some peers, and lose, duplicate and reorder those pushes, then exchange
+/// delta pages cut at any size and delivered in any order.
+///
+/// This is not the harness's `Cluster`, which runs whole `Node`s through the codec: here the
+/// test plays the protocol itself, so it can page at arbitrary targets, shuffle and
+/// duplicate pages, and check the store's algebra without membership, the fence or the
+/// skew guard deciding what gets exchanged.
+struct Replicas {
     clocks: Vec<Clock>,
     stores: Vec<Store>,
     /// Each node's wall clock offset, within the skew bound.
@@ -323,11 +329,11 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
     vec(step, 0..60)
 }
 
-impl Cluster {
-    fn new(size: usize, seed: u64) -> Cluster {
+impl Replicas {
+    fn new(size: usize, seed: u64) -> Replicas {
         let mut rng = Rng(seed);
         let offsets = (0..size).map(|_| rng.below(300) as u64).collect();
-        Cluster {
+        Replicas {
             clocks: (0..size)
                 .map(|i| Clock::new(NodeId(100 + i as u64), CLOCK_SKEW_MS_MAX))
                 .collect(),
@@ -487,8 +493,8 @@ impl Cluster {
     }
 }
 
-fn run_workload(size: usize, steps: Vec<Step>, seed: u64) -> Result<Cluster, TestCaseError> {
-    let mut cluster = Cluster::new(size, seed);
+fn run_workload(size: usize, steps: Vec<Step>, seed: u64) -> Result<Replicas, TestCaseError> {
+    let mut cluster = Replicas::new(size, seed);
     for step in steps {
         cluster.step(step)?;
     }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chorus_proto::limits::GOSSIP_INTERVAL_MS;
 use chorus_proto::message::{Body, Envelope};
-use chorus_proto::{Addr, Dot, Key, Value, WaitLevel, codec};
+use chorus_proto::{Addr, Dot, Key, Value, Write, codec};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
@@ -291,7 +291,7 @@ impl Broadcasts {
             let value = self.acked.len() as u64;
             let key = Key::new(format!("b/{value:08}")).expect("a short key is valid");
             let bytes = Value::new(value.to_le_bytes()).expect("eight bytes are a valid value");
-            if cluster.put(slot, key, bytes, None, WaitLevel::Local, 0).is_ok() {
+            if cluster.write(slot, Write::put(key, bytes)).is_ok() {
                 self.acked.insert(value, cluster.now());
             }
         } else {
@@ -416,7 +416,7 @@ pub fn scale(seed: u64, nodes: usize) -> ScaleReport {
     let bytes_before = cluster.network.stats.bytes_sent;
     cluster.tap(true);
     let written_at = cluster.now();
-    let written = match cluster.put(0, key, value, None, WaitLevel::Local, 0) {
+    let written = match cluster.write(0, Write::put(key, value)) {
         Ok(written) => written,
         Err(error) => {
             report.failure = Some(format!("the write was refused: {error}"));

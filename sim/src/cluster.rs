@@ -16,7 +16,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use chorus_proto::{
-    Addr, Config, Event, Key, Name, Node, NodeId, Transmit, Value, WaitLevel, WriteError, Written,
+    Addr, Config, Envelope, Event, Key, Name, Node, NodeId, Value, Write, WriteError, Written,
 };
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, RngExt};
@@ -340,50 +340,18 @@ impl<S> Cluster<S> {
             .collect()
     }
 
-    /// A client put at `slot`.
-    pub fn put(
-        &mut self,
-        slot: usize,
-        key: Key,
-        value: Value,
-        ttl_ms: Option<u64>,
-        wait: WaitLevel,
-        timeout_ms: u64,
-    ) -> Result<Written, WriteError> {
-        self.write(slot, key, Some(value), ttl_ms, wait, timeout_ms)
-    }
-
-    /// A client delete at `slot`.
-    pub fn delete(
-        &mut self,
-        slot: usize,
-        key: Key,
-        wait: WaitLevel,
-        timeout_ms: u64,
-    ) -> Result<Written, WriteError> {
-        self.write(slot, key, None, None, wait, timeout_ms)
-    }
-
-    fn write(
-        &mut self,
-        slot: usize,
-        key: Key,
-        value: Option<Value>,
-        ttl_ms: Option<u64>,
-        wait: WaitLevel,
-        timeout_ms: u64,
-    ) -> Result<Written, WriteError> {
+    /// A client write (put or delete) at `slot`, handed to the node as it is.
+    pub fn write(&mut self, slot: usize, write: Write) -> Result<Written, WriteError> {
         let local = self.local_now(slot);
         let Some(node) = self.slots[slot].node.as_mut() else {
             return Err(WriteError::ShuttingDown);
         };
         let seq = node.store().vector().base(node.id()) + 1;
-        let result = match &value {
-            Some(value) => node.put(local, key.clone(), value.clone(), ttl_ms, wait, timeout_ms),
-            None => node.delete(local, key.clone(), wait, timeout_ms),
-        };
+        let (key, value, ttl_ms, timeout_ms) =
+            (write.key.clone(), write.value.clone(), write.ttl_ms, write.timeout_ms);
+        let result = node.write(local, write);
         if let Ok(written) = &result {
-            let expires = ttl_ms.map(|ttl| local + ttl);
+            let expires = ttl_ms.filter(|_| value.is_some()).map(|ttl| local + ttl);
             let wait = written.wait.map(|id| (id, local + timeout_ms));
             self.trace.bytes(key.as_bytes());
             self.trace.word(written.stamp.hlc.as_u64());
@@ -467,7 +435,9 @@ impl<S> Cluster<S> {
         let Some(node) = self.slots[to].node.as_mut() else { return Stepped::Dropped };
         self.trace.word((from as u64) << 32 | to as u64);
         self.trace.bytes(bytes);
-        let result = node.handle_message(local, sender, bytes);
+        // Every delivered message goes through the codec, as on a real link.
+        let result = Envelope::decode(bytes)
+            .and_then(|envelope| node.handle_message(local, sender, envelope));
         self.checker.delivered(to, from, corrupted, &result);
         if self.log.is_some() {
             let what = describe(bytes);
@@ -521,8 +491,17 @@ impl<S> Cluster<S> {
             self.slots[slot].identities.push(*new);
         }
         for transmit in transmits {
-            self.checker.transmitted(slot, transmit.bytes.len());
-            self.route(slot, transmit);
+            // Every sent message goes through the bounded codec, as on a real link.
+            match transmit.encode() {
+                Ok(bytes) => {
+                    self.checker.transmitted(slot, bytes.len());
+                    self.route(slot, &transmit.to, bytes);
+                }
+                Err(error) => {
+                    let why = format!("n{slot} built a message that does not encode: {error}");
+                    self.checker.fail("message-size", why);
+                }
+            }
         }
         if left {
             self.remove(slot);
@@ -551,11 +530,11 @@ impl<S> Cluster<S> {
         self.slots[slot].timer = Some((at, seq));
     }
 
-    fn route(&mut self, from: usize, transmit: Transmit) {
-        let to = match slot_of(&transmit.to) {
+    fn route(&mut self, from: usize, to: &Addr, bytes: Vec<u8>) {
+        let to = match slot_of(to) {
             Some(to) if to < self.slots.len() => to,
             Some(_) => return,
-            None if transmit.to.as_bytes() == SEED_ADDR.as_bytes() => {
+            None if to.as_bytes() == SEED_ADDR.as_bytes() => {
                 let running: Vec<usize> = (0..self.slots.len())
                     .filter(|&s| s != from && self.slots[s].status == Status::Up)
                     .collect();
@@ -567,9 +546,9 @@ impl<S> Cluster<S> {
             None => return,
         };
         if let Some(tap) = &mut self.tap {
-            tap.push(Tapped { from, to, bytes: transmit.bytes.clone() });
+            tap.push(Tapped { from, to, bytes: bytes.clone() });
         }
-        let copies = self.network.send(&mut self.rng, from, to, transmit.bytes);
+        let copies = self.network.send(&mut self.rng, from, to, bytes);
         for copy in copies {
             let at = self.now + copy.delay_ms;
             let action = Action::Deliver { from, to, bytes: copy.bytes, corrupted: copy.corrupted };

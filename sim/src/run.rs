@@ -480,12 +480,7 @@ impl Run {
             // A refused write (none is expected from a running, non-leaving node) is
             // recorded by nothing, so the oracle only holds accepted writes.
             let _ = match op {
-                Op::Put { key, value, ttl_ms, wait, timeout_ms } => {
-                    self.cluster.put(slot, key, value, ttl_ms, wait, timeout_ms).map(drop)
-                }
-                Op::Delete { key, wait, timeout_ms } => {
-                    self.cluster.delete(slot, key, wait, timeout_ms).map(drop)
-                }
+                Op::Write(write) => self.cluster.write(slot, write).map(drop),
                 Op::Read { key } => {
                     self.cluster.read(slot, &key);
                     Ok(())

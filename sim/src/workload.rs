@@ -1,7 +1,7 @@
 //! What clients do: puts, TTL puts, deletes and reads over a small key space, so that writes
 //! to one key conflict across nodes, and now and then a write that waits for other nodes.
 
-use chorus_proto::{Key, Value, WaitLevel};
+use chorus_proto::{Key, Value, WaitLevel, Write};
 use rand::RngExt;
 use rand::rngs::Xoshiro256PlusPlus;
 
@@ -10,28 +10,9 @@ use crate::faults::WorkloadSpec;
 /// One client operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    /// Write a value, maybe with a TTL, maybe waiting for confirmations.
-    Put {
-        /// The key.
-        key: Key,
-        /// The value.
-        value: Value,
-        /// Time to live.
-        ttl_ms: Option<u64>,
-        /// How many nodes to wait for.
-        wait: WaitLevel,
-        /// How long to wait.
-        timeout_ms: u64,
-    },
-    /// Delete a key.
-    Delete {
-        /// The key.
-        key: Key,
-        /// How many nodes to wait for.
-        wait: WaitLevel,
-        /// How long to wait.
-        timeout_ms: u64,
-    },
+    /// Put (maybe with a TTL) or delete, maybe waiting for confirmations: the command a
+    /// node takes, as a client would send it.
+    Write(Write),
     /// Read a key.
     Read {
         /// The key.
@@ -81,9 +62,9 @@ impl Workload {
         if roll < put + ttl {
             let ttl_ms = (roll >= put).then(|| rng.random_range(1..=self.spec.ttl_ms_max));
             let value = self.value(rng);
-            Op::Put { key, value, ttl_ms, wait, timeout_ms }
+            Op::Write(Write { key, value: Some(value), ttl_ms, wait, timeout_ms })
         } else if roll < put + ttl + delete {
-            Op::Delete { key, wait, timeout_ms }
+            Op::Write(Write::delete(key).with_wait(wait, timeout_ms))
         } else {
             Op::Read { key }
         }

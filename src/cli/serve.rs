@@ -31,7 +31,7 @@ pub async fn run(args: NodeArgs) -> i32 {
         }
     };
     // Logged before joining, so a node that cannot join still says where it listens.
-    tracing::info!(name = %handle.name(), id = %handle.id(), listen = %handle.addr(), redis = ?handle.redis_addr(), "listening");
+    tracing::info!(name = %handle.name(), id = %handle.id(), redis = ?handle.redis_addr(), listen = %handle.addr(), "listening");
     tokio::select! {
         () = handle.joined() => {}
         () = shutdown_signal() => {

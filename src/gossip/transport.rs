@@ -34,6 +34,12 @@ pub struct TransportStats {
     pub dropped: AtomicU64,
     /// Connections that could not be established.
     pub connect_failures: AtomicU64,
+    /// Bytes of gossip queued for peers.
+    pub bytes_sent: AtomicU64,
+    /// Bytes of gossip received.
+    pub bytes_received: AtomicU64,
+    /// Received gossip messages that failed to decode or validate.
+    pub messages_invalid: AtomicU64,
 }
 
 /// Each peer lane's queue, by peer address and lane.
@@ -60,8 +66,17 @@ impl Transport {
         Transport { endpoint, client_config, lanes: Mutex::default(), firewall, stats }
     }
 
-    /// Queues a message for its peer; drops and counts it if the lane is full.
+    /// Encodes a message and queues it for its peer; drops and counts it if the lane is full.
+    /// Called after the driver let go of its lock, so encoding (a delta page is 256 KiB) holds
+    /// nothing but this task.
     pub fn send(&self, transmit: Transmit) {
+        let bytes = match transmit.encode() {
+            Ok(bytes) => bytes,
+            Err(why) => {
+                tracing::error!(%why, "an outgoing gossip message did not encode (a bug)");
+                return;
+            }
+        };
         let addr = String::from_utf8_lossy(transmit.to.as_bytes()).into_owned();
         let key = (addr, transmit.lane);
         // A poisoned lock only means a panic elsewhere while holding it; the map is still valid.
@@ -79,7 +94,8 @@ impl Transport {
             lanes.insert(key.clone(), queue);
         }
         let Some(queue) = lanes.get(&key) else { return };
-        if queue.try_send(transmit.bytes).is_err() {
+        self.stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if queue.try_send(bytes).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -13,9 +13,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use chorus_proto::rpc::ChangeKind;
-use chorus_proto::{Addr, Event, Node, Transmit, WaitId};
+use chorus_proto::{Addr, Envelope, Event, Node, Transmit, WaitId};
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
 
@@ -140,14 +141,23 @@ impl Driver {
         *named.entry(key).or_default() += 1;
     }
 
-    /// Merges a received gossip message.
+    /// Merges a received gossip message, decoded before the lock is taken (a delta page
+    /// holds up to 256 KiB).
     pub fn message(&self, Inbound { from, bytes }: Inbound) {
+        self.transport_stats.bytes_received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         // A socket address in text is far shorter than ADDR_SIZE_MAX.
         let Ok(from) = Addr::new(from.to_string()) else { return };
-        let Some(mut state) = self.lock(Purpose::Gossip) else { return };
-        let merged = state.node.handle_message(self.clock.now_ms(), from.clone(), &bytes);
-        self.settle(state);
+        let merged = match Envelope::decode(&bytes) {
+            Ok(envelope) => {
+                let Some(mut state) = self.lock(Purpose::Gossip) else { return };
+                let merged = state.node.handle_message(self.clock.now_ms(), from.clone(), envelope);
+                self.settle(state);
+                merged
+            }
+            Err(error) => Err(error),
+        };
         if let Err(why) = merged {
+            self.transport_stats.messages_invalid.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(peer = %from, %why, "dropped an invalid gossip message");
         }
     }

@@ -26,5 +26,5 @@ pub use clock::Clock;
 pub use driver::Driver;
 pub use handle::{LISTEN_DEFAULT, NodeHandle, NodeOptions, StartError};
 pub use lock::Purpose;
-pub use ops::{OpError, WriteOp, Written};
+pub use ops::{OpError, Written};
 pub use session::{Found, Session};

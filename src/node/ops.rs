@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 
 use chorus_proto::rpc::{LIST_LIMIT_MAX, MemberInfo, WaitReport};
-use chorus_proto::{
-    Key, MemberState, Node, NodeId, Stamp, Value, WaitLevel, WaitOutcome, WriteError,
-};
+use chorus_proto::{Key, MemberState, Node, NodeId, Stamp, Value, WaitOutcome, Write, WriteError};
 use tokio::sync::oneshot;
 
 use super::driver::Driver;
@@ -50,21 +48,6 @@ impl From<WriteError> for OpError {
     }
 }
 
-/// One write: a put (a value) or a delete (none).
-#[derive(Clone, Debug)]
-pub struct WriteOp {
-    /// The key.
-    pub key: Key,
-    /// The new value; `None` deletes.
-    pub value: Option<Value>,
-    /// Expiry after this many milliseconds (puts only).
-    pub ttl_ms: Option<u64>,
-    /// How many nodes must hold the write before it returns.
-    pub wait: WaitLevel,
-    /// How long to wait for them.
-    pub timeout_ms: u64,
-}
-
 /// A finished write: its stamp, and with a wait, who confirmed it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Written {
@@ -88,16 +71,11 @@ impl Driver {
 
     /// Writes, and with a wait level beyond local, returns once enough nodes hold the write or
     /// its timeout passed.
-    pub async fn write(&self, op: WriteOp) -> Result<Written, OpError> {
+    pub async fn write(&self, write: Write) -> Result<Written, OpError> {
         let pending = {
             let mut state = self.lock(Purpose::Write).ok_or(OpError::ShuttingDown)?;
             let now = self.clock.now_ms();
-            let written = match op.value {
-                Some(value) => {
-                    state.node.put(now, op.key, value, op.ttl_ms, op.wait, op.timeout_ms)
-                }
-                None => state.node.delete(now, op.key, op.wait, op.timeout_ms),
-            };
+            let written = state.node.write(now, write);
             let pending = match written {
                 Ok(written) => match written.wait {
                     Some(wait) => {

@@ -3,7 +3,7 @@
 //! and a `MULTI`/`EXEC` block as one: applied at once on this node (other nodes receive the
 //! writes one by one, as always under last-writer-wins).
 
-use chorus_proto::{Key, Stamp, Value, WaitLevel};
+use chorus_proto::{Key, Stamp, Value, Write};
 
 use super::driver::{Driver, State};
 use super::lock::Purpose;
@@ -66,7 +66,8 @@ impl Session<'_> {
 
     /// Writes `value` under `key` on this node (no wait), expiring after `ttl_ms` if given.
     pub fn put(&mut self, key: Key, value: Value, ttl_ms: Option<u64>) -> Result<Stamp, OpError> {
-        let written = self.state.node.put(self.now_ms, key, value, ttl_ms, WaitLevel::Local, 0)?;
+        let write = Write { ttl_ms, ..Write::put(key, value) };
+        let written = self.state.node.write(self.now_ms, write)?;
         Ok(written.stamp)
     }
 
@@ -75,7 +76,7 @@ impl Session<'_> {
         if self.lookup(&key).is_none() {
             return Ok(false);
         }
-        self.state.node.delete(self.now_ms, key, WaitLevel::Local, 0)?;
+        self.state.node.write(self.now_ms, Write::delete(key))?;
         Ok(true)
     }
 }

@@ -8,6 +8,7 @@ use chorus_proto::rpc::{Counter, StatsReport};
 use super::driver::Driver;
 use super::lock::Purpose;
 use super::ops::OpError;
+use crate::gossip::TransportStats;
 
 impl Driver {
     /// The node's sizes and counters.
@@ -25,8 +26,7 @@ impl Driver {
         let stats = state.node.stats().clone();
         let (id, name) = (state.node.id(), state.node.config().name.to_string());
         drop(state);
-        let mut counters =
-            protocol_counters(&stats, self.transport_stats.dropped.load(Ordering::Relaxed));
+        let mut counters = protocol_counters(&stats, &self.transport_stats);
         for (purpose, holds) in self.lock_figures() {
             let name = purpose.as_str();
             counters.push(counter(format!("lock_{name}_holds"), holds.count));
@@ -53,18 +53,19 @@ fn counter(name: impl Into<String>, value: u64) -> Counter {
     Counter { name: name.into(), value }
 }
 
-/// The protocol's counters by name; messages the transport dropped count with the pushes
-/// the protocol dropped.
-fn protocol_counters(stats: &Stats, transport_dropped: u64) -> Vec<Counter> {
+/// The protocol's and the transport's counters by name; messages the transport dropped count
+/// with the pushes the protocol dropped.
+fn protocol_counters(stats: &Stats, transport: &TransportStats) -> Vec<Counter> {
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
     [
         ("messages_sent", stats.messages_sent),
-        ("bytes_sent", stats.bytes_sent),
+        ("bytes_sent", load(&transport.bytes_sent)),
         ("messages_received", stats.messages_received),
-        ("bytes_received", stats.bytes_received),
-        ("messages_invalid", stats.messages_invalid),
+        ("bytes_received", load(&transport.bytes_received)),
+        ("messages_invalid", load(&transport.messages_invalid)),
         ("updates_applied", stats.updates_applied),
         ("updates_duplicate", stats.updates_duplicate),
-        ("messages_dropped", stats.pushes_dropped + transport_dropped),
+        ("messages_dropped", stats.pushes_dropped + load(&transport.dropped)),
         ("events_dropped", stats.events_dropped),
         ("collected", stats.collected),
         ("resets", stats.resets),

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chorus_proto::rpc::ChangeKind;
-use chorus_proto::{Key, Value, WaitLevel};
+use chorus_proto::{Key, Value, WaitLevel, Write};
 
-use super::{Clock, NodeHandle, NodeOptions, WriteOp};
+use super::{Clock, NodeHandle, NodeOptions};
 
 async fn node() -> NodeHandle {
     let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
@@ -20,9 +20,9 @@ fn key(text: &str) -> Key {
     Key::new(text.as_bytes()).expect("a valid key")
 }
 
-fn put(name: &str, ttl_ms: Option<u64>, wait: WaitLevel, timeout_ms: u64) -> WriteOp {
+fn put(name: &str, ttl_ms: Option<u64>, wait: WaitLevel, timeout_ms: u64) -> Write {
     let value = Value::new(b"on").expect("a valid value");
-    WriteOp { key: key(name), value: Some(value), ttl_ms, wait, timeout_ms }
+    Write { key: key(name), value: Some(value), ttl_ms, wait, timeout_ms }
 }
 
 #[tokio::test(start_paused = true)]

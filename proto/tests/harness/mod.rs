@@ -1,4 +1,5 @@
-//! A small in-memory cluster for scenario tests: nodes exchange encoded bytes through a queue
+//! A small in-memory cluster for scenario tests: nodes exchange encoded bytes (every message
+//! through the codec both ways) through a queue
 //! ordered by delivery time, in virtual time, with partitions, crashes and clock offsets.
 //! (The full simulator, with random faults and checkers, is the `chorus-sim` crate.)
 
@@ -7,7 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chorus_proto::{
-    Addr, Config, Event, Key, MemberState, Name, Node, NodeId, Value, WaitLevel, Written,
+    Addr, Config, Envelope, Event, Key, MemberState, Name, Node, NodeId, Value, WaitLevel, Write,
+    Written,
 };
 
 /// Virtual milliseconds the cluster starts at (a plausible wall clock).
@@ -138,11 +140,8 @@ impl Cluster {
     ) -> Written {
         let now = self.local_now(index);
         let node = self.nodes[index].as_mut().expect("node is running");
-        let written = match v {
-            Some(v) => node.put(now, key(k), value(v), ttl_ms, wait, timeout_ms),
-            None => node.delete(now, key(k), wait, timeout_ms),
-        }
-        .expect("write accepted");
+        let write = Write { key: key(k), value: v.map(value), ttl_ms, wait, timeout_ms };
+        let written = node.write(now, write).expect("write accepted");
         self.drain(index);
         written
     }
@@ -179,7 +178,8 @@ impl Cluster {
             let to: usize = String::from_utf8_lossy(transmit.to.as_bytes())[1..].parse().unwrap();
             self.sequence += 1;
             let at = self.now + self.latency_ms;
-            self.queue.insert((at, self.sequence), (index, to, transmit.bytes));
+            let bytes = transmit.encode().expect("a message the node built encodes");
+            self.queue.insert((at, self.sequence), (index, to, bytes));
         }
         while let Some(event) = node.poll_event() {
             self.events[index].push(event);
@@ -205,7 +205,8 @@ impl Cluster {
             if !self.blocked.contains(&(from, to)) {
                 let now = self.local_now(to);
                 if let Some(node) = self.nodes[to].as_mut() {
-                    node.handle_message(now, addr(from), &bytes).expect("valid message");
+                    let envelope = Envelope::decode(&bytes).expect("a sent message decodes");
+                    node.handle_message(now, addr(from), envelope).expect("valid message");
                     self.drain(to);
                 }
             }

@@ -12,7 +12,9 @@ use chorus_proto::rpc::{Request, Response, RpcError};
 use tokio::sync::broadcast;
 
 use crate::frame;
-use crate::node::{Driver, OpError, WriteOp, Written};
+use chorus_proto::Write;
+
+use crate::node::{Driver, OpError, Written};
 
 /// Serves every request stream of one client connection.
 pub async fn serve(connection: quinn::Connection, driver: Arc<Driver>) {
@@ -67,11 +69,11 @@ async fn answer(driver: &Driver, request: Request) -> Result<Response, OpError> 
             None => Response::Error(RpcError::NotFound),
         },
         Request::Put { key, value, ttl_ms, wait, timeout_ms } => {
-            let op = WriteOp { key, value: Some(value), ttl_ms, wait, timeout_ms };
+            let op = Write { key, value: Some(value), ttl_ms, wait, timeout_ms };
             written(driver.write(op).await?)
         }
         Request::Delete { key, wait, timeout_ms } => {
-            let op = WriteOp { key, value: None, ttl_ms: None, wait, timeout_ms };
+            let op = Write { key, value: None, ttl_ms: None, wait, timeout_ms };
             written(driver.write(op).await?)
         }
         Request::List { prefix, start_after, limit } => {

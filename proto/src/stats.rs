@@ -1,0 +1,38 @@
+//! [`Stats`]: the protocol's counters.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::NodeId;
+
+/// Counters, for `chorus stats` and the simulator.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Messages sent.
+    pub messages_sent: u64,
+    /// Messages received and handled (the driver counts bytes, and messages that did not
+    /// decode, since it decodes them).
+    pub messages_received: u64,
+    /// Updates merged that changed this replica.
+    pub updates_applied: u64,
+    /// Updates received that were already seen.
+    pub updates_duplicate: u64,
+    /// Updates held back because their stamp was too far ahead.
+    pub skew_refused: u64,
+    /// The largest lead of a refused stamp, in milliseconds.
+    pub skew_ms_max: u64,
+    /// Refused updates per peer.
+    pub skew_by_peer: BTreeMap<NodeId, u64>,
+    /// Pushes dropped because a peer's queue was full.
+    pub pushes_dropped: u64,
+    /// Events dropped because the driver did not drain them.
+    pub events_dropped: u64,
+    /// Tombstones and expired entries collected.
+    pub collected: u64,
+    /// Times this node took a new identity (fenced out, or its state dropped).
+    pub resets: u64,
+    /// Anti-entropy exchanges refused because one side's state was behind the other's
+    /// collections.
+    pub exchanges_refused: u64,
+}

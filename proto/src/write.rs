@@ -1,0 +1,81 @@
+//! The write command: one [`Write`] describes a put or a delete, what it waits for, and
+//! how long; [`Node::write`](crate::Node::write) takes it and answers [`Written`] or a
+//! [`WriteError`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Stamp;
+use crate::data::{Key, Value};
+use crate::wait::{WaitId, WaitLevel};
+
+/// A client write: a put when `value` is `Some`, a delete (a tombstone) when it is `None`.
+/// [`Write::put`] and [`Write::delete`] build the common cases; the fields say the rest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Write {
+    /// The key written.
+    pub key: Key,
+    /// The new value, or `None` to delete the key.
+    pub value: Option<Value>,
+    /// Time to live from the write, for a put: between 1 ms and `TTL_MS_MAX`. A delete
+    /// carries no expiry and ignores it.
+    pub ttl_ms: Option<u64>,
+    /// How many nodes must hold the write before [`Event::WaitDone`](crate::Event::WaitDone)
+    /// reports it complete; `Local` completes at once and reports nothing.
+    pub wait: WaitLevel,
+    /// How long to wait for that level before reporting who is missing, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Write {
+    /// Puts `value` under `key`, without expiry and without waiting for other nodes.
+    pub fn put(key: Key, value: Value) -> Write {
+        Write { key, value: Some(value), ttl_ms: None, wait: WaitLevel::Local, timeout_ms: 0 }
+    }
+
+    /// Deletes `key`, without waiting for other nodes.
+    pub fn delete(key: Key) -> Write {
+        Write { key, value: None, ttl_ms: None, wait: WaitLevel::Local, timeout_ms: 0 }
+    }
+
+    /// The same write, expiring `ttl_ms` after it is made.
+    pub fn with_ttl(self, ttl_ms: u64) -> Write {
+        Write { ttl_ms: Some(ttl_ms), ..self }
+    }
+
+    /// The same write, reported complete once `wait` is reached or `timeout_ms` passed.
+    pub fn with_wait(self, wait: WaitLevel, timeout_ms: u64) -> Write {
+        Write { wait, timeout_ms, ..self }
+    }
+}
+
+/// A write the node accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// Its stamp.
+    pub stamp: Stamp,
+    /// The wait to expect a [`Event::WaitDone`](crate::Event::WaitDone) for, unless the level
+    /// was `Local`.
+    pub wait: Option<WaitId>,
+}
+
+/// Why a write was not accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum WriteError {
+    /// The value exceeds this node's limit.
+    #[error("value too large: {size} bytes, the maximum is {size_max}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        size_max: usize,
+    },
+    /// The TTL exceeds `TTL_MS_MAX` or is zero.
+    #[error("invalid TTL: it must be between 1 ms and 365 days")]
+    InvalidTtl,
+    /// The node is leaving and takes no new writes.
+    #[error("node shutting down: it takes no new writes")]
+    ShuttingDown,
+    /// Too many waited writes are pending.
+    #[error("too many writes waiting for confirmation")]
+    TooManyWaits,
+}
