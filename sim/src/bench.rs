@@ -19,6 +19,7 @@ use crate::clock::{ClockModel, START_MS};
 use crate::cluster::{Cluster, SEED_ADDR, Stepped};
 use crate::faults::{Latency, LinkFaults};
 use crate::network::Network;
+use crate::quantile::quantile;
 use crate::run::node_template;
 
 /// Faults during the glomers benchmark.
@@ -186,37 +187,9 @@ pub fn glomers(seed: u64, nemesis: Nemesis) -> GlomersReport {
         }
     };
     report.formed_ms = formed_ms;
-    let start = cluster.now();
     let sent_before = cluster.network.stats.sent;
-    cluster.schedule(start, Script::Op);
-    if nemesis == Nemesis::Partition {
-        for (from, to) in GLOMERS_PARTITIONS {
-            cluster.schedule(start + from, Script::Cut(true));
-            cluster.schedule(start + to, Script::Cut(false));
-        }
-    }
     let mut state = Broadcasts::default();
-    let end = start + GLOMERS_WORKLOAD_MS;
-    while let Some(stepped) = cluster.step(end) {
-        match stepped {
-            Stepped::Script(Script::Op) => {
-                state.op(&mut cluster);
-                let gap = cluster.rng.random_range(1..=2 * 1_000 / GLOMERS_OPS_PER_S - 1);
-                cluster.schedule(cluster.now() + gap, Script::Op);
-            }
-            Stepped::Script(Script::Cut(on)) => {
-                if on {
-                    let slots: Vec<usize> = (0..GLOMERS_NODES).collect();
-                    // Maelstrom cuts the cluster into random halves.
-                    let cut = halves(&slots, &mut cluster.rng);
-                    cluster.network.cut(0, cut);
-                } else {
-                    cluster.network.heal(None);
-                }
-            }
-            _ => {}
-        }
-    }
+    let end = broadcast_workload(&mut cluster, &mut state, nemesis);
     cluster.network.heal(None);
     let quiet = end + GLOMERS_QUIET_MS;
     while cluster.step(quiet).is_some() {}
@@ -248,6 +221,41 @@ pub fn glomers(seed: u64, nemesis: Nemesis) -> GlomersReport {
     report
 }
 
+/// Runs the workload (and the nemesis' cuts) on a formed cluster; returns when it ended.
+fn broadcast_workload(
+    cluster: &mut Cluster<Script>,
+    state: &mut Broadcasts,
+    nemesis: Nemesis,
+) -> u64 {
+    let start = cluster.now();
+    cluster.schedule(start, Script::Op);
+    if nemesis == Nemesis::Partition {
+        for (from, to) in GLOMERS_PARTITIONS {
+            cluster.schedule(start + from, Script::Cut(true));
+            cluster.schedule(start + to, Script::Cut(false));
+        }
+    }
+    let end = start + GLOMERS_WORKLOAD_MS;
+    while let Some(stepped) = cluster.step(end) {
+        match stepped {
+            Stepped::Script(Script::Op) => {
+                state.op(cluster);
+                let gap = cluster.rng.random_range(1..=2 * 1_000 / GLOMERS_OPS_PER_S - 1);
+                cluster.schedule(cluster.now() + gap, Script::Op);
+            }
+            Stepped::Script(Script::Cut(true)) => {
+                let slots: Vec<usize> = (0..GLOMERS_NODES).collect();
+                // Maelstrom cuts the cluster into random halves.
+                let cut = halves(&slots, &mut cluster.rng);
+                cluster.network.cut(0, cut);
+            }
+            Stepped::Script(Script::Cut(false)) => cluster.network.heal(None),
+            _ => {}
+        }
+    }
+    end
+}
+
 /// Jepsen's random halves: a shuffled split into two sides that cannot talk.
 fn halves(slots: &[usize], rng: &mut Xoshiro256PlusPlus) -> BTreeSet<(usize, usize)> {
     let mut order = slots.to_vec();
@@ -261,15 +269,6 @@ fn halves(slots: &[usize], rng: &mut Xoshiro256PlusPlus) -> BTreeSet<(usize, usi
         }
     }
     cut
-}
-
-/// The value at quantile `q` of sorted `values` (nearest rank).
-fn quantile(sorted: &[u64], q: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 /// The broadcast workload's history, scored as it goes.

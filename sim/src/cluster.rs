@@ -21,7 +21,7 @@ use chorus_proto::{
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, RngExt};
 
-use crate::checker::{Checker, LiveNode};
+use crate::checker::{Checker, LiveNode, Nodes};
 use crate::clock::{ClockModel, START_MS};
 use crate::network::Network;
 use crate::trace::{TraceHash, describe, hash_event};
@@ -61,6 +61,16 @@ pub struct Slot {
     /// The armed timer: (true time, queue sequence), to recognise stale queue entries.
     timer: Option<(u64, u64)>,
     timer_spins: u32,
+}
+
+impl Nodes for Vec<Slot> {
+    fn node(&self, slot: usize) -> Option<&Node> {
+        self.get(slot)?.node.as_ref()
+    }
+
+    fn running(&self) -> Box<dyn Iterator<Item = (usize, &Node)> + '_> {
+        Box::new(self.iter().enumerate().filter_map(|(slot, s)| Some((slot, s.node.as_ref()?))))
+    }
 }
 
 /// What a step did.
@@ -323,8 +333,7 @@ impl<S> Cluster<S> {
         }
         // Every identity the slot had: a rename that kept the state kept their writes too.
         let identities = entry.identities.clone();
-        let others = self.slots.iter().enumerate().filter_map(|(i, s)| Some((i, s.node.as_ref()?)));
-        self.checker.gone(slot, &identities, others);
+        self.checker.gone(slot, &identities, &self.slots);
     }
 
     /// Slots whose node runs and is not leaving: those the liveness checks cover.
@@ -498,12 +507,7 @@ impl<S> Cluster<S> {
                     // The node dropped its store: what only it held may be lost, including
                     // writes of earlier identities whose renames kept the store.
                     let identities = self.slots[slot].identities.clone();
-                    let others = self
-                        .slots
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, s)| Some((i, s.node.as_ref()?)));
-                    self.checker.gone(slot, &identities, others);
+                    self.checker.gone(slot, &identities, &self.slots);
                 }
                 Event::Left => left = true,
                 _ => {}

@@ -308,10 +308,10 @@ pub struct Plan {
     pub workload: WorkloadSpec,
 }
 
-/// Longest partition by default, and the least quiet time between two. A node cut off for
-/// longer is declared dead (about 7 s) and removed (`dead_remove_ms`, 10 s in the simulator)
-/// by the other side, while it removes them in turn; when such sides meet again, the horizon
-/// check decides which state survives (`--long-partitions` exercises that, and `.ci/run`
+/// Longest partition by default. A node cut off for long is declared dead (after 10 to 28 s
+/// of silence, see `run::GHOSTS_AFTER_MS`) and removed (`dead_remove_ms`, 10 s in the
+/// simulator) by the other side, while it removes them in turn; when such sides meet again,
+/// the horizon check decides which state survives (`--long-partitions` exercises that, and `.ci/run`
 /// sweeps it). Partitions of at most 12 s, one at a time with 2 s between them, keep every
 /// live node's identity.
 pub const PARTITION_MS_MAX: u64 = 12_000;
@@ -416,29 +416,7 @@ impl Plan {
     fn swarm(nodes: Option<usize>, long_partitions: bool, rng: &mut Xoshiro256PlusPlus) -> Plan {
         let nodes = nodes.unwrap_or_else(|| rng.random_range(3..=12));
         let fault_ms = rng.random_range(10_000..=60_000);
-        let latency = match rng.random_range(0..3) {
-            0 => Latency::Constant(rng.random_range(1..=50)),
-            1 => {
-                Latency::Uniform { low: rng.random_range(1..=10), high: rng.random_range(10..=200) }
-            }
-            _ => Latency::LongTail {
-                low: rng.random_range(1..=5),
-                high: rng.random_range(5..=50),
-                tail_permille: rng.random_range(10..=100),
-                tail_ms: rng.random_range(200..=2_000),
-            },
-        };
-        let rate = |rng: &mut Xoshiro256PlusPlus, on: u32, max: u32| {
-            if enabled(rng, on) { rng.random_range(0..=max) } else { 0 }
-        };
-        let link = LinkFaults {
-            latency,
-            loss_permille: rate(rng, 500, 300),
-            duplicate_permille: rate(rng, 400, 200),
-            reorder_permille: rate(rng, 400, 300),
-            reorder_ms: rng.random_range(10..=500),
-            corrupt_permille: rate(rng, 200, 20),
-        };
+        let link = swarm_link(rng);
         let flapping = enabled(rng, 300);
         let duration_ms_max = if long_partitions { 40_000 } else { PARTITION_MS_MAX };
         let episodes = (0..if enabled(rng, 600) { rng.random_range(1..=6) } else { 0 })
@@ -462,28 +440,7 @@ impl Plan {
         let joins = (0..if enabled(rng, 400) { rng.random_range(1..=3) } else { 0 })
             .map(|_| rng.random_range(0..fault_ms))
             .collect();
-        let skewed = enabled(rng, 500);
-        let clocks = ClockSpec {
-            offset_ms_max: 200,
-            wild_permille: if skewed { rng.random_range(100..=400) } else { 0 },
-            wild_offset_ms_max: 3_000,
-            drift_ppm_max: if enabled(rng, 300) { 10_000 } else { 200 },
-        };
-        let ttl = enabled(rng, 500);
-        let workload = WorkloadSpec {
-            keys: rng.random_range(2..=64),
-            ops_per_s: rng.random_range(5..=150),
-            weights: [
-                rng.random_range(20..=60),
-                if ttl { rng.random_range(5..=20) } else { 0 },
-                rng.random_range(5..=30),
-                rng.random_range(10..=40),
-            ],
-            wait_permille: rate(rng, 500, 200),
-            large_permille: rate(rng, 200, 5),
-            large_size: rng.random_range(10_000..=64_000),
-            ttl_ms_max: 10_000,
-        };
+        let (clocks, workload) = swarm_clients(rng);
         Plan {
             profile: Profile::Swarm,
             nodes,
@@ -497,6 +454,60 @@ impl Plan {
             workload,
         }
     }
+}
+
+/// A swarm seed's link faults.
+fn swarm_link(rng: &mut Xoshiro256PlusPlus) -> LinkFaults {
+    let latency = match rng.random_range(0..3) {
+        0 => Latency::Constant(rng.random_range(1..=50)),
+        1 => Latency::Uniform { low: rng.random_range(1..=10), high: rng.random_range(10..=200) },
+        _ => Latency::LongTail {
+            low: rng.random_range(1..=5),
+            high: rng.random_range(5..=50),
+            tail_permille: rng.random_range(10..=100),
+            tail_ms: rng.random_range(200..=2_000),
+        },
+    };
+    LinkFaults {
+        latency,
+        loss_permille: rate(rng, 500, 300),
+        duplicate_permille: rate(rng, 400, 200),
+        reorder_permille: rate(rng, 400, 300),
+        reorder_ms: rng.random_range(10..=500),
+        corrupt_permille: rate(rng, 200, 20),
+    }
+}
+
+/// A swarm seed's clocks and clients.
+fn swarm_clients(rng: &mut Xoshiro256PlusPlus) -> (ClockSpec, WorkloadSpec) {
+    let skewed = enabled(rng, 500);
+    let clocks = ClockSpec {
+        offset_ms_max: 200,
+        wild_permille: if skewed { rng.random_range(100..=400) } else { 0 },
+        wild_offset_ms_max: 3_000,
+        drift_ppm_max: if enabled(rng, 300) { 10_000 } else { 200 },
+    };
+    let ttl = enabled(rng, 500);
+    let workload = WorkloadSpec {
+        keys: rng.random_range(2..=64),
+        ops_per_s: rng.random_range(5..=150),
+        weights: [
+            rng.random_range(20..=60),
+            if ttl { rng.random_range(5..=20) } else { 0 },
+            rng.random_range(5..=30),
+            rng.random_range(10..=40),
+        ],
+        wait_permille: rate(rng, 500, 200),
+        large_permille: rate(rng, 200, 5),
+        large_size: rng.random_range(10_000..=64_000),
+        ttl_ms_max: 10_000,
+    };
+    (clocks, workload)
+}
+
+/// A rate drawn up to `max` per mille, when a coin flip with odds `on` per mille enables it.
+fn rate(rng: &mut Xoshiro256PlusPlus, on: u32, max: u32) -> u32 {
+    if enabled(rng, on) { rng.random_range(0..=max) } else { 0 }
 }
 
 /// Fisher-Yates, drawing from the run's generator.

@@ -23,6 +23,7 @@ mod clock;
 mod cluster;
 mod faults;
 mod network;
+mod quantile;
 mod run;
 mod sweep;
 mod trace;

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::checker::Failure;
+use crate::quantile::quantile;
 use crate::run::{Options, Outcome, run};
 
 /// What a sweep found.
@@ -33,12 +34,7 @@ pub struct SweepReport {
 impl SweepReport {
     /// The convergence time at quantile `q` (nearest rank), 0 when none converged.
     pub fn converged_quantile(&self, q: f64) -> u64 {
-        let values = &self.converged_ms;
-        if values.is_empty() {
-            return 0;
-        }
-        let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
-        values[rank - 1]
+        quantile(&self.converged_ms, q)
     }
 }
 

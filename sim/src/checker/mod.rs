@@ -33,7 +33,14 @@ mod state;
 use chorus_proto::limits::MESSAGE_SIZE_MAX;
 use chorus_proto::{Config, Dot, Event, Key, MessageError, Node, NodeId, Stamp, Value, WaitId};
 
-use crate::cluster::Slot;
+/// The nodes by slot, as the checker reads them. The cluster's slots implement it, so the
+/// checker depends on no part of the cluster that drives it.
+pub trait Nodes {
+    /// The node running in `slot`, if any.
+    fn node(&self, slot: usize) -> Option<&Node>;
+    /// Every running node with its slot.
+    fn running(&self) -> Box<dyn Iterator<Item = (usize, &Node)> + '_>;
+}
 
 /// One write as the oracle records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -316,8 +323,8 @@ impl Checker {
     }
 
     /// Checks a node after a call: bounds, then (deep mode) every entry it holds.
-    pub fn after_call(&mut self, slot: usize, local_ms: u64, slots: &[Slot]) {
-        let Some(node) = slots[slot].node.as_ref() else { return };
+    pub fn after_call(&mut self, slot: usize, local_ms: u64, nodes: &dyn Nodes) {
+        let Some(node) = nodes.node(slot) else { return };
         let store = node.store();
         if store.entry_count() > self.keys.len() || store.tombstone_count() > store.entry_count() {
             let detail = format!(
@@ -354,7 +361,7 @@ impl Checker {
         if self.slots[slot].fingerprint != fingerprint {
             self.check_entries(slot, node, local_ms);
             for key in self.vanished(slot, node) {
-                self.check_collected(slot, &key, local_ms, slots);
+                self.check_collected(slot, &key, local_ms, nodes);
             }
             self.slots[slot].fingerprint = fingerprint;
         }
@@ -477,20 +484,15 @@ impl Checker {
 
     /// A slot's state is gone (crash, removal after a leave, or a reset that drops the
     /// store): every write that no other running node has seen may now be lost. `identities`
-    /// are those whose writes the state held; `others` are the nodes still running.
-    pub fn gone<'a>(
-        &mut self,
-        slot: usize,
-        identities: &[NodeId],
-        others: impl Iterator<Item = (usize, &'a Node)>,
-    ) {
+    /// are those whose writes the state held; `nodes` are every slot's running node.
+    pub fn gone(&mut self, slot: usize, identities: &[NodeId], nodes: &dyn Nodes) {
         // Per key, the newest stamp some other running node holds or held (a collected
         // tombstone still counts: it was stable, so it covers what it replaced). A write
         // newer than that survives nowhere. A version vector that covers a write is not
         // enough: a delta range can cover a write its sender replaced by one the receiver
         // held back (skew), and then neither is held.
         let mut newest: BTreeMap<&Key, Stamp> = BTreeMap::new();
-        for (other, node) in others.filter(|(other, _)| *other != slot) {
+        for (other, node) in nodes.running().filter(|(other, _)| *other != slot) {
             for update in node.store().updates() {
                 if let Some((key, _)) = self.keys.get_key_value(&update.key) {
                     let best = newest.entry(key).or_insert(update.stamp);

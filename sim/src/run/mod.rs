@@ -26,24 +26,27 @@ use rand::{RngExt, SeedableRng};
 use crate::checker::{Checker, Failure};
 use crate::clock::{ClockModel, START_MS};
 use crate::cluster::{Cluster, SEED_ADDR, Status, Stepped};
-use crate::faults::{LinkFaults, Plan, Profile, Shape};
+use crate::faults::{LinkFaults, Plan, Profile};
 use crate::network::Network;
 use crate::workload::{Op, Workload};
+
+mod heal;
 
 /// Time the cluster has to converge after the heal, before the skew hold-back is added.
 pub const HEAL_BUDGET_MS: u64 = 30_000;
 
 /// Time the cluster has to collect every tombstone once converged, before the tombstones'
-/// clock lead is added: detecting a crashed node dead (about 7 s), removing it
-/// (`dead_remove_ms`, 10 s here), the grace period (5 s) and collection passes (every 4 s).
+/// clock lead is added: detecting a crashed node dead (10 to 28 s, see [`GHOSTS_AFTER_MS`]),
+/// removing it (`dead_remove_ms`, 10 s here), the grace period (5 s) and collection passes
+/// (every 8 rounds, about 4 s).
 pub const COLLECT_BUDGET_MS: u64 = 60_000;
 
 /// Departed identities must be seen dead or gone this long after the heal and after the last
 /// departure. Heartbeats travel by gossip, so a node sees a member's heartbeat rise every one
 /// to two gossip intervals, not every interval; with the detector's mean capped at
 /// `PHI_GAP_INTERVALS_MAX` intervals (2 s), phi reaches 6 after at most 6 ln 10 x 2 s = 28 s
-/// of silence. (chorus-sim measured 20 s on a 5-node cluster: the 7 s of ARCHITECTURE.md
-/// assumes one rise per interval.)
+/// of silence (chorus-sim measured about 20 s on a 5-node cluster; ARCHITECTURE.md states
+/// the same 10 to 28 s).
 const GHOSTS_AFTER_MS: u64 = 35_000;
 
 /// How long the initial cluster may take to form before the faults start.
@@ -506,135 +509,6 @@ impl Run {
         if let Some(down_ms) = self.plan.crashes[index].down_ms {
             self.restarts.insert(slot);
             self.cluster.schedule(self.cluster.now() + down_ms, Script::Restart(slot));
-        }
-    }
-
-    /// Ends every fault: partitions, link faults, pending restarts happen now; clients stop.
-    fn heal(&mut self) {
-        self.healed = true;
-        self.cuts.clear();
-        self.cluster.network.heal(None);
-        let calm = LinkFaults::calm(self.plan.link.latency);
-        self.cluster.network.set_link(calm);
-        if self.options.sabotage == Some(Sabotage::NeverHeal) {
-            // Isolate a running node (the first of a shuffled order is the one cut off).
-            let mut up = self.up_slots();
-            crate::faults::shuffle(&mut up, &mut self.cluster.rng);
-            let cut = Shape::IsolateOne.links(&up, &mut self.cluster.rng);
-            self.cluster.network.cut(NEVER_HEALS, cut);
-        }
-        for slot in std::mem::take(&mut self.restarts) {
-            if self.cluster.slots()[slot].status == Status::Down {
-                self.cluster.start(slot, vec![seed_addr()]);
-            }
-        }
-        self.cluster.log(|| "heal".to_string());
-    }
-
-    /// The heal phase: runs until the cluster converges or the budget runs out.
-    fn converge(&mut self, heal_at: u64) -> Option<u64> {
-        let budget = HEAL_BUDGET_MS + self.skew_hold_back(heal_at);
-        loop {
-            let verdict = self.cluster.checker.converged(&self.cluster.live());
-            let elapsed = self.cluster.now() - heal_at;
-            match verdict {
-                Ok(()) => return Some(elapsed),
-                Err(why) if elapsed >= budget => {
-                    let detail = format!("not converged {elapsed} ms after the heal: {why}");
-                    self.cluster.checker.fail("not-converged", detail);
-                    return None;
-                }
-                Err(_) => {}
-            }
-            self.run_until(self.cluster.now() + CHECK_EVERY_MS);
-            if self.cluster.checker.failure().is_some() {
-                return None;
-            }
-        }
-    }
-
-    /// The latest moment, after `heal_at`, at which some live node's clock first admits some
-    /// write: how long skewed writes may still be held back.
-    fn skew_hold_back(&self, heal_at: u64) -> u64 {
-        let skew = node_template().clock_skew_ms_max;
-        let latest_wall = self.cluster.checker.writes().keys().map(|s| s.hlc.wall_ms()).max();
-        let Some(wall) = latest_wall else { return 0 };
-        self.clocks()
-            .iter()
-            .map(|clock| clock.true_time_of(wall.saturating_sub(skew), heal_at) - heal_at)
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// The clocks of every running node.
-    fn clocks(&self) -> Vec<ClockModel> {
-        self.cluster.slots().iter().filter(|s| s.node.is_some()).map(|s| s.clock).collect()
-    }
-
-    /// The collection phase: runs until every tombstone and expired entry is collected.
-    fn collect(&mut self, heal_at: u64) -> Option<u64> {
-        let started = self.cluster.now();
-        let budget = COLLECT_BUDGET_MS + self.tombstone_lead(started);
-        loop {
-            let verdict = self.cluster.checker.collected(&self.cluster.live());
-            let elapsed = self.cluster.now() - started;
-            match verdict {
-                Ok(stuck) => {
-                    self.stuck = stuck;
-                    return Some(self.cluster.now() - heal_at);
-                }
-                Err(why) if elapsed >= budget => {
-                    let detail = format!("not collected {elapsed} ms after converging: {why}");
-                    self.cluster.checker.fail("not-collected", detail);
-                    return None;
-                }
-                Err(_) => {}
-            }
-            self.run_until(self.cluster.now() + 4 * CHECK_EVERY_MS);
-            if self.cluster.checker.failure().is_some() {
-                return None;
-            }
-        }
-    }
-
-    /// How long after `now` the last tombstone or expired entry becomes old enough to collect
-    /// on every running node's clock.
-    fn tombstone_lead(&self, now: u64) -> u64 {
-        let grace = node_template().tombstone_grace_ms;
-        let dead_since = self.cluster.checker.writes().iter().filter_map(|(stamp, write)| {
-            match (&write.value, write.expires_at_ms) {
-                (None, _) => Some(stamp.hlc.wall_ms()),
-                (Some(_), Some(expiry)) => Some(expiry.max(stamp.hlc.wall_ms())),
-                (Some(_), None) => None,
-            }
-        });
-        let Some(latest) = dead_since.max() else { return 0 };
-        self.clocks()
-            .iter()
-            .map(|clock| clock.true_time_of(latest + grace + 1, now) - now)
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// After collection: the data still matches the oracle (nothing came back) and no
-    /// departed identity is still seen alive.
-    fn final_checks(&mut self, heal_at: u64) {
-        let last_gone = self.cluster.checker.last_gone_ms();
-        let ghosts_at = heal_at.max(last_gone) + GHOSTS_AFTER_MS;
-        if self.cluster.now() < ghosts_at {
-            self.run_until(ghosts_at);
-        }
-        if self.cluster.checker.failure().is_some() {
-            return;
-        }
-        let live = self.cluster.live();
-        let verdict = self.cluster.checker.converged(&live);
-        let ghosts = self.cluster.checker.no_ghosts(&live);
-        drop(live);
-        if let Err(why) = verdict {
-            self.cluster.checker.fail("diverged-after-collection", why);
-        } else if let Err(why) = ghosts {
-            self.cluster.checker.fail("down-seen-alive", why);
         }
     }
 }
