@@ -227,6 +227,9 @@ pub struct Episode {
     pub shape: Shape,
     /// If set, the cut flaps: on and off every this many milliseconds.
     pub flap_ms: Option<u64>,
+    /// Whether the cut separates only the nodes running when it starts (crashed machines are
+    /// left out of the draw), so that it always splits live nodes.
+    pub running_only: bool,
 }
 
 /// One crash during the fault phase; which node is drawn when it happens.
@@ -371,6 +374,7 @@ impl Plan {
                 duration_ms: rng.random_range(500..=5_000),
                 shape: [Shape::IsolateOne, Shape::Halves, Shape::OneWay][rng.random_range(0..3)],
                 flap_ms: None,
+                running_only: false,
             })
             .collect();
         let episodes = one_at_a_time(episodes);
@@ -425,6 +429,7 @@ impl Plan {
                 duration_ms: rng.random_range(500..=duration_ms_max),
                 shape: Shape::ALL[rng.random_range(0..Shape::ALL.len())],
                 flap_ms: (flapping && enabled(rng, 500)).then(|| rng.random_range(200..=3_000)),
+                running_only: false,
             })
             .collect();
         let episodes = if long_partitions { episodes } else { one_at_a_time(episodes) };
@@ -437,10 +442,23 @@ impl Plan {
         let leaves = (0..if enabled(rng, 300) { rng.random_range(1..=2) } else { 0 })
             .map(|_| rng.random_range(0..fault_ms))
             .collect();
-        let joins = (0..if enabled(rng, 400) { rng.random_range(1..=3) } else { 0 })
+        let mut joins: Vec<u64> = (0..if enabled(rng, 400) { rng.random_range(1..=3) } else { 0 })
             .map(|_| rng.random_range(0..fault_ms))
             .collect();
-        let (clocks, workload) = swarm_clients(rng);
+        let (clocks, mut workload) = swarm_clients(rng);
+        let mut episodes: Vec<Episode> = episodes;
+        let mut fault_ms = fault_ms;
+        if long_partitions {
+            let cut = long_cut(rng);
+            let end = cut.start_ms + cut.duration_ms;
+            fault_ms = fault_ms.max(end + rng.random_range(0..=5_000));
+            // A node that joined during the cut would belong to neither side and bridge them.
+            for join in joins.iter_mut().filter(|join| (cut.start_ms..end).contains(*join)) {
+                *join = end;
+            }
+            episodes.push(cut);
+            workload.weights[2] = workload.weights[2].max(LONG_CUT_DELETE_WEIGHT_MIN);
+        }
         Plan {
             profile: Profile::Swarm,
             nodes,
@@ -453,6 +471,24 @@ impl Plan {
             clocks,
             workload,
         }
+    }
+}
+
+/// The least weight of deletes in `--long-partitions` seeds (of plain puts' 20 to 60), so
+/// that each side of the long cut deletes, collects, and has a horizon the other lacks.
+const LONG_CUT_DELETE_WEIGHT_MIN: u32 = 20;
+
+/// The cut every `--long-partitions` seed gets, besides its drawn ones: early in the fault
+/// phase, symmetric, and long enough (32 to 48 s) for both sides to declare each other dead
+/// (10 to 28 s) and remove each other (`dead_remove_ms`, 10 s), so that each collects
+/// deletes the other never saw and the fence decides when they meet again.
+fn long_cut(rng: &mut Xoshiro256PlusPlus) -> Episode {
+    Episode {
+        start_ms: rng.random_range(0..=5_000),
+        duration_ms: rng.random_range(32_000..=48_000),
+        shape: Shape::Halves,
+        flap_ms: None,
+        running_only: true,
     }
 }
 

@@ -31,7 +31,7 @@ mod workload;
 
 pub use checker::{Checker, Failure, LiveNode, Write};
 pub use clock::{ClockModel, START_MS};
-pub use cluster::{Cluster, SEED_ADDR, Slot, Status, Stepped, Tapped};
+pub use cluster::{Cluster, Reached, SEED_ADDR, Slot, Status, Stepped, Tapped};
 pub use faults::{
     ClockSpec, Crash, Episode, Latency, LinkFaults, Plan, Profile, Shape, WorkloadSpec,
 };

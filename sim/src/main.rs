@@ -173,7 +173,8 @@ fn command_sweep(args: &Args) -> Result<bool, String> {
     println!(
         "sweep seeds={} failed={} seeds_per_s={:.1} profile={} start={start} jobs={jobs} \
          seconds={elapsed:.1} virtual_per_real_per_job={speed:.0} converged_ms_p50={} \
-         converged_ms_p99={} converged_ms_max={} lost={} stuck={}",
+         converged_ms_p99={} converged_ms_max={} lost={} stuck={} fenced_seeds={} \
+         pruned_seeds={} pruned={} refused={} paged_seeds={} paged={}",
         report.seeds,
         report.failed.len(),
         report.seeds as f64 / elapsed,
@@ -183,6 +184,12 @@ fn command_sweep(args: &Args) -> Result<bool, String> {
         report.converged_quantile(1.0),
         report.lost,
         report.stuck,
+        report.fenced_seeds,
+        report.pruned_seeds,
+        report.reached.pruned,
+        report.reached.refused,
+        report.paged_seeds,
+        report.reached.paged,
     );
     Ok(report.failed.is_empty())
 }

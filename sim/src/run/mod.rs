@@ -25,7 +25,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::checker::{Checker, Failure};
 use crate::clock::{ClockModel, START_MS};
-use crate::cluster::{Cluster, SEED_ADDR, Status, Stepped};
+use crate::cluster::{Cluster, Reached, SEED_ADDR, Status, Stepped};
 use crate::faults::{LinkFaults, Plan, Profile};
 use crate::network::Network;
 use crate::workload::{Op, Workload};
@@ -143,6 +143,8 @@ pub struct Outcome {
     /// Tombstones and expired entries left because an earlier write of their departed writer
     /// is lost (see `Checker::above_a_lost_write`).
     pub stuck: usize,
+    /// How often the run reached the fence and multi-page catch-ups.
+    pub reached: Reached,
     /// Virtual milliseconds simulated.
     pub virtual_ms: u64,
     /// The trace hash.
@@ -165,7 +167,7 @@ impl Outcome {
         let converged = self.converged_ms.map_or("none".to_string(), |ms| ms.to_string());
         let mut line = format!(
             "result={verdict} seed={} nodes={} events={} converged_ms={converged} trace={:016x} \
-             profile={} virtual_ms={} writes={} lost={} stuck={}",
+             profile={} virtual_ms={} writes={} lost={} stuck={} pruned={} refused={} paged={}",
             self.seed,
             self.nodes,
             self.events,
@@ -175,6 +177,9 @@ impl Outcome {
             self.writes,
             self.lost,
             self.stuck,
+            self.reached.pruned,
+            self.reached.refused,
+            self.reached.paged,
         );
         if let Some(sabotage) = self.options.sabotage {
             line.push_str(&format!(" sabotage={}", sabotage.as_str()));
@@ -327,6 +332,7 @@ impl Run {
             converged_ms,
             collected_ms,
             stuck: self.stuck,
+            reached: self.cluster.reached,
             virtual_ms: self.cluster.now() - START_MS,
             trace: self.cluster.trace(),
             failure: self.cluster.checker.failure().cloned(),
@@ -415,8 +421,13 @@ impl Run {
         match script {
             Script::Op if !self.healed => self.op(),
             Script::PartitionStart(index) if !self.healed => {
-                let slots: Vec<usize> = (0..self.cluster.slots().len()).collect();
-                let shape = self.plan.episodes[index].shape;
+                let episode = self.plan.episodes[index];
+                let slots: Vec<usize> = if episode.running_only {
+                    self.up_slots()
+                } else {
+                    (0..self.cluster.slots().len()).collect()
+                };
+                let shape = episode.shape;
                 let cut = shape.links(&slots, &mut self.cluster.rng);
                 self.cluster.log(|| format!("partition {} {cut:?}", shape.as_str()));
                 self.cuts.insert(index, cut.clone());

@@ -15,9 +15,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use chorus_proto::{
-    Addr, Config, Event, Key, Name, Node, NodeId, Transmit, Value, WaitLevel, WriteError, Written,
-};
+use chorus_proto::{Addr, Config, Event, Lane, Name, Node, NodeId, ResetReason, Transmit};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, RngExt};
 
@@ -25,6 +23,8 @@ use crate::checker::{Checker, LiveNode, Nodes};
 use crate::clock::{ClockModel, START_MS};
 use crate::network::Network;
 use crate::trace::{TraceHash, describe, hash_event};
+
+mod client;
 
 /// The address that resolves to a random running node (a DNS seed name).
 pub const SEED_ADDR: &str = "seed";
@@ -61,6 +61,22 @@ pub struct Slot {
     /// The armed timer: (true time, queue sequence), to recognise stale queue entries.
     timer: Option<(u64, u64)>,
     timer_spins: u32,
+    /// The node's `exchanges_refused` counter when last drained.
+    refused: u64,
+}
+
+/// How often a run reached the protocol's rarer paths, for sweeps to report what they
+/// exercised.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reached {
+    /// Nodes that dropped their state because it was behind a peer's collections (`Reset`
+    /// with reason `Pruned`): the horizon fence at work.
+    pub pruned: u64,
+    /// Anti-entropy exchanges and delta pages refused by the horizon check.
+    pub refused: u64,
+    /// Catch-ups sent as more than one delta page (one call sent two or more bulk messages
+    /// to one peer).
+    pub paged: u64,
 }
 
 impl Nodes for Vec<Slot> {
@@ -156,6 +172,8 @@ pub struct Cluster<S> {
     steps: u64,
     log: Option<Vec<String>>,
     tap: Option<Vec<Tapped>>,
+    /// The rarer paths reached so far.
+    pub reached: Reached,
 }
 
 impl<S> Cluster<S> {
@@ -179,6 +197,7 @@ impl<S> Cluster<S> {
             steps: 0,
             log: None,
             tap: None,
+            reached: Reached::default(),
         }
     }
 
@@ -268,6 +287,7 @@ impl<S> Cluster<S> {
             identities: Vec::new(),
             timer: None,
             timer_spins: 0,
+            refused: 0,
         });
         slot
     }
@@ -292,6 +312,7 @@ impl<S> Cluster<S> {
         self.checker.started(slot);
         let entry = &mut self.slots[slot];
         entry.node = Some(node);
+        entry.refused = 0;
         entry.status = Status::Up;
         entry.identities.push(id);
         self.trace.word(0x5354_4152 ^ slot as u64);
@@ -347,73 +368,6 @@ impl<S> Cluster<S> {
                 Some(LiveNode { slot, node, local_ms: s.clock.local(self.now) })
             })
             .collect()
-    }
-
-    /// A client put at `slot`.
-    pub fn put(
-        &mut self,
-        slot: usize,
-        key: Key,
-        value: Value,
-        ttl_ms: Option<u64>,
-        wait: WaitLevel,
-        timeout_ms: u64,
-    ) -> Result<Written, WriteError> {
-        self.write(slot, key, Some(value), ttl_ms, wait, timeout_ms)
-    }
-
-    /// A client delete at `slot`.
-    pub fn delete(
-        &mut self,
-        slot: usize,
-        key: Key,
-        wait: WaitLevel,
-        timeout_ms: u64,
-    ) -> Result<Written, WriteError> {
-        self.write(slot, key, None, None, wait, timeout_ms)
-    }
-
-    fn write(
-        &mut self,
-        slot: usize,
-        key: Key,
-        value: Option<Value>,
-        ttl_ms: Option<u64>,
-        wait: WaitLevel,
-        timeout_ms: u64,
-    ) -> Result<Written, WriteError> {
-        let local = self.local_now(slot);
-        let Some(node) = self.slots[slot].node.as_mut() else {
-            return Err(WriteError::ShuttingDown);
-        };
-        let seq = node.store().vector().base(node.id()) + 1;
-        let result = match &value {
-            Some(value) => node.put(local, key.clone(), value.clone(), ttl_ms, wait, timeout_ms),
-            None => node.delete(local, key.clone(), wait, timeout_ms),
-        };
-        if let Ok(written) = &result {
-            let expires = ttl_ms.map(|ttl| local + ttl);
-            let wait = written.wait.map(|id| (id, local + timeout_ms));
-            self.trace.bytes(key.as_bytes());
-            self.trace.word(written.stamp.hlc.as_u64());
-            self.log(|| {
-                format!("n{slot} write {key:?} = {value:?} ttl={ttl_ms:?} at {}", written.stamp)
-            });
-            let node = self.slots[slot].node.as_ref().expect("the node just wrote");
-            self.checker.wrote(slot, node, key, value, seq, expires, written.stamp, wait);
-        }
-        self.drain(slot);
-        result
-    }
-
-    /// A client read at `slot`, checked against what that node wrote.
-    pub fn read(&mut self, slot: usize, key: &Key) -> Option<Value> {
-        let local = self.local_now(slot);
-        let node = self.slots[slot].node.as_ref()?;
-        self.checker.read(slot, node, local, key);
-        let value = node.get(key, local).cloned();
-        self.trace.word(value.as_ref().map_or(0, |v| v.len() as u64 + 1));
-        value
     }
 
     /// Runs the next queue entry due at or before `until`; `None` when there is none.
@@ -513,6 +467,7 @@ impl<S> Cluster<S> {
                 _ => {}
             }
         }
+        self.count_reached(slot, &events, &transmits);
         if self.log.is_some() {
             for event in &events {
                 self.log(|| format!("n{slot} event {event:?}"));
@@ -532,6 +487,26 @@ impl<S> Cluster<S> {
             self.remove(slot);
         } else {
             self.arm_timer(slot);
+        }
+    }
+
+    /// Counts what a call reached of the fence and of paging.
+    fn count_reached(&mut self, slot: usize, events: &[Event], transmits: &[Transmit]) {
+        let pruned = |e: &&Event| matches!(e, Event::Reset { reason: ResetReason::Pruned, .. });
+        self.reached.pruned += events.iter().filter(pruned).count() as u64;
+        let entry = &mut self.slots[slot];
+        if let Some(node) = entry.node.as_ref() {
+            let refused = node.stats().exchanges_refused;
+            self.reached.refused += refused.saturating_sub(entry.refused);
+            entry.refused = refused;
+        }
+        let mut bulk: Vec<&Addr> =
+            transmits.iter().filter(|t| t.lane == Lane::Bulk).map(|t| &t.to).collect();
+        let sent = bulk.len();
+        bulk.sort_unstable_by_key(|addr| addr.as_bytes());
+        bulk.dedup();
+        if bulk.len() < sent {
+            self.reached.paged += 1;
         }
     }
 
