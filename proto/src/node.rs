@@ -54,6 +54,10 @@ pub struct Config {
     pub dead_remove_ms: u64,
     /// How long a left member stays listed before removal.
     pub left_remove_ms: u64,
+    /// Size a delta page or a push message aims at (a single larger write goes alone); at
+    /// most `DELTA_PAGE_SIZE_TARGET`. Smaller values only make catch-ups take more pages,
+    /// which the simulator uses to exercise them.
+    pub delta_page_size_target: usize,
     /// Rules broken on purpose, for the simulator's proof that its checkers catch them.
     /// Always off in a real node.
     #[doc(hidden)]
@@ -72,6 +76,9 @@ pub struct Sabotage {
     pub collect_unstable: bool,
     /// Merge remote writes whatever their stamp's lead over the local clock.
     pub skip_skew_guard: bool,
+    /// A delta page cut short by the page size still claims each group's whole range, so the
+    /// receiver counts writes of later pages seen (and the next page skips them).
+    pub page_claims_whole_range: bool,
 }
 
 impl Config {
@@ -93,6 +100,7 @@ impl Config {
             phi_dead: 6.0,
             dead_remove_ms: 5 * 60_000,
             left_remove_ms: 60_000,
+            delta_page_size_target: DELTA_PAGE_SIZE_TARGET,
             sabotage: Sabotage::default(),
         }
     }
@@ -310,6 +318,8 @@ const SETTLE_ROUNDS: u64 = 4;
 impl Node {
     /// A node that knows only itself, at wall time `now_ms`.
     pub fn new(config: Config, now_ms: u64) -> Node {
+        // Pages above the constant could outgrow `MESSAGE_SIZE_MAX`.
+        debug_assert!(config.delta_page_size_target <= DELTA_PAGE_SIZE_TARGET);
         let members = Members::new(
             config.id,
             config.name.clone(),
@@ -678,7 +688,8 @@ impl Node {
             let mut updates = Vec::new();
             let mut size = 0;
             for update in outbox.updates {
-                if size + update.size_bound() > DELTA_PAGE_SIZE_TARGET && !updates.is_empty() {
+                let full = size + update.size_bound() > self.config.delta_page_size_target;
+                if full && !updates.is_empty() {
                     self.send_push(addr.clone(), std::mem::take(&mut updates), &outbox.acks_wanted);
                     size = 0;
                 }

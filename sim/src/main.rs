@@ -24,16 +24,17 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use chorus_sim::bench::{self, Nemesis};
-use chorus_sim::{Options, Profile, Sabotage, run, sweep};
+use chorus_sim::{Options, Pages, Profile, Sabotage, run, sweep};
 
 const USAGE: &str = "usage:
   chorus-sim run --seed N [--nodes N] [--profile lite|swarm] [--trace] [--sabotage NAME]
-                 [--long-partitions]
+                 [--long-partitions] [--pages drawn|small|default]
   chorus-sim sweep --seeds K [--start S] [--profile lite|swarm] [--nodes N] [--jobs J]
-                   [--sabotage NAME] [--long-partitions]
+                   [--sabotage NAME] [--long-partitions] [--pages drawn|small|default]
   chorus-sim bench glomers [--nemesis partition] [--seed N]
   chorus-sim bench scale --nodes N [--seed N]
-sabotage names: rewrite-values, forget-tombstones, never-heal, skip-skew-guard";
+sabotage names: rewrite-values, forget-tombstones, never-heal, skip-skew-guard,
+                page-claims-whole-range";
 
 /// Parsed `--flag value` pairs and bare `--flag`s.
 struct Args {
@@ -100,7 +101,12 @@ impl Args {
             None => None,
         };
         let long_partitions = self.switch("long-partitions");
-        Ok(Options { profile, nodes, log: self.switch("trace"), sabotage, long_partitions })
+        let pages = match self.text("pages") {
+            Some(name) => Pages::parse(name).ok_or(format!("unknown page sizes {name:?}"))?,
+            None => Pages::Drawn,
+        };
+        let log = self.switch("trace");
+        Ok(Options { profile, nodes, log, sabotage, long_partitions, pages })
     }
 }
 
@@ -127,7 +133,7 @@ fn main() -> ExitCode {
 }
 
 fn command_run(args: &Args) -> Result<bool, String> {
-    args.only(&["seed", "nodes", "profile", "trace", "sabotage", "long-partitions"])?;
+    args.only(&["seed", "nodes", "profile", "trace", "sabotage", "long-partitions", "pages"])?;
     let seed = args.number("seed")?.ok_or("run needs --seed")?;
     let options = args.options()?;
     let outcome = run(seed, &options);
@@ -142,7 +148,8 @@ fn command_run(args: &Args) -> Result<bool, String> {
 }
 
 fn command_sweep(args: &Args) -> Result<bool, String> {
-    args.only(&["seeds", "start", "profile", "nodes", "jobs", "sabotage", "long-partitions"])?;
+    let known = ["seeds", "start", "profile", "nodes", "jobs", "sabotage", "long-partitions"];
+    args.only(&[&known[..], &["pages"]].concat())?;
     let seeds = args.number("seeds")?.ok_or("sweep needs --seeds")?;
     let start = args.number("start")?.unwrap_or(0);
     let options = args.options()?;

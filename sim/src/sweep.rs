@@ -129,6 +129,7 @@ pub fn run_caught(seed: u64, options: &Options) -> Outcome {
                 collected_ms: None,
                 stuck: 0,
                 reached: Reached::default(),
+                page_size: 0,
                 virtual_ms: 0,
                 trace: 0,
                 failure: Some(Failure { rule: "panic", at_ms: 0, detail: message }),

@@ -13,7 +13,7 @@
 //! for a DNS name that resolves to a random running node, as an operator's seed list would.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 
 use chorus_proto::{Addr, Config, Event, Lane, Name, Node, NodeId, ResetReason, Transmit};
 use rand::rngs::Xoshiro256PlusPlus;
@@ -174,6 +174,8 @@ pub struct Cluster<S> {
     tap: Option<Vec<Tapped>>,
     /// The rarer paths reached so far.
     pub reached: Reached,
+    /// Per link, when the last bulk message sent on it is delivered.
+    bulk_due: BTreeMap<(usize, usize), u64>,
 }
 
 impl<S> Cluster<S> {
@@ -198,6 +200,7 @@ impl<S> Cluster<S> {
             log: None,
             tap: None,
             reached: Reached::default(),
+            bulk_due: BTreeMap::new(),
         }
     }
 
@@ -550,7 +553,14 @@ impl<S> Cluster<S> {
         }
         let copies = self.network.send(&mut self.rng, from, to, transmit.bytes);
         for copy in copies {
-            let at = self.now + copy.delay_ms;
+            let mut at = self.now + copy.delay_ms;
+            if transmit.lane == Lane::Bulk {
+                // The bulk lane is one ordered stream per peer (as in `src/transport.rs`): a
+                // page may be lost, never overtaken by the next one.
+                let due = self.bulk_due.entry((from, to)).or_insert(0);
+                at = at.max(*due);
+                *due = at;
+            }
             let action = Action::Deliver { from, to, bytes: copy.bytes, corrupted: copy.corrupted };
             self.push(at, action);
         }

@@ -26,7 +26,7 @@ use rand::{RngExt, SeedableRng};
 use crate::checker::{Checker, Failure};
 use crate::clock::{ClockModel, START_MS};
 use crate::cluster::{Cluster, Reached, SEED_ADDR, Status, Stepped};
-use crate::faults::{LinkFaults, Plan, Profile};
+use crate::faults::{LinkFaults, Pages, Plan, Profile};
 use crate::network::Network;
 use crate::workload::{Op, Workload};
 
@@ -69,15 +69,19 @@ pub enum Sabotage {
     NeverHeal,
     /// Nodes merge writes whatever their clock lead; one node's clock is 5 s ahead.
     SkipSkewGuard,
+    /// A delta page cut short still claims each group's whole range (only bites when
+    /// catch-ups take more than one page).
+    PageClaimsWholeRange,
 }
 
 impl Sabotage {
     /// Every sabotage, for tests and help text.
-    pub const ALL: [Sabotage; 4] = [
+    pub const ALL: [Sabotage; 5] = [
         Sabotage::RewriteValues,
         Sabotage::ForgetTombstones,
         Sabotage::NeverHeal,
         Sabotage::SkipSkewGuard,
+        Sabotage::PageClaimsWholeRange,
     ];
 
     /// The command-line name.
@@ -87,6 +91,7 @@ impl Sabotage {
             Sabotage::ForgetTombstones => "forget-tombstones",
             Sabotage::NeverHeal => "never-heal",
             Sabotage::SkipSkewGuard => "skip-skew-guard",
+            Sabotage::PageClaimsWholeRange => "page-claims-whole-range",
         }
     }
 
@@ -110,12 +115,21 @@ pub struct Options {
     /// Let partitions run long enough for both sides to remove each other (an open protocol
     /// issue: see `faults::PARTITION_MS_MAX`).
     pub long_partitions: bool,
+    /// Which page sizes nodes use.
+    pub pages: Pages,
 }
 
 impl Options {
     /// Default options for a profile.
     pub fn new(profile: Profile) -> Options {
-        Options { profile, nodes: None, log: false, sabotage: None, long_partitions: false }
+        Options {
+            profile,
+            nodes: None,
+            log: false,
+            sabotage: None,
+            long_partitions: false,
+            pages: Pages::Drawn,
+        }
     }
 }
 
@@ -145,6 +159,8 @@ pub struct Outcome {
     pub stuck: usize,
     /// How often the run reached the fence and multi-page catch-ups.
     pub reached: Reached,
+    /// The size delta pages aimed at.
+    pub page_size: usize,
     /// Virtual milliseconds simulated.
     pub virtual_ms: u64,
     /// The trace hash.
@@ -167,7 +183,8 @@ impl Outcome {
         let converged = self.converged_ms.map_or("none".to_string(), |ms| ms.to_string());
         let mut line = format!(
             "result={verdict} seed={} nodes={} events={} converged_ms={converged} trace={:016x} \
-             profile={} virtual_ms={} writes={} lost={} stuck={} pruned={} refused={} paged={}",
+             profile={} virtual_ms={} writes={} lost={} stuck={} pruned={} refused={} paged={} \
+             page_size={}",
             self.seed,
             self.nodes,
             self.events,
@@ -180,6 +197,7 @@ impl Outcome {
             self.reached.pruned,
             self.reached.refused,
             self.reached.paged,
+            self.page_size,
         );
         if let Some(sabotage) = self.options.sabotage {
             line.push_str(&format!(" sabotage={}", sabotage.as_str()));
@@ -206,6 +224,9 @@ impl Outcome {
         if self.options.long_partitions {
             command.push_str(" --long-partitions");
         }
+        if self.options.pages != Pages::Drawn {
+            command.push_str(&format!(" --pages {}", self.options.pages.as_str()));
+        }
         command
     }
 }
@@ -226,7 +247,8 @@ pub fn node_template() -> Config {
 /// Runs one seed.
 pub fn run(seed: u64, options: &Options) -> Outcome {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-    let plan = Plan::draw(options.profile, options.nodes, options.long_partitions, &mut rng);
+    let mut plan = Plan::draw(options.profile, options.nodes, options.long_partitions, &mut rng);
+    plan.page_size_target = options.pages.size_target(seed, options.profile);
     Run::new(seed, plan, *options, rng).execute()
 }
 
@@ -266,6 +288,7 @@ struct Run {
 impl Run {
     fn new(seed: u64, plan: Plan, options: Options, rng: Xoshiro256PlusPlus) -> Run {
         let mut template = node_template();
+        template.delta_page_size_target = plan.page_size_target;
         // Links are perfect while the cluster forms; the plan's faults start after.
         let mut network = Network::new(LinkFaults::calm(plan.link.latency));
         match options.sabotage {
@@ -275,6 +298,10 @@ impl Run {
             }
             Some(Sabotage::SkipSkewGuard) => {
                 template.sabotage = NodeSabotage { skip_skew_guard: true, ..template.sabotage };
+            }
+            Some(Sabotage::PageClaimsWholeRange) => {
+                let sabotage = NodeSabotage { page_claims_whole_range: true, ..template.sabotage };
+                template.sabotage = sabotage;
             }
             Some(Sabotage::NeverHeal) | None => {}
         }
@@ -333,6 +360,7 @@ impl Run {
             collected_ms,
             stuck: self.stuck,
             reached: self.cluster.reached,
+            page_size: self.plan.page_size_target,
             virtual_ms: self.cluster.now() - START_MS,
             trace: self.cluster.trace(),
             failure: self.cluster.checker.failure().cloned(),
