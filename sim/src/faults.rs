@@ -8,9 +8,8 @@
 
 use std::collections::BTreeSet;
 
-use chorus_proto::limits::DELTA_PAGE_SIZE_TARGET;
+use rand::RngExt;
 use rand::rngs::Xoshiro256PlusPlus;
-use rand::{RngExt, SeedableRng};
 
 use crate::clock::ClockModel;
 
@@ -310,7 +309,7 @@ pub struct Plan {
     pub clocks: ClockSpec,
     /// Clients.
     pub workload: WorkloadSpec,
-    /// The size delta pages and pushes aim at (see [`Pages::size_target`]).
+    /// The size delta pages and pushes aim at (see `Pages::size_target`).
     pub page_size_target: usize,
 }
 
@@ -339,12 +338,11 @@ fn one_at_a_time(mut episodes: Vec<Episode>) -> Vec<Episode> {
 }
 
 /// Whether a swarm seed enables a fault family: a coin flip per family.
-fn enabled(rng: &mut Xoshiro256PlusPlus, permille: u32) -> bool {
+pub(crate) fn enabled(rng: &mut Xoshiro256PlusPlus, permille: u32) -> bool {
     rng.random_range(0..1000) < permille
 }
 
 impl Plan {
-    /// Draws a plan; `nodes` overrides the drawn cluster size.
     /// Draws a plan; `nodes` overrides the drawn cluster size, and `long_partitions` lets
     /// partitions last long enough, and follow each other closely enough, for the cut-off
     /// sides to remove each other (see `faults::PARTITION_MS_MAX`).
@@ -417,7 +415,7 @@ impl Plan {
             joins,
             clocks,
             workload,
-            page_size_target: DELTA_PAGE_SIZE_TARGET,
+            page_size_target: chorus_proto::limits::DELTA_PAGE_SIZE_TARGET,
         }
     }
 
@@ -474,7 +472,7 @@ impl Plan {
             joins,
             clocks,
             workload,
-            page_size_target: DELTA_PAGE_SIZE_TARGET,
+            page_size_target: chorus_proto::limits::DELTA_PAGE_SIZE_TARGET,
         }
     }
 }
@@ -551,52 +549,6 @@ fn rate(rng: &mut Xoshiro256PlusPlus, on: u32, max: u32) -> u32 {
     if enabled(rng, on) { rng.random_range(0..=max) } else { 0 }
 }
 
-/// Share of `lite` seeds, per mille, whose nodes page deltas and pushes at a small size.
-const SMALL_PAGES_PERMILLE: u32 = 500;
-
-/// Which page sizes a run's nodes use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pages {
-    /// Drawn per seed: small in [`SMALL_PAGES_PERMILLE`] of `lite` seeds, the protocol's own
-    /// in every `swarm` seed (small pages make some swarm seeds fail on an open protocol
-    /// issue, see ARCHITECTURE.md, known limits).
-    Drawn,
-    /// Small (200 B to 4 KiB) in every seed: `--pages small`.
-    Small,
-    /// The protocol's own (256 KiB) in every seed: `--pages default`.
-    Default,
-}
-
-impl Pages {
-    /// The command-line name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Pages::Drawn => "drawn",
-            Pages::Small => "small",
-            Pages::Default => "default",
-        }
-    }
-
-    /// Parses a command-line name.
-    pub fn parse(name: &str) -> Option<Pages> {
-        [Pages::Drawn, Pages::Small, Pages::Default].into_iter().find(|p| p.as_str() == name)
-    }
-
-    /// The page size of a seed: the protocol's own (256 KiB, which the simulator's small
-    /// values never fill) or 200 B to 4 KiB, so that a catch-up takes many pages. Drawn from
-    /// its own generator, seeded by the run's seed, so seeds with the default page size run
-    /// as they did before pages were drawn.
-    pub fn size_target(self, seed: u64, profile: Profile) -> usize {
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5041_4745_5349_5a45);
-        let small = match (self, profile) {
-            (Pages::Drawn, Profile::Lite) => enabled(&mut rng, SMALL_PAGES_PERMILLE),
-            (Pages::Drawn, Profile::Swarm) | (Pages::Default, _) => false,
-            (Pages::Small, _) => true,
-        };
-        if small { rng.random_range(200..=4_096) } else { DELTA_PAGE_SIZE_TARGET }
-    }
-}
-
 /// Fisher-Yates, drawing from the run's generator.
 pub fn shuffle<T>(items: &mut [T], rng: &mut Xoshiro256PlusPlus) {
     for i in (1..items.len()).rev() {
@@ -608,6 +560,7 @@ pub fn shuffle<T>(items: &mut [T], rng: &mut Xoshiro256PlusPlus) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     fn sees(cut: &BTreeSet<(usize, usize)>, a: usize, b: usize) -> bool {
         !cut.contains(&(a, b))

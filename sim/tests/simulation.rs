@@ -185,6 +185,14 @@ fn a_page_that_claims_its_whole_range_is_caught_once_pages_are_small() {
     }
 }
 
+/// The old check compared a read with the store's own `live_value`, so it passed this on
+/// every lite seed 0..100 and swarm seed 0..200; the oracle catches it.
+#[test]
+fn a_read_that_ignores_ttls_is_caught() {
+    let lite = Options::new(Profile::Lite);
+    sabotage_is_caught_on(Sabotage::ReadIgnoresTtl, &[2, 5, 7], &["read-value"], lite);
+}
+
 #[test]
 fn the_broadcast_benchmark_meets_its_targets_without_faults() {
     let report = bench::glomers(1, Nemesis::None);

@@ -176,6 +176,8 @@ pub struct Cluster<S> {
     pub reached: Reached,
     /// Per link, when the last bulk message sent on it is delivered.
     bulk_due: BTreeMap<(usize, usize), u64>,
+    /// Sabotage: client reads ignore TTLs.
+    pub read_ignores_ttl: bool,
 }
 
 impl<S> Cluster<S> {
@@ -201,6 +203,7 @@ impl<S> Cluster<S> {
             tap: None,
             reached: Reached::default(),
             bulk_due: BTreeMap::new(),
+            read_ignores_ttl: false,
         }
     }
 

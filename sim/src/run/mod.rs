@@ -26,8 +26,9 @@ use rand::{RngExt, SeedableRng};
 use crate::checker::{Checker, Failure};
 use crate::clock::{ClockModel, START_MS};
 use crate::cluster::{Cluster, Reached, SEED_ADDR, Status, Stepped};
-use crate::faults::{LinkFaults, Pages, Plan, Profile};
+use crate::faults::{LinkFaults, Plan, Profile};
 use crate::network::Network;
+use crate::pages::Pages;
 use crate::workload::{Op, Workload};
 
 mod heal;
@@ -72,16 +73,19 @@ pub enum Sabotage {
     /// A delta page cut short still claims each group's whole range (only bites when
     /// catch-ups take more than one page).
     PageClaimsWholeRange,
+    /// Client reads return expired values (the driver ignores TTLs).
+    ReadIgnoresTtl,
 }
 
 impl Sabotage {
     /// Every sabotage, for tests and help text.
-    pub const ALL: [Sabotage; 5] = [
+    pub const ALL: [Sabotage; 6] = [
         Sabotage::RewriteValues,
         Sabotage::ForgetTombstones,
         Sabotage::NeverHeal,
         Sabotage::SkipSkewGuard,
         Sabotage::PageClaimsWholeRange,
+        Sabotage::ReadIgnoresTtl,
     ];
 
     /// The command-line name.
@@ -92,6 +96,7 @@ impl Sabotage {
             Sabotage::NeverHeal => "never-heal",
             Sabotage::SkipSkewGuard => "skip-skew-guard",
             Sabotage::PageClaimsWholeRange => "page-claims-whole-range",
+            Sabotage::ReadIgnoresTtl => "read-ignores-ttl",
         }
     }
 
@@ -303,13 +308,14 @@ impl Run {
                 let sabotage = NodeSabotage { page_claims_whole_range: true, ..template.sabotage };
                 template.sabotage = sabotage;
             }
-            Some(Sabotage::NeverHeal) | None => {}
+            Some(Sabotage::NeverHeal | Sabotage::ReadIgnoresTtl) | None => {}
         }
         let checker = Checker::new(&template, START_MS, true);
         let mut cluster = Cluster::new(rng, network, checker, template);
         if options.log {
             cluster.keep_log();
         }
+        cluster.read_ignores_ttl = options.sabotage == Some(Sabotage::ReadIgnoresTtl);
         let workload = Workload::new(plan.workload);
         Run {
             seed,
