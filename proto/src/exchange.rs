@@ -320,9 +320,14 @@ impl Node {
                 continue;
             }
             let dot = update.dot();
+            let wants_ack = acks.contains(&dot);
+            if self.config.sabotage.ack_without_applying && wants_ack {
+                self.outboxes.entry(dot.node).or_default().acks.push(dot);
+                self.schedule_flush(now_ms);
+                continue;
+            }
             let applied = self.store.apply(update.clone());
             self.observe(&update, &applied, now_ms);
-            let wants_ack = acks.contains(&dot);
             if applied != Applied::Seen {
                 self.forward(&update, wants_ack, Some(sender), now_ms);
             }

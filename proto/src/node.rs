@@ -79,6 +79,8 @@ pub struct Sabotage {
     /// A delta page cut short by the page size still claims each group's whole range, so the
     /// receiver counts writes of later pages seen (and the next page skips them).
     pub page_claims_whole_range: bool,
+    /// Acknowledge a pushed write whose writer waits, without applying it.
+    pub ack_without_applying: bool,
 }
 
 impl Config {

@@ -34,7 +34,7 @@ const USAGE: &str = "usage:
   chorus-sim bench glomers [--nemesis partition] [--seed N]
   chorus-sim bench scale --nodes N [--seed N]
 sabotage names: rewrite-values, forget-tombstones, never-heal, skip-skew-guard,
-                page-claims-whole-range, read-ignores-ttl";
+                page-claims-whole-range, read-ignores-ttl, ack-without-applying";
 
 /// Parsed `--flag value` pairs and bare `--flag`s.
 struct Args {

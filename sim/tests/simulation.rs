@@ -193,6 +193,14 @@ fn a_read_that_ignores_ttls_is_caught() {
     sabotage_is_caught_on(Sabotage::ReadIgnoresTtl, &[2, 5, 7], &["read-value"], lite);
 }
 
+/// Before waits were checked against what the confirming nodes held, this passed every lite
+/// seed 0..100 and swarm seed 0..100.
+#[test]
+fn a_node_that_acknowledges_writes_it_never_applied_is_caught() {
+    let lite = Options::new(Profile::Lite);
+    sabotage_is_caught_on(Sabotage::AckWithoutApplying, &[1, 2, 3], &["wait-confirmed"], lite);
+}
+
 #[test]
 fn the_broadcast_benchmark_meets_its_targets_without_faults() {
     let report = bench::glomers(1, Nemesis::None);

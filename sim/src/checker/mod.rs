@@ -31,7 +31,9 @@ use std::fmt;
 mod state;
 
 use chorus_proto::limits::MESSAGE_SIZE_MAX;
-use chorus_proto::{Config, Dot, Event, Key, MessageError, Node, NodeId, Stamp, Value, WaitId};
+use chorus_proto::{
+    Config, Dot, Event, Key, MessageError, Node, NodeId, Stamp, Value, WaitId, WaitOutcome,
+};
 
 /// The nodes by slot, as the checker reads them. The cluster's slots implement it, so the
 /// checker depends on no part of the cluster that drives it.
@@ -40,6 +42,9 @@ pub trait Nodes {
     fn node(&self, slot: usize) -> Option<&Node>;
     /// Every running node with its slot.
     fn running(&self) -> Box<dyn Iterator<Item = (usize, &Node)> + '_>;
+    /// Whether the node now called `current` once was `earlier` (the same identity, or
+    /// one it renamed from).
+    fn was(&self, current: NodeId, earlier: NodeId) -> bool;
 }
 
 /// One write as the oracle records it.
@@ -318,7 +323,7 @@ impl Checker {
     }
 
     /// Checks one event a node emitted.
-    pub fn event(&mut self, slot: usize, event: &Event) {
+    pub fn event(&mut self, slot: usize, event: &Event, nodes: &dyn Nodes) {
         match event {
             Event::Put { key, value, stamp } => {
                 let known = self.writes.get(stamp);
@@ -338,7 +343,10 @@ impl Checker {
                     );
                 }
             }
-            Event::WaitDone(outcome) => self.wait_done(slot, outcome.id),
+            Event::WaitDone(outcome) => {
+                self.wait_done(slot, outcome.id);
+                self.confirmed(slot, outcome, nodes);
+            }
             _ => {}
         }
     }
@@ -347,6 +355,35 @@ impl Checker {
     fn wait_done(&mut self, slot: usize, id: WaitId) {
         if self.slots[slot].waits.remove(&id).is_none() {
             self.fail("bound", format!("n{slot} ended unknown wait {id:?}"));
+        }
+    }
+
+    /// A wait ended: every node it counts as holding the write must hold it (or a newer
+    /// write of its key) or have it covered by its vector, which [`Checker::check_vector`]
+    /// holds to account. Identities whose state is gone (crash, drop) are not checked.
+    fn confirmed(&mut self, slot: usize, outcome: &WaitOutcome, nodes: &dyn Nodes) {
+        let Some(write) = self.writes.get(&outcome.stamp) else {
+            let detail = format!("n{slot} ended a wait for {}, never written", outcome.stamp);
+            return self.fail("wait-confirmed", detail);
+        };
+        let dot = Dot { node: outcome.stamp.node, seq: write.seq };
+        for id in outcome.confirmed.iter().filter(|id| !self.gone.contains(id)) {
+            let Some((other, node)) = nodes.running().find(|(_, n)| nodes.was(n.id(), *id)) else {
+                continue;
+            };
+            let held = match self.deep {
+                true => self.slots[other].held.get(&write.key).copied(),
+                false => node.store().entry(&write.key).map(|entry| entry.stamp()),
+            };
+            if held.is_none_or(|held| held < outcome.stamp) && !node.store().vector().contains(dot)
+            {
+                let detail = format!(
+                    "n{slot}'s wait for {:?} at {} counts {id} (n{other}) as holding it, but \
+                     n{other} holds {held:?} and its vector does not cover it",
+                    write.key, outcome.stamp
+                );
+                return self.fail("wait-confirmed", detail);
+            }
         }
     }
 

@@ -87,6 +87,15 @@ impl Nodes for Vec<Slot> {
     fn running(&self) -> Box<dyn Iterator<Item = (usize, &Node)> + '_> {
         Box::new(self.iter().enumerate().filter_map(|(slot, s)| Some((slot, s.node.as_ref()?))))
     }
+
+    fn was(&self, current: NodeId, earlier: NodeId) -> bool {
+        current == earlier
+            || self.iter().any(|s| {
+                let ids = &s.identities;
+                let at = |id| ids.iter().position(|i| *i == id);
+                at(current).zip(at(earlier)).is_some_and(|(now, then)| then <= now)
+            })
+    }
 }
 
 /// What a step did.
@@ -461,7 +470,7 @@ impl<S> Cluster<S> {
         let mut left = false;
         for event in &events {
             hash_event(&mut self.trace, event);
-            self.checker.event(slot, event);
+            self.checker.event(slot, event, &self.slots);
             match event {
                 Event::Reset { reason, .. } if reason.dropped_state() => {
                     // The node dropped its store: what only it held may be lost, including

@@ -75,17 +75,20 @@ pub enum Sabotage {
     PageClaimsWholeRange,
     /// Client reads return expired values (the driver ignores TTLs).
     ReadIgnoresTtl,
+    /// Nodes acknowledge pushed writes whose writer waits without applying them.
+    AckWithoutApplying,
 }
 
 impl Sabotage {
     /// Every sabotage, for tests and help text.
-    pub const ALL: [Sabotage; 6] = [
+    pub const ALL: [Sabotage; 7] = [
         Sabotage::RewriteValues,
         Sabotage::ForgetTombstones,
         Sabotage::NeverHeal,
         Sabotage::SkipSkewGuard,
         Sabotage::PageClaimsWholeRange,
         Sabotage::ReadIgnoresTtl,
+        Sabotage::AckWithoutApplying,
     ];
 
     /// The command-line name.
@@ -97,6 +100,7 @@ impl Sabotage {
             Sabotage::SkipSkewGuard => "skip-skew-guard",
             Sabotage::PageClaimsWholeRange => "page-claims-whole-range",
             Sabotage::ReadIgnoresTtl => "read-ignores-ttl",
+            Sabotage::AckWithoutApplying => "ack-without-applying",
         }
     }
 
@@ -306,6 +310,10 @@ impl Run {
             }
             Some(Sabotage::PageClaimsWholeRange) => {
                 let sabotage = NodeSabotage { page_claims_whole_range: true, ..template.sabotage };
+                template.sabotage = sabotage;
+            }
+            Some(Sabotage::AckWithoutApplying) => {
+                let sabotage = NodeSabotage { ack_without_applying: true, ..template.sabotage };
                 template.sabotage = sabotage;
             }
             Some(Sabotage::NeverHeal | Sabotage::ReadIgnoresTtl) | None => {}
