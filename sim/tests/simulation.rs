@@ -201,6 +201,13 @@ fn a_node_that_acknowledges_writes_it_never_applied_is_caught() {
     sabotage_is_caught_on(Sabotage::AckWithoutApplying, &[1, 2, 3], &["wait-confirmed"], lite);
 }
 
+/// Without the `left-seen-dead` rule, every lite seed 0..100 passed this.
+#[test]
+fn a_departure_nobody_hears_of_is_caught() {
+    let lite = Options::new(Profile::Lite);
+    sabotage_is_caught_on(Sabotage::HideDepartures, &[0, 1, 2], &["left-seen-dead"], lite);
+}
+
 #[test]
 fn the_broadcast_benchmark_meets_its_targets_without_faults() {
     let report = bench::glomers(1, Nemesis::None);

@@ -28,11 +28,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+mod client;
 mod state;
 
 use chorus_proto::limits::MESSAGE_SIZE_MAX;
 use chorus_proto::{
-    Config, Dot, Event, Key, MessageError, Node, NodeId, Stamp, Value, WaitId, WaitOutcome,
+    Config, Dot, Event, Key, MemberState, MessageError, Node, NodeId, Stamp, Value, WaitId,
 };
 
 /// The nodes by slot, as the checker reads them. The cluster's slots implement it, so the
@@ -133,6 +134,8 @@ pub struct Checker {
     slots: Vec<SlotView>,
     /// Identities that ended: crashed, left, or reset.
     gone: BTreeSet<NodeId>,
+    /// Identities leaving gracefully on calm links: no node may see them `Dead`.
+    departing: BTreeSet<NodeId>,
     start_ms: u64,
     now_ms: u64,
     /// When an identity last ended (true time).
@@ -154,6 +157,7 @@ impl Checker {
             lost: BTreeSet::new(),
             slots: Vec::new(),
             gone: BTreeSet::new(),
+            departing: BTreeSet::new(),
             start_ms,
             now_ms: start_ms,
             last_gone_ms: start_ms,
@@ -192,6 +196,11 @@ impl Checker {
     /// How many writes may have been lost (their only holders went away).
     pub fn lost_count(&self) -> usize {
         self.lost.len()
+    }
+
+    /// `id` starts a graceful leave on calm links: from now on no node may see it `Dead`.
+    pub fn departing(&mut self, id: NodeId) {
+        self.departing.insert(id);
     }
 
     /// A slot started a node with a fresh identity: its history starts afresh.
@@ -242,61 +251,6 @@ impl Checker {
         }
     }
 
-    /// A client read `key` at a node and got `value`. The writer must see its own newest
-    /// write of it or a newer one; and whatever the reader, `value` must be what the oracle
-    /// says the write the node holds reads as: its value, unless it is a delete or its expiry
-    /// (as the writer's clock set it) has passed on this node's clock. The oracle shares no
-    /// code with the store, so a broken TTL rule in the read path is reported.
-    pub fn read(
-        &mut self,
-        slot: usize,
-        node: &Node,
-        local_ms: u64,
-        key: &Key,
-        value: Option<&Value>,
-    ) {
-        self.read_your_writes(slot, node, local_ms, key);
-        // Which write the node holds, by the checker's own record of its entries (checked
-        // against the oracle after every call); without deep checks, by its entry's stamp.
-        let held = if self.deep {
-            self.slots[slot].held.get(key).copied()
-        } else {
-            node.store().entry(key).map(|entry| entry.stamp())
-        };
-        let write = held.and_then(|stamp| self.writes.get(&stamp));
-        let expected = write.filter(|w| !w.dead_at(local_ms)).and_then(|w| w.value.as_ref());
-        if value != expected {
-            let detail = format!(
-                "n{slot} read {key:?} at {local_ms} as {value:?}, but it holds {held:?}, which \
-                 reads as {expected:?} (expiry {:?})",
-                write.and_then(|w| w.expires_at_ms)
-            );
-            self.fail("read-value", detail);
-        }
-    }
-
-    /// A writer reads its own newest write of a key, or a newer one.
-    fn read_your_writes(&mut self, slot: usize, node: &Node, local_ms: u64, key: &Key) {
-        let Some(own) = self.slots[slot].own.get(key).copied() else { return };
-        let entry = node.store().entry(key);
-        let fine = match entry {
-            Some(entry) => entry.stamp() >= own,
-            // Collected: only a delete or an expired write may be, so the newest write this
-            // node held for the key must be one (and not older than its own).
-            None => {
-                let newest = self.slots[slot].held.get(key).copied().unwrap_or(own).max(own);
-                self.writes.get(&newest).is_some_and(|w| w.dead_at(local_ms))
-            }
-        };
-        if !fine {
-            let held = entry.map(|e| e.stamp());
-            self.fail(
-                "read-your-writes",
-                format!("n{slot} wrote {key:?} at {own} but then read the entry at {held:?}"),
-            );
-        }
-    }
-
     /// A node is about to send `size` bytes.
     pub fn transmitted(&mut self, slot: usize, size: usize) {
         if size > MESSAGE_SIZE_MAX {
@@ -343,6 +297,14 @@ impl Checker {
                     );
                 }
             }
+            Event::Member(change)
+                if change.state == Some(MemberState::Dead)
+                    && self.departing.contains(&change.id) =>
+            {
+                let detail =
+                    format!("n{slot} sees {} ({}), which left, as dead", change.id, change.name);
+                self.fail("left-seen-dead", detail);
+            }
             Event::WaitDone(outcome) => {
                 self.wait_done(slot, outcome.id);
                 self.confirmed(slot, outcome, nodes);
@@ -355,35 +317,6 @@ impl Checker {
     fn wait_done(&mut self, slot: usize, id: WaitId) {
         if self.slots[slot].waits.remove(&id).is_none() {
             self.fail("bound", format!("n{slot} ended unknown wait {id:?}"));
-        }
-    }
-
-    /// A wait ended: every node it counts as holding the write must hold it (or a newer
-    /// write of its key) or have it covered by its vector, which [`Checker::check_vector`]
-    /// holds to account. Identities whose state is gone (crash, drop) are not checked.
-    fn confirmed(&mut self, slot: usize, outcome: &WaitOutcome, nodes: &dyn Nodes) {
-        let Some(write) = self.writes.get(&outcome.stamp) else {
-            let detail = format!("n{slot} ended a wait for {}, never written", outcome.stamp);
-            return self.fail("wait-confirmed", detail);
-        };
-        let dot = Dot { node: outcome.stamp.node, seq: write.seq };
-        for id in outcome.confirmed.iter().filter(|id| !self.gone.contains(id)) {
-            let Some((other, node)) = nodes.running().find(|(_, n)| nodes.was(n.id(), *id)) else {
-                continue;
-            };
-            let held = match self.deep {
-                true => self.slots[other].held.get(&write.key).copied(),
-                false => node.store().entry(&write.key).map(|entry| entry.stamp()),
-            };
-            if held.is_none_or(|held| held < outcome.stamp) && !node.store().vector().contains(dot)
-            {
-                let detail = format!(
-                    "n{slot}'s wait for {:?} at {} counts {id} (n{other}) as holding it, but \
-                     n{other} holds {held:?} and its vector does not cover it",
-                    write.key, outcome.stamp
-                );
-                return self.fail("wait-confirmed", detail);
-            }
         }
     }
 

@@ -1,9 +1,11 @@
 //! The run after its fault phase: the heal, convergence and collection within their budgets,
 //! and the final checks.
 
+use rand::RngExt;
+
 use super::{
-    CHECK_EVERY_MS, COLLECT_BUDGET_MS, GHOSTS_AFTER_MS, HEAL_BUDGET_MS, NEVER_HEALS, Run, Sabotage,
-    node_template, seed_addr,
+    CHECK_EVERY_MS, COLLECT_BUDGET_MS, GHOSTS_AFTER_MS, HEAL_BUDGET_MS, LEAVE_TIMEOUT_MS,
+    NEVER_HEALS, Run, Sabotage, Script, node_template, seed_addr,
 };
 use crate::clock::ClockModel;
 use crate::cluster::Status;
@@ -30,6 +32,23 @@ impl Run {
             }
         }
         self.cluster.log(|| "heal".to_string());
+    }
+
+    /// Once converged, on calm links, a random running node leaves gracefully (if three or
+    /// more run, and no cut is left, which only the never-heal sabotage leaves): every other
+    /// node must tell it apart from a crashed one, seeing it `Left`, never `Dead` (the
+    /// checker's `left-seen-dead`).
+    pub(super) fn calm_leave(&mut self) {
+        let up = self.up_slots();
+        if up.len() < 3 || self.cluster.network.is_partitioned() {
+            return;
+        }
+        let slot = up[self.cluster.rng.random_range(0..up.len())];
+        let Some(id) = self.cluster.node(slot).map(|node| node.id()) else { return };
+        self.cluster.checker.departing(id);
+        self.cluster.leave(slot);
+        let at = self.cluster.now() + LEAVE_TIMEOUT_MS;
+        self.cluster.schedule(at, Script::LeaveTimeout(slot));
     }
 
     /// The heal phase: runs until the cluster converges or the budget runs out.

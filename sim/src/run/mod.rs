@@ -77,11 +77,13 @@ pub enum Sabotage {
     ReadIgnoresTtl,
     /// Nodes acknowledge pushed writes whose writer waits without applying them.
     AckWithoutApplying,
+    /// The network clears every departure announcement: a node that left looks crashed.
+    HideDepartures,
 }
 
 impl Sabotage {
     /// Every sabotage, for tests and help text.
-    pub const ALL: [Sabotage; 7] = [
+    pub const ALL: [Sabotage; 8] = [
         Sabotage::RewriteValues,
         Sabotage::ForgetTombstones,
         Sabotage::NeverHeal,
@@ -89,6 +91,7 @@ impl Sabotage {
         Sabotage::PageClaimsWholeRange,
         Sabotage::ReadIgnoresTtl,
         Sabotage::AckWithoutApplying,
+        Sabotage::HideDepartures,
     ];
 
     /// The command-line name.
@@ -101,6 +104,7 @@ impl Sabotage {
             Sabotage::PageClaimsWholeRange => "page-claims-whole-range",
             Sabotage::ReadIgnoresTtl => "read-ignores-ttl",
             Sabotage::AckWithoutApplying => "ack-without-applying",
+            Sabotage::HideDepartures => "hide-departures",
         }
     }
 
@@ -302,6 +306,7 @@ impl Run {
         let mut network = Network::new(LinkFaults::calm(plan.link.latency));
         match options.sabotage {
             Some(Sabotage::RewriteValues) => network.sabotage_rewrite(),
+            Some(Sabotage::HideDepartures) => network.sabotage_departures(),
             Some(Sabotage::ForgetTombstones) => {
                 template.sabotage = NodeSabotage { collect_unstable: true, ..template.sabotage };
             }
@@ -353,6 +358,7 @@ impl Run {
             converged_ms = self.converge(heal_at);
         }
         if converged_ms.is_some() {
+            self.calm_leave();
             collected_ms = self.collect(heal_at);
         }
         if collected_ms.is_some() {
