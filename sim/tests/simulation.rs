@@ -223,6 +223,25 @@ fn the_broadcast_benchmark_loses_nothing_under_partitions() {
     assert!(report.msgs_per_op < 20.0, "{}", report.line());
 }
 
+/// The command's exit code follows the targets: 1 with each missed figure and its target
+/// printed, 0 when all are met. Under the partition nemesis the latency targets are missed
+/// today (p50 415 ms, max about 6 s against 400 and 600), and the command used to exit 0.
+#[test]
+fn a_missed_benchmark_target_fails_the_command() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chorus-sim"))
+        .args(["bench", "glomers", "--nemesis", "partition"])
+        .output()
+        .expect("chorus-sim runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{stdout}");
+    let report = bench::glomers(1, Nemesis::Partition);
+    let expected = if report.targets_met() { 0 } else { 1 };
+    assert_eq!(output.status.code(), Some(expected), "{stdout}");
+    for miss in report.misses() {
+        assert!(stdout.contains(&format!("missed: {miss}")), "{miss} not printed: {stdout}");
+    }
+}
+
 #[test]
 fn one_write_reaches_a_hundred_nodes_in_one_round_with_little_redundancy() {
     let report = bench::scale(1, 100);
