@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use crate::clock::NodeId;
 use crate::event::Event;
 use crate::horizon::Horizon;
-use crate::limits::{DELTA_PAGE_SIZE_TARGET, SYNC_PAGES_MAX};
+use crate::limits::SYNC_PAGES_MAX;
 use crate::message::{Addr, Body, Digest, Envelope, MessageError, Record, ResetReason};
 use crate::node::Node;
 use crate::store::{Applied, Delta, Update};
@@ -200,7 +200,13 @@ impl Node {
     fn send_delta(&mut self, to: Addr, receiver: NodeId, bases: &BTreeMap<NodeId, u64>) {
         let mut cursor = bases.clone();
         for page in 0..SYNC_PAGES_MAX {
-            let (mut delta, last) = self.store.delta(&cursor, DELTA_PAGE_SIZE_TARGET);
+            let page_size = self.config.delta_page_size_target;
+            let (mut delta, last) = self.store.delta(&cursor, page_size);
+            if self.config.sabotage.page_claims_whole_range && !last {
+                for group in &mut delta.groups {
+                    group.to = self.store.vector().base(group.node);
+                }
+            }
             delta.advance(&mut cursor);
             if page == 0 && last {
                 // The ranges skip writes replaced here; their replacements must travel with
@@ -212,7 +218,7 @@ impl Node {
                 // them again each round, until their keys are written again.
                 let size: usize =
                     delta.groups.iter().flat_map(|g| &g.updates).map(|u| u.size_bound()).sum();
-                let room = DELTA_PAGE_SIZE_TARGET.saturating_sub(size);
+                let room = page_size.saturating_sub(size);
                 delta.groups.extend(self.store.unsettled(bases, room));
             }
             if delta.groups.is_empty() {
@@ -295,9 +301,13 @@ impl Node {
                 continue;
             }
             let dot = update.dot();
+            let wants_ack = acks.contains(&dot);
+            if self.config.sabotage.ack_without_applying && wants_ack {
+                self.pushes.queue_ack(dot.node, dot, now_ms);
+                continue;
+            }
             let applied = self.store.apply(update.clone());
             self.observe(&update, &applied, now_ms);
-            let wants_ack = acks.contains(&dot);
             if applied != Applied::Seen {
                 self.forward(&update, wants_ack, Some(sender), now_ms);
             }

@@ -56,6 +56,10 @@ pub struct Config {
     pub dead_remove_ms: u64,
     /// How long a left member stays listed before removal (`LEFT_REMOVE_MS`).
     pub left_remove_ms: u64,
+    /// Size a delta page or a push message aims at (a single larger write goes alone); at
+    /// most `DELTA_PAGE_SIZE_TARGET`. Smaller values only make catch-ups take more pages,
+    /// which the simulator uses to exercise them.
+    pub delta_page_size_target: usize,
     /// Rules broken on purpose, for the simulator's proof that its checkers catch them.
     /// Always off in a real node.
     #[doc(hidden)]
@@ -74,6 +78,11 @@ pub struct Sabotage {
     pub collect_unstable: bool,
     /// Merge remote writes whatever their stamp's lead over the local clock.
     pub skip_skew_guard: bool,
+    /// A delta page cut short by the page size still claims each group's whole range, so the
+    /// receiver counts writes of later pages seen (and the next page skips them).
+    pub page_claims_whole_range: bool,
+    /// Acknowledge a pushed write whose writer waits, without applying it.
+    pub ack_without_applying: bool,
 }
 
 impl Config {
@@ -95,6 +104,7 @@ impl Config {
             phi_dead: PHI_DEAD,
             dead_remove_ms: DEAD_REMOVE_MS,
             left_remove_ms: LEFT_REMOVE_MS,
+            delta_page_size_target: DELTA_PAGE_SIZE_TARGET,
             sabotage: Sabotage::default(),
         }
     }
@@ -146,6 +156,8 @@ const SETTLE_ROUNDS: u64 = 4;
 impl Node {
     /// A node that knows only itself, at wall time `now_ms`.
     pub fn new(config: Config, now_ms: u64) -> Node {
+        // Pages above the constant could outgrow `MESSAGE_SIZE_MAX`.
+        debug_assert!(config.delta_page_size_target <= DELTA_PAGE_SIZE_TARGET);
         let members = Members::new(
             config.id,
             config.name.clone(),
@@ -159,7 +171,11 @@ impl Node {
             members,
             rng: Xoshiro256PlusPlus::seed_from_u64(config.seed),
             seeds: Vec::new(),
-            pushes: Pushes::new(config.push_batch_ms, config.tree_fanout),
+            pushes: Pushes::new(
+                config.push_batch_ms,
+                config.tree_fanout,
+                config.delta_page_size_target,
+            ),
             next_round_ms: now_ms,
             rounds: 0,
             waits: Waits::new(),

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::clock::NodeId;
-use crate::limits::{DELTA_PAGE_SIZE_TARGET, MEMBERS_MAX, PUSH_QUEUE_SIZE_MAX};
+use crate::limits::{MEMBERS_MAX, PUSH_QUEUE_SIZE_MAX};
 use crate::membership::{MemberState, Members};
 use crate::message::Body;
 use crate::node::Node;
@@ -36,17 +36,21 @@ pub(crate) struct Pushes {
     children: BTreeMap<NodeId, Vec<NodeId>>,
     batch_ms: u64,
     fanout: usize,
+    /// Size a push message aims at (`Config::delta_page_size_target`).
+    page_size: usize,
 }
 
 impl Pushes {
-    /// Nothing queued; pushes batched for `batch_ms`, trees `fanout` wide.
-    pub(crate) fn new(batch_ms: u64, fanout: usize) -> Pushes {
+    /// Nothing queued; pushes batched for `batch_ms`, trees `fanout` wide, messages split
+    /// near `page_size`.
+    pub(crate) fn new(batch_ms: u64, fanout: usize, page_size: usize) -> Pushes {
         Pushes {
             outboxes: BTreeMap::new(),
             flush_at_ms: None,
             children: BTreeMap::new(),
             batch_ms,
             fanout,
+            page_size,
         }
     }
 
@@ -108,7 +112,8 @@ impl Pushes {
     fn take(&mut self) -> Vec<(NodeId, Vec<Body>)> {
         self.flush_at_ms = None;
         let outboxes = std::mem::take(&mut self.outboxes);
-        outboxes.into_iter().map(|(peer, outbox)| (peer, outbox.into_bodies())).collect()
+        let page_size = self.page_size;
+        outboxes.into_iter().map(|(peer, outbox)| (peer, outbox.into_bodies(page_size))).collect()
     }
 
     /// Drops everything queued: the state the writes came from is gone.
@@ -119,7 +124,7 @@ impl Pushes {
 }
 
 impl Outbox {
-    fn into_bodies(self) -> Vec<Body> {
+    fn into_bodies(self, page_size: usize) -> Vec<Body> {
         let mut bodies = Vec::new();
         if !self.acks.is_empty() {
             bodies.push(Body::Ack(self.acks));
@@ -127,7 +132,7 @@ impl Outbox {
         let mut updates = Vec::new();
         let mut size = 0;
         for update in self.updates {
-            if size + update.size_bound() > DELTA_PAGE_SIZE_TARGET && !updates.is_empty() {
+            if size + update.size_bound() > page_size && !updates.is_empty() {
                 bodies.push(push(std::mem::take(&mut updates), &self.acks_wanted));
                 size = 0;
             }

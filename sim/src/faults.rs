@@ -227,6 +227,9 @@ pub struct Episode {
     pub shape: Shape,
     /// If set, the cut flaps: on and off every this many milliseconds.
     pub flap_ms: Option<u64>,
+    /// Whether the cut separates only the nodes running when it starts (crashed machines are
+    /// left out of the draw), so that it always splits live nodes.
+    pub running_only: bool,
 }
 
 /// One crash during the fault phase; which node is drawn when it happens.
@@ -306,12 +309,14 @@ pub struct Plan {
     pub clocks: ClockSpec,
     /// Clients.
     pub workload: WorkloadSpec,
+    /// The size delta pages and pushes aim at (see `Pages::size_target`).
+    pub page_size_target: usize,
 }
 
-/// Longest partition by default, and the least quiet time between two. A node cut off for
-/// longer is declared dead (about 7 s) and removed (`dead_remove_ms`, 10 s in the simulator)
-/// by the other side, while it removes them in turn; when such sides meet again, the horizon
-/// check decides which state survives (`--long-partitions` exercises that, and `.ci/run`
+/// Longest partition by default. A node cut off for long is declared dead (after 10 to 28 s
+/// of silence, see `run::GHOSTS_AFTER_MS`) and removed (`dead_remove_ms`, 10 s in the
+/// simulator) by the other side, while it removes them in turn; when such sides meet again,
+/// the horizon check decides which state survives (`--long-partitions` exercises that, and `.ci/run`
 /// sweeps it). Partitions of at most 12 s, one at a time with 2 s between them, keep every
 /// live node's identity.
 pub const PARTITION_MS_MAX: u64 = 12_000;
@@ -333,12 +338,11 @@ fn one_at_a_time(mut episodes: Vec<Episode>) -> Vec<Episode> {
 }
 
 /// Whether a swarm seed enables a fault family: a coin flip per family.
-fn enabled(rng: &mut Xoshiro256PlusPlus, permille: u32) -> bool {
+pub(crate) fn enabled(rng: &mut Xoshiro256PlusPlus, permille: u32) -> bool {
     rng.random_range(0..1000) < permille
 }
 
 impl Plan {
-    /// Draws a plan; `nodes` overrides the drawn cluster size.
     /// Draws a plan; `nodes` overrides the drawn cluster size, and `long_partitions` lets
     /// partitions last long enough, and follow each other closely enough, for the cut-off
     /// sides to remove each other (see `faults::PARTITION_MS_MAX`).
@@ -371,6 +375,7 @@ impl Plan {
                 duration_ms: rng.random_range(500..=5_000),
                 shape: [Shape::IsolateOne, Shape::Halves, Shape::OneWay][rng.random_range(0..3)],
                 flap_ms: None,
+                running_only: false,
             })
             .collect();
         let episodes = one_at_a_time(episodes);
@@ -410,35 +415,14 @@ impl Plan {
             joins,
             clocks,
             workload,
+            page_size_target: chorus_proto::limits::DELTA_PAGE_SIZE_TARGET,
         }
     }
 
     fn swarm(nodes: Option<usize>, long_partitions: bool, rng: &mut Xoshiro256PlusPlus) -> Plan {
         let nodes = nodes.unwrap_or_else(|| rng.random_range(3..=12));
         let fault_ms = rng.random_range(10_000..=60_000);
-        let latency = match rng.random_range(0..3) {
-            0 => Latency::Constant(rng.random_range(1..=50)),
-            1 => {
-                Latency::Uniform { low: rng.random_range(1..=10), high: rng.random_range(10..=200) }
-            }
-            _ => Latency::LongTail {
-                low: rng.random_range(1..=5),
-                high: rng.random_range(5..=50),
-                tail_permille: rng.random_range(10..=100),
-                tail_ms: rng.random_range(200..=2_000),
-            },
-        };
-        let rate = |rng: &mut Xoshiro256PlusPlus, on: u32, max: u32| {
-            if enabled(rng, on) { rng.random_range(0..=max) } else { 0 }
-        };
-        let link = LinkFaults {
-            latency,
-            loss_permille: rate(rng, 500, 300),
-            duplicate_permille: rate(rng, 400, 200),
-            reorder_permille: rate(rng, 400, 300),
-            reorder_ms: rng.random_range(10..=500),
-            corrupt_permille: rate(rng, 200, 20),
-        };
+        let link = swarm_link(rng);
         let flapping = enabled(rng, 300);
         let duration_ms_max = if long_partitions { 40_000 } else { PARTITION_MS_MAX };
         let episodes = (0..if enabled(rng, 600) { rng.random_range(1..=6) } else { 0 })
@@ -447,6 +431,7 @@ impl Plan {
                 duration_ms: rng.random_range(500..=duration_ms_max),
                 shape: Shape::ALL[rng.random_range(0..Shape::ALL.len())],
                 flap_ms: (flapping && enabled(rng, 500)).then(|| rng.random_range(200..=3_000)),
+                running_only: false,
             })
             .collect();
         let episodes = if long_partitions { episodes } else { one_at_a_time(episodes) };
@@ -459,31 +444,23 @@ impl Plan {
         let leaves = (0..if enabled(rng, 300) { rng.random_range(1..=2) } else { 0 })
             .map(|_| rng.random_range(0..fault_ms))
             .collect();
-        let joins = (0..if enabled(rng, 400) { rng.random_range(1..=3) } else { 0 })
+        let mut joins: Vec<u64> = (0..if enabled(rng, 400) { rng.random_range(1..=3) } else { 0 })
             .map(|_| rng.random_range(0..fault_ms))
             .collect();
-        let skewed = enabled(rng, 500);
-        let clocks = ClockSpec {
-            offset_ms_max: 200,
-            wild_permille: if skewed { rng.random_range(100..=400) } else { 0 },
-            wild_offset_ms_max: 3_000,
-            drift_ppm_max: if enabled(rng, 300) { 10_000 } else { 200 },
-        };
-        let ttl = enabled(rng, 500);
-        let workload = WorkloadSpec {
-            keys: rng.random_range(2..=64),
-            ops_per_s: rng.random_range(5..=150),
-            weights: [
-                rng.random_range(20..=60),
-                if ttl { rng.random_range(5..=20) } else { 0 },
-                rng.random_range(5..=30),
-                rng.random_range(10..=40),
-            ],
-            wait_permille: rate(rng, 500, 200),
-            large_permille: rate(rng, 200, 5),
-            large_size: rng.random_range(10_000..=64_000),
-            ttl_ms_max: 10_000,
-        };
+        let (clocks, mut workload) = swarm_clients(rng);
+        let mut episodes: Vec<Episode> = episodes;
+        let mut fault_ms = fault_ms;
+        if long_partitions {
+            let cut = long_cut(rng);
+            let end = cut.start_ms + cut.duration_ms;
+            fault_ms = fault_ms.max(end + rng.random_range(0..=5_000));
+            // A node that joined during the cut would belong to neither side and bridge them.
+            for join in joins.iter_mut().filter(|join| (cut.start_ms..end).contains(*join)) {
+                *join = end;
+            }
+            episodes.push(cut);
+            workload.weights[2] = workload.weights[2].max(LONG_CUT_DELETE_WEIGHT_MIN);
+        }
         Plan {
             profile: Profile::Swarm,
             nodes,
@@ -495,8 +472,81 @@ impl Plan {
             joins,
             clocks,
             workload,
+            page_size_target: chorus_proto::limits::DELTA_PAGE_SIZE_TARGET,
         }
     }
+}
+
+/// The least weight of deletes in `--long-partitions` seeds (of plain puts' 20 to 60), so
+/// that each side of the long cut deletes, collects, and has a horizon the other lacks.
+const LONG_CUT_DELETE_WEIGHT_MIN: u32 = 20;
+
+/// The cut every `--long-partitions` seed gets, besides its drawn ones: early in the fault
+/// phase, symmetric, and long enough (32 to 48 s) for both sides to declare each other dead
+/// (10 to 28 s) and remove each other (`dead_remove_ms`, 10 s), so that each collects
+/// deletes the other never saw and the fence decides when they meet again.
+fn long_cut(rng: &mut Xoshiro256PlusPlus) -> Episode {
+    Episode {
+        start_ms: rng.random_range(0..=5_000),
+        duration_ms: rng.random_range(32_000..=48_000),
+        shape: Shape::Halves,
+        flap_ms: None,
+        running_only: true,
+    }
+}
+
+/// A swarm seed's link faults.
+fn swarm_link(rng: &mut Xoshiro256PlusPlus) -> LinkFaults {
+    let latency = match rng.random_range(0..3) {
+        0 => Latency::Constant(rng.random_range(1..=50)),
+        1 => Latency::Uniform { low: rng.random_range(1..=10), high: rng.random_range(10..=200) },
+        _ => Latency::LongTail {
+            low: rng.random_range(1..=5),
+            high: rng.random_range(5..=50),
+            tail_permille: rng.random_range(10..=100),
+            tail_ms: rng.random_range(200..=2_000),
+        },
+    };
+    LinkFaults {
+        latency,
+        loss_permille: rate(rng, 500, 300),
+        duplicate_permille: rate(rng, 400, 200),
+        reorder_permille: rate(rng, 400, 300),
+        reorder_ms: rng.random_range(10..=500),
+        corrupt_permille: rate(rng, 200, 20),
+    }
+}
+
+/// A swarm seed's clocks and clients.
+fn swarm_clients(rng: &mut Xoshiro256PlusPlus) -> (ClockSpec, WorkloadSpec) {
+    let skewed = enabled(rng, 500);
+    let clocks = ClockSpec {
+        offset_ms_max: 200,
+        wild_permille: if skewed { rng.random_range(100..=400) } else { 0 },
+        wild_offset_ms_max: 3_000,
+        drift_ppm_max: if enabled(rng, 300) { 10_000 } else { 200 },
+    };
+    let ttl = enabled(rng, 500);
+    let workload = WorkloadSpec {
+        keys: rng.random_range(2..=64),
+        ops_per_s: rng.random_range(5..=150),
+        weights: [
+            rng.random_range(20..=60),
+            if ttl { rng.random_range(5..=20) } else { 0 },
+            rng.random_range(5..=30),
+            rng.random_range(10..=40),
+        ],
+        wait_permille: rate(rng, 500, 200),
+        large_permille: rate(rng, 200, 5),
+        large_size: rng.random_range(10_000..=64_000),
+        ttl_ms_max: 10_000,
+    };
+    (clocks, workload)
+}
+
+/// A rate drawn up to `max` per mille, when a coin flip with odds `on` per mille enables it.
+fn rate(rng: &mut Xoshiro256PlusPlus, on: u32, max: u32) -> u32 {
+    if enabled(rng, on) { rng.random_range(0..=max) } else { 0 }
 }
 
 /// Fisher-Yates, drawing from the run's generator.

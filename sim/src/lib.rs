@@ -23,6 +23,8 @@ mod clock;
 mod cluster;
 mod faults;
 mod network;
+mod pages;
+mod quantile;
 mod run;
 mod sweep;
 mod trace;
@@ -30,11 +32,12 @@ mod workload;
 
 pub use checker::{Checker, Failure, LiveNode, Write};
 pub use clock::{ClockModel, START_MS};
-pub use cluster::{Cluster, SEED_ADDR, Slot, Status, Stepped, Tapped};
+pub use cluster::{Cluster, Reached, SEED_ADDR, Slot, Status, Stepped, Tapped};
 pub use faults::{
     ClockSpec, Crash, Episode, Latency, LinkFaults, Plan, Profile, Shape, WorkloadSpec,
 };
 pub use network::{Copy, Network, NetworkStats};
+pub use pages::Pages;
 pub use run::{COLLECT_BUDGET_MS, HEAL_BUDGET_MS, Options, Outcome, Sabotage, node_template, run};
 pub use sweep::{SweepReport, run_caught, sweep};
 pub use trace::TraceHash;

@@ -8,7 +8,8 @@
 //! chorus-sim bench scale --nodes N [--seed N]
 //! ```
 //!
-//! Exit codes: 0 when every run passed, 1 when one failed, 2 for a usage error.
+//! Exit codes: 0 when every run passed (and a benchmark met its targets), 1 when one failed
+//! or missed a target, 2 for a usage error.
 //!
 //! Arguments are parsed by hand: a handful of flags does not justify a dependency, and it
 //! keeps `chorus-sim` buildable from `proto` and `rand` alone.
@@ -24,16 +25,17 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use chorus_sim::bench::{self, Nemesis};
-use chorus_sim::{Options, Profile, Sabotage, run, sweep};
+use chorus_sim::{Options, Pages, Profile, Sabotage, run, sweep};
 
 const USAGE: &str = "usage:
   chorus-sim run --seed N [--nodes N] [--profile lite|swarm] [--trace] [--sabotage NAME]
-                 [--long-partitions]
+                 [--long-partitions] [--pages drawn|small|default]
   chorus-sim sweep --seeds K [--start S] [--profile lite|swarm] [--nodes N] [--jobs J]
-                   [--sabotage NAME] [--long-partitions]
+                   [--sabotage NAME] [--long-partitions] [--pages drawn|small|default]
   chorus-sim bench glomers [--nemesis partition] [--seed N]
   chorus-sim bench scale --nodes N [--seed N]
-sabotage names: rewrite-values, forget-tombstones, never-heal, skip-skew-guard";
+sabotage names: rewrite-values, forget-tombstones, never-heal, skip-skew-guard,
+                page-claims-whole-range, read-ignores-ttl, ack-without-applying";
 
 /// Parsed `--flag value` pairs and bare `--flag`s.
 struct Args {
@@ -100,7 +102,12 @@ impl Args {
             None => None,
         };
         let long_partitions = self.switch("long-partitions");
-        Ok(Options { profile, nodes, log: self.switch("trace"), sabotage, long_partitions })
+        let pages = match self.text("pages") {
+            Some(name) => Pages::parse(name).ok_or(format!("unknown page sizes {name:?}"))?,
+            None => Pages::Drawn,
+        };
+        let log = self.switch("trace");
+        Ok(Options { profile, nodes, log, sabotage, long_partitions, pages })
     }
 }
 
@@ -127,7 +134,7 @@ fn main() -> ExitCode {
 }
 
 fn command_run(args: &Args) -> Result<bool, String> {
-    args.only(&["seed", "nodes", "profile", "trace", "sabotage", "long-partitions"])?;
+    args.only(&["seed", "nodes", "profile", "trace", "sabotage", "long-partitions", "pages"])?;
     let seed = args.number("seed")?.ok_or("run needs --seed")?;
     let options = args.options()?;
     let outcome = run(seed, &options);
@@ -142,7 +149,8 @@ fn command_run(args: &Args) -> Result<bool, String> {
 }
 
 fn command_sweep(args: &Args) -> Result<bool, String> {
-    args.only(&["seeds", "start", "profile", "nodes", "jobs", "sabotage", "long-partitions"])?;
+    let known = ["seeds", "start", "profile", "nodes", "jobs", "sabotage", "long-partitions"];
+    args.only(&[&known[..], &["pages"]].concat())?;
     let seeds = args.number("seeds")?.ok_or("sweep needs --seeds")?;
     let start = args.number("start")?.unwrap_or(0);
     let options = args.options()?;
@@ -173,7 +181,8 @@ fn command_sweep(args: &Args) -> Result<bool, String> {
     println!(
         "sweep seeds={} failed={} seeds_per_s={:.1} profile={} start={start} jobs={jobs} \
          seconds={elapsed:.1} virtual_per_real_per_job={speed:.0} converged_ms_p50={} \
-         converged_ms_p99={} converged_ms_max={} lost={} stuck={}",
+         converged_ms_p99={} converged_ms_max={} lost={} stuck={} fenced_seeds={} \
+         pruned_seeds={} pruned={} refused={} paged_seeds={} paged={}",
         report.seeds,
         report.failed.len(),
         report.seeds as f64 / elapsed,
@@ -183,6 +192,12 @@ fn command_sweep(args: &Args) -> Result<bool, String> {
         report.converged_quantile(1.0),
         report.lost,
         report.stuck,
+        report.fenced_seeds,
+        report.pruned_seeds,
+        report.reached.pruned,
+        report.reached.refused,
+        report.paged_seeds,
+        report.reached.paged,
     );
     Ok(report.failed.is_empty())
 }
@@ -203,7 +218,10 @@ fn command_bench(words: &[String]) -> Result<bool, String> {
             let seed = args.number("seed")?.unwrap_or(1);
             let report = bench::glomers(seed, nemesis);
             println!("{}", report.line());
-            Ok(report.passed())
+            for miss in report.misses() {
+                println!("missed: {miss}");
+            }
+            Ok(report.targets_met())
         }
         "scale" => {
             args.only(&["nodes", "seed"])?;

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chorus_proto::codec;
-use chorus_proto::message::{Body, Envelope};
+use chorus_proto::message::{Body, Envelope, Heartbeat, Record};
 use chorus_proto::{Update, Value};
 use rand::RngExt;
 use rand::rngs::Xoshiro256PlusPlus;
@@ -58,6 +58,8 @@ pub struct Network {
     blocked: BTreeSet<(usize, usize)>,
     /// Sabotage: change a value inside well-formed messages.
     rewrite_values: bool,
+    /// Sabotage: nobody hears that a node left.
+    strip_departures: bool,
     /// What happened so far.
     pub stats: NetworkStats,
 }
@@ -70,6 +72,7 @@ impl Network {
             cuts: BTreeMap::new(),
             blocked: BTreeSet::new(),
             rewrite_values: false,
+            strip_departures: false,
             stats: NetworkStats::default(),
         }
     }
@@ -87,6 +90,11 @@ impl Network {
     /// Turns on the sabotage that rewrites values in flight.
     pub fn sabotage_rewrite(&mut self) {
         self.rewrite_values = true;
+    }
+
+    /// Turns on the sabotage that clears departure announcements in flight.
+    pub fn sabotage_departures(&mut self) {
+        self.strip_departures = true;
     }
 
     /// Starts (or replaces) the cut of partition `episode`.
@@ -137,6 +145,7 @@ impl Network {
             return Vec::new();
         }
         let bytes = if self.rewrite_values { self.rewrite(bytes) } else { bytes };
+        let bytes = if self.strip_departures { strip_departures(bytes) } else { bytes };
         let link = self.link;
         let mut copies = Vec::with_capacity(1);
         let duplicate = rng.random_range(0..1000) < link.duplicate_permille;
@@ -191,6 +200,26 @@ impl Network {
             Err(_) => bytes,
         }
     }
+}
+
+/// Clears every "left" flag in a message's member records and heartbeats: no node hears
+/// that another left (the departure-announcement sabotage).
+fn strip_departures(bytes: Vec<u8>) -> Vec<u8> {
+    let Ok(mut envelope) = codec::decode::<Envelope>(&bytes) else { return bytes };
+    let (records, beats): (Vec<&mut Record>, Vec<&mut Heartbeat>) = match &mut envelope.body {
+        Body::Syn { sender, digest } => (vec![sender], digest.members.iter_mut().collect()),
+        Body::SynAck { sender, digest, records } => {
+            let mut all = vec![sender];
+            all.extend(records.iter_mut());
+            (all, digest.members.iter_mut().collect())
+        }
+        Body::Members(records) => (records.iter_mut().collect(), Vec::new()),
+        _ => return bytes,
+    };
+    for beat in beats.into_iter().chain(records.into_iter().map(|r| &mut r.heartbeat)) {
+        beat.left = false;
+    }
+    codec::encode(&envelope).unwrap_or(bytes)
 }
 
 #[cfg(test)]

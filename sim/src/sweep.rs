@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::checker::Failure;
+use crate::cluster::Reached;
+use crate::quantile::quantile;
 use crate::run::{Options, Outcome, run};
 
 /// What a sweep found.
@@ -28,17 +30,33 @@ pub struct SweepReport {
     pub stuck: usize,
     /// Writes that may have been lost with a node's state, across all seeds.
     pub lost: usize,
+    /// Seeds in which the horizon fence acted: a node dropped its state or an exchange was
+    /// refused.
+    pub fenced_seeds: u64,
+    /// Seeds in which some node dropped its state (`Reset` with reason `Pruned`).
+    pub pruned_seeds: u64,
+    /// Seeds with a catch-up of more than one delta page.
+    pub paged_seeds: u64,
+    /// The rarer paths reached, summed over every seed.
+    pub reached: Reached,
 }
 
 impl SweepReport {
     /// The convergence time at quantile `q` (nearest rank), 0 when none converged.
     pub fn converged_quantile(&self, q: f64) -> u64 {
-        let values = &self.converged_ms;
-        if values.is_empty() {
-            return 0;
-        }
-        let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
-        values[rank - 1]
+        quantile(&self.converged_ms, q)
+    }
+}
+
+impl SweepReport {
+    fn add_reached(&mut self, reached: Reached) {
+        let fenced = reached.pruned > 0 || reached.refused > 0;
+        self.fenced_seeds += u64::from(fenced);
+        self.pruned_seeds += u64::from(reached.pruned > 0);
+        self.paged_seeds += u64::from(reached.paged > 0);
+        self.reached.pruned += reached.pruned;
+        self.reached.refused += reached.refused;
+        self.reached.paged += reached.paged;
     }
 }
 
@@ -72,6 +90,7 @@ pub fn sweep(
                     report.stuck += outcome.stuck;
                     report.lost += outcome.lost;
                     report.converged_ms.extend(outcome.converged_ms);
+                    report.add_reached(outcome.reached);
                     if !outcome.passed() {
                         report.failed.push(outcome);
                     }
@@ -109,6 +128,8 @@ pub fn run_caught(seed: u64, options: &Options) -> Outcome {
                 converged_ms: None,
                 collected_ms: None,
                 stuck: 0,
+                reached: Reached::default(),
+                page_size: 0,
                 virtual_ms: 0,
                 trace: 0,
                 failure: Some(Failure { rule: "panic", at_ms: 0, detail: message }),

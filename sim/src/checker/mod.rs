@@ -28,12 +28,25 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+mod client;
 mod state;
 
 use chorus_proto::limits::MESSAGE_SIZE_MAX;
-use chorus_proto::{Config, Dot, Event, Key, MessageError, Node, NodeId, Stamp, Value, WaitId};
+use chorus_proto::{
+    Config, Dot, Event, Key, MemberState, MessageError, Node, NodeId, Stamp, Value, WaitId,
+};
 
-use crate::cluster::Slot;
+/// The nodes by slot, as the checker reads them. The cluster's slots implement it, so the
+/// checker depends on no part of the cluster that drives it.
+pub trait Nodes {
+    /// The node running in `slot`, if any.
+    fn node(&self, slot: usize) -> Option<&Node>;
+    /// Every running node with its slot.
+    fn running(&self) -> Box<dyn Iterator<Item = (usize, &Node)> + '_>;
+    /// Whether the node now called `current` once was `earlier` (the same identity, or
+    /// one it renamed from).
+    fn was(&self, current: NodeId, earlier: NodeId) -> bool;
+}
 
 /// One write as the oracle records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +134,8 @@ pub struct Checker {
     slots: Vec<SlotView>,
     /// Identities that ended: crashed, left, or reset.
     gone: BTreeSet<NodeId>,
+    /// Identities leaving gracefully on calm links: no node may see them `Dead`.
+    departing: BTreeSet<NodeId>,
     start_ms: u64,
     now_ms: u64,
     /// When an identity last ended (true time).
@@ -142,6 +157,7 @@ impl Checker {
             lost: BTreeSet::new(),
             slots: Vec::new(),
             gone: BTreeSet::new(),
+            departing: BTreeSet::new(),
             start_ms,
             now_ms: start_ms,
             last_gone_ms: start_ms,
@@ -180,6 +196,11 @@ impl Checker {
     /// How many writes may have been lost (their only holders went away).
     pub fn lost_count(&self) -> usize {
         self.lost.len()
+    }
+
+    /// `id` starts a graceful leave on calm links: from now on no node may see it `Dead`.
+    pub fn departing(&mut self, id: NodeId) {
+        self.departing.insert(id);
     }
 
     /// A slot started a node with a fresh identity: its history starts afresh.
@@ -230,33 +251,6 @@ impl Checker {
         }
     }
 
-    /// A client read `key` at a node: it must see its own newest write of it or a newer one.
-    pub fn read(&mut self, slot: usize, node: &Node, local_ms: u64, key: &Key) {
-        let Some(own) = self.slots[slot].own.get(key).copied() else { return };
-        let entry = node.store().entry(key);
-        let fine = match entry {
-            Some(entry) => entry.stamp() >= own,
-            // Collected: only a delete or an expired write may be, so the newest write this
-            // node held for the key must be one (and not older than its own).
-            None => {
-                let newest = self.slots[slot].held.get(key).copied().unwrap_or(own).max(own);
-                self.writes.get(&newest).is_some_and(|w| w.dead_at(local_ms))
-            }
-        };
-        if !fine {
-            let held = entry.map(|e| e.stamp());
-            self.fail(
-                "read-your-writes",
-                format!("n{slot} wrote {key:?} at {own} but then read the entry at {held:?}"),
-            );
-        }
-        let value = node.get(key, local_ms);
-        let expected = entry.and_then(|e| e.live_value(local_ms));
-        if value != expected {
-            self.fail("read-your-writes", format!("n{slot} get({key:?}) disagrees with its store"));
-        }
-    }
-
     /// A node is about to send `size` bytes.
     pub fn transmitted(&mut self, slot: usize, size: usize) {
         if size > MESSAGE_SIZE_MAX {
@@ -283,7 +277,7 @@ impl Checker {
     }
 
     /// Checks one event a node emitted.
-    pub fn event(&mut self, slot: usize, event: &Event) {
+    pub fn event(&mut self, slot: usize, event: &Event, nodes: &dyn Nodes) {
         match event {
             Event::Put { key, value, stamp } => {
                 let known = self.writes.get(stamp);
@@ -303,7 +297,18 @@ impl Checker {
                     );
                 }
             }
-            Event::WaitDone(outcome) => self.wait_done(slot, outcome.id),
+            Event::Member(change)
+                if change.state == Some(MemberState::Dead)
+                    && self.departing.contains(&change.id) =>
+            {
+                let detail =
+                    format!("n{slot} sees {} ({}), which left, as dead", change.id, change.name);
+                self.fail("left-seen-dead", detail);
+            }
+            Event::WaitDone(outcome) => {
+                self.wait_done(slot, outcome.id);
+                self.confirmed(slot, outcome, nodes);
+            }
             _ => {}
         }
     }
@@ -316,8 +321,8 @@ impl Checker {
     }
 
     /// Checks a node after a call: bounds, then (deep mode) every entry it holds.
-    pub fn after_call(&mut self, slot: usize, local_ms: u64, slots: &[Slot]) {
-        let Some(node) = slots[slot].node.as_ref() else { return };
+    pub fn after_call(&mut self, slot: usize, local_ms: u64, nodes: &dyn Nodes) {
+        let Some(node) = nodes.node(slot) else { return };
         let store = node.store();
         if store.entry_count() > self.keys.len() || store.tombstone_count() > store.entry_count() {
             let detail = format!(
@@ -354,7 +359,7 @@ impl Checker {
         if self.slots[slot].fingerprint != fingerprint {
             self.check_entries(slot, node, local_ms);
             for key in self.vanished(slot, node) {
-                self.check_collected(slot, &key, local_ms, slots);
+                self.check_collected(slot, &key, local_ms, nodes);
             }
             self.slots[slot].fingerprint = fingerprint;
         }
@@ -477,20 +482,15 @@ impl Checker {
 
     /// A slot's state is gone (crash, removal after a leave, or a reset that drops the
     /// store): every write that no other running node has seen may now be lost. `identities`
-    /// are those whose writes the state held; `others` are the nodes still running.
-    pub fn gone<'a>(
-        &mut self,
-        slot: usize,
-        identities: &[NodeId],
-        others: impl Iterator<Item = (usize, &'a Node)>,
-    ) {
+    /// are those whose writes the state held; `nodes` are every slot's running node.
+    pub fn gone(&mut self, slot: usize, identities: &[NodeId], nodes: &dyn Nodes) {
         // Per key, the newest stamp some other running node holds or held (a collected
         // tombstone still counts: it was stable, so it covers what it replaced). A write
         // newer than that survives nowhere. A version vector that covers a write is not
         // enough: a delta range can cover a write its sender replaced by one the receiver
         // held back (skew), and then neither is held.
         let mut newest: BTreeMap<&Key, Stamp> = BTreeMap::new();
-        for (other, node) in others.filter(|(other, _)| *other != slot) {
+        for (other, node) in nodes.running().filter(|(other, _)| *other != slot) {
             for update in node.store().updates() {
                 if let Some((key, _)) = self.keys.get_key_value(&update.key) {
                     let best = newest.entry(key).or_insert(update.stamp);

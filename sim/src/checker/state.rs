@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chorus_proto::{Dot, Key, MemberState, Stamp};
 
-use super::{Checker, LiveNode, Write};
-use crate::cluster::Slot;
+use super::{Checker, LiveNode, Nodes, Write};
 
 impl Checker {
     /// A node dropped its entry for `key`: only collection does that, so the entry must have
@@ -20,7 +19,7 @@ impl Checker {
         slot: usize,
         key: &Key,
         local_ms: u64,
-        slots: &[Slot],
+        nodes: &dyn Nodes,
     ) {
         let Some(held) = self.slots[slot].held.get(key).copied() else { return };
         let Some(write) = self.writes.get(&held) else { return };
@@ -41,10 +40,9 @@ impl Checker {
             self.fail("collected-early", detail);
             return;
         }
-        let Some(collector) = slots[slot].node.as_ref() else { return };
+        let Some(collector) = nodes.node(slot) else { return };
         let members = collector.members();
-        for (other, entry) in slots.iter().enumerate().filter(|(other, _)| *other != slot) {
-            let Some(node) = entry.node.as_ref() else { continue };
+        for (other, node) in nodes.running().filter(|(other, _)| *other != slot) {
             let member = members.iter().find(|m| m.id == node.id());
             if member.is_none_or(|m| m.state == MemberState::Left) {
                 continue;

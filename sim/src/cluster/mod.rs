@@ -13,18 +13,20 @@
 //! for a DNS name that resolves to a random running node, as an operator's seed list would.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 
 use chorus_proto::{
-    Addr, Config, Envelope, Event, Key, Name, Node, NodeId, Value, Write, WriteError, Written,
+    Addr, Config, Envelope, Event, Lane, Name, Node, NodeId, ResetReason, Transmit,
 };
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, RngExt};
 
-use crate::checker::{Checker, LiveNode};
+use crate::checker::{Checker, LiveNode, Nodes};
 use crate::clock::{ClockModel, START_MS};
 use crate::network::Network;
 use crate::trace::{TraceHash, describe, hash_event};
+
+mod client;
 
 /// The address that resolves to a random running node (a DNS seed name).
 pub const SEED_ADDR: &str = "seed";
@@ -61,6 +63,41 @@ pub struct Slot {
     /// The armed timer: (true time, queue sequence), to recognise stale queue entries.
     timer: Option<(u64, u64)>,
     timer_spins: u32,
+    /// The node's `exchanges_refused` counter when last drained.
+    refused: u64,
+}
+
+/// How often a run reached the protocol's rarer paths, for sweeps to report what they
+/// exercised.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reached {
+    /// Nodes that dropped their state because it was behind a peer's collections (`Reset`
+    /// with reason `Pruned`): the horizon fence at work.
+    pub pruned: u64,
+    /// Anti-entropy exchanges and delta pages refused by the horizon check.
+    pub refused: u64,
+    /// Catch-ups sent as more than one delta page (one call sent two or more bulk messages
+    /// to one peer).
+    pub paged: u64,
+}
+
+impl Nodes for Vec<Slot> {
+    fn node(&self, slot: usize) -> Option<&Node> {
+        self.get(slot)?.node.as_ref()
+    }
+
+    fn running(&self) -> Box<dyn Iterator<Item = (usize, &Node)> + '_> {
+        Box::new(self.iter().enumerate().filter_map(|(slot, s)| Some((slot, s.node.as_ref()?))))
+    }
+
+    fn was(&self, current: NodeId, earlier: NodeId) -> bool {
+        current == earlier
+            || self.iter().any(|s| {
+                let ids = &s.identities;
+                let at = |id| ids.iter().position(|i| *i == id);
+                at(current).zip(at(earlier)).is_some_and(|(now, then)| then <= now)
+            })
+    }
 }
 
 /// What a step did.
@@ -146,6 +183,12 @@ pub struct Cluster<S> {
     steps: u64,
     log: Option<Vec<String>>,
     tap: Option<Vec<Tapped>>,
+    /// The rarer paths reached so far.
+    pub reached: Reached,
+    /// Per link, when the last bulk message sent on it is delivered.
+    bulk_due: BTreeMap<(usize, usize), u64>,
+    /// Sabotage: client reads ignore TTLs.
+    pub read_ignores_ttl: bool,
 }
 
 impl<S> Cluster<S> {
@@ -169,6 +212,9 @@ impl<S> Cluster<S> {
             steps: 0,
             log: None,
             tap: None,
+            reached: Reached::default(),
+            bulk_due: BTreeMap::new(),
+            read_ignores_ttl: false,
         }
     }
 
@@ -258,6 +304,7 @@ impl<S> Cluster<S> {
             identities: Vec::new(),
             timer: None,
             timer_spins: 0,
+            refused: 0,
         });
         slot
     }
@@ -282,6 +329,7 @@ impl<S> Cluster<S> {
         self.checker.started(slot);
         let entry = &mut self.slots[slot];
         entry.node = Some(node);
+        entry.refused = 0;
         entry.status = Status::Up;
         entry.identities.push(id);
         self.trace.word(0x5354_4152 ^ slot as u64);
@@ -323,8 +371,7 @@ impl<S> Cluster<S> {
         }
         // Every identity the slot had: a rename that kept the state kept their writes too.
         let identities = entry.identities.clone();
-        let others = self.slots.iter().enumerate().filter_map(|(i, s)| Some((i, s.node.as_ref()?)));
-        self.checker.gone(slot, &identities, others);
+        self.checker.gone(slot, &identities, &self.slots);
     }
 
     /// Slots whose node runs and is not leaving: those the liveness checks cover.
@@ -338,41 +385,6 @@ impl<S> Cluster<S> {
                 Some(LiveNode { slot, node, local_ms: s.clock.local(self.now) })
             })
             .collect()
-    }
-
-    /// A client write (put or delete) at `slot`, handed to the node as it is.
-    pub fn write(&mut self, slot: usize, write: Write) -> Result<Written, WriteError> {
-        let local = self.local_now(slot);
-        let Some(node) = self.slots[slot].node.as_mut() else {
-            return Err(WriteError::ShuttingDown);
-        };
-        let seq = node.store().vector().base(node.id()) + 1;
-        let (key, value, ttl_ms, timeout_ms) =
-            (write.key.clone(), write.value.clone(), write.ttl_ms, write.timeout_ms);
-        let result = node.write(local, write);
-        if let Ok(written) = &result {
-            let expires = ttl_ms.filter(|_| value.is_some()).map(|ttl| local + ttl);
-            let wait = written.wait.map(|id| (id, local + timeout_ms));
-            self.trace.bytes(key.as_bytes());
-            self.trace.word(written.stamp.hlc.as_u64());
-            self.log(|| {
-                format!("n{slot} write {key:?} = {value:?} ttl={ttl_ms:?} at {}", written.stamp)
-            });
-            let node = self.slots[slot].node.as_ref().expect("the node just wrote");
-            self.checker.wrote(slot, node, key, value, seq, expires, written.stamp, wait);
-        }
-        self.drain(slot);
-        result
-    }
-
-    /// A client read at `slot`, checked against what that node wrote.
-    pub fn read(&mut self, slot: usize, key: &Key) -> Option<Value> {
-        let local = self.local_now(slot);
-        let node = self.slots[slot].node.as_ref()?;
-        self.checker.read(slot, node, local, key);
-        let value = node.get(key, local).cloned();
-        self.trace.word(value.as_ref().map_or(0, |v| v.len() as u64 + 1));
-        value
     }
 
     /// Runs the next queue entry due at or before `until`; `None` when there is none.
@@ -462,23 +474,19 @@ impl<S> Cluster<S> {
         let mut left = false;
         for event in &events {
             hash_event(&mut self.trace, event);
-            self.checker.event(slot, event);
+            self.checker.event(slot, event, &self.slots);
             match event {
                 Event::Reset { reason, .. } if reason.dropped_state() => {
                     // The node dropped its store: what only it held may be lost, including
                     // writes of earlier identities whose renames kept the store.
                     let identities = self.slots[slot].identities.clone();
-                    let others = self
-                        .slots
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, s)| Some((i, s.node.as_ref()?)));
-                    self.checker.gone(slot, &identities, others);
+                    self.checker.gone(slot, &identities, &self.slots);
                 }
                 Event::Left => left = true,
                 _ => {}
             }
         }
+        self.count_reached(slot, &events, &transmits);
         if self.log.is_some() {
             for event in &events {
                 self.log(|| format!("n{slot} event {event:?}"));
@@ -495,7 +503,7 @@ impl<S> Cluster<S> {
             match transmit.encode() {
                 Ok(bytes) => {
                     self.checker.transmitted(slot, bytes.len());
-                    self.route(slot, &transmit.to, bytes);
+                    self.route(slot, &transmit.to, transmit.lane, bytes);
                 }
                 Err(error) => {
                     let why = format!("n{slot} built a message that does not encode: {error}");
@@ -507,6 +515,26 @@ impl<S> Cluster<S> {
             self.remove(slot);
         } else {
             self.arm_timer(slot);
+        }
+    }
+
+    /// Counts what a call reached of the fence and of paging.
+    fn count_reached(&mut self, slot: usize, events: &[Event], transmits: &[Transmit]) {
+        let pruned = |e: &&Event| matches!(e, Event::Reset { reason: ResetReason::Pruned, .. });
+        self.reached.pruned += events.iter().filter(pruned).count() as u64;
+        let entry = &mut self.slots[slot];
+        if let Some(node) = entry.node.as_ref() {
+            let refused = node.stats().exchanges_refused;
+            self.reached.refused += refused.saturating_sub(entry.refused);
+            entry.refused = refused;
+        }
+        let mut bulk: Vec<&Addr> =
+            transmits.iter().filter(|t| t.lane == Lane::Bulk).map(|t| &t.to).collect();
+        let sent = bulk.len();
+        bulk.sort_unstable_by_key(|addr| addr.as_bytes());
+        bulk.dedup();
+        if bulk.len() < sent {
+            self.reached.paged += 1;
         }
     }
 
@@ -530,7 +558,7 @@ impl<S> Cluster<S> {
         self.slots[slot].timer = Some((at, seq));
     }
 
-    fn route(&mut self, from: usize, to: &Addr, bytes: Vec<u8>) {
+    fn route(&mut self, from: usize, to: &Addr, lane: Lane, bytes: Vec<u8>) {
         let to = match slot_of(to) {
             Some(to) if to < self.slots.len() => to,
             Some(_) => return,
@@ -550,7 +578,14 @@ impl<S> Cluster<S> {
         }
         let copies = self.network.send(&mut self.rng, from, to, bytes);
         for copy in copies {
-            let at = self.now + copy.delay_ms;
+            let mut at = self.now + copy.delay_ms;
+            if lane == Lane::Bulk {
+                // The bulk lane is one ordered stream per peer (as in `src/transport.rs`): a
+                // page may be lost, never overtaken by the next one.
+                let due = self.bulk_due.entry((from, to)).or_insert(0);
+                at = at.max(*due);
+                *due = at;
+            }
             let action = Action::Deliver { from, to, bytes: copy.bytes, corrupted: copy.corrupted };
             self.push(at, action);
         }

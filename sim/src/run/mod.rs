@@ -25,25 +25,29 @@ use rand::{RngExt, SeedableRng};
 
 use crate::checker::{Checker, Failure};
 use crate::clock::{ClockModel, START_MS};
-use crate::cluster::{Cluster, SEED_ADDR, Status, Stepped};
-use crate::faults::{LinkFaults, Plan, Profile, Shape};
+use crate::cluster::{Cluster, Reached, SEED_ADDR, Status, Stepped};
+use crate::faults::{LinkFaults, Plan, Profile};
 use crate::network::Network;
+use crate::pages::Pages;
 use crate::workload::{Op, Workload};
+
+mod heal;
 
 /// Time the cluster has to converge after the heal, before the skew hold-back is added.
 pub const HEAL_BUDGET_MS: u64 = 30_000;
 
 /// Time the cluster has to collect every tombstone once converged, before the tombstones'
-/// clock lead is added: detecting a crashed node dead (about 7 s), removing it
-/// (`dead_remove_ms`, 10 s here), the grace period (5 s) and collection passes (every 4 s).
+/// clock lead is added: detecting a crashed node dead (10 to 28 s, see [`GHOSTS_AFTER_MS`]),
+/// removing it (`dead_remove_ms`, 10 s here), the grace period (5 s) and collection passes
+/// (every 8 rounds, about 4 s).
 pub const COLLECT_BUDGET_MS: u64 = 60_000;
 
 /// Departed identities must be seen dead or gone this long after the heal and after the last
 /// departure. Heartbeats travel by gossip, so a node sees a member's heartbeat rise every one
 /// to two gossip intervals, not every interval; with the detector's mean capped at
 /// `PHI_GAP_INTERVALS_MAX` intervals (2 s), phi reaches 6 after at most 6 ln 10 x 2 s = 28 s
-/// of silence. (chorus-sim measured 20 s on a 5-node cluster: the 7 s of ARCHITECTURE.md
-/// assumes one rise per interval.)
+/// of silence (chorus-sim measured about 20 s on a 5-node cluster; ARCHITECTURE.md states
+/// the same 10 to 28 s).
 const GHOSTS_AFTER_MS: u64 = 35_000;
 
 /// How long the initial cluster may take to form before the faults start.
@@ -66,15 +70,28 @@ pub enum Sabotage {
     NeverHeal,
     /// Nodes merge writes whatever their clock lead; one node's clock is 5 s ahead.
     SkipSkewGuard,
+    /// A delta page cut short still claims each group's whole range (only bites when
+    /// catch-ups take more than one page).
+    PageClaimsWholeRange,
+    /// Client reads return expired values (the driver ignores TTLs).
+    ReadIgnoresTtl,
+    /// Nodes acknowledge pushed writes whose writer waits without applying them.
+    AckWithoutApplying,
+    /// The network clears every departure announcement: a node that left looks crashed.
+    HideDepartures,
 }
 
 impl Sabotage {
     /// Every sabotage, for tests and help text.
-    pub const ALL: [Sabotage; 4] = [
+    pub const ALL: [Sabotage; 8] = [
         Sabotage::RewriteValues,
         Sabotage::ForgetTombstones,
         Sabotage::NeverHeal,
         Sabotage::SkipSkewGuard,
+        Sabotage::PageClaimsWholeRange,
+        Sabotage::ReadIgnoresTtl,
+        Sabotage::AckWithoutApplying,
+        Sabotage::HideDepartures,
     ];
 
     /// The command-line name.
@@ -84,6 +101,10 @@ impl Sabotage {
             Sabotage::ForgetTombstones => "forget-tombstones",
             Sabotage::NeverHeal => "never-heal",
             Sabotage::SkipSkewGuard => "skip-skew-guard",
+            Sabotage::PageClaimsWholeRange => "page-claims-whole-range",
+            Sabotage::ReadIgnoresTtl => "read-ignores-ttl",
+            Sabotage::AckWithoutApplying => "ack-without-applying",
+            Sabotage::HideDepartures => "hide-departures",
         }
     }
 
@@ -107,12 +128,21 @@ pub struct Options {
     /// Let partitions run long enough for both sides to remove each other (an open protocol
     /// issue: see `faults::PARTITION_MS_MAX`).
     pub long_partitions: bool,
+    /// Which page sizes nodes use.
+    pub pages: Pages,
 }
 
 impl Options {
     /// Default options for a profile.
     pub fn new(profile: Profile) -> Options {
-        Options { profile, nodes: None, log: false, sabotage: None, long_partitions: false }
+        Options {
+            profile,
+            nodes: None,
+            log: false,
+            sabotage: None,
+            long_partitions: false,
+            pages: Pages::Drawn,
+        }
     }
 }
 
@@ -140,6 +170,10 @@ pub struct Outcome {
     /// Tombstones and expired entries left because an earlier write of their departed writer
     /// is lost (see `Checker::above_a_lost_write`).
     pub stuck: usize,
+    /// How often the run reached the fence and multi-page catch-ups.
+    pub reached: Reached,
+    /// The size delta pages aimed at.
+    pub page_size: usize,
     /// Virtual milliseconds simulated.
     pub virtual_ms: u64,
     /// The trace hash.
@@ -162,7 +196,8 @@ impl Outcome {
         let converged = self.converged_ms.map_or("none".to_string(), |ms| ms.to_string());
         let mut line = format!(
             "result={verdict} seed={} nodes={} events={} converged_ms={converged} trace={:016x} \
-             profile={} virtual_ms={} writes={} lost={} stuck={}",
+             profile={} virtual_ms={} writes={} lost={} stuck={} pruned={} refused={} paged={} \
+             page_size={}",
             self.seed,
             self.nodes,
             self.events,
@@ -172,6 +207,10 @@ impl Outcome {
             self.writes,
             self.lost,
             self.stuck,
+            self.reached.pruned,
+            self.reached.refused,
+            self.reached.paged,
+            self.page_size,
         );
         if let Some(sabotage) = self.options.sabotage {
             line.push_str(&format!(" sabotage={}", sabotage.as_str()));
@@ -198,6 +237,9 @@ impl Outcome {
         if self.options.long_partitions {
             command.push_str(" --long-partitions");
         }
+        if self.options.pages != Pages::Drawn {
+            command.push_str(&format!(" --pages {}", self.options.pages.as_str()));
+        }
         command
     }
 }
@@ -218,7 +260,8 @@ pub fn node_template() -> Config {
 /// Runs one seed.
 pub fn run(seed: u64, options: &Options) -> Outcome {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-    let plan = Plan::draw(options.profile, options.nodes, options.long_partitions, &mut rng);
+    let mut plan = Plan::draw(options.profile, options.nodes, options.long_partitions, &mut rng);
+    plan.page_size_target = options.pages.size_target(seed, options.profile);
     Run::new(seed, plan, *options, rng).execute()
 }
 
@@ -258,23 +301,34 @@ struct Run {
 impl Run {
     fn new(seed: u64, plan: Plan, options: Options, rng: Xoshiro256PlusPlus) -> Run {
         let mut template = node_template();
+        template.delta_page_size_target = plan.page_size_target;
         // Links are perfect while the cluster forms; the plan's faults start after.
         let mut network = Network::new(LinkFaults::calm(plan.link.latency));
         match options.sabotage {
             Some(Sabotage::RewriteValues) => network.sabotage_rewrite(),
+            Some(Sabotage::HideDepartures) => network.sabotage_departures(),
             Some(Sabotage::ForgetTombstones) => {
                 template.sabotage = NodeSabotage { collect_unstable: true, ..template.sabotage };
             }
             Some(Sabotage::SkipSkewGuard) => {
                 template.sabotage = NodeSabotage { skip_skew_guard: true, ..template.sabotage };
             }
-            Some(Sabotage::NeverHeal) | None => {}
+            Some(Sabotage::PageClaimsWholeRange) => {
+                let sabotage = NodeSabotage { page_claims_whole_range: true, ..template.sabotage };
+                template.sabotage = sabotage;
+            }
+            Some(Sabotage::AckWithoutApplying) => {
+                let sabotage = NodeSabotage { ack_without_applying: true, ..template.sabotage };
+                template.sabotage = sabotage;
+            }
+            Some(Sabotage::NeverHeal | Sabotage::ReadIgnoresTtl) | None => {}
         }
         let checker = Checker::new(&template, START_MS, true);
         let mut cluster = Cluster::new(rng, network, checker, template);
         if options.log {
             cluster.keep_log();
         }
+        cluster.read_ignores_ttl = options.sabotage == Some(Sabotage::ReadIgnoresTtl);
         let workload = Workload::new(plan.workload);
         Run {
             seed,
@@ -304,6 +358,7 @@ impl Run {
             converged_ms = self.converge(heal_at);
         }
         if converged_ms.is_some() {
+            self.calm_leave();
             collected_ms = self.collect(heal_at);
         }
         if collected_ms.is_some() {
@@ -324,6 +379,8 @@ impl Run {
             converged_ms,
             collected_ms,
             stuck: self.stuck,
+            reached: self.cluster.reached,
+            page_size: self.plan.page_size_target,
             virtual_ms: self.cluster.now() - START_MS,
             trace: self.cluster.trace(),
             failure: self.cluster.checker.failure().cloned(),
@@ -412,8 +469,13 @@ impl Run {
         match script {
             Script::Op if !self.healed => self.op(),
             Script::PartitionStart(index) if !self.healed => {
-                let slots: Vec<usize> = (0..self.cluster.slots().len()).collect();
-                let shape = self.plan.episodes[index].shape;
+                let episode = self.plan.episodes[index];
+                let slots: Vec<usize> = if episode.running_only {
+                    self.up_slots()
+                } else {
+                    (0..self.cluster.slots().len()).collect()
+                };
+                let shape = episode.shape;
                 let cut = shape.links(&slots, &mut self.cluster.rng);
                 self.cluster.log(|| format!("partition {} {cut:?}", shape.as_str()));
                 self.cuts.insert(index, cut.clone());
@@ -501,135 +563,6 @@ impl Run {
         if let Some(down_ms) = self.plan.crashes[index].down_ms {
             self.restarts.insert(slot);
             self.cluster.schedule(self.cluster.now() + down_ms, Script::Restart(slot));
-        }
-    }
-
-    /// Ends every fault: partitions, link faults, pending restarts happen now; clients stop.
-    fn heal(&mut self) {
-        self.healed = true;
-        self.cuts.clear();
-        self.cluster.network.heal(None);
-        let calm = LinkFaults::calm(self.plan.link.latency);
-        self.cluster.network.set_link(calm);
-        if self.options.sabotage == Some(Sabotage::NeverHeal) {
-            // Isolate a running node (the first of a shuffled order is the one cut off).
-            let mut up = self.up_slots();
-            crate::faults::shuffle(&mut up, &mut self.cluster.rng);
-            let cut = Shape::IsolateOne.links(&up, &mut self.cluster.rng);
-            self.cluster.network.cut(NEVER_HEALS, cut);
-        }
-        for slot in std::mem::take(&mut self.restarts) {
-            if self.cluster.slots()[slot].status == Status::Down {
-                self.cluster.start(slot, vec![seed_addr()]);
-            }
-        }
-        self.cluster.log(|| "heal".to_string());
-    }
-
-    /// The heal phase: runs until the cluster converges or the budget runs out.
-    fn converge(&mut self, heal_at: u64) -> Option<u64> {
-        let budget = HEAL_BUDGET_MS + self.skew_hold_back(heal_at);
-        loop {
-            let verdict = self.cluster.checker.converged(&self.cluster.live());
-            let elapsed = self.cluster.now() - heal_at;
-            match verdict {
-                Ok(()) => return Some(elapsed),
-                Err(why) if elapsed >= budget => {
-                    let detail = format!("not converged {elapsed} ms after the heal: {why}");
-                    self.cluster.checker.fail("not-converged", detail);
-                    return None;
-                }
-                Err(_) => {}
-            }
-            self.run_until(self.cluster.now() + CHECK_EVERY_MS);
-            if self.cluster.checker.failure().is_some() {
-                return None;
-            }
-        }
-    }
-
-    /// The latest moment, after `heal_at`, at which some live node's clock first admits some
-    /// write: how long skewed writes may still be held back.
-    fn skew_hold_back(&self, heal_at: u64) -> u64 {
-        let skew = node_template().clock_skew_ms_max;
-        let latest_wall = self.cluster.checker.writes().keys().map(|s| s.hlc.wall_ms()).max();
-        let Some(wall) = latest_wall else { return 0 };
-        self.clocks()
-            .iter()
-            .map(|clock| clock.true_time_of(wall.saturating_sub(skew), heal_at) - heal_at)
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// The clocks of every running node.
-    fn clocks(&self) -> Vec<ClockModel> {
-        self.cluster.slots().iter().filter(|s| s.node.is_some()).map(|s| s.clock).collect()
-    }
-
-    /// The collection phase: runs until every tombstone and expired entry is collected.
-    fn collect(&mut self, heal_at: u64) -> Option<u64> {
-        let started = self.cluster.now();
-        let budget = COLLECT_BUDGET_MS + self.tombstone_lead(started);
-        loop {
-            let verdict = self.cluster.checker.collected(&self.cluster.live());
-            let elapsed = self.cluster.now() - started;
-            match verdict {
-                Ok(stuck) => {
-                    self.stuck = stuck;
-                    return Some(self.cluster.now() - heal_at);
-                }
-                Err(why) if elapsed >= budget => {
-                    let detail = format!("not collected {elapsed} ms after converging: {why}");
-                    self.cluster.checker.fail("not-collected", detail);
-                    return None;
-                }
-                Err(_) => {}
-            }
-            self.run_until(self.cluster.now() + 4 * CHECK_EVERY_MS);
-            if self.cluster.checker.failure().is_some() {
-                return None;
-            }
-        }
-    }
-
-    /// How long after `now` the last tombstone or expired entry becomes old enough to collect
-    /// on every running node's clock.
-    fn tombstone_lead(&self, now: u64) -> u64 {
-        let grace = node_template().tombstone_grace_ms;
-        let dead_since = self.cluster.checker.writes().iter().filter_map(|(stamp, write)| {
-            match (&write.value, write.expires_at_ms) {
-                (None, _) => Some(stamp.hlc.wall_ms()),
-                (Some(_), Some(expiry)) => Some(expiry.max(stamp.hlc.wall_ms())),
-                (Some(_), None) => None,
-            }
-        });
-        let Some(latest) = dead_since.max() else { return 0 };
-        self.clocks()
-            .iter()
-            .map(|clock| clock.true_time_of(latest + grace + 1, now) - now)
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// After collection: the data still matches the oracle (nothing came back) and no
-    /// departed identity is still seen alive.
-    fn final_checks(&mut self, heal_at: u64) {
-        let last_gone = self.cluster.checker.last_gone_ms();
-        let ghosts_at = heal_at.max(last_gone) + GHOSTS_AFTER_MS;
-        if self.cluster.now() < ghosts_at {
-            self.run_until(ghosts_at);
-        }
-        if self.cluster.checker.failure().is_some() {
-            return;
-        }
-        let live = self.cluster.live();
-        let verdict = self.cluster.checker.converged(&live);
-        let ghosts = self.cluster.checker.no_ghosts(&live);
-        drop(live);
-        if let Err(why) = verdict {
-            self.cluster.checker.fail("diverged-after-collection", why);
-        } else if let Err(why) = ghosts {
-            self.cluster.checker.fail("down-seen-alive", why);
         }
     }
 }
