@@ -1,10 +1,10 @@
-//! Benchmark of the protocol core against the "proto apply" and "metadata" targets of DESIGN
-//! section 8: local puts per second on one core, overwrites, merging a 100k-entry delta (and
+//! Benchmark of the protocol core against the "proto apply" and "metadata" targets (README,
+//! Performance): local puts per second on one core, overwrites, merging a 100k-entry delta (and
 //! encoding and decoding it), and the bytes each live entry costs beyond its key and value, in
 //! memory and on the wire.
 //!
 //! Run with `cargo bench -p chorus-proto --bench apply`. Each figure is printed as
-//! `name=value`, followed by its target when DESIGN sets one. Timings are the best of a few
+//! `name=value`, followed by its target when there is one. Timings are the best of a few
 //! runs; memory is counted by a global allocator that tracks live bytes.
 
 #![allow(

@@ -2,7 +2,7 @@
 //!
 //! An [`Hlc`] packs 48 bits of wall-clock milliseconds and a 16-bit logical counter into one
 //! `u64`, so its order is plain integer order and "the next stamp" is `+ 1`: a logical counter
-//! that overflows carries into the milliseconds, as DESIGN section 3 asks.
+//! that overflows carries into the milliseconds, so the clock never issues the same reading twice.
 
 use std::fmt;
 

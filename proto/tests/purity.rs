@@ -1,4 +1,4 @@
-//! A tidy test proving that `chorus-proto` stays sans-IO (DESIGN section 1, STYLE
+//! A tidy test proving that `chorus-proto` stays sans-IO (ARCHITECTURE.md, invariants; STYLE
 //! "Determinism"): its sources name no clock, thread, socket, file, OS randomness, async
 //! runtime or hash-ordered container, and its manifest pulls in no IO runtime and no OS
 //! randomness. `proto/clippy.toml` forbids the same methods and types where clippy can see

@@ -1,4 +1,4 @@
-//! The CLI's arguments (clap): every command, flag and environment variable of DESIGN 7.3, and
+//! The CLI's arguments (clap): every command, flag and environment variable of the README's CLI table, and
 //! the parsers for durations and wait levels.
 
 use std::net::SocketAddr;

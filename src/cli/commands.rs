@@ -92,7 +92,7 @@ async fn list(prefix: String, limit: Option<u64>, connect: Connect) -> Result<i3
     let client = connect.client().await?;
     let mut remaining = limit.unwrap_or(u64::MAX);
     let mut after: Option<Vec<u8>> = None;
-    // With --json the keys go in one object (DESIGN 7.3), so they are collected first.
+    // With --json the keys go in one object (README, CLI), so they are collected first.
     let mut listed = Vec::new();
     while remaining > 0 {
         let page = remaining.min(u64::from(chorus_proto::rpc::LIST_LIMIT_MAX)) as u32;

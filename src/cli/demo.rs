@@ -1,4 +1,4 @@
-//! `chorus demo`: a guided run of a real local cluster (DESIGN section 7.4).
+//! `chorus demo`: a guided run of a real local cluster (README, Quick start).
 //!
 //! Five nodes on loopback in this process, real QUIC and mutual TLS. It writes application
 //! variables on one node and shows them arriving on the others with measured latencies; cuts

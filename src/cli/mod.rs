@@ -1,4 +1,4 @@
-//! Command-line interface (DESIGN section 7.3). Exit codes: 0 success, 1 absent key or failed
+//! Command-line interface (README, CLI). Exit codes: 0 success, 1 absent key or failed
 //! request, 2 usage error, 3 node unreachable or unauthorised, 4 a write wait timed out.
 
 mod args;
