@@ -216,3 +216,29 @@ fn a_password_guards_the_redis_port() {
         panic!("HELLO with AUTH authenticates")
     };
 }
+
+/// What the real clients found (tests/clients): FLUSHDB on an empty database, a key written
+/// as a hash and then as a string, and PING on a subscribed RESP2 connection.
+#[test]
+fn key_types_flushes_and_subscribed_pings_behave_as_in_redis() {
+    let cluster = Cluster::start("redis_types", &["a"]);
+    let mut client = redis(cluster.node("a"));
+    assert_eq!(client.call(&["SELECT", "9"]), Resp::Simple("OK".into()));
+    assert_eq!(client.call(&["FLUSHDB"]), Resp::Simple("OK".into()), "an empty database");
+    assert_eq!(client.call(&["FLUSHALL"]), Resp::Simple("OK".into()));
+
+    client.call(&["HSET", "k", "f", "v"]);
+    let refused = client.call(&["GET", "k"]);
+    assert!(matches!(&refused, Resp::Error(e) if e.starts_with("WRONGTYPE")), "{refused:?}");
+    assert_eq!(client.call(&["SET", "k", "s"]), Resp::Simple("OK".into()));
+    assert_eq!(client.call(&["HGETALL", "k"]), Resp::Array(vec![]), "SET replaced the hash");
+    let refused = client.call(&["HSET", "k", "f", "v"]);
+    assert!(matches!(&refused, Resp::Error(e) if e.starts_with("WRONGTYPE")), "{refused:?}");
+    assert_eq!(client.call(&["DEL", "k"]), Resp::Integer(1));
+    assert_eq!(client.call(&["EXISTS", "k"]), Resp::Integer(0));
+
+    let mut subscriber = redis(cluster.node("a"));
+    subscriber.call(&["SUBSCRIBE", "__keyspace@0__:x"]);
+    let pong = subscriber.call(&["PING", "hi"]);
+    assert_eq!(pong, Resp::Array(vec![bulk("pong"), bulk("hi")]));
+}

@@ -164,8 +164,8 @@ impl Driver {
 }
 
 impl State {
-    /// Drains the node's outputs: the drain contract.
-    fn drain(&mut self) {
+    /// Drains the node's outputs: the drain contract (after every input and command).
+    pub(super) fn drain(&mut self) {
         while let Some(transmit) = self.node.poll_transmit() {
             self.outbox.push(transmit);
         }

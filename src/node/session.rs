@@ -67,8 +67,10 @@ impl Session<'_> {
     /// Writes `value` under `key` on this node (no wait), expiring after `ttl_ms` if given.
     pub fn put(&mut self, key: Key, value: Value, ttl_ms: Option<u64>) -> Result<Stamp, OpError> {
         let write = Write { ttl_ms, ..Write::put(key, value) };
-        let written = self.state.node.write(self.now_ms, write)?;
-        Ok(written.stamp)
+        let written = self.state.node.write(self.now_ms, write);
+        // The drain contract holds after every command, also between a session's writes.
+        self.state.drain();
+        Ok(written?.stamp)
     }
 
     /// Deletes `key` on this node (no wait), if it holds a live value; whether it did.
@@ -76,7 +78,9 @@ impl Session<'_> {
         if self.lookup(&key).is_none() {
             return Ok(false);
         }
-        self.state.node.write(self.now_ms, Write::delete(key))?;
+        let written = self.state.node.write(self.now_ms, Write::delete(key));
+        self.state.drain();
+        written?;
         Ok(true)
     }
 }

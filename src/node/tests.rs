@@ -73,3 +73,49 @@ async fn every_lock_site_is_counted_by_purpose() {
     }
     node.stop();
 }
+
+/// Pushes are flushed as soon as they are due, so a session's second write can find the
+/// first one's pushes queued for a peer: a session must drain between its writes (the
+/// drain contract), or a debug build panics and a release build breaks the contract silently.
+/// Found by the real-client tests (an MSET through redis-cli crashed a node).
+#[tokio::test]
+async fn a_session_drains_between_its_writes() {
+    fn no_batching(config: &mut chorus_proto::Config) {
+        config.push_batch_ms = 0;
+    }
+    let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let first = NodeHandle::start(NodeOptions {
+        tune: Some(no_batching),
+        ..NodeOptions::new(listen, Vec::new())
+    })
+    .await
+    .expect("starts");
+    let mut options =
+        NodeOptions { tune: Some(no_batching), ..NodeOptions::new(listen, Vec::new()) };
+    options.join = vec![first.addr().to_string()];
+    let mut second = NodeHandle::start(options).await.expect("starts");
+    tokio::time::timeout(Duration::from_secs(20), second.joined()).await.expect("joins");
+    let driver = first.driver().clone();
+    for _ in 0..200 {
+        let alive = driver
+            .members()
+            .expect("members")
+            .iter()
+            .filter(|m| m.state == chorus_proto::MemberState::Alive)
+            .count();
+        if alive == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let value = Value::new(b"v").expect("a valid value");
+    let written = driver.session(super::Purpose::Write, |session| {
+        (0..5)
+            .map(|n| session.put(key(&format!("batch/{n}")), value.clone(), None))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    assert_eq!(written.expect("the lock is not poisoned").expect("every write taken").len(), 5);
+    assert!(driver.get(&key("batch/4")).expect("the node still serves").is_some());
+    first.stop();
+    second.stop();
+}

@@ -235,7 +235,7 @@ expect "HGETALL missing" "(empty array)" a HGETALL "${p}nope"
 expect "DEL hash" "(integer) 1" a DEL "${p}h"
 expect "HLEN after DEL" "(integer) 0" a HLEN "${p}h"
 # A key that was a hash and is then SET is one key: DEL removes it whole. (Found failing: the
-# hash's fields survived the DEL; see README.md, "Chorus bugs found".)
+# hash's fields survived the DEL; see README.md, "Chorus bugs these suites found".)
 expect "HSET, then SET on the same key" $'(integer) 1\nOK' one_conn "HSET ${p}retyped f v\nSET ${p}retyped s\n"
 expect "DEL of a key that was a hash, then SET" "(integer) 1" a DEL "${p}retyped"
 expect "EXISTS after that DEL" "(integer) 0" a EXISTS "${p}retyped"
@@ -258,7 +258,7 @@ expect "EXEC without MULTI" "(error) ERR EXEC without MULTI" a EXEC
 echo "databases, KEYS, SCAN, DBSIZE, FLUSHDB, FLUSHALL (in databases 7 and 8)"
 a7() { a -n 7 "$@"; }
 # Database 9 is never written: FLUSHDB on an empty database. (Found failing: chorus answered
-# "ERR wrong number of arguments for 'del' command"; see README.md, "Chorus bugs found".)
+# "ERR wrong number of arguments for 'del' command"; see README.md, "Chorus bugs these suites found".)
 expect "FLUSHDB on an empty database" "OK" a -n 9 FLUSHDB
 expect "MSET in db 7" "OK" a7 MSET "${p}k1" 1 "${p}k2" 2 "${p}other" 3
 expect "HSET in db 7" "(integer) 1" a7 HSET "${p}kh" f v

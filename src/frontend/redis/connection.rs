@@ -176,6 +176,12 @@ impl Connection {
             );
             return vec![Reply::error(why)];
         }
+        if subscribed && name == "PING" {
+            // A subscribed RESP2 connection answers in the shape of a message (redis-py's
+            // PubSub.ping reads it as one).
+            let text = args.first().cloned().unwrap_or_default();
+            return vec![Reply::Array(vec![Reply::text("pong"), Reply::Bulk(text)])];
+        }
         if let Some((command, purpose)) = data_command(&name) {
             let db = self.db;
             let reply = self.server.driver.session(purpose, |session| command(session, db, args));

@@ -10,8 +10,8 @@ use chorus_proto::resp::Reply;
 use chorus_proto::rpc::LIST_LIMIT_MAX;
 use chorus_proto::{Key, Value};
 
-use super::command::{Args, arity, key_error, op_error};
-use crate::node::Session;
+use super::command::{Args, arity, key_error, op_error, string_key};
+use crate::node::{OpError, Session};
 
 /// Every live field of hash `key` in database `db`: its name, entry name and value.
 pub fn fields(
@@ -34,6 +34,20 @@ pub fn fields(
             return Ok(found);
         }
     }
+}
+
+/// Whether hash `key` has any field on this node.
+pub fn exists(session: &Session<'_>, db: u8, key: &[u8]) -> bool {
+    keyspace::hash_prefix(db, key).is_ok_and(|prefix| !session.list(&prefix, None, 1).is_empty())
+}
+
+/// Deletes every field of hash `key` (a key written as a string stops being a hash).
+pub fn clear(session: &mut Session<'_>, db: u8, key: &[u8]) -> Result<(), OpError> {
+    let Ok(fields) = fields(session, db, key) else { return Ok(()) };
+    for (_, name, _) in fields {
+        session.delete(name)?;
+    }
+    Ok(())
 }
 
 /// The expiry (wall ms) hash `key` has, if any of its fields carries one.
@@ -70,6 +84,9 @@ fn write_fields(session: &mut Session<'_>, db: u8, args: &Args, name: &str) -> R
     let [key, pairs @ ..] = args else { return Err(arity(name)) };
     if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
         return Err(arity(name));
+    }
+    if session.lookup(&string_key(db, key)?).is_some() {
+        return Err(super::strings::wrong_type());
     }
     let ttl_ms = expiry(session, db, key)?.map(|at| at.saturating_sub(session.now_ms()).max(1));
     let mut writes = Vec::with_capacity(pairs.len() / 2);

@@ -12,41 +12,44 @@ use super::command::{Args, arity, integer, op_error, string_key, syntax, ttl_ms,
 use super::hashes;
 use crate::node::{Found, Session};
 
-/// What a Redis key holds on this node.
-enum Held {
-    String(Key, Found),
-    Hash(Vec<(Vec<u8>, Key, Value)>, Option<u64>),
+/// What a Redis key holds on this node: a string, the fields of a hash, or (briefly, when two
+/// nodes wrote the key as different types at once) both. Each command acts on all of it.
+struct Held {
+    string: Option<(Key, Found)>,
+    fields: Vec<(Vec<u8>, Key, Value)>,
+    hash_expiry: Option<u64>,
 }
 
 impl Held {
     fn expires_at_ms(&self) -> Option<u64> {
-        match self {
-            Held::String(_, found) => found.expires_at_ms,
-            Held::Hash(_, expiry) => *expiry,
+        match &self.string {
+            Some((_, found)) => found.expires_at_ms,
+            None => self.hash_expiry,
         }
+    }
+
+    /// Every entry, name and value.
+    fn entries(&self) -> Vec<(Key, Value)> {
+        let string = self.string.iter().map(|(name, found)| (name.clone(), found.value.clone()));
+        let fields = self.fields.iter().map(|(_, name, value)| (name.clone(), value.clone()));
+        string.chain(fields).collect()
     }
 }
 
 fn held(session: &Session<'_>, db: u8, key: &[u8]) -> Result<Option<Held>, Reply> {
     let name = string_key(db, key)?;
-    if let Some(found) = session.lookup(&name) {
-        return Ok(Some(Held::String(name, found)));
-    }
+    let string = session.lookup(&name).map(|found| (name, found));
     let fields = hashes::fields(session, db, key)?;
-    if fields.is_empty() {
+    if string.is_none() && fields.is_empty() {
         return Ok(None);
     }
-    let expiry = hashes::expiry(session, db, key)?;
-    Ok(Some(Held::Hash(fields, expiry)))
+    let hash_expiry = if fields.is_empty() { None } else { hashes::expiry(session, db, key)? };
+    Ok(Some(Held { string, fields, hash_expiry }))
 }
 
-/// Deletes everything a key holds; whether it held anything.
+/// Deletes everything a key holds.
 fn remove(session: &mut Session<'_>, held: Held) -> Result<(), Reply> {
-    let names = match held {
-        Held::String(name, _) => vec![name],
-        Held::Hash(fields, _) => fields.into_iter().map(|(_, name, _)| name).collect(),
-    };
-    for name in names {
+    for (name, _) in held.entries() {
         session.delete(name).map_err(op_error)?;
     }
     Ok(())
@@ -54,11 +57,7 @@ fn remove(session: &mut Session<'_>, held: Held) -> Result<(), Reply> {
 
 /// Writes what a key holds again with a new expiry (`None`: none).
 fn rewrite(session: &mut Session<'_>, held: Held, ttl_ms: Option<u64>) -> Result<(), Reply> {
-    let entries = match held {
-        Held::String(name, found) => vec![(name, found.value)],
-        Held::Hash(fields, _) => fields.into_iter().map(|(_, name, value)| (name, value)).collect(),
-    };
-    for (name, value) in entries {
+    for (name, value) in held.entries() {
         session.put(name, value, ttl_ms).map_err(op_error)?;
     }
     Ok(())
@@ -203,8 +202,8 @@ fn time_left(session: &Session<'_>, db: u8, key: &[u8], unit_ms: u64) -> Reply {
 pub fn kind(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
     let [key] = args else { return arity("type") };
     match held(session, db, key) {
-        Ok(Some(Held::String(..))) => Reply::Simple("string".into()),
-        Ok(Some(Held::Hash(..))) => Reply::Simple("hash".into()),
+        Ok(Some(held)) if held.string.is_some() => Reply::Simple("string".into()),
+        Ok(Some(_)) => Reply::Simple("hash".into()),
         Ok(None) => Reply::Simple("none".into()),
         Err(reply) => reply,
     }
@@ -219,13 +218,13 @@ pub fn rename(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
         if let Some(target) = self::held(session, db, to)? {
             remove(session, target)?;
         }
-        let copies = match &held {
-            Held::String(_, found) => vec![(string_key(db, to)?, found.value.clone())],
-            Held::Hash(fields, _) => fields
-                .iter()
-                .map(|(field, _, value)| Ok((hashes::field_key(db, to, field)?, value.clone())))
-                .collect::<Result<_, Reply>>()?,
-        };
+        let mut copies = Vec::new();
+        if let Some((_, found)) = &held.string {
+            copies.push((string_key(db, to)?, found.value.clone()));
+        }
+        for (field, _, value) in &held.fields {
+            copies.push((hashes::field_key(db, to, field)?, value.clone()));
+        }
         remove(session, held)?;
         for (name, value) in copies {
             session.put(name, value, ttl_ms).map_err(op_error)?;
@@ -245,11 +244,9 @@ pub fn debug(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
         Err(reply) => reply,
         Ok(None) => Reply::error("no such key"),
         Ok(Some(held)) => {
-            let (encoding, length) = match &held {
-                Held::String(_, found) => ("raw", found.value.len()),
-                Held::Hash(fields, _) => {
-                    ("hashtable", fields.iter().map(|(f, _, v)| f.len() + v.len()).sum())
-                }
+            let (encoding, length) = match &held.string {
+                Some((_, found)) => ("raw", found.value.len()),
+                None => ("hashtable", held.fields.iter().map(|(f, _, v)| f.len() + v.len()).sum()),
             };
             Reply::Simple(format!(
                 "Value at:0x0 refcount:1 encoding:{encoding} serializedlength:{length} lru:0 lru_seconds_idle:0"

@@ -156,6 +156,9 @@ pub fn flushall(driver: &Driver, args: &Args) -> Reply {
 
 fn flush(driver: &Driver, db: u8) -> Result<(), Reply> {
     walk(driver, db, |session, keys| {
+        if keys.is_empty() {
+            return Ok(());
+        }
         let deleted = super::keys::del(session, db, &keys);
         if let Reply::Error(_) = deleted { Err(deleted) } else { Ok(()) }
     })

@@ -11,14 +11,25 @@ use chorus_proto::resp::Reply;
 use super::command::{
     Args, arity, integer, invalid_expire, op_error, string_key, syntax, ttl_ms, upper,
 };
+use super::hashes;
 use crate::node::Session;
+
+/// `-WRONGTYPE`, as Redis answers a command on a key of the other type.
+pub fn wrong_type() -> Reply {
+    Reply::Error("WRONGTYPE Operation against a key holding the wrong kind of value".into())
+}
 
 /// `GET key`.
 pub fn get(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
     let [key] = args else { return arity("get") };
-    match string_key(db, key) {
-        Ok(key) => session.lookup(&key).map_or(Reply::Null, |found| Reply::Value(found.value)),
-        Err(reply) => reply,
+    let name = match string_key(db, key) {
+        Ok(name) => name,
+        Err(reply) => return reply,
+    };
+    match session.lookup(&name) {
+        Some(found) => Reply::Value(found.value),
+        None if hashes::exists(session, db, key) => wrong_type(),
+        None => Reply::Null,
     }
 }
 
@@ -87,6 +98,8 @@ pub fn set(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
     } else {
         session.put(key, value, ttl_ms).map(drop)
     };
+    // A SET replaces whatever the key held, a hash included.
+    let written = written.and_then(|()| hashes::clear(session, db, &args[0]));
     match written {
         Err(error) => op_error(error),
         Ok(()) if options.get => old_reply(),
@@ -172,8 +185,10 @@ pub fn mset(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
             Err(error) => return Reply::error(error),
         }
     }
-    for (key, value) in pairs {
-        if let Err(error) = session.put(key, value, None) {
+    for ((key, value), pair) in pairs.into_iter().zip(args.chunks_exact(2)) {
+        let written =
+            session.put(key, value, None).and_then(|_| hashes::clear(session, db, &pair[0]));
+        if let Err(error) = written {
             return op_error(error);
         }
     }
