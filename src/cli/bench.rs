@@ -141,7 +141,7 @@ async fn bench(mut args: BenchArgs) -> Result<(), String> {
         args.requests = args.keys;
     }
     let local = match args.local {
-        Some(count) => LocalCluster::start(count.into(), "bench", STEP_TIMEOUT).await?.nodes,
+        Some(count) => LocalCluster::start(count.into(), "bench", STEP_TIMEOUT, false).await?.nodes,
         None => Vec::new(),
     };
     if !local.is_empty() {

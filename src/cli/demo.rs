@@ -12,6 +12,7 @@ use chorus::client::{Client, WriteOptions};
 use chorus_proto::Stamp;
 use chorus_proto::rpc::ChangeKind;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::local::LocalCluster;
@@ -58,6 +59,7 @@ async fn demo(count: usize, json: bool) -> Result<(), String> {
     );
 
     let latencies = demo.propagation().await?;
+    demo.redis().await?;
     let (left, right) = demo.partition_and_heal().await?;
     let stats = demo.clients[0].stats().await.map_err(|e| e.to_string())?;
 
@@ -84,7 +86,7 @@ async fn demo(count: usize, json: bool) -> Result<(), String> {
 impl Demo {
     async fn start(count: usize, json: bool) -> Result<Demo, String> {
         let LocalCluster { nodes, clients } =
-            LocalCluster::start(count, "node", STEP_TIMEOUT).await?;
+            LocalCluster::start(count, "node", STEP_TIMEOUT, true).await?;
         Ok(Demo { nodes, clients, json })
     }
 
@@ -143,6 +145,44 @@ impl Demo {
             );
         }
         Ok(latencies)
+    }
+
+    /// Writes through node 1's Redis port, as any language's Redis client would, and reads
+    /// the value on the last node with the chorus client: one data model behind every door.
+    async fn redis(&mut self) -> Result<(), String> {
+        let addr = self.nodes[0].redis_addr().ok_or("node1 serves no Redis")?;
+        let (key, value) = ("app/flags/beta", "on");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let command = format!(
+            "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
+            key.len(),
+            value.len()
+        );
+        stream.write_all(command.as_bytes()).await.map_err(|e| e.to_string())?;
+        let mut reply = [0u8; 5];
+        stream.read_exact(&mut reply).await.map_err(|e| e.to_string())?;
+        if &reply != b"+OK\r\n" {
+            return Err(format!(
+                "node1's Redis port answered {:?}",
+                String::from_utf8_lossy(&reply)
+            ));
+        }
+        let last = self.clients.len() - 1;
+        self.until("the Redis write to reach the last node", || async {
+            let found = self.clients[last].get(key).await.ok()??;
+            (found.0.as_bytes() == value.as_bytes()).then_some(())
+        })
+        .await?;
+        self.say(
+            "redis",
+            &format!(
+                "node1 also speaks Redis on {addr}: a Redis client's `SET {key} {value}` there is read as \
+                 {value:?} on node{} (any language's Redis client, or Lucee's, works this way)",
+                last + 1
+            ),
+            json!({ "redis": addr.to_string(), "key": key, "read_on": format!("node{}", last + 1) }),
+        );
+        Ok(())
     }
 
     /// Cuts the cluster in two, writes on both sides (one key on both), heals, and waits

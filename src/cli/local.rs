@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chorus::client::Client;
-use chorus::{NodeHandle, NodeOptions};
+use chorus::{NodeHandle, NodeOptions, RedisOptions};
 use chorus_proto::MemberState;
 
 /// How often a forming cluster's membership is polled.
@@ -20,17 +20,25 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// Starts `count` nodes named `<prefix>1`, `<prefix>2`..., and returns once every node sees
-    /// every other alive (so the eager-push trees span the whole cluster), or an error after
-    /// `timeout` for any one step.
-    pub async fn start(count: usize, prefix: &str, timeout: Duration) -> Result<Self, String> {
+    /// Starts `count` nodes named `<prefix>1`, `<prefix>2`..., the first also serving Redis on
+    /// a free loopback port when `redis` is set, and returns once every node sees every other
+    /// alive (so the eager-push trees span the whole cluster), or an error after `timeout` for
+    /// any one step.
+    pub async fn start(
+        count: usize,
+        prefix: &str,
+        timeout: Duration,
+        redis: bool,
+    ) -> Result<Self, String> {
         let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
         let mut nodes: Vec<NodeHandle> = Vec::new();
         for index in 0..count {
             let mut options = NodeOptions::new(listen, Vec::new());
             options.name = Some(format!("{prefix}{}", index + 1));
-            if let Some(first) = nodes.first() {
-                options.join = vec![first.addr().to_string()];
+            match nodes.first() {
+                Some(first) => options.join = vec![first.addr().to_string()],
+                None if redis => options.redis = Some(RedisOptions { listen, password: None }),
+                None => {}
             }
             let mut node = NodeHandle::start(options).await.map_err(|e| super::chain(&e))?;
             tokio::time::timeout(timeout, node.joined())
