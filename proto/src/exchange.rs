@@ -355,3 +355,36 @@ fn announces_left(body: &Body) -> bool {
         _ => false,
     }
 }
+
+/// Eager push: the node's side of [`crate::push::Pushes`].
+impl Node {
+    /// Queues `update` for this node's children in its origin's tree, except `from` (the
+    /// peer it came from) and the origin itself.
+    pub(crate) fn forward(
+        &mut self,
+        update: &Update,
+        ack: bool,
+        from: Option<NodeId>,
+        now_ms: u64,
+    ) {
+        let origin = update.stamp.node;
+        for child in self.pushes.children(origin, self.config.id, &self.members) {
+            if Some(child) == from || child == origin {
+                continue;
+            }
+            if !self.pushes.queue(child, update, ack, now_ms) {
+                self.stats.pushes_dropped += 1;
+            }
+        }
+    }
+
+    /// Sends every queued push and acknowledgement to peers still known.
+    pub(crate) fn flush(&mut self) {
+        for (peer, bodies) in self.pushes.take() {
+            let Some(addr) = self.members.peer(peer).map(|m| m.addr.clone()) else { continue };
+            for body in bodies {
+                self.send(addr.clone(), Lane::Control, body);
+            }
+        }
+    }
+}

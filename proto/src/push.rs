@@ -2,8 +2,9 @@
 //!
 //! [`Pushes`] owns the per-peer outboxes (writes, the dots whose writer wants an `Ack`, and
 //! acknowledgements to send), the batching deadline, and the cache of this node's children
-//! in each origin's tree (`tree.rs`). The `Node` methods at the bottom connect it to the
-//! membership, the counters and the transmit queue.
+//! in each origin's tree (`tree.rs`). `Node::forward` and `Node::flush` (in `exchange.rs`)
+//! connect it to the membership, the counters and the transmit queue, so that this module
+//! does not depend on the node that owns it.
 
 use std::collections::BTreeMap;
 
@@ -11,9 +12,7 @@ use crate::clock::NodeId;
 use crate::limits::{MEMBERS_MAX, PUSH_QUEUE_SIZE_MAX};
 use crate::membership::{MemberState, Members};
 use crate::message::Body;
-use crate::node::Node;
 use crate::store::Update;
-use crate::transmit::Lane;
 use crate::version::Dot;
 
 /// Writes queued for one peer, sent together when the batching window closes.
@@ -154,36 +153,4 @@ fn push(updates: Vec<Update>, acks_wanted: &[Dot]) -> Body {
         .copied()
         .collect();
     Body::Push { updates, acks }
-}
-
-impl Node {
-    /// Queues `update` for this node's children in its origin's tree, except `from` (the
-    /// peer it came from) and the origin itself.
-    pub(crate) fn forward(
-        &mut self,
-        update: &Update,
-        ack: bool,
-        from: Option<NodeId>,
-        now_ms: u64,
-    ) {
-        let origin = update.stamp.node;
-        for child in self.pushes.children(origin, self.config.id, &self.members) {
-            if Some(child) == from || child == origin {
-                continue;
-            }
-            if !self.pushes.queue(child, update, ack, now_ms) {
-                self.stats.pushes_dropped += 1;
-            }
-        }
-    }
-
-    /// Sends every queued push and acknowledgement to peers still known.
-    pub(crate) fn flush(&mut self) {
-        for (peer, bodies) in self.pushes.take() {
-            let Some(addr) = self.members.peer(peer).map(|m| m.addr.clone()) else { continue };
-            for body in bodies {
-                self.send(addr.clone(), Lane::Control, body);
-            }
-        }
-    }
 }

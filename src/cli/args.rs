@@ -7,6 +7,7 @@ use std::time::Duration;
 use chorus::client::{Client, ClientError};
 use chorus::tls::ClusterKey;
 use chorus_proto::WaitLevel;
+use chorus_proto::limits::VALUE_SIZE_MAX;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -127,7 +128,7 @@ pub enum Command {
         json: bool,
     },
     /// Measure throughput, latency and propagation (like redis-benchmark).
-    Bench(super::bench::BenchArgs),
+    Bench(BenchArgs),
     /// Run a guided demo on a local five-node cluster.
     Demo {
         /// Nodes in the demo cluster.
@@ -167,6 +168,66 @@ pub struct NodeArgs {
     #[arg(long, default_value = "info")]
     pub log_level: String,
     /// Print JSON (the ready line).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A test `chorus bench` can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Test {
+    /// Writes of random keys.
+    Put,
+    /// Reads of random keys.
+    Get,
+    /// One write at a time, until every other node's watch reported it.
+    Propagation,
+}
+
+/// Arguments of `chorus bench`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// A running node (repeatable): put and get go to the first; propagation writes at the
+    /// first and watches the others.
+    #[arg(long = "node", env = "CHORUS_NODE", value_delimiter = ',', conflicts_with = "local")]
+    pub nodes: Vec<String>,
+    /// Start a local cluster of N nodes in this process instead (loopback, development key).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub local: Option<u16>,
+    #[command(flatten)]
+    pub cluster: Keys,
+    /// Concurrent clients, each with its own connection.
+    #[arg(short = 'c', long = "clients", default_value_t = 50,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub clients: u16,
+    /// Requests per test (put, get).
+    #[arg(short = 'n', long = "requests", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: u64,
+    /// Value size in bytes.
+    #[arg(short = 'd', long = "data-size", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(0..=VALUE_SIZE_MAX as i64))]
+    pub data_size: u32,
+    /// Key space: keys are drawn uniformly from this many.
+    #[arg(short = 'k', long = "keys", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub keys: u64,
+    /// Put each key of the key space once, in order (-n is then the key count): fills a node
+    /// with exactly `-k` keys, for measurements over a known data set.
+    #[arg(long)]
+    pub fill: bool,
+    /// Tests to run, comma-separated.
+    #[arg(
+        short = 't',
+        long = "tests",
+        value_delimiter = ',',
+        default_value = "put,get,propagation"
+    )]
+    pub tests: Vec<Test>,
+    /// Writes timed by the propagation test.
+    #[arg(long = "writes", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub writes: u64,
+    /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
 }

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chorus::client::{Client, WriteOptions};
-use chorus_proto::limits::VALUE_SIZE_MAX;
 use chorus_proto::rpc::ChangeKind;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -28,6 +27,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use super::args::{BenchArgs, Test};
 use super::local::LocalCluster;
 
 /// How long a local cluster may take to form, and one propagated write to arrive everywhere.
@@ -42,66 +42,6 @@ const KEY_PREFIX: &str = "bench/";
 /// Watch arrivals queued for the propagation test before watchers wait: the test takes them
 /// as they come, so this only absorbs a burst.
 const ARRIVALS_QUEUE_MAX: usize = 4096;
-
-/// A test `chorus bench` can run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Test {
-    /// Writes of random keys.
-    Put,
-    /// Reads of random keys.
-    Get,
-    /// One write at a time, until every other node's watch reported it.
-    Propagation,
-}
-
-/// Arguments of `chorus bench`.
-#[derive(clap::Args)]
-pub struct BenchArgs {
-    /// A running node (repeatable): put and get go to the first; propagation writes at the
-    /// first and watches the others.
-    #[arg(long = "node", env = "CHORUS_NODE", value_delimiter = ',', conflicts_with = "local")]
-    nodes: Vec<String>,
-    /// Start a local cluster of N nodes in this process instead (loopback, development key).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
-    local: Option<u16>,
-    #[command(flatten)]
-    cluster: super::args::Keys,
-    /// Concurrent clients, each with its own connection.
-    #[arg(short = 'c', long = "clients", default_value_t = 50,
-          value_parser = clap::value_parser!(u16).range(1..))]
-    clients: u16,
-    /// Requests per test (put, get).
-    #[arg(short = 'n', long = "requests", default_value_t = 100_000,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    requests: u64,
-    /// Value size in bytes.
-    #[arg(short = 'd', long = "data-size", default_value_t = 3,
-          value_parser = clap::value_parser!(u32).range(0..=VALUE_SIZE_MAX as i64))]
-    data_size: u32,
-    /// Key space: keys are drawn uniformly from this many.
-    #[arg(short = 'k', long = "keys", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    keys: u64,
-    /// Put each key of the key space once, in order (-n is then the key count): fills a node
-    /// with exactly `-k` keys, for measurements over a known data set.
-    #[arg(long)]
-    fill: bool,
-    /// Tests to run, comma-separated.
-    #[arg(
-        short = 't',
-        long = "tests",
-        value_delimiter = ',',
-        default_value = "put,get,propagation"
-    )]
-    tests: Vec<Test>,
-    /// Writes timed by the propagation test.
-    #[arg(long = "writes", default_value_t = 1_000,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    writes: u64,
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
-    json: bool,
-}
 
 /// Latency percentiles and throughput of one test.
 #[derive(Clone, Debug, Default)]

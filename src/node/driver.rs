@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::clock::WallClock;
 use super::history::History;
 use super::lock::{Guard, Purpose, TimedMutex};
-use super::ops::Written;
+use super::outcome::Written;
 use super::skew::SkewLog;
 use crate::gossip::{Inbound, Transport, TransportStats};
 
@@ -191,7 +191,7 @@ impl State {
             },
             Event::WaitDone(outcome) => {
                 if let Some(reply) = self.waits.remove(&outcome.id) {
-                    let _ = reply.send(super::ops::wait_written(&self.node, outcome));
+                    let _ = reply.send(super::outcome::wait_written(&self.node, outcome));
                 }
             }
             Event::Joined => {

@@ -7,7 +7,7 @@ use chorus_proto::rpc::{Change, ChangeKind, WATCH_HISTORY_MAX};
 use chorus_proto::{Key, Stamp, Value};
 use tokio::sync::broadcast;
 
-use super::ops::OpError;
+use super::outcome::OpError;
 
 /// What a watcher receives: missed changes, then live ones, and the cursor of the latest
 /// change at the moment of subscribing.

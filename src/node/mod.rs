@@ -3,7 +3,8 @@
 //!
 //! - `handle`: [`NodeHandle`] starts a node and steers it (leave, shutdown, stop).
 //! - `driver`: the `proto::Node` behind the lock, and the drain contract.
-//! - `ops`: the operations front ends call (get, write, list, members, stats, subscribe).
+//! - `ops`: the operations front ends call (get, write, list, members, stats, subscribe);
+//!   `outcome`: what they answer (`OpError`, `Written`).
 //! - `lock`: the lock taken with a purpose, its hold times measured.
 //! - `history`, `skew`, `timers`, `clock`: the watch history, the held-back-write log, the
 //!   timer task, and the clock seam.
@@ -14,6 +15,7 @@ mod handle;
 mod history;
 mod lock;
 mod ops;
+mod outcome;
 mod session;
 mod skew;
 mod stats;
@@ -26,5 +28,5 @@ pub use clock::Clock;
 pub use driver::Driver;
 pub use handle::{LISTEN_DEFAULT, NodeHandle, NodeOptions, StartError};
 pub use lock::Purpose;
-pub use ops::{OpError, Written};
+pub use outcome::{OpError, Written};
 pub use session::{Found, Session};

@@ -7,7 +7,7 @@ use chorus_proto::{Key, Stamp, Value, Write};
 
 use super::driver::{Driver, State};
 use super::lock::Purpose;
-use super::ops::OpError;
+use super::outcome::OpError;
 
 /// A key's live value, with its stamp and expiry.
 #[derive(Clone, Debug, PartialEq, Eq)]

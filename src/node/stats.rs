@@ -7,7 +7,7 @@ use chorus_proto::rpc::{Counter, StatsReport};
 
 use super::driver::Driver;
 use super::lock::Purpose;
-use super::ops::OpError;
+use super::outcome::OpError;
 use crate::gossip::TransportStats;
 
 impl Driver {

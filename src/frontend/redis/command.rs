@@ -18,6 +18,11 @@ pub fn arity(name: &str) -> Reply {
     Reply::error(format!("wrong number of arguments for '{}' command", name.to_lowercase()))
 }
 
+/// `-WRONGTYPE`, as Redis answers a command on a key of the other type.
+pub fn wrong_type() -> Reply {
+    Reply::Error("WRONGTYPE Operation against a key holding the wrong kind of value".into())
+}
+
 /// `-ERR syntax error`.
 pub fn syntax() -> Reply {
     Reply::error("syntax error")

@@ -10,7 +10,7 @@ use chorus_proto::resp::Reply;
 use chorus_proto::rpc::LIST_LIMIT_MAX;
 use chorus_proto::{Key, Value};
 
-use super::command::{Args, arity, key_error, op_error, string_key};
+use super::command::{Args, arity, key_error, op_error, string_key, wrong_type};
 use crate::node::{OpError, Session};
 
 /// Every live field of hash `key` in database `db`: its name, entry name and value.
@@ -86,7 +86,7 @@ fn write_fields(session: &mut Session<'_>, db: u8, args: &Args, name: &str) -> R
         return Err(arity(name));
     }
     if session.lookup(&string_key(db, key)?).is_some() {
-        return Err(super::strings::wrong_type());
+        return Err(wrong_type());
     }
     let ttl_ms = expiry(session, db, key)?.map(|at| at.saturating_sub(session.now_ms()).max(1));
     let mut writes = Vec::with_capacity(pairs.len() / 2);

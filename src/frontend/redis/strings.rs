@@ -8,16 +8,11 @@
 use chorus_proto::Value;
 use chorus_proto::resp::Reply;
 
-use super::command::{
+use super::command::{wrong_type, 
     Args, arity, integer, invalid_expire, op_error, string_key, syntax, ttl_ms, upper,
 };
 use super::hashes;
 use crate::node::Session;
-
-/// `-WRONGTYPE`, as Redis answers a command on a key of the other type.
-pub fn wrong_type() -> Reply {
-    Reply::Error("WRONGTYPE Operation against a key holding the wrong kind of value".into())
-}
 
 /// `GET key`.
 pub fn get(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
