@@ -22,7 +22,8 @@ fn sources(dir: &Path, found: &mut Vec<PathBuf>) {
 /// The module a file defines: `node/driver.rs` is `node::driver`, `node/mod.rs` is `node`.
 fn module_of(root: &Path, file: &Path) -> Module {
     let relative = file.strip_prefix(root).expect("below the root").with_extension("");
-    let mut parts: Module = relative.iter().map(|part| part.to_string_lossy().into_owned()).collect();
+    let mut parts: Module =
+        relative.iter().map(|part| part.to_string_lossy().into_owned()).collect();
     if matches!(parts.last().map(String::as_str), Some("mod" | "lib" | "main")) {
         parts.pop();
     }
@@ -34,13 +35,20 @@ fn paths(text: &str) -> Vec<Vec<String>> {
     let mut found = Vec::new();
     for line in text.lines().map(|line| line.split("//").next().unwrap_or_default()) {
         for (at, _) in line.match_indices("crate::").chain(line.match_indices("super::")) {
-            let preceded = line[..at].chars().last().is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':');
+            let preceded = line[..at]
+                .chars()
+                .last()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':');
             if preceded {
                 continue;
             }
             let rest = &line[at..];
-            let head: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':').collect();
-            let mut segments: Vec<String> = head.split("::").filter(|s| !s.is_empty()).map(str::to_string).collect();
+            let head: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            let mut segments: Vec<String> =
+                head.split("::").filter(|s| !s.is_empty()).map(str::to_string).collect();
             if let Some(group) = rest[head.len()..].strip_prefix('{') {
                 let inner = group.split('}').next().unwrap_or_default();
                 for item in inner.split(',').map(str::trim).filter(|item| !item.is_empty()) {
@@ -73,7 +81,10 @@ fn target(from: &Module, path: &[String], modules: &BTreeSet<Module>) -> Option<
         rest = &rest[1..];
     }
     candidate.extend(rest.iter().cloned());
-    (1..=candidate.len()).rev().map(|n| candidate[..n].to_vec()).find(|prefix| modules.contains(prefix))
+    (1..=candidate.len())
+        .rev()
+        .map(|n| candidate[..n].to_vec())
+        .find(|prefix| modules.contains(prefix))
 }
 
 fn related(a: &Module, b: &Module) -> bool {
@@ -95,7 +106,8 @@ fn reachable(edges: &BTreeMap<Module, BTreeSet<Module>>, start: &Module) -> BTre
 fn cycles(root: &Path) -> Vec<String> {
     let mut files = Vec::new();
     sources(root, &mut files);
-    let modules: BTreeMap<Module, PathBuf> = files.iter().map(|file| (module_of(root, file), file.clone())).collect();
+    let modules: BTreeMap<Module, PathBuf> =
+        files.iter().map(|file| (module_of(root, file), file.clone())).collect();
     let names: BTreeSet<Module> = modules.keys().cloned().collect();
     let mut edges: BTreeMap<Module, BTreeSet<Module>> = BTreeMap::new();
     for (module, file) in &modules {
@@ -107,7 +119,12 @@ fn cycles(root: &Path) -> Vec<String> {
     let mut found = Vec::new();
     for (module, targets) in &edges {
         for target in targets.iter().filter(|target| reachable(&edges, target).contains(module)) {
-            found.push(format!("{}: {} reaches {} and back", root.display(), module.join("::"), target.join("::")));
+            found.push(format!(
+                "{}: {} reaches {} and back",
+                root.display(),
+                module.join("::"),
+                target.join("::")
+            ));
         }
     }
     found
@@ -116,8 +133,10 @@ fn cycles(root: &Path) -> Vec<String> {
 #[test]
 fn no_module_reaches_around_a_circle() {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let found: Vec<String> =
-        ["src", "proto/src", "sim/src"].iter().flat_map(|root| cycles(&workspace.join(root))).collect();
+    let found: Vec<String> = ["src", "proto/src", "sim/src"]
+        .iter()
+        .flat_map(|root| cycles(&workspace.join(root)))
+        .collect();
     assert!(found.is_empty(), "import cycles:\n{}", found.join("\n"));
 }
 
@@ -127,7 +146,8 @@ fn the_checker_sees_a_cycle() {
     std::fs::create_dir_all(&scratch).expect("a scratch folder");
     std::fs::write(scratch.join("lib.rs"), "mod a;\nmod b;\n").expect("written");
     std::fs::write(scratch.join("a.rs"), "use crate::b::B;\npub struct A;\n").expect("written");
-    std::fs::write(scratch.join("b.rs"), "use super::{a::A, c};\npub struct B;\n").expect("written");
+    std::fs::write(scratch.join("b.rs"), "use super::{a::A, c};\npub struct B;\n")
+        .expect("written");
     let found = cycles(&scratch);
     std::fs::remove_dir_all(&scratch).expect("removed");
     assert_eq!(found.len(), 2, "{found:?}");

@@ -60,7 +60,12 @@ impl Pushes {
 
     /// This node's (`me`) children in `origin`'s tree over the `Alive` members, cached per
     /// origin so a forwarded write costs a lookup, not a sort of every member.
-    fn children(&mut self, origin: NodeId, me: NodeId, members: &Members) -> Vec<NodeId> {
+    pub(crate) fn children(
+        &mut self,
+        origin: NodeId,
+        me: NodeId,
+        members: &Members,
+    ) -> Vec<NodeId> {
         if let Some(children) = self.children.get(&origin) {
             return children.clone();
         }
@@ -81,7 +86,7 @@ impl Pushes {
 
     /// Queues `update` for `peer`, asking for an `Ack` when `ack`. Returns false when the
     /// peer's outbox is full and the update was dropped (anti-entropy delivers it instead).
-    fn queue(&mut self, peer: NodeId, update: &Update, ack: bool, now_ms: u64) -> bool {
+    pub(crate) fn queue(&mut self, peer: NodeId, update: &Update, ack: bool, now_ms: u64) -> bool {
         let outbox = self.outboxes.entry(peer).or_default();
         if outbox.size + update.size_bound() > PUSH_QUEUE_SIZE_MAX {
             return false;
@@ -108,7 +113,7 @@ impl Pushes {
 
     /// Empties every outbox: per peer, the messages to send, acknowledgements first, then
     /// pushes split below the page target (a single large update goes alone).
-    fn take(&mut self) -> Vec<(NodeId, Vec<Body>)> {
+    pub(crate) fn take(&mut self) -> Vec<(NodeId, Vec<Body>)> {
         self.flush_at_ms = None;
         let outboxes = std::mem::take(&mut self.outboxes);
         let page_size = self.page_size;

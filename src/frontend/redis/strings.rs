@@ -8,8 +8,8 @@
 use chorus_proto::Value;
 use chorus_proto::resp::Reply;
 
-use super::command::{wrong_type, 
-    Args, arity, integer, invalid_expire, op_error, string_key, syntax, ttl_ms, upper,
+use super::command::{
+    Args, arity, integer, invalid_expire, op_error, string_key, syntax, ttl_ms, upper, wrong_type,
 };
 use super::hashes;
 use crate::node::Session;
