@@ -18,28 +18,13 @@ clients=50
 size=3
 keys=10000
 
-if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
-  echo "installing redis-server and redis-tools from Debian's packages" >&2
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends redis-server redis-tools >/dev/null
-fi
+source tests/redis_tools.sh
+ensure_redis_tools
 
 cargo build --release --locked --bin chorus >&2
 chorus=target/release/chorus
 
-# A port nobody listens on (a connection attempt is refused). Another process could take it
-# before redis binds it; the ping below then fails and the script says so.
-port=""
-for _ in $(seq 1 50); do
-  candidate=$((20000 + RANDOM % 40000))
-  if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-    port="$candidate"
-    break
-  fi
-done
-[ -n "$port" ] || { echo "no free port found" >&2; exit 1; }
+port=$(free_port)
 
 redis_pid=""
 stop_redis() {

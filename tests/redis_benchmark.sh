@@ -19,13 +19,8 @@ cd "$(dirname "$0")/.."
 requests="${1:-100000}"
 rounds="${ROUNDS:-2}"
 
-if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
-  echo "installing redis-server and redis-tools from Debian's packages" >&2
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends redis-server redis-tools >/dev/null
-fi
+source tests/redis_tools.sh
+ensure_redis_tools
 cargo build --release --locked --bin chorus >&2
 chorus=target/release/chorus
 scratch=$(mktemp -d)
@@ -33,18 +28,10 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$scratch"; }
 trap cleanup EXIT
 
-free_port() {
-  for _ in $(seq 1 100); do
-    local candidate=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then echo "$candidate"; return; fi
-  done
-  echo "no free port found" >&2; exit 1
-}
-
 # Starts redis-server on a free port (a replica of $1 when given); sets $port and $pid.
 start_redis() {
   port=$(free_port)
-  local args=(--port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no --logfile "$scratch/redis-$port.log")
+  local args=(--port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no --dir "$scratch" --logfile "$scratch/redis-$port.log")
   [ -n "${1:-}" ] && args+=(--replicaof 127.0.0.1 "$1")
   redis-server "${args[@]}" &
   pid=$!; pids+=("$pid")
