@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
+use super::command::DataFn;
 use super::pubsub::Subscriptions;
 use super::{Server, data_command, lock, refusal};
 use crate::node::Purpose;
@@ -20,8 +21,27 @@ use crate::node::Purpose;
 /// Replies buffered before they are written, even in the middle of a pipeline.
 const OUTPUT_FLUSH_SIZE: usize = 64 * 1024;
 
+/// Pipelined data commands run in one hold of the node's lock: a pipeline of 16 SETs takes
+/// the lock once, not 16 times, while a long pipeline still lets other clients in between.
+pub const REDIS_BATCH_MAX: usize = 64;
+
 /// Spare room kept in the input buffer before each read.
 const INPUT_READ_SIZE: usize = 16 * 1024;
+
+/// Data commands of one read, run together in one session (at most [`REDIS_BATCH_MAX`]).
+#[derive(Default)]
+struct Batch {
+    commands: Vec<(DataFn, Vec<Vec<u8>>)>,
+    writes: bool,
+}
+
+/// What a request does.
+enum Step {
+    /// A data command, to batch with its neighbours.
+    Data(DataFn, Purpose, Vec<Vec<u8>>),
+    /// Replies to send now.
+    Replies(Vec<Reply>),
+}
 
 /// A queued `MULTI` block: the commands, and whether one was refused while queueing.
 #[derive(Default)]
@@ -98,28 +118,64 @@ impl Connection {
         stream: &mut TcpStream,
     ) -> std::io::Result<()> {
         let mut consumed = 0;
+        let mut batch = Batch::default();
         while !self.closing {
             match resp::decode(&input[consumed..]) {
                 Ok(None) => break,
                 Ok(Some((request, used))) => {
                     let args = arguments(&input[consumed..consumed + used], request);
                     consumed += used;
-                    for reply in self.execute(args) {
-                        reply.encode(self.resp3, output);
+                    match self.plan(args) {
+                        Step::Data(command, purpose, args) => {
+                            batch.commands.push((command, args));
+                            batch.writes |= purpose == Purpose::Write;
+                            if batch.commands.len() >= REDIS_BATCH_MAX {
+                                self.run_batch(&mut batch, output);
+                            }
+                        }
+                        Step::Replies(replies) => {
+                            self.run_batch(&mut batch, output);
+                            for reply in replies {
+                                reply.encode(self.resp3, output);
+                            }
+                        }
                     }
                 }
                 Err(error) => {
+                    self.run_batch(&mut batch, output);
                     Reply::error(format!("Protocol error: {error}")).encode(self.resp3, output);
                     self.closing = true;
                 }
             }
             if output.len() >= OUTPUT_FLUSH_SIZE {
+                self.run_batch(&mut batch, output);
                 stream.write_all(output).await?;
                 output.clear();
             }
         }
+        self.run_batch(&mut batch, output);
         input.drain(..consumed);
         Ok(())
+    }
+
+    /// Runs the batched data commands in one session, their replies in order into `output`.
+    fn run_batch(&mut self, batch: &mut Batch, output: &mut Vec<u8>) {
+        if batch.commands.is_empty() {
+            return;
+        }
+        let (db, purpose) = (self.db, if batch.writes { Purpose::Write } else { Purpose::Read });
+        let commands = std::mem::take(&mut batch.commands);
+        batch.writes = false;
+        let replies = self.server.driver.session(purpose, |session| {
+            commands.iter().map(|(command, args)| command(session, db, args)).collect::<Vec<_>>()
+        });
+        match replies {
+            Ok(replies) => replies.iter().for_each(|reply| reply.encode(self.resp3, output)),
+            Err(error) => {
+                let reply = super::command::op_error(error);
+                commands.iter().for_each(|_| reply.encode(self.resp3, output));
+            }
+        }
     }
 
     /// Turns a change into the notifications this connection subscribed to.
@@ -145,49 +201,53 @@ impl Connection {
         }
     }
 
-    /// Runs one request; most give one reply, (un)subscribing gives one per channel.
-    fn execute(&mut self, args: Vec<Vec<u8>>) -> Vec<Reply> {
-        let Some((name, args)) = args.split_first() else { return Vec::new() };
-        let name = super::command::upper(name);
-        if !self.authenticated && !matches!(name.as_str(), "AUTH" | "HELLO" | "QUIT" | "RESET") {
-            return vec![Reply::Error("NOAUTH Authentication required.".into())];
+    /// Decides what one request does: a data command, to run with its neighbours in one
+    /// session, or replies now (most give one reply, (un)subscribing one per channel).
+    fn plan(&mut self, mut args: Vec<Vec<u8>>) -> Step {
+        if args.is_empty() {
+            return Step::Replies(Vec::new());
         }
-        if self.multi.is_some()
-            && !matches!(name.as_str(), "EXEC" | "DISCARD" | "MULTI" | "QUIT" | "RESET")
-        {
-            return vec![self.queue(name, args)];
-        }
-        let subscribed = !self.resp3 && self.subscriptions.count() > 0;
-        if subscribed
-            && !matches!(
-                name.as_str(),
-                "SUBSCRIBE"
-                    | "PSUBSCRIBE"
-                    | "UNSUBSCRIBE"
-                    | "PUNSUBSCRIBE"
-                    | "PING"
-                    | "QUIT"
-                    | "RESET"
-            )
-        {
-            let why = format!(
-                "Can't execute '{}': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
-                name.to_lowercase()
-            );
-            return vec![Reply::error(why)];
-        }
-        if subscribed && name == "PING" {
-            // A subscribed RESP2 connection answers in the shape of a message (redis-py's
-            // PubSub.ping reads it as one).
-            let text = args.first().cloned().unwrap_or_default();
-            return vec![Reply::Array(vec![Reply::text("pong"), Reply::Bulk(text)])];
+        let name = super::command::upper(&args.remove(0));
+        if let Some(reply) = self.gate(&name, &args) {
+            return Step::Replies(vec![reply]);
         }
         if let Some((command, purpose)) = data_command(&name) {
-            let db = self.db;
-            let reply = self.server.driver.session(purpose, |session| command(session, db, args));
-            return vec![reply.unwrap_or_else(super::command::op_error)];
+            return Step::Data(command, purpose, args);
         }
-        match name.as_str() {
+        Step::Replies(self.execute(&name, &args))
+    }
+
+    /// What a connection's state answers before a command runs: authentication, a queued
+    /// MULTI, the commands a subscribed RESP2 connection may send.
+    fn gate(&mut self, name: &str, args: &[Vec<u8>]) -> Option<Reply> {
+        if !self.authenticated && !matches!(name, "AUTH" | "HELLO" | "QUIT" | "RESET") {
+            return Some(Reply::Error("NOAUTH Authentication required.".into()));
+        }
+        if self.multi.is_some() && !matches!(name, "EXEC" | "DISCARD" | "MULTI" | "QUIT" | "RESET")
+        {
+            return Some(self.queue(name.to_string(), args));
+        }
+        if self.resp3 || self.subscriptions.count() == 0 {
+            return None;
+        }
+        match name {
+            // A subscribed RESP2 connection answers in the shape of a message (redis-py's
+            // PubSub.ping reads it as one).
+            "PING" => {
+                let text = args.first().cloned().unwrap_or_default();
+                Some(Reply::Array(vec![Reply::text("pong"), Reply::Bulk(text)]))
+            }
+            "SUBSCRIBE" | "PSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "QUIT" | "RESET" => None,
+            _ => Some(Reply::error(format!(
+                "Can't execute '{}': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                name.to_lowercase()
+            ))),
+        }
+    }
+
+    /// Runs a command that is not a data command.
+    fn execute(&mut self, name: &str, args: &[Vec<u8>]) -> Vec<Reply> {
+        match name {
             "MULTI" if self.multi.is_some() => vec![Reply::error("MULTI calls can not be nested")],
             "MULTI" => {
                 self.multi = Some(Multi::default());
@@ -206,7 +266,7 @@ impl Connection {
                 }
                 replies
             }
-            _ => vec![self.other(&name, args)],
+            _ => vec![self.other(name, args)],
         }
     }
 
