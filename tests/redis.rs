@@ -242,3 +242,68 @@ fn key_types_flushes_and_subscribed_pings_behave_as_in_redis() {
     let pong = subscriber.call(&["PING", "hi"]);
     assert_eq!(pong, Resp::Array(vec![bulk("pong"), bulk("hi")]));
 }
+
+/// What a review found (each fails on the code before its fix): a pipelined command runs with
+/// the state it was sent in, a huge reply is refused instead of allocated, a key too long to
+/// name a hash can still be deleted and flushed, a two-year TTL is held at a year, and a SCAN
+/// cursor may be retried.
+#[test]
+fn pipelines_replies_long_keys_ttls_and_cursors_behave() {
+    let cluster = Cluster::start("redis_review", &["a"]);
+    let mut client = redis(cluster.node("a"));
+    client.send(&[b"SET", b"only0", b"v"]);
+    client.send(&[b"SELECT", b"1"]);
+    client.send(&[b"GET", b"only0"]);
+    let replies: Vec<Resp> = (0..3).map(|_| client.read().expect("a reply")).collect();
+    assert_eq!(replies, vec![Resp::Simple("OK".into()), Resp::Simple("OK".into()), Resp::Null]);
+    client.call(&["SELECT", "0"]);
+    assert_eq!(client.call(&["GET", "only0"]), bulk("v"), "the SET before SELECT went to db 0");
+
+    let long = "k".repeat(510);
+    assert_eq!(client.call(&["SET", &long, "v"]), Resp::Simple("OK".into()));
+    assert_eq!(client.call(&["EXISTS", &long]), Resp::Integer(1));
+    assert_eq!(client.call(&["DEL", &long]), Resp::Integer(1));
+    assert_eq!(client.call(&["SET", &long, "v"]), Resp::Simple("OK".into()));
+    assert_eq!(client.call(&["FLUSHDB"]), Resp::Simple("OK".into()));
+
+    assert_eq!(client.call(&["SET", "session", "s", "EX", "63072000"]), Resp::Simple("OK".into()));
+    let Resp::Integer(ttl) = client.call(&["TTL", "session"]) else { panic!("TTL gives a number") };
+    assert!((31_535_000..=31_536_000).contains(&ttl), "held at a year: {ttl}");
+
+    for n in 0..30 {
+        client.call(&["SET", &format!("scan:{n}"), "x"]);
+    }
+    let Resp::Array(first) = client.call(&["SCAN", "0", "COUNT", "5"]) else { panic!("SCAN") };
+    let cursor = first[0].text();
+    let page = |client: &mut Redis| match client.call(&["SCAN", &cursor, "COUNT", "5"]) {
+        Resp::Array(reply) => reply[1].clone(),
+        other => panic!("SCAN with a cursor: {other:?}"),
+    };
+    let (once, again) = (page(&mut client), page(&mut client));
+    assert_eq!(once, again, "a retried cursor gives the same page");
+
+    let big = "x".repeat(1024 * 1024);
+    assert_eq!(client.call(&["SET", "big", &big]), Resp::Simple("OK".into()));
+    let mut args = vec!["MGET"];
+    args.extend(std::iter::repeat_n("big", 40));
+    let refused = client.call(&args);
+    assert!(matches!(&refused, Resp::Error(e) if e.contains("output limit")), "{refused:?}");
+    assert_eq!(client.read(), None, "and the connection is closed");
+    assert_eq!(redis(cluster.node("a")).call(&["STRLEN", "big"]), Resp::Integer(1024 * 1024));
+}
+
+/// Before AUTH, a client may not send a large request: a password protects memory too.
+#[test]
+fn an_unauthenticated_client_cannot_send_a_large_request() {
+    let scratch = common::Scratch::new("redis_unauthenticated");
+    let args = ["node", "--listen", "127.0.0.1:0", "--redis", "127.0.0.1:0", "--name", "u"];
+    let process =
+        common::Process::start("u", &args, &[("CHORUS_REDIS_PASSWORD", "pw")], scratch.path());
+    let node = Node::await_ready(process, None);
+    let mut client = redis(&node);
+    client.raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000000\r\n");
+    client.raw(&vec![b'v'; 100_000]);
+    let refused = client.read();
+    assert!(matches!(&refused, Some(Resp::Error(e)) if e.starts_with("NOAUTH")), "{refused:?}");
+    assert_eq!(client.read(), None, "the connection is closed");
+}

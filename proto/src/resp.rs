@@ -321,6 +321,26 @@ impl Reply {
         Reply::Bulk(text.into().into_bytes())
     }
 
+    /// An upper bound of the reply's encoded size in either protocol version, computed without
+    /// encoding: what a connection checks against its output limit before encoding.
+    pub fn encoded_len(&self) -> usize {
+        // A header line: type byte, up to 20 digits and a sign, CRLF.
+        const HEADER: usize = 24;
+        match self {
+            Reply::Simple(text) | Reply::Error(text) => text.len() + 3,
+            Reply::Integer(_) | Reply::Null | Reply::Boolean(_) => HEADER,
+            Reply::Double(_) => 2 * HEADER + 16,
+            Reply::Bulk(bytes) => HEADER + bytes.len() + 2,
+            Reply::Value(value) => HEADER + value.len() + 2,
+            Reply::Array(items) | Reply::Set(items) | Reply::Push(items) => {
+                items.iter().fold(HEADER, |size, item| size.saturating_add(item.encoded_len()))
+            }
+            Reply::Map(pairs) => pairs.iter().fold(HEADER, |size, (key, value)| {
+                size.saturating_add(key.encoded_len()).saturating_add(value.encoded_len())
+            }),
+        }
+    }
+
     /// Appends the reply's encoding to `out`, for protocol version `resp3` (else RESP2).
     pub fn encode(&self, resp3: bool, out: &mut Vec<u8>) {
         match self {
@@ -444,5 +464,36 @@ mod tests {
         let mut error = Vec::new();
         Reply::error("bad\r\nline").encode(false, &mut error);
         assert_eq!(error, b"-ERR bad  line\r\n");
+    }
+
+    #[test]
+    fn encoded_len_bounds_the_encoding() {
+        let value = crate::data::Value::new(vec![b'v'; 1000]).expect("valid");
+        let replies = [
+            map_of_everything(value),
+            Reply::Push(vec![Reply::text("message"), Reply::Null, Reply::Integer(-12_345)]),
+        ];
+        for reply in replies {
+            for resp3 in [false, true] {
+                let mut out = Vec::new();
+                reply.encode(resp3, &mut out);
+                assert!(
+                    out.len() <= reply.encoded_len(),
+                    "{reply:?}: {} > {}",
+                    out.len(),
+                    reply.encoded_len()
+                );
+            }
+        }
+    }
+
+    fn map_of_everything(value: crate::data::Value) -> Reply {
+        Reply::Map(vec![
+            (Reply::text("value"), Reply::Value(value)),
+            (
+                Reply::Simple("OK".into()),
+                Reply::Set(vec![Reply::Boolean(true), Reply::Double(-1.5e300)]),
+            ),
+        ])
     }
 }

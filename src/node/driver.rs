@@ -132,13 +132,18 @@ impl Driver {
 impl Driver {
     /// Adds one to the counter `prefix` + `name` (kept beside the lock, reported by stats).
     pub fn count(&self, prefix: &str, name: &str) {
+        self.count_by(prefix, name, 1);
+    }
+
+    /// Adds `amount` to the counter `prefix` + `name`.
+    pub fn count_by(&self, prefix: &str, name: &str, amount: u64) {
         // A poisoned lock only means a panic elsewhere while holding it; the map is still valid.
         let mut named = self.named.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut key = format!("{prefix}{name}");
         if !named.contains_key(&key) && named.len() >= NAMED_COUNTERS_MAX {
             key = format!("{prefix}other");
         }
-        *named.entry(key).or_default() += 1;
+        *named.entry(key).or_default() += amount;
     }
 
     /// Merges a received gossip message, decoded before the lock is taken (a delta page

@@ -40,8 +40,12 @@ impl Driver {
         }
         let wake_ms = state.node.poll_timeout();
         state.timer_ms = wake_ms;
+        let interval_ms = state.node.config().gossip_interval_ms;
         self.settle(state);
-        Some(self.clock.instant_at(wake_ms))
+        // Deadlines are wall-clock readings: if the clock steps back, the next one moves away.
+        // Waking at least once a gossip interval keeps rounds and heartbeats going meanwhile.
+        let latest = tokio::time::Instant::now() + std::time::Duration::from_millis(interval_ms);
+        Some(self.clock.instant_at(wake_ms).min(latest))
     }
 
     /// Runs the timers due now; false once the driver failed.

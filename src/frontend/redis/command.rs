@@ -3,6 +3,7 @@
 
 use chorus_proto::Key;
 use chorus_proto::keyspace::{self, KeyspaceError};
+use chorus_proto::limits::TTL_MS_MAX;
 use chorus_proto::resp::Reply;
 
 use crate::node::OpError;
@@ -72,7 +73,9 @@ pub fn invalid_expire() -> Reply {
 }
 
 /// Milliseconds from now until a relative or absolute time given in units of `unit_ms`:
-/// `None` when that time is not in the future (the key is to be deleted).
+/// `None` when that time is not in the future (the key is to be deleted). Expiries beyond
+/// `TTL_MS_MAX` (a year) are held at it: a session store asking for a cookie's two-year
+/// lifetime gets a year rather than an error on every save.
 pub fn ttl_ms(
     amount: i64,
     unit_ms: i64,
@@ -81,5 +84,5 @@ pub fn ttl_ms(
 ) -> Result<Option<u64>, Reply> {
     let ms = amount.checked_mul(unit_ms).ok_or_else(invalid_expire)?;
     let relative = if absolute { ms.saturating_sub(now_ms as i64) } else { ms };
-    Ok(u64::try_from(relative).ok().filter(|ms| *ms > 0))
+    Ok(u64::try_from(relative).ok().filter(|ms| *ms > 0).map(|ms| ms.min(TTL_MS_MAX)))
 }

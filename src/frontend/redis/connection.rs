@@ -25,6 +25,18 @@ const OUTPUT_FLUSH_SIZE: usize = 64 * 1024;
 /// the lock once, not 16 times, while a long pipeline still lets other clients in between.
 pub const REDIS_BATCH_MAX: usize = 64;
 
+/// Most bytes of replies a connection holds before writing them: above it the client gets an
+/// error and is disconnected. 32 large values (1 MiB each) fit.
+pub const REDIS_OUTPUT_MAX: usize = 32 * 1024 * 1024;
+
+/// Most commands one `MULTI` block may queue; more abort the block (`EXECABORT`), since
+/// `EXEC` runs them all in one hold of the node's lock.
+pub const REDIS_MULTI_MAX: usize = 4096;
+
+/// Most bytes a client that has not authenticated may send in one request (Redis's own rule
+/// since CVE-2021-32675): a password does not protect memory if anyone may send 8 MiB first.
+pub const REDIS_UNAUTHENTICATED_REQUEST_MAX: usize = 16 * 1024;
+
 /// Spare room kept in the input buffer before each read.
 const INPUT_READ_SIZE: usize = 16 * 1024;
 
@@ -41,6 +53,8 @@ enum Step {
     Data(DataFn, Purpose, Vec<Vec<u8>>),
     /// Replies to send now.
     Replies(Vec<Reply>),
+    /// Another command, to run once the batched ones before it have run.
+    Command(String, Vec<Vec<u8>>),
 }
 
 /// A queued `MULTI` block: the commands, and whether one was refused while queueing.
@@ -135,9 +149,14 @@ impl Connection {
                         }
                         Step::Replies(replies) => {
                             self.run_batch(&mut batch, output);
-                            for reply in replies {
-                                reply.encode(self.resp3, output);
-                            }
+                            self.encode(replies, output);
+                        }
+                        Step::Command(name, args) => {
+                            // The batched commands came first: they run, with the state they
+                            // were sent in (database, protocol), before this one changes it.
+                            self.run_batch(&mut batch, output);
+                            let replies = self.execute(&name, &args);
+                            self.encode(replies, output);
                         }
                     }
                 }
@@ -155,7 +174,34 @@ impl Connection {
         }
         self.run_batch(&mut batch, output);
         input.drain(..consumed);
+        if !self.authenticated && input.len() > REDIS_UNAUTHENTICATED_REQUEST_MAX {
+            let why =
+                format!("requests above {REDIS_UNAUTHENTICATED_REQUEST_MAX} bytes need AUTH first");
+            Reply::Error(format!("NOAUTH {why}")).encode(self.resp3, output);
+            self.closing = true;
+        }
+        if input.capacity() > 4 * INPUT_READ_SIZE && input.len() < INPUT_READ_SIZE {
+            // A large request passed: give its buffer back.
+            input.shrink_to(INPUT_READ_SIZE);
+        }
         Ok(())
+    }
+
+    /// Encodes replies into `output`, unless that would take the connection's output past
+    /// [`REDIS_OUTPUT_MAX`]: then the client gets an error and the connection is closed (a
+    /// 3 KB `MGET` of one 1 MiB value repeated must not make the node allocate gigabytes).
+    fn encode(&mut self, replies: Vec<Reply>, output: &mut Vec<u8>) {
+        for reply in replies {
+            if output.len().saturating_add(reply.encoded_len()) > REDIS_OUTPUT_MAX {
+                let why = format!(
+                    "reply above this connection's output limit of {REDIS_OUTPUT_MAX} bytes"
+                );
+                Reply::error(why).encode(self.resp3, output);
+                self.closing = true;
+                return;
+            }
+            reply.encode(self.resp3, output);
+        }
     }
 
     /// Runs the batched data commands in one session, their replies in order into `output`.
@@ -169,13 +215,10 @@ impl Connection {
         let replies = self.server.driver.session(purpose, |session| {
             commands.iter().map(|(command, args)| command(session, db, args)).collect::<Vec<_>>()
         });
-        match replies {
-            Ok(replies) => replies.iter().for_each(|reply| reply.encode(self.resp3, output)),
-            Err(error) => {
-                let reply = super::command::op_error(error);
-                commands.iter().for_each(|_| reply.encode(self.resp3, output));
-            }
-        }
+        let replies = replies.unwrap_or_else(|error| {
+            commands.iter().map(|_| super::command::op_error(error.clone())).collect()
+        });
+        self.encode(replies, output);
     }
 
     /// Turns a change into the notifications this connection subscribed to.
@@ -192,10 +235,10 @@ impl Connection {
                 }
             }
             Err(broadcast::error::RecvError::Lagged(missed)) => {
-                let why =
-                    format!("subscriber fell {missed} changes behind the node and is disconnected");
-                Reply::error(why).encode(self.resp3, output);
-                self.closing = true;
+                // Notifications are at most once, as in Redis: a subscriber that fell behind
+                // the node's change stream (a burst of writes, or a slow reader) skips what it
+                // missed, counted, rather than being disconnected or buffered without bound.
+                self.server.driver.count_by("redis_notifications_", "missed", missed);
             }
             Err(broadcast::error::RecvError::Closed) => self.closing = true,
         }
@@ -214,7 +257,7 @@ impl Connection {
         if let Some((command, purpose)) = data_command(&name) {
             return Step::Data(command, purpose, args);
         }
-        Step::Replies(self.execute(&name, &args))
+        Step::Command(name, args)
     }
 
     /// What a connection's state answers before a command runs: authentication, a queued
@@ -286,6 +329,10 @@ impl Connection {
     /// Queues a command inside `MULTI`, or refuses it (and then the whole block).
     fn queue(&mut self, name: String, args: &[Vec<u8>]) -> Reply {
         let Some(multi) = self.multi.as_mut() else { return Reply::error("not in MULTI") };
+        if multi.queued.len() >= REDIS_MULTI_MAX {
+            multi.failed = true;
+            return Reply::error(format!("MULTI holds at most {REDIS_MULTI_MAX} commands"));
+        }
         if data_command(&name).is_none() && !matches!(name.as_str(), "PING" | "ECHO") {
             multi.failed = true;
             return Reply::error(format!(

@@ -50,9 +50,10 @@ pub fn clear(session: &mut Session<'_>, db: u8, key: &[u8]) -> Result<(), OpErro
     Ok(())
 }
 
-/// The expiry (wall ms) hash `key` has, if any of its fields carries one.
+/// The expiry (wall ms) hash `key` has, if any of its fields carries one. A hash's fields all
+/// carry the same expiry when it was set through Redis; the first field's is reported.
 pub fn expiry(session: &Session<'_>, db: u8, key: &[u8]) -> Result<Option<u64>, Reply> {
-    let prefix = keyspace::hash_prefix(db, key).map_err(key_error)?;
+    let Ok(prefix) = keyspace::hash_prefix(db, key) else { return Ok(None) };
     let first = session.list(&prefix, None, 1);
     Ok(first
         .first()

@@ -36,15 +36,33 @@ impl Held {
     }
 }
 
+/// Everything a key holds, a hash's fields loaded (for commands that rewrite or delete them).
+/// A key too long to name a hash field simply has none.
 fn held(session: &Session<'_>, db: u8, key: &[u8]) -> Result<Option<Held>, Reply> {
     let name = string_key(db, key)?;
     let string = session.lookup(&name).map(|found| (name, found));
-    let fields = hashes::fields(session, db, key)?;
+    let fields = hashes::fields(session, db, key).unwrap_or_default();
     if string.is_none() && fields.is_empty() {
         return Ok(None);
     }
     let hash_expiry = if fields.is_empty() { None } else { hashes::expiry(session, db, key)? };
     Ok(Some(Held { string, fields, hash_expiry }))
+}
+
+/// What a key holds, read without loading a hash's fields: its type and expiry. For the
+/// commands that only ask (`EXISTS`, `TYPE`, `TTL`), whose work must not grow with a hash.
+fn probe(
+    session: &Session<'_>,
+    db: u8,
+    key: &[u8],
+) -> Result<Option<(&'static str, Option<u64>)>, Reply> {
+    if let Some(found) = session.lookup(&string_key(db, key)?) {
+        return Ok(Some(("string", found.expires_at_ms)));
+    }
+    if hashes::exists(session, db, key) {
+        return Ok(Some(("hash", hashes::expiry(session, db, key).unwrap_or(None))));
+    }
+    Ok(None)
 }
 
 /// Deletes everything a key holds.
@@ -89,8 +107,8 @@ pub fn exists(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
     }
     let mut count = 0;
     for key in args {
-        match held(session, db, key) {
-            Ok(held) => count += i64::from(held.is_some()),
+        match probe(session, db, key) {
+            Ok(found) => count += i64::from(found.is_some()),
             Err(reply) => return reply,
         }
     }
@@ -185,10 +203,10 @@ pub fn pttl(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
 }
 
 fn time_left(session: &Session<'_>, db: u8, key: &[u8], unit_ms: u64) -> Reply {
-    match held(session, db, key) {
+    match probe(session, db, key) {
         Err(reply) => reply,
         Ok(None) => Reply::Integer(-2),
-        Ok(Some(held)) => match held.expires_at_ms() {
+        Ok(Some((_, expires_at_ms))) => match expires_at_ms {
             None => Reply::Integer(-1),
             // Rounded to the nearest unit, as Redis's TTL does.
             Some(at) => Reply::Integer(
@@ -201,9 +219,8 @@ fn time_left(session: &Session<'_>, db: u8, key: &[u8], unit_ms: u64) -> Reply {
 /// `TYPE key`: `string`, `hash` or `none`.
 pub fn kind(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
     let [key] = args else { return arity("type") };
-    match held(session, db, key) {
-        Ok(Some(held)) if held.string.is_some() => Reply::Simple("string".into()),
-        Ok(Some(_)) => Reply::Simple("hash".into()),
+    match probe(session, db, key) {
+        Ok(Some((kind, _))) => Reply::Simple(kind.into()),
         Ok(None) => Reply::Simple("none".into()),
         Err(reply) => reply,
     }

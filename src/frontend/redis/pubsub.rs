@@ -15,6 +15,12 @@ use chorus_proto::rpc::{Change, ChangeKind};
 
 use super::glob;
 
+/// Most channels and patterns one connection subscribes to.
+pub const REDIS_SUBSCRIPTIONS_MAX: usize = 1024;
+
+/// Longest channel name or pattern: a key-space channel of the longest key, with room.
+pub const REDIS_CHANNEL_SIZE_MAX: usize = 1024;
+
 /// The channels and patterns one connection is subscribed to.
 #[derive(Debug, Default)]
 pub struct Subscriptions {
@@ -30,9 +36,21 @@ impl Subscriptions {
         self.channels.len() + self.patterns.len()
     }
 
-    /// Subscribes to each channel (or pattern), with one confirmation each.
+    /// Subscribes to each channel (or pattern), with one confirmation each; refuses names
+    /// above [`REDIS_CHANNEL_SIZE_MAX`] and more than [`REDIS_SUBSCRIPTIONS_MAX`] in all (every
+    /// change is matched against every pattern).
     pub fn subscribe(&mut self, pattern: bool, names: &[Vec<u8>]) -> Vec<Reply> {
         let kind = if pattern { "psubscribe" } else { "subscribe" };
+        if names.iter().any(|name| name.len() > REDIS_CHANNEL_SIZE_MAX) {
+            return vec![Reply::error(format!(
+                "channel names and patterns are at most {REDIS_CHANNEL_SIZE_MAX} bytes"
+            ))];
+        }
+        if self.count() + names.len() > REDIS_SUBSCRIPTIONS_MAX {
+            return vec![Reply::error(format!(
+                "a connection subscribes to at most {REDIS_SUBSCRIPTIONS_MAX} channels and patterns"
+            ))];
+        }
         names
             .iter()
             .map(|name| {

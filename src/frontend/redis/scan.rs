@@ -22,6 +22,13 @@ use crate::node::{Driver, Purpose, Session};
 /// an error and starts again (Redis's own cursors never expire, but hold no memory).
 pub const SCAN_CURSORS_MAX: usize = 4096;
 
+/// Most entry names one page of a walk lists, in one hold of the node's lock.
+const PAGE_NAMES_MAX: usize = LIST_LIMIT_MAX as usize;
+
+/// Longest `KEYS`/`SCAN MATCH` pattern: a glob is matched against every key, so its length
+/// bounds the work per key.
+pub const REDIS_PATTERN_SIZE_MAX: usize = 1024;
+
 /// Most keys `KEYS` returns: beyond it, the client is told to use `SCAN`.
 pub const KEYS_RESULT_MAX: usize = 1_000_000;
 
@@ -41,6 +48,8 @@ pub struct Position {
 pub struct Cursors {
     next: u64,
     positions: BTreeMap<u64, (u8, Position)>,
+    /// Cursors by the order they were issued in.
+    order: BTreeMap<u64, u64>,
 }
 
 /// Reads up to about `count` keys of database `db` from `position`; `None` once the walk is
@@ -52,7 +61,13 @@ fn page(
     count: usize,
 ) -> (Vec<Vec<u8>>, Option<Position>) {
     let mut keys = Vec::new();
+    // Names listed in this call: one big hash (many fields, one key) must not keep the walk
+    // in one hold of the lock; a page may then hold fewer keys than asked, as SCAN allows.
+    let mut listed_total = 0;
     loop {
+        if listed_total >= PAGE_NAMES_MAX {
+            return (keys, Some(position));
+        }
         let prefix = if position.hashes {
             keyspace::hashes_prefix(db)
         } else {
@@ -60,6 +75,7 @@ fn page(
         };
         let listed = session.list(&prefix, position.after.as_ref(), count.max(1));
         let mut exhausted = listed.len() < count.max(1);
+        listed_total += listed.len();
         for (name, _) in listed {
             if !position.hashes && db == 0 && name.as_bytes().first() == Some(&RESERVED_BYTE) {
                 // Database 0's plain names end where the reserved ones begin.
@@ -88,29 +104,48 @@ fn page(
     }
 }
 
-/// Walks every key of database `db`, a page per session, handing each page to `visit`.
+/// Walks every key of database `db`, one page per short session, handing each page to `visit`
+/// after the lock is released (matching a pattern, counting or deleting take their own time).
 fn walk(
     driver: &Driver,
     db: u8,
-    mut visit: impl FnMut(&mut Session<'_>, Vec<Vec<u8>>) -> Result<(), Reply>,
+    mut visit: impl FnMut(Vec<Vec<u8>>) -> Result<(), Reply>,
 ) -> Result<(), Reply> {
     let mut position = Some(Position::default());
     while let Some(from) = position.take() {
-        let outcome = driver.session(Purpose::Read, |session| {
-            let (keys, next) = page(session, db, from, LIST_LIMIT_MAX as usize);
-            visit(session, keys).map(|()| next)
-        });
-        position = outcome.map_err(op_error)??;
+        let (keys, next) = driver
+            .session(Purpose::Read, |session| page(session, db, from, LIST_LIMIT_MAX as usize))
+            .map_err(op_error)?;
+        visit(keys)?;
+        position = next;
     }
     Ok(())
 }
 
+/// A pattern within [`REDIS_PATTERN_SIZE_MAX`], runs of `*` collapsed (they match the same).
+fn pattern(raw: &[u8]) -> Result<Vec<u8>, Reply> {
+    if raw.len() > REDIS_PATTERN_SIZE_MAX {
+        return Err(Reply::error(format!("patterns are at most {REDIS_PATTERN_SIZE_MAX} bytes")));
+    }
+    let mut collapsed: Vec<u8> = Vec::with_capacity(raw.len());
+    for &byte in raw {
+        if !(byte == b'*' && collapsed.last() == Some(&b'*')) {
+            collapsed.push(byte);
+        }
+    }
+    Ok(collapsed)
+}
+
 /// `KEYS pattern`.
 pub fn keys(driver: &Driver, db: u8, args: &Args) -> Reply {
-    let [pattern] = args else { return arity("keys") };
+    let [raw] = args else { return arity("keys") };
+    let pattern = match pattern(raw) {
+        Ok(pattern) => pattern,
+        Err(reply) => return reply,
+    };
     let mut found = Vec::new();
-    let walked = walk(driver, db, |_, keys| {
-        found.extend(keys.into_iter().filter(|key| glob::matches(pattern, key)));
+    let walked = walk(driver, db, |keys| {
+        found.extend(keys.into_iter().filter(|key| glob::matches(&pattern, key)));
         if found.len() > KEYS_RESULT_MAX {
             return Err(Reply::error(format!("more than {KEYS_RESULT_MAX} keys match: use SCAN")));
         }
@@ -123,7 +158,7 @@ pub fn keys(driver: &Driver, db: u8, args: &Args) -> Reply {
 /// `DBSIZE`.
 pub fn dbsize(driver: &Driver, db: u8) -> Reply {
     let mut count = 0;
-    let walked = walk(driver, db, |_, keys| {
+    let walked = walk(driver, db, |keys| {
         count += keys.len() as i64;
         Ok(())
     });
@@ -155,12 +190,16 @@ pub fn flushall(driver: &Driver, args: &Args) -> Reply {
 }
 
 fn flush(driver: &Driver, db: u8) -> Result<(), Reply> {
-    walk(driver, db, |session, keys| {
+    walk(driver, db, |keys| {
         if keys.is_empty() {
             return Ok(());
         }
-        let deleted = super::keys::del(session, db, &keys);
-        if let Reply::Error(_) = deleted { Err(deleted) } else { Ok(()) }
+        let deleted =
+            driver.session(Purpose::Write, |session| super::keys::del(session, db, &keys));
+        match deleted.map_err(op_error)? {
+            Reply::Error(error) => Err(Reply::Error(error)),
+            _ => Ok(()),
+        }
     })
 }
 
@@ -177,7 +216,8 @@ pub fn scan(driver: &Driver, cursors: &Mutex<Cursors>, db: u8, args: &Args) -> R
     let from = if cursor == 0 {
         Position::default()
     } else {
-        match lock(cursors).positions.remove(&cursor) {
+        // Kept, not consumed: a client that retries a SCAN with the same cursor goes on.
+        match lock(cursors).positions.get(&cursor).cloned() {
             Some((cursor_db, position)) if cursor_db == db => position,
             _ => {
                 return Reply::error(
@@ -186,24 +226,25 @@ pub fn scan(driver: &Driver, cursors: &Mutex<Cursors>, db: u8, args: &Args) -> R
             }
         }
     };
-    let outcome = driver.session(Purpose::Read, |session| {
-        let (keys, next) = page(session, db, from, count);
-        let keys: Vec<Vec<u8>> = keys
-            .into_iter()
-            .filter(|key| pattern.as_ref().is_none_or(|p| glob::matches(p, key)))
-            .collect();
-        let keys = match &kind {
-            Some(kind) => {
-                keys.into_iter().filter(|key| type_of(session, db, key) == *kind).collect()
-            }
-            None => keys,
-        };
-        (keys, next)
-    });
-    let (keys, next) = match outcome {
+    let (keys, next) = match driver.session(Purpose::Read, |session| page(session, db, from, count))
+    {
         Ok(page) => page,
         Err(error) => return op_error(error),
     };
+    // Matched after the lock is released; TYPE needs one short session of its own.
+    let mut keys: Vec<Vec<u8>> = keys
+        .into_iter()
+        .filter(|key| pattern.as_ref().is_none_or(|p| glob::matches(p, key)))
+        .collect();
+    if let Some(kind) = &kind {
+        let kept = driver.session(Purpose::Read, |session| {
+            keys.drain(..).filter(|key| type_of(session, db, key) == *kind).collect::<Vec<_>>()
+        });
+        keys = match kept {
+            Ok(kept) => kept,
+            Err(error) => return op_error(error),
+        };
+    }
     let next_cursor = next.map_or(0, |position| remember(cursors, db, position));
     let keys = Reply::Array(keys.into_iter().map(Reply::Bulk).collect());
     Reply::Array(vec![Reply::text(next_cursor.to_string()), keys])
@@ -217,7 +258,7 @@ fn scan_options(options: &Args) -> Result<ScanOptions, Reply> {
     for pair in options.chunks(2) {
         let [option, value] = pair else { return Err(syntax()) };
         match upper(option).as_str() {
-            "MATCH" => pattern = Some(value.clone()),
+            "MATCH" => pattern = Some(self::pattern(value)?),
             "COUNT" => {
                 let wanted = integer(value)?;
                 count = usize::try_from(wanted).ok().filter(|n| *n > 0).ok_or_else(not_integer)?;
@@ -236,13 +277,24 @@ fn type_of(session: &mut Session<'_>, db: u8, key: &[u8]) -> String {
     }
 }
 
+/// Keeps a position under a new cursor: a random number (another client cannot guess it and
+/// take it over), remembered in order of issue so the oldest is forgotten first.
 fn remember(cursors: &Mutex<Cursors>, db: u8, position: Position) -> u64 {
     let mut cursors = lock(cursors);
+    let cursor = loop {
+        // 53 bits: clients that parse the cursor as a double (JavaScript) keep it exact.
+        let cursor = rand::random::<u64>() >> 11;
+        if cursor != 0 && !cursors.positions.contains_key(&cursor) {
+            break cursor;
+        }
+    };
     cursors.next += 1;
-    let cursor = cursors.next;
+    let issued = cursors.next;
     cursors.positions.insert(cursor, (db, position));
+    cursors.order.insert(issued, cursor);
     while cursors.positions.len() > SCAN_CURSORS_MAX {
-        cursors.positions.pop_first();
+        let Some((_, oldest)) = cursors.order.pop_first() else { break };
+        cursors.positions.remove(&oldest);
     }
     cursor
 }
