@@ -398,6 +398,9 @@ fn aggregate(out: &mut Vec<u8>, kind: u8, count: usize, items: &[Reply], resp3: 
 fn format_double(number: f64) -> String {
     if number.is_infinite() {
         if number > 0.0 { "inf".into() } else { "-inf".into() }
+    } else if number != 0.0 && !(1e-5..1e16).contains(&number.abs()) {
+        // Rust's plain form writes every digit (300 of them for 1e300): an exponent instead.
+        format!("{number:e}")
     } else {
         number.to_string()
     }
