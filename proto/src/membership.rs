@@ -543,3 +543,68 @@ fn record_of(member: &Member, left: bool) -> Record {
         addr: member.addr.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: DetectorConfig = DetectorConfig {
+        interval_ms: 500,
+        phi_suspect: 3.0,
+        phi_dead: 6.0,
+        dead_remove_ms: 300_000,
+        left_remove_ms: 60_000,
+    };
+
+    fn record(id: u64, addr: &str, heartbeat: u64) -> Record {
+        let heartbeat = Heartbeat { id: NodeId(id), incarnation: 0, heartbeat, left: false };
+        Record { heartbeat, name: Name::new("n").unwrap(), addr: Addr::new(addr).unwrap() }
+    }
+
+    fn state(members: &Members, id: u64) -> Option<MemberState> {
+        members.peer(NodeId(id)).map(|member| member.state)
+    }
+
+    #[test]
+    fn a_new_identity_at_an_address_supersedes_the_old_one_until_it_speaks() {
+        let (me, a, old, new) = (1, 2, 3, 4);
+        let mut members = Members::new(
+            NodeId(me),
+            Name::new("me").unwrap(),
+            Addr::new("m:1").unwrap(),
+            0,
+            CONFIG,
+        );
+        let mut changes = Vec::new();
+        members.merge_record(0, &record(a, "a:1", 1), true, &mut changes);
+        members.merge_record(0, &record(old, "c:1", 1), true, &mut changes);
+        // Relayed by another node: no proof that `new` runs, so `old` stays.
+        members.merge_record(10, &record(new, "c:1", 1), false, &mut changes);
+        assert_eq!(state(&members, old), Some(MemberState::Alive));
+        // From `new` itself: `old`'s process is gone.
+        members.merge_record(20, &record(new, "c:1", 2), true, &mut changes);
+        assert_eq!(state(&members, old), Some(MemberState::Dead));
+        assert_eq!(state(&members, a), Some(MemberState::Alive), "other addresses untouched");
+        assert!(!members.waited_for().any(|id| id == NodeId(old)), "--wait all skips it");
+        // Heartbeats of `old` relayed by others and a tick do not revive it.
+        let beat = Heartbeat { id: NodeId(old), incarnation: 0, heartbeat: 9, left: false };
+        members.merge_heartbeat(30, &beat, &mut changes);
+        members.tick(40, &mut changes);
+        assert_eq!(state(&members, old), Some(MemberState::Dead));
+        // A message from `old` itself does.
+        members.heard_from(NodeId(old), 50);
+        let beat = Heartbeat { heartbeat: 10, ..beat };
+        members.merge_heartbeat(50, &beat, &mut changes);
+        assert_eq!(state(&members, old), Some(MemberState::Alive));
+    }
+
+    #[test]
+    fn a_record_at_this_nodes_own_address_is_its_predecessor() {
+        let mut members =
+            Members::new(NodeId(1), Name::new("me").unwrap(), Addr::new("m:1").unwrap(), 0, CONFIG);
+        let mut changes = Vec::new();
+        members.merge_record(0, &record(2, "m:1", 5), false, &mut changes);
+        members.tick(10, &mut changes);
+        assert_eq!(state(&members, 2), Some(MemberState::Dead));
+    }
+}
