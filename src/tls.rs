@@ -53,6 +53,11 @@ const KEY_LEN: usize = 32;
 /// colliding with this one.
 const CA_LABEL: &[u8] = b"chorus ca v1";
 
+/// HKDF `info` prefixes for an endpoint's stateless-reset key and connection-id key; the
+/// address the node is known by follows them.
+const RESET_LABEL: &[u8] = b"chorus reset v1 ";
+const CID_LABEL: &[u8] = b"chorus cid v1 ";
+
 /// The PKCS#8 v1 DER header of an Ed25519 private key; the 32-byte seed follows it.
 const ED25519_PKCS8_PREFIX: &[u8; 16] =
     b"\x30\x2e\x02\x01\x00\x30\x05\x06\x03\x2b\x65\x70\x04\x22\x04\x20";
@@ -155,8 +160,8 @@ pub enum TlsError {
     /// No cluster key was given; at least one is needed to sign our certificate.
     #[error("no cluster key given")]
     NoKeys,
-    /// Deriving the CA seed from a key failed.
-    #[error("could not derive the cluster CA from the key")]
+    /// Deriving the CA seed or an endpoint key from a cluster key failed.
+    #[error("could not derive keys from the cluster key")]
     Derive,
     /// rcgen could not build a key pair or certificate.
     #[error("could not build a certificate")]
@@ -193,6 +198,42 @@ fn derive_ca(key: &ClusterKey) -> Result<CertifiedIssuer<'static, KeyPair>, TlsE
     params.serial_number = Some(SerialNumber::from_slice(&[1]));
     set_validity(&mut params);
     Ok(CertifiedIssuer::self_signed(params, ca_key)?)
+}
+
+/// The endpoint configuration of a node that peers know at `address`, the same in every
+/// process started with `key` for that address.
+///
+/// A peer that was talking to a previous process on this address keeps sending into that
+/// connection after the process died, until the connection's idle timeout. quinn answers a
+/// packet for a connection it does not know with a stateless reset (RFC 9000, section 10.3),
+/// which the peer accepts only if its token is the one the dead process announced: the token
+/// is an HMAC of the connection id under the endpoint's reset key. Deriving that key (and the
+/// key that marks the connection ids as this endpoint's, which quinn checks before resetting)
+/// from the cluster key and the address lets a restarted process end its predecessor's
+/// connections at the first packet a peer sends, so the peer reconnects at once. Only holders
+/// of the cluster key can compute the tokens.
+pub fn endpoint_config(key: &ClusterKey, address: &str) -> Result<quinn::EndpointConfig, TlsError> {
+    let reset_key: [u8; 32] = derive(key, RESET_LABEL, address)?;
+    let cid_key: [u8; 32] = derive(key, CID_LABEL, address)?;
+    // Safe: a slice of 8 bytes always converts to an array of 8.
+    let cid_key = u64::from_le_bytes(cid_key[..8].try_into().expect("8 of 32 bytes"));
+    let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &reset_key);
+    let mut config = quinn::EndpointConfig::new(Arc::new(reset_key));
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    Ok(config)
+}
+
+/// 32 bytes derived from `key` for `label` and `address`.
+fn derive(key: &ClusterKey, label: &[u8], address: &str) -> Result<[u8; 32], TlsError> {
+    let mut out = [0; 32];
+    hkdf::Salt::new(hkdf::HKDF_SHA256, &[])
+        .extract(&key.0)
+        .expand(&[label, address.as_bytes()], hkdf::HKDF_SHA256)
+        .and_then(|okm| okm.fill(&mut out))
+        .map_err(|_| TlsError::Derive)?;
+    Ok(out)
 }
 
 fn common_name(name: String) -> DistinguishedName {

@@ -130,6 +130,11 @@ struct Peer {
     /// node's records may be long dead; it stays `Suspect` and is not waited for until then.
     confirmed: bool,
     left_announced: bool,
+    /// Another identity spoke for this member's address (its own record, from itself), or
+    /// this node holds the address now: the process behind this identity is gone, replaced by
+    /// a restart on the same address. It stays `Dead` until a message from it proves
+    /// otherwise; heartbeats other nodes relay do not revive it.
+    superseded: bool,
     since_ms: u64,
     detector: Detector,
     /// The peer's version vector bases as it last reported them, with the incarnation and
@@ -276,6 +281,8 @@ impl Members {
                 member,
                 confirmed: direct,
                 left_announced: false,
+                // This node's own address: the record is of a predecessor of this process.
+                superseded: record.addr == self.me.addr,
                 since_ms: now_ms,
                 detector: Detector::new(now_ms),
                 bases: None,
@@ -287,6 +294,9 @@ impl Members {
         {
             peer.member.addr = record.addr.clone();
             peer.member.name = record.name.clone();
+        }
+        if direct {
+            self.supersede(now_ms, id, &record.addr, changes);
         }
         if direct && let Some(peer) = self.peers.get_mut(&id) {
             peer.confirmed = true;
@@ -303,6 +313,27 @@ impl Members {
             }
         }
         self.merge_heartbeat(now_ms, &record.heartbeat, changes);
+    }
+
+    /// Marks every other live member at `addr` dead at once: `id`'s own record says it is
+    /// there now, and one address is one UDP socket, so the process behind any other
+    /// identity at that address has stopped (a node restarted on its own address). Without
+    /// this, peers waited for the failure detector (seconds) before they stopped waiting
+    /// for the old identity in `--wait all` and listing it alive.
+    fn supersede(&mut self, now_ms: u64, id: NodeId, addr: &Addr, changes: &mut Vec<MemberChange>) {
+        for (other, peer) in &mut self.peers {
+            let live = matches!(peer.member.state, MemberState::Alive | MemberState::Suspect);
+            if *other != id && peer.member.addr == *addr && live {
+                peer.superseded = true;
+                peer.member.state = MemberState::Dead;
+                peer.since_ms = now_ms;
+                changes.push(MemberChange {
+                    id: *other,
+                    name: peer.member.name.clone(),
+                    state: Some(MemberState::Dead),
+                });
+            }
+        }
     }
 
     /// Merges a heartbeat of a known member; unknown members wait for their record.
@@ -329,7 +360,11 @@ impl Members {
         peer.confirmed = true;
         peer.detector.record(now_ms, self.config.interval_ms * PHI_GAP_INTERVALS_MAX);
         peer.left_announced |= beat.left;
-        let state = if peer.left_announced { MemberState::Left } else { MemberState::Alive };
+        let state = match (peer.left_announced, peer.superseded) {
+            (true, _) => MemberState::Left,
+            (false, true) => MemberState::Dead,
+            (false, false) => MemberState::Alive,
+        };
         if state != peer.member.state && peer.member.state != MemberState::Left {
             peer.member.state = state;
             peer.since_ms = now_ms;
@@ -391,7 +426,7 @@ impl Members {
             let phi = peer.detector.phi(now_ms, config.interval_ms);
             let next = match current {
                 MemberState::Left => MemberState::Left,
-                _ if phi >= config.phi_dead => MemberState::Dead,
+                _ if phi >= config.phi_dead || peer.superseded => MemberState::Dead,
                 MemberState::Dead if phi >= config.phi_suspect => MemberState::Dead,
                 _ if phi >= config.phi_suspect || !peer.confirmed => MemberState::Suspect,
                 _ => MemberState::Alive,
@@ -435,6 +470,7 @@ impl Members {
         if let Some(peer) = self.peers.get_mut(&id) {
             peer.detector.last_ms = peer.detector.last_ms.max(now_ms);
             peer.confirmed = true;
+            peer.superseded = false;
         }
     }
 
@@ -505,5 +541,70 @@ fn record_of(member: &Member, left: bool) -> Record {
         heartbeat: heartbeat_of(member, left),
         name: member.name.clone(),
         addr: member.addr.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: DetectorConfig = DetectorConfig {
+        interval_ms: 500,
+        phi_suspect: 3.0,
+        phi_dead: 6.0,
+        dead_remove_ms: 300_000,
+        left_remove_ms: 60_000,
+    };
+
+    fn record(id: u64, addr: &str, heartbeat: u64) -> Record {
+        let heartbeat = Heartbeat { id: NodeId(id), incarnation: 0, heartbeat, left: false };
+        Record { heartbeat, name: Name::new("n").unwrap(), addr: Addr::new(addr).unwrap() }
+    }
+
+    fn state(members: &Members, id: u64) -> Option<MemberState> {
+        members.peer(NodeId(id)).map(|member| member.state)
+    }
+
+    #[test]
+    fn a_new_identity_at_an_address_supersedes_the_old_one_until_it_speaks() {
+        let (me, a, old, new) = (1, 2, 3, 4);
+        let mut members = Members::new(
+            NodeId(me),
+            Name::new("me").unwrap(),
+            Addr::new("m:1").unwrap(),
+            0,
+            CONFIG,
+        );
+        let mut changes = Vec::new();
+        members.merge_record(0, &record(a, "a:1", 1), true, &mut changes);
+        members.merge_record(0, &record(old, "c:1", 1), true, &mut changes);
+        // Relayed by another node: no proof that `new` runs, so `old` stays.
+        members.merge_record(10, &record(new, "c:1", 1), false, &mut changes);
+        assert_eq!(state(&members, old), Some(MemberState::Alive));
+        // From `new` itself: `old`'s process is gone.
+        members.merge_record(20, &record(new, "c:1", 2), true, &mut changes);
+        assert_eq!(state(&members, old), Some(MemberState::Dead));
+        assert_eq!(state(&members, a), Some(MemberState::Alive), "other addresses untouched");
+        assert!(!members.waited_for().any(|id| id == NodeId(old)), "--wait all skips it");
+        // Heartbeats of `old` relayed by others and a tick do not revive it.
+        let beat = Heartbeat { id: NodeId(old), incarnation: 0, heartbeat: 9, left: false };
+        members.merge_heartbeat(30, &beat, &mut changes);
+        members.tick(40, &mut changes);
+        assert_eq!(state(&members, old), Some(MemberState::Dead));
+        // A message from `old` itself does.
+        members.heard_from(NodeId(old), 50);
+        let beat = Heartbeat { heartbeat: 10, ..beat };
+        members.merge_heartbeat(50, &beat, &mut changes);
+        assert_eq!(state(&members, old), Some(MemberState::Alive));
+    }
+
+    #[test]
+    fn a_record_at_this_nodes_own_address_is_its_predecessor() {
+        let mut members =
+            Members::new(NodeId(1), Name::new("me").unwrap(), Addr::new("m:1").unwrap(), 0, CONFIG);
+        let mut changes = Vec::new();
+        members.merge_record(0, &record(2, "m:1", 5), false, &mut changes);
+        members.tick(10, &mut changes);
+        assert_eq!(state(&members, 2), Some(MemberState::Dead));
     }
 }

@@ -40,6 +40,29 @@ pub struct TransportStats {
     pub bytes_received: AtomicU64,
     /// Received gossip messages that failed to decode or validate.
     pub messages_invalid: AtomicU64,
+    /// Why the last connection attempt to a peer failed, by peer address; an address leaves
+    /// once a connection to it opens (a node that cannot join says why from this).
+    failures: Mutex<BTreeMap<String, String>>,
+}
+
+impl TransportStats {
+    /// Why the last connection attempt to `addr` failed, if it did and none opened since.
+    pub fn failure(&self, addr: &str) -> Option<String> {
+        self.lock_failures().get(addr).cloned()
+    }
+
+    fn set_failure(&self, addr: &str, why: Option<&str>) {
+        let mut failures = self.lock_failures();
+        match why {
+            Some(why) => failures.insert(addr.to_string(), why.to_string()),
+            None => failures.remove(addr),
+        };
+    }
+
+    fn lock_failures(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        // A poisoned lock only means a panic elsewhere while holding it; the map is still valid.
+        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// Each peer lane's queue, by peer address and lane.
@@ -129,8 +152,10 @@ impl LaneTask {
                     Ok(opened) => {
                         stream = Some(opened);
                         refused_reported = false;
+                        self.stats.set_failure(&self.addr, None);
                     }
                     Err(OpenError { why, refused }) => {
+                        self.stats.set_failure(&self.addr, Some(&why));
                         if refused && !refused_reported {
                             tracing::warn!(peer = %self.addr, %why, "the peer refused the TLS handshake: does it use the same cluster key?");
                             refused_reported = true;

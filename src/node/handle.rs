@@ -16,7 +16,7 @@ use super::timers::run_timers;
 use crate::frontend::redis::{self, RedisOptions};
 use crate::frontend::rpc;
 use crate::gossip::{self, Firewall, Transport, TransportStats};
-use crate::tls::{ALPN_GOSSIP, ALPN_RPC, ClusterKey, TlsIdentity};
+use crate::tls::{self, ALPN_GOSSIP, ALPN_RPC, ClusterKey, TlsIdentity};
 
 /// The default listen address.
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:7420";
@@ -26,6 +26,12 @@ pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a shutdown lets queued messages (the departure announcement) go out.
 pub const SHUTDOWN_FLUSH: Duration = Duration::from_millis(300);
+
+/// How often a node that has seeds but has not joined says why, at WARN.
+pub const JOIN_WARN_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long a shutdown waits for its connections' close to reach the peers.
+pub const CLOSE_FLUSH: Duration = Duration::from_millis(200);
 
 /// How a node is started.
 #[derive(Clone, Debug)]
@@ -103,35 +109,31 @@ pub struct NodeHandle {
 impl NodeHandle {
     /// Binds, starts the driver and, with seeds, starts joining. Returns once listening.
     pub async fn start(options: NodeOptions) -> Result<NodeHandle, StartError> {
-        let keys = if options.keys.is_empty() {
-            if !options.listen.ip().is_loopback() {
-                return Err(StartError::DevelopmentKeyExposed(options.listen));
-            }
-            tracing::warn!(
-                "no cluster key given: using the built-in development key, loopback only"
-            );
-            vec![ClusterKey::development()]
-        } else {
-            options.keys.clone()
-        };
+        let keys = cluster_keys(&options)?;
         let identity = TlsIdentity::new(&keys).map_err(StartError::Tls)?;
         let server_config =
             identity.server_config(&[ALPN_GOSSIP, ALPN_RPC]).map_err(StartError::Tls)?;
         let gossip_config = identity.client_config(ALPN_GOSSIP).map_err(StartError::Tls)?;
-        let endpoint =
-            quinn::Endpoint::server(server_config, options.listen).map_err(StartError::Bind)?;
-        let addr = endpoint.local_addr().map_err(StartError::Bind)?;
+        // Bound first, so the port is known (port 0) before the endpoint's keys are derived.
+        let socket = std::net::UdpSocket::bind(options.listen).map_err(StartError::Bind)?;
+        let addr = socket.local_addr().map_err(StartError::Bind)?;
+        let advertised = options.advertise.clone().unwrap_or_else(|| addr.to_string());
+        // The same reset keys as any earlier process on this address: see `endpoint_config`.
+        let endpoint_config =
+            tls::endpoint_config(&keys[0], &advertised).map_err(StartError::Tls)?;
+        let runtime = Arc::new(quinn::TokioRuntime);
+        let endpoint = quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime)
+            .map_err(StartError::Bind)?;
 
         // The thread-local generator is not `Send`: draw from it without holding it, so this
         // future can be spawned on any runtime.
         let id = NodeId(rand::rng().random_range(1..u64::MAX));
         let name =
             options.name.clone().unwrap_or_else(|| format!("{}:{}", host_name(), addr.port()));
-        let advertised = options.advertise.clone().unwrap_or_else(|| addr.to_string());
         let mut config = Config::new(
             id,
             Name::new(name.clone()).map_err(StartError::Invalid)?,
-            Addr::new(advertised).map_err(StartError::Invalid)?,
+            Addr::new(advertised.clone()).map_err(StartError::Invalid)?,
             rand::rng().random(),
         );
         if let Some(tune) = options.tune {
@@ -139,37 +141,32 @@ impl NodeHandle {
         }
         let clock = WallClock::new(options.clock);
         let mut node = Node::new(config, clock.now_ms());
-        if !options.join.is_empty() {
-            let mut seeds = Vec::new();
-            for seed in &options.join {
-                // Resolve once to fail fast on a typo; the protocol keeps the text, and the
-                // transport resolves it again on every connection attempt.
-                gossip::resolve(seed).await.map_err(StartError::Invalid)?;
-                seeds.push(Addr::new(seed.clone()).map_err(StartError::Invalid)?);
-            }
-            node.join(clock.now_ms(), seeds);
+        let seeds = seeds_of_others(&options.join, addr, &advertised).await?;
+        if !seeds.is_empty() {
+            let addrs = seeds.iter().map(|seed| Addr::new(seed.clone()));
+            let addrs = addrs.collect::<Result<Vec<_>, _>>().map_err(StartError::Invalid)?;
+            node.join(clock.now_ms(), addrs);
         }
 
         let firewall = Arc::new(Firewall::default());
         let stats = Arc::new(TransportStats::default());
         let transport =
             Transport::new(endpoint.clone(), gossip_config, firewall.clone(), stats.clone());
-        let (joined_sender, joined) = watch::channel(options.join.is_empty());
-        let driver = Driver::new(node, transport, joined_sender, stats, clock);
+        let (joined_sender, joined) = watch::channel(seeds.is_empty());
+        let driver = Driver::new(node, transport, joined_sender, stats.clone(), clock);
+        // The timer task first: `failed` watches it.
         let mut tasks = vec![
             tokio::spawn(run_timers(driver.clone())),
             tokio::spawn(accept(endpoint.clone(), driver.clone(), firewall.clone())),
+            tokio::spawn(warn_until_joined(joined.clone(), seeds, stats)),
         ];
-        let mut redis = None;
-        if let Some(redis_options) = &options.redis {
-            let bound = redis::bind(redis_options, driver.clone()).await;
-            let (listener, server) = bound.map_err(|why| {
+        let redis = match serve_redis(&options, &driver, &mut tasks).await {
+            Ok(redis) => redis,
+            Err(error) => {
                 tasks.iter().for_each(JoinHandle::abort);
-                StartError::FrontEnd(why)
-            })?;
-            redis = Some(server.addr());
-            tasks.push(tokio::spawn(redis::serve(listener, server)));
-        }
+                return Err(error);
+            }
+        };
         Ok(NodeHandle { id, name, addr, driver, joined, firewall, endpoint, redis, tasks })
     }
 
@@ -216,11 +213,15 @@ impl NodeHandle {
         matches!(tokio::time::timeout(timeout, finished).await, Ok(Ok(())))
     }
 
-    /// Leaves gracefully, then stops every task and closes the endpoint.
+    /// Leaves gracefully, then stops every task and closes the endpoint, waiting briefly for
+    /// the close to reach the peers: they then drop their connections to this process at once,
+    /// instead of sending into them until a successor resets them or they time out.
     pub async fn shutdown(self) -> bool {
         let handed_off = self.leave(LEAVE_TIMEOUT).await;
         tokio::time::sleep(SHUTDOWN_FLUSH).await;
+        let endpoint = self.endpoint.clone();
         self.stop();
+        let _ = tokio::time::timeout(CLOSE_FLUSH, endpoint.wait_idle()).await;
         handed_off
     }
 
@@ -243,6 +244,33 @@ impl NodeHandle {
         }
         self.endpoint.close(0u32.into(), b"stopped");
     }
+}
+
+/// The keys a node signs and trusts with: the ones given, or the development key, which may
+/// only listen on loopback.
+fn cluster_keys(options: &NodeOptions) -> Result<Vec<ClusterKey>, StartError> {
+    if !options.keys.is_empty() {
+        return Ok(options.keys.clone());
+    }
+    if !options.listen.ip().is_loopback() {
+        return Err(StartError::DevelopmentKeyExposed(options.listen));
+    }
+    tracing::warn!("no cluster key given: using the built-in development key, loopback only");
+    Ok(vec![ClusterKey::development()])
+}
+
+/// Starts the Redis front end when asked for; its address.
+async fn serve_redis(
+    options: &NodeOptions,
+    driver: &Arc<Driver>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<Option<SocketAddr>, StartError> {
+    let Some(redis_options) = &options.redis else { return Ok(None) };
+    let (listener, server) =
+        redis::bind(redis_options, driver.clone()).await.map_err(StartError::FrontEnd)?;
+    let addr = server.addr();
+    tasks.push(tokio::spawn(redis::serve(listener, server)));
+    Ok(Some(addr))
 }
 
 /// Accepts connections and routes them by ALPN: gossip to the driver, RPC to the server.
@@ -275,6 +303,72 @@ async fn accept(endpoint: quinn::Endpoint, driver: Arc<Driver>, firewall: Arc<Fi
                 _ => connection.close(1u32.into(), b"unknown protocol"),
             }
         });
+    }
+}
+
+/// The seeds that are not this node: `--join` may list the node's own address (so that every
+/// node can be given the same list), which is skipped. A seed is this node if it is the
+/// advertised address, or resolves to the bound address, to the advertised one, or (listening
+/// on every interface) to a local address with the bound port.
+async fn seeds_of_others(
+    join: &[String],
+    bound: SocketAddr,
+    advertised: &str,
+) -> Result<Vec<String>, StartError> {
+    let advertised_resolved = gossip::resolve(advertised).await.ok();
+    let mut seeds = Vec::new();
+    for seed in join {
+        // Resolved once to fail fast on a typo; the protocol keeps the text, and the
+        // transport resolves it again on every connection attempt.
+        let resolved = gossip::resolve(seed).await.map_err(StartError::Invalid)?;
+        let own = seed == advertised
+            || resolved == bound
+            || Some(resolved) == advertised_resolved
+            || (bound.ip().is_unspecified()
+                && resolved.port() == bound.port()
+                && is_local(resolved));
+        if own {
+            tracing::info!(%seed, "skipping this node's own address in --join");
+        } else if !seeds.contains(seed) {
+            seeds.push(seed.clone());
+        }
+    }
+    Ok(seeds)
+}
+
+/// Whether `addr`'s IP belongs to this host: binding a socket to it succeeds only then.
+fn is_local(addr: SocketAddr) -> bool {
+    addr.ip().is_loopback()
+        || addr.ip().is_unspecified()
+        || std::net::UdpSocket::bind(SocketAddr::new(addr.ip(), 0)).is_ok()
+}
+
+/// Logs at WARN, every [`JOIN_WARN_INTERVAL`] until the node has joined, why it has not: each
+/// seed's last connection failure, or that it is reachable but has not answered.
+async fn warn_until_joined(
+    mut joined: watch::Receiver<bool>,
+    seeds: Vec<String>,
+    stats: Arc<TransportStats>,
+) {
+    let started = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = joined.wait_for(|joined| *joined) => return,
+            () = tokio::time::sleep(JOIN_WARN_INTERVAL) => {}
+        }
+        let why: Vec<String> = seeds
+            .iter()
+            .map(|seed| match stats.failure(seed) {
+                Some(failure) => format!("{seed}: {failure}"),
+                None => format!("{seed}: connected, no answer yet"),
+            })
+            .collect();
+        let waited = started.elapsed().as_secs();
+        tracing::warn!(
+            waited_s = waited,
+            seeds = %why.join("; "),
+            "not ready: no seed has answered; is another node of the cluster running?"
+        );
     }
 }
 

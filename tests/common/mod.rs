@@ -182,6 +182,24 @@ impl Node {
         Process::start(name, &args, &env, dir)
     }
 
+    /// Starts `chorus node` on `listen` with every address in `seeds` as `--join` (its own
+    /// address may be among them), without waiting.
+    pub fn spawn_at(
+        name: &str,
+        listen: &str,
+        seeds: &[String],
+        key: Option<&str>,
+        dir: &Path,
+    ) -> Process {
+        let mut args = vec!["node", "--listen", listen, "--redis", "127.0.0.1:0", "--name", name];
+        for seed in seeds {
+            args.extend(["--join", seed.as_str()]);
+        }
+        let env: Vec<(&str, &str)> =
+            key.map(|key| ("CHORUS_CLUSTER_KEY", key)).into_iter().collect();
+        Process::start(name, &args, &env, dir)
+    }
+
     /// Waits for `process` to print its ready line and returns the node.
     #[track_caller]
     pub fn await_ready(mut process: Process, key: Option<&str>) -> Node {
@@ -305,6 +323,15 @@ impl Node {
         }
         Process::start(&format!("watch-{}", self.name()), &args, &[], dir)
     }
+}
+
+/// `count` addresses on 127.0.0.1 whose UDP ports were free a moment ago (for nodes that must
+/// know each other's addresses before they start, or restart on their own).
+pub fn free_addrs(count: usize) -> Vec<String> {
+    let sockets: Vec<std::net::UdpSocket> = (0..count)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a free UDP port"))
+        .collect();
+    sockets.iter().map(|socket| socket.local_addr().expect("bound").to_string()).collect()
 }
 
 /// Bytes as text for messages.
