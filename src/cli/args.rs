@@ -7,7 +7,7 @@ use std::time::Duration;
 use chorus::client::{Client, ClientError};
 use chorus::tls::ClusterKey;
 use chorus_proto::WaitLevel;
-use chorus_proto::limits::VALUE_SIZE_MAX;
+use chorus_proto::limits::{VALUE_SIZE_MAX, WAIT_TIMEOUT_MS_MAX};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -61,8 +61,8 @@ pub struct WaitArgs {
     /// Return once `local`, `all` live members, or N nodes hold the write.
     #[arg(long, default_value = "local", value_parser = parse_wait)]
     pub wait: WaitLevel,
-    /// How long to wait for them.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    /// How long to wait for them (at most 60s).
+    #[arg(long, default_value = "5s", value_parser = parse_wait_timeout)]
     pub timeout: Duration,
 }
 
@@ -246,6 +246,17 @@ pub fn parse_wait(text: &str) -> Result<WaitLevel, String> {
     }
 }
 
+/// A wait's timeout: a duration of at most `WAIT_TIMEOUT_MS_MAX`, which the node enforces
+/// too; checked here so the mistake is a usage error before anything is sent.
+pub fn parse_wait_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_duration(text)?;
+    if timeout.as_millis() > u128::from(WAIT_TIMEOUT_MS_MAX) {
+        let max_s = WAIT_TIMEOUT_MS_MAX / 1_000;
+        return Err(format!("'{text}': a write waits at most {max_s}s"));
+    }
+    Ok(timeout)
+}
+
 /// Parses durations such as `500ms`, `30s`, `10m`, `2h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -284,6 +295,8 @@ mod tests {
         assert_eq!(parse_wait("local"), Ok(WaitLevel::Local));
         assert_eq!(parse_wait("3"), Ok(WaitLevel::Count(3)));
         assert!(parse_wait("0").is_err());
+        assert_eq!(parse_wait_timeout("60s"), Ok(Duration::from_secs(60)));
+        assert!(parse_wait_timeout("61s").is_err() && parse_wait_timeout("2h").is_err());
         assert!(parse_wait("most").is_err());
     }
 }
