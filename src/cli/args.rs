@@ -56,6 +56,61 @@ impl Connect {
     }
 }
 
+/// A KEY argument: its bytes as given (any bytes the shell can pass), or hex with `--hex`, for
+/// keys that are not text.
+#[derive(Args)]
+pub struct KeyArg {
+    /// The key.
+    pub key: std::ffi::OsString,
+    /// KEY (or PREFIX) is hex, two digits a byte: `--hex 6170702fff` names `app/` then 0xff.
+    #[arg(long)]
+    pub hex: bool,
+}
+
+impl KeyArg {
+    /// The key's bytes.
+    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+        argument_bytes(&self.key, self.hex)
+    }
+}
+
+/// An optional PREFIX argument, read as [`KeyArg`] reads a key.
+#[derive(Args)]
+pub struct PrefixArg {
+    /// Only keys starting with this (every key when absent).
+    pub prefix: Option<std::ffi::OsString>,
+    /// PREFIX is hex, two digits a byte.
+    #[arg(long)]
+    pub hex: bool,
+}
+
+impl PrefixArg {
+    /// The prefix's bytes (empty when absent).
+    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+        self.prefix.as_ref().map_or(Ok(Vec::new()), |prefix| argument_bytes(prefix, self.hex))
+    }
+}
+
+/// A key or prefix argument's bytes: as the OS passed them (on Unix, any bytes), or decoded
+/// from hex.
+fn argument_bytes(argument: &std::ffi::OsStr, hex: bool) -> Result<Vec<u8>, String> {
+    let bytes = argument.as_encoded_bytes();
+    if !hex {
+        return Ok(bytes.to_vec());
+    }
+    let digit = |byte: u8| (byte as char).to_digit(16);
+    if !bytes.len().is_multiple_of(2) {
+        return Err(format!("--hex: '{}' has an odd number of digits", argument.display()));
+    }
+    bytes
+        .chunks(2)
+        .map(|pair| match (digit(pair[0]), digit(pair[1])) {
+            (Some(high), Some(low)) => Ok((high * 16 + low) as u8),
+            _ => Err(format!("--hex: '{}' is not hex", argument.display())),
+        })
+        .collect()
+}
+
 #[derive(Args)]
 pub struct WaitArgs {
     /// Return once `local`, `all` live members, or N nodes hold the write.
@@ -72,7 +127,8 @@ pub enum Command {
     Node(NodeArgs),
     /// Write a value (`-` reads it from stdin, `@FILE` from a file).
     Put {
-        key: String,
+        #[command(flatten)]
+        key: KeyArg,
         value: String,
         /// Expire the key after this long (e.g. 30s, 10m).
         #[arg(long, value_parser = parse_duration)]
@@ -84,13 +140,15 @@ pub enum Command {
     },
     /// Print a key's value.
     Get {
-        key: String,
+        #[command(flatten)]
+        key: KeyArg,
         #[command(flatten)]
         connect: Connect,
     },
     /// Delete a key.
     Del {
-        key: String,
+        #[command(flatten)]
+        key: KeyArg,
         #[command(flatten)]
         wait: WaitArgs,
         #[command(flatten)]
@@ -98,7 +156,8 @@ pub enum Command {
     },
     /// List keys with a prefix.
     Ls {
-        prefix: Option<String>,
+        #[command(flatten)]
+        prefix: PrefixArg,
         /// At most this many keys.
         #[arg(long)]
         limit: Option<u64>,
@@ -107,7 +166,8 @@ pub enum Command {
     },
     /// Print changes to keys with a prefix as they happen.
     Watch {
-        prefix: Option<String>,
+        #[command(flatten)]
+        prefix: PrefixArg,
         #[command(flatten)]
         connect: Connect,
     },
@@ -287,6 +347,14 @@ mod tests {
         for bad in ["", "s", "10", "10d", "-1s", "1.5s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn hex_keys_decode_and_refuse_nonsense() {
+        let hex = |text: &str| argument_bytes(std::ffi::OsStr::new(text), true);
+        assert_eq!(hex("6170702fFF"), Ok(b"app/\xff".to_vec()));
+        assert!(hex("abc").is_err() && hex("zz").is_err() && hex("+1").is_err());
+        assert_eq!(argument_bytes(std::ffi::OsStr::new("6f"), false), Ok(b"6f".to_vec()));
     }
 
     #[test]

@@ -7,27 +7,46 @@ use chorus::client::{ClientError, WriteOptions};
 use serde_json::json;
 
 use super::args::{Command, Connect, WaitArgs};
-use super::print::{bytes_json, member_json, print_change, print_stats, print_write, stamp_json};
+use super::print::{
+    bytes_json, escape_key, hex, key_json, member_json, print_change, print_stats, print_write,
+    stamp_json,
+};
 use super::{EXIT_FAILED, EXIT_USAGE};
+
+/// The value of a fallible argument, or: say why on stderr and exit with the usage code.
+macro_rules! usage {
+    ($argument:expr) => {
+        match $argument {
+            Ok(value) => value,
+            Err(why) => {
+                eprintln!("chorus: {why}");
+                return Ok(EXIT_USAGE);
+            }
+        }
+    };
+}
 
 /// Runs a client command; returns its exit code, or the error that stopped it.
 pub async fn run(command: Command) -> Result<i32, ClientError> {
     match command {
         Command::Put { key, value, ttl, wait, connect } => {
+            let key = usage!(key.bytes());
             put(key, value, ttl, wait, connect).await
         }
         Command::Del { key, wait, connect } => {
+            let key = usage!(key.bytes());
             let client = connect.client().await?;
-            let result = client.delete(key.as_bytes(), write_options(None, &wait)).await?;
+            let result = client.delete(key, write_options(None, &wait)).await?;
             Ok(print_write(&result, connect.json))
         }
-        Command::Get { key, connect } => get(key, connect).await,
+        Command::Get { key, connect } => get(usage!(key.bytes()), connect).await,
         Command::Ls { prefix, limit, connect } => {
-            list(prefix.unwrap_or_default(), limit, connect).await
+            list(usage!(prefix.bytes()), limit, connect).await
         }
         Command::Watch { prefix, connect } => {
+            let prefix = usage!(prefix.bytes());
             let client = connect.client().await?;
-            let mut watch = client.watch(prefix.unwrap_or_default().as_bytes(), None).await?;
+            let mut watch = client.watch(prefix, None).await?;
             while let Some(change) = watch.next().await {
                 print_change(&change?, connect.json);
             }
@@ -50,7 +69,7 @@ fn write_options(ttl: Option<std::time::Duration>, wait: &WaitArgs) -> WriteOpti
 }
 
 async fn put(
-    key: String,
+    key: Vec<u8>,
     value: String,
     ttl: Option<std::time::Duration>,
     wait: WaitArgs,
@@ -64,20 +83,23 @@ async fn put(
         }
     };
     let client = connect.client().await?;
-    let result = client.put(key.as_bytes(), value, write_options(ttl, &wait)).await?;
+    let result = client.put(key, value, write_options(ttl, &wait)).await?;
     Ok(print_write(&result, connect.json))
 }
 
-async fn get(key: String, connect: Connect) -> Result<i32, ClientError> {
+async fn get(key: Vec<u8>, connect: Connect) -> Result<i32, ClientError> {
     let client = connect.client().await?;
-    let Some((value, stamp)) = client.get(key.as_bytes()).await? else {
+    let Some((value, stamp)) = client.get(&key).await? else {
         if connect.json {
-            out!("{}", json!({ "key": key, "found": false }));
+            let mut object = json!({ "found": false });
+            key_json(&mut object, "key", &key);
+            out!("{object}");
         }
         return Ok(EXIT_FAILED);
     };
     if connect.json {
-        let mut object = json!({ "key": key, "found": true, "stamp": stamp_json(&stamp) });
+        let mut object = json!({ "found": true, "stamp": stamp_json(&stamp) });
+        key_json(&mut object, "key", &key);
         bytes_json(&mut object, "value", value.as_bytes());
         out!("{object}");
     } else {
@@ -88,21 +110,28 @@ async fn get(key: String, connect: Connect) -> Result<i32, ClientError> {
     Ok(0)
 }
 
-async fn list(prefix: String, limit: Option<u64>, connect: Connect) -> Result<i32, ClientError> {
+async fn list(prefix: Vec<u8>, limit: Option<u64>, connect: Connect) -> Result<i32, ClientError> {
     let client = connect.client().await?;
     let mut remaining = limit.unwrap_or(u64::MAX);
     let mut after: Option<Vec<u8>> = None;
     // With --json the keys go in one object (README, CLI), so they are collected first.
     let mut listed = Vec::new();
+    let mut listed_hex = Vec::new();
+    let mut all_text = true;
     while remaining > 0 {
         let page = remaining.min(u64::from(chorus_proto::rpc::LIST_LIMIT_MAX)) as u32;
-        let (keys, more) = client.list(prefix.as_bytes(), after.as_deref(), page).await?;
+        let (keys, more) = client.list(&prefix, after.as_deref(), page).await?;
         remaining -= keys.len() as u64;
         for key in &keys {
+            let bytes = key.as_bytes();
             if connect.json {
-                listed.push(key.to_string());
+                let mut text = json!({});
+                key_json(&mut text, "key", bytes);
+                all_text &= text.get("key_hex").is_none();
+                listed.push(text["key"].take());
+                listed_hex.push(hex(bytes));
             } else {
-                out!("{key}");
+                out!("{}", escape_key(bytes));
             }
         }
         match keys.last() {
@@ -111,7 +140,14 @@ async fn list(prefix: String, limit: Option<u64>, connect: Connect) -> Result<i3
         }
     }
     if connect.json {
-        out!("{}", json!({ "prefix": prefix, "keys": listed }));
+        let mut object = json!({ "keys": listed });
+        key_json(&mut object, "prefix", &prefix);
+        // Keys that are not text have their exact bytes beside them, in a list in the same
+        // order, given only when some key needs it.
+        if !all_text {
+            object["keys_hex"] = json!(listed_hex);
+        }
+        out!("{object}");
     }
     Ok(0)
 }
