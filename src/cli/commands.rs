@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 
-use chorus::client::{ClientError, WriteOptions};
+use chorus::client::{Client, ClientError, WriteOptions};
 use serde_json::json;
 
 use super::args::{Command, Connect, WaitArgs};
@@ -35,33 +35,57 @@ pub async fn run(command: Command) -> Result<i32, ClientError> {
         }
         Command::Del { key, wait, connect } => {
             let key = usage!(key.bytes());
-            let client = connect.client().await?;
-            let result = client.delete(key, write_options(None, &wait)).await?;
-            Ok(print_write(&result, connect.json))
+            session(&connect, async |client| {
+                let result = client.delete(key, write_options(None, &wait)).await?;
+                Ok(print_write(&result, connect.json))
+            })
+            .await
         }
-        Command::Get { key, connect } => get(usage!(key.bytes()), connect).await,
+        Command::Get { key, connect } => {
+            let key = usage!(key.bytes());
+            session(&connect, async |client| get(client, key, connect.json).await).await
+        }
         Command::Ls { prefix, limit, connect } => {
-            list(usage!(prefix.bytes()), limit, connect).await
+            let prefix = usage!(prefix.bytes());
+            session(&connect, async |client| list(client, prefix, limit, connect.json).await).await
         }
         Command::Watch { prefix, connect } => {
             let prefix = usage!(prefix.bytes());
-            let client = connect.client().await?;
-            let mut watch = client.watch(prefix, None).await?;
-            while let Some(change) = watch.next().await {
-                print_change(&change?, connect.json);
-            }
-            Err(ClientError::Unreachable("the node closed the watch".into()))
+            session(&connect, async |client| {
+                let mut watch = client.watch(prefix, None).await?;
+                while let Some(change) = watch.next().await {
+                    print_change(&change?, connect.json);
+                }
+                Err(ClientError::Unreachable("the node closed the watch".into()))
+            })
+            .await
         }
-        Command::Members { connect } => members(connect).await,
+        Command::Members { connect } => {
+            session(&connect, async |client| members(client, connect.json).await).await
+        }
         Command::Stats { connect } => {
-            let client = connect.client().await?;
-            print_stats(&client.stats().await?, connect.json);
-            Ok(0)
+            session(&connect, async |client| {
+                print_stats(&client.stats().await?, connect.json);
+                Ok(0)
+            })
+            .await
         }
         Command::Node(_) | Command::Keygen { .. } | Command::Demo { .. } | Command::Bench(_) => {
             Ok(EXIT_USAGE)
         }
     }
+}
+
+/// Connects, runs `work` with the client, then closes the connection, so the node frees it at
+/// once instead of at its idle timeout (a one-shot command exits right after).
+async fn session(
+    connect: &Connect,
+    work: impl AsyncFnOnce(&Client) -> Result<i32, ClientError>,
+) -> Result<i32, ClientError> {
+    let client = connect.client().await?;
+    let result = work(&client).await;
+    client.close().await;
+    result
 }
 
 fn write_options(ttl: Option<std::time::Duration>, wait: &WaitArgs) -> WriteOptions {
@@ -82,22 +106,23 @@ async fn put(
             return Ok(EXIT_USAGE);
         }
     };
-    let client = connect.client().await?;
-    let result = client.put(key, value, write_options(ttl, &wait)).await?;
-    Ok(print_write(&result, connect.json))
+    session(&connect, async |client| {
+        let result = client.put(key, value, write_options(ttl, &wait)).await?;
+        Ok(print_write(&result, connect.json))
+    })
+    .await
 }
 
-async fn get(key: Vec<u8>, connect: Connect) -> Result<i32, ClientError> {
-    let client = connect.client().await?;
+async fn get(client: &Client, key: Vec<u8>, json: bool) -> Result<i32, ClientError> {
     let Some((value, stamp)) = client.get(&key).await? else {
-        if connect.json {
+        if json {
             let mut object = json!({ "found": false });
             key_json(&mut object, "key", &key);
             out!("{object}");
         }
         return Ok(EXIT_FAILED);
     };
-    if connect.json {
+    if json {
         let mut object = json!({ "found": true, "stamp": stamp_json(&stamp) });
         key_json(&mut object, "key", &key);
         bytes_json(&mut object, "value", value.as_bytes());
@@ -110,8 +135,12 @@ async fn get(key: Vec<u8>, connect: Connect) -> Result<i32, ClientError> {
     Ok(0)
 }
 
-async fn list(prefix: Vec<u8>, limit: Option<u64>, connect: Connect) -> Result<i32, ClientError> {
-    let client = connect.client().await?;
+async fn list(
+    client: &Client,
+    prefix: Vec<u8>,
+    limit: Option<u64>,
+    json: bool,
+) -> Result<i32, ClientError> {
     let mut remaining = limit.unwrap_or(u64::MAX);
     let mut after: Option<Vec<u8>> = None;
     // With --json the keys go in one object (README, CLI), so they are collected first.
@@ -124,7 +153,7 @@ async fn list(prefix: Vec<u8>, limit: Option<u64>, connect: Connect) -> Result<i
         remaining -= keys.len() as u64;
         for key in &keys {
             let bytes = key.as_bytes();
-            if connect.json {
+            if json {
                 let mut text = json!({});
                 key_json(&mut text, "key", bytes);
                 all_text &= text.get("key_hex").is_none();
@@ -139,7 +168,7 @@ async fn list(prefix: Vec<u8>, limit: Option<u64>, connect: Connect) -> Result<i
             _ => break,
         }
     }
-    if connect.json {
+    if json {
         let mut object = json!({ "keys": listed });
         key_json(&mut object, "prefix", &prefix);
         // Keys that are not text have their exact bytes beside them, in a list in the same
@@ -152,10 +181,9 @@ async fn list(prefix: Vec<u8>, limit: Option<u64>, connect: Connect) -> Result<i
     Ok(0)
 }
 
-async fn members(connect: Connect) -> Result<i32, ClientError> {
-    let client = connect.client().await?;
+async fn members(client: &Client, json: bool) -> Result<i32, ClientError> {
     let members = client.members().await?;
-    if connect.json {
+    if json {
         let members: Vec<_> = members.iter().map(member_json).collect();
         out!("{}", json!({ "members": members }));
         return Ok(0);
