@@ -277,3 +277,68 @@ fn json_output_has_named_fields() {
     let key = keygen["cluster_key"].as_str().unwrap_or_else(|| panic!("{keygen}"));
     assert!(key.starts_with("chorus-key-") && keygen["fingerprint"].is_string(), "{keygen}");
 }
+
+/// A key can never forge a line of `watch` or `ls`: newlines, spaces and bytes that are not
+/// UTF-8 are escaped. Keys that are not UTF-8 are addressed with `--hex`, and JSON gives their
+/// exact bytes as `key_hex` beside the escaped `key`.
+#[test]
+fn keys_are_escaped_in_lines_and_keys_that_are_not_text_can_be_addressed() {
+    let cluster = Cluster::start("escaped_keys", &["a", "b"]);
+    let (a, b) = (cluster.node("a"), cluster.node("b"));
+    let mut watch = b.watch("", false, cluster.scratch.path());
+    let mut json_watch = b.watch("", true, cluster.scratch.path());
+    eventually("both watches are running", CONVERGE_TIMEOUT, || {
+        a.put("sync", "1");
+        let seen = |process: &mut common::Process| {
+            process.next_line(std::time::Duration::from_millis(500)).is_some()
+        };
+        let (plain, json) = (seen(&mut watch), seen(&mut json_watch));
+        if plain && json { Ok(()) } else { Err(format!("plain {plain}, json {json}")) }
+    });
+
+    // A key with a newline that tries to forge a second change.
+    a.put("evil\nput app/flags/dark_mode off", "x");
+    let forged = "put evil\\nput\\x20app/flags/dark_mode\\x20off x";
+    watch.expect_line(CONVERGE_TIMEOUT, |line| line == forged);
+    // A key that is not UTF-8: "bin" then 0xff, written and read back through --hex.
+    a.cli(&["put", "--hex", "62696eff", "binary key"]).expect_code(0);
+    watch.expect_line(CONVERGE_TIMEOUT, |line| line == "put bin\\xff binary key");
+    let line = json_watch.expect_line(CONVERGE_TIMEOUT, |line| line.contains("62696eff"));
+    let change: serde_json::Value = serde_json::from_str(&line).expect("one JSON a line");
+    assert_eq!((&change["key"], &change["key_hex"]), (&"bin\\xff".into(), &"62696eff".into()));
+    assert!(
+        watch.seen().iter().all(|line| !line.starts_with("put app/")),
+        "no forged line: {:?}",
+        watch.seen()
+    );
+
+    b.await_value("sync", Some(b"1"));
+    let got = eventually("the binary key replicated", CONVERGE_TIMEOUT, || {
+        let got = b.cli(&["get", "--hex", "62696eff"]);
+        if got.code == 0 { Ok(got) } else { Err(got.to_string()) }
+    });
+    assert_eq!(got.stdout, b"binary key");
+    let json = b.cli(&["get", "--hex", "62696eff", "--json"]).expect_code(0).json();
+    assert_eq!((&json["key"], &json["key_hex"]), (&"bin\\xff".into(), &"62696eff".into()));
+    assert_eq!(json["value"], "binary key");
+
+    assert_eq!(
+        ls(b, &[]),
+        ["bin\\xff", "evil\\nput\\x20app/flags/dark_mode\\x20off", "sync"],
+        "one line a key"
+    );
+    assert_eq!(ls(b, &["--hex", "62"]), ["bin\\xff"], "a prefix in hex");
+    let listed = b.cli(&["ls", "--json"]).expect_code(0).json();
+    assert_eq!(listed["keys"][0], "bin\\xff", "{listed}");
+    assert_eq!(listed["keys"][1], "evil\nput app/flags/dark_mode off", "JSON keeps text exact");
+    assert_eq!(listed["keys_hex"][0], "62696eff", "{listed}");
+    assert_eq!(listed["keys"].as_array().map(Vec::len), Some(3), "{listed}");
+
+    a.cli(&["del", "--hex", "62696eff"]).expect_code(0);
+    watch.expect_line(CONVERGE_TIMEOUT, |line| line == "del bin\\xff");
+    for bad in ["6", "zz"] {
+        let refused = a.cli(&["get", "--hex", bad]);
+        refused.expect_code(2);
+        assert!(refused.stderr.contains("--hex"), "{refused}");
+    }
+}

@@ -177,10 +177,6 @@ fn malformed_rpc_frames_do_not_stop_a_node() {
             let bytes = codec::encode_frame(request).expect("encode");
             answers.push(responses(&exchange(&connection, &bytes).await));
         }
-        let waited = |answer: &[Response]| match answer {
-            [Response::Written { wait: Some(wait), .. }] => Some(wait.complete),
-            _ => None,
-        };
         assert!(
             matches!(
                 answers[0][..],
@@ -193,8 +189,14 @@ fn malformed_rpc_frames_do_not_stop_a_node() {
             matches!(answers[1][..], [Response::Error(RpcError::InvalidRequest(_))]),
             "{answers:?}"
         );
-        assert_eq!(waited(&answers[2]), Some(false), "more nodes than exist: {:?}", answers[2]);
-        assert_eq!(waited(&answers[3]), Some(true), "{:?}", answers[3]);
+        // More nodes than exist can never confirm; a wait past the maximum holds a slot too
+        // long: both refused at once.
+        for refused in &answers[2..4] {
+            assert!(
+                matches!(refused[..], [Response::Error(RpcError::InvalidRequest(_))]),
+                "{refused:?}"
+            );
+        }
         assert!(
             matches!(&answers[4][..], [Response::Keys { keys, .. }] if keys.is_empty()),
             "{:?}",

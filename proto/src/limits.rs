@@ -120,6 +120,14 @@ pub const SYNC_PAGES_MAX: usize = 16;
 /// Write waits pending at once; a further waited write is refused rather than tracked.
 pub const WAITS_MAX: usize = 16 * 1024;
 
+/// Longest a write may wait for other nodes (60 s); a longer timeout is refused. A wait
+/// holds one of the `WAITS_MAX` slots until it ends, so without a bound a client could hold
+/// them all for hours; and nothing is gained past the failure detector: within about 28 s a
+/// crashed member is `Dead` and leaves `All` (see `PHI_DEAD`), so a wait still short after
+/// twice that is waiting on a partition or a restart, which its caller should hear about.
+/// Refused rather than clamped, so a caller never believes it waited longer than it did.
+pub const WAIT_TIMEOUT_MS_MAX: u64 = 60_000;
+
 /// Events queued for the driver before the oldest are dropped (counted).
 pub const EVENTS_MAX: usize = 64 * 1024;
 
@@ -140,3 +148,7 @@ const _: () = assert!(DEAD_AFTER_MS_MAX < (DEAD_REMOVE_MS / 4) as f64);
 const _: () = assert!(LEFT_REMOVE_MS <= DEAD_REMOVE_MS, "a member that left is gone for sure");
 const _: () = assert!(LEFT_REMOVE_MS >= 20 * GOSSIP_INTERVAL_MS, "Left spreads before removal");
 const _: () = assert!(PUSH_QUEUE_SIZE_MAX >= MESSAGE_SIZE_MAX);
+const _: () = assert!(
+    WAIT_TIMEOUT_MS_MAX as f64 >= 2.0 * DEAD_AFTER_MS_MAX,
+    "a wait can outlast the detection of a crashed member"
+);

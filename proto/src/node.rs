@@ -20,7 +20,7 @@ use crate::push::Pushes;
 use crate::stats::Stats;
 use crate::store::{Applied, Store, Update};
 use crate::transmit::{Lane, Transmit};
-use crate::wait::{WaitLevel, Waits};
+use crate::wait::{WaitId, WaitLevel, Waits};
 use crate::write::{Write, WriteError, Written};
 
 /// How a node behaves; [`Config::new`] fills in the defaults from `limits`.
@@ -287,6 +287,15 @@ impl Node {
         self.after_call(now_ms);
     }
 
+    /// Ends the wait `id` without an outcome: the client that waited has gone, so its slot
+    /// is freed at once instead of at its deadline. The write itself stands and spreads as
+    /// any other; peers still acknowledge it, and those acknowledgements find no wait.
+    /// Emits nothing; returns whether the wait was still pending.
+    pub fn cancel_wait(&mut self, id: WaitId) -> bool {
+        self.assert_drained();
+        self.waits.cancel(id)
+    }
+
     /// Sends the queued pushes and acknowledgements now instead of when the batching window
     /// closes. A driver that can tell when a burst of calls is over (its scheduler ran every
     /// task that was ready) calls this then: batching by readiness costs an isolated write no
@@ -421,9 +430,7 @@ impl Node {
         if self.leaving {
             return Err(WriteError::ShuttingDown);
         }
-        if wait != WaitLevel::Local && !self.waits.has_room() {
-            return Err(WriteError::TooManyWaits);
-        }
+        self.check_wait(wait, timeout_ms)?;
         let stamp = self.clock.tick(now_ms);
         let seq = self.store.vector().base(self.config.id) + 1;
         let update = Update { key, stamp, seq, value, expires_at_ms };
@@ -439,6 +446,30 @@ impl Node {
         self.forward(&update, ack, None, now_ms);
         self.after_call(now_ms);
         Ok(Written { stamp, wait })
+    }
+
+    /// Refuses a wait that could hold a slot too long or never complete.
+    fn check_wait(&self, wait: WaitLevel, timeout_ms: u64) -> Result<(), WriteError> {
+        if wait == WaitLevel::Local {
+            return Ok(());
+        }
+        if timeout_ms > WAIT_TIMEOUT_MS_MAX {
+            return Err(WriteError::TimeoutTooLong {
+                timeout_ms,
+                timeout_ms_max: WAIT_TIMEOUT_MS_MAX,
+            });
+        }
+        if let WaitLevel::Count(wanted) = wait {
+            // Suspects count: they may still confirm, and are waited for under `All` too.
+            let members = self.live_peers().count() + 1;
+            if wanted as usize > members {
+                return Err(WriteError::TooFewMembers { wanted, members });
+            }
+        }
+        if !self.waits.has_room() {
+            return Err(WriteError::TooManyWaits);
+        }
+        Ok(())
     }
 
     /// Emits the user-visible change a merge made.

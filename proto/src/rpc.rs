@@ -17,8 +17,19 @@ pub const LIST_LIMIT_MAX: u32 = 1_000;
 /// Changes a node keeps for watchers to resume from; an older cursor must re-list.
 pub const WATCH_HISTORY_MAX: usize = 16 * 1024;
 
+/// Bytes of keys and values the watch history keeps (64 MiB), beside its count: the history
+/// holds the values it reports, so a count alone let a stream of 1 MiB overwrites keep
+/// 16 GiB (a node measured at 2.33 GB after 30 s). 64 MiB still holds the last 64 changes of
+/// the largest values, far more than a watcher that keeps up ever lags, and all
+/// `WATCH_HISTORY_MAX` changes of values under 4 KiB; a watcher behind it lists again.
+pub const WATCH_HISTORY_SIZE_MAX: usize = 64 * 1024 * 1024;
+
 const _: () =
     assert!((LIST_LIMIT_MAX as usize) * (KEY_SIZE_MAX + 8) < crate::limits::MESSAGE_SIZE_MAX);
+const _: () = assert!(
+    WATCH_HISTORY_SIZE_MAX >= 16 * crate::limits::MESSAGE_SIZE_MAX,
+    "the history keeps a burst of the largest changes"
+);
 
 /// What a client asks of a node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

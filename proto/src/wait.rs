@@ -209,12 +209,17 @@ impl Waits {
             .collect()
     }
 
-    fn remove(&mut self, id: WaitId) {
-        if let Some(wait) = self.pending.remove(&id) {
-            self.by_dot.remove(&wait.dot);
-            self.by_deadline.remove(&(wait.deadline_ms, id));
-            self.touched.remove(&id);
-        }
+    /// Forgets the wait `id` without an outcome (its client has gone); whether it was pending.
+    pub(crate) fn cancel(&mut self, id: WaitId) -> bool {
+        self.remove(id)
+    }
+
+    fn remove(&mut self, id: WaitId) -> bool {
+        let Some(wait) = self.pending.remove(&id) else { return false };
+        self.by_dot.remove(&wait.dot);
+        self.by_deadline.remove(&(wait.deadline_ms, id));
+        self.touched.remove(&id);
+        true
     }
 }
 
@@ -248,6 +253,19 @@ mod tests {
         assert_eq!(done.len(), 1);
         assert_eq!((done[0].id, done[0].complete), (second, false));
         assert_eq!(waits.next_deadline_ms(), None);
+    }
+
+    #[test]
+    fn a_cancelled_wait_frees_its_slot_and_reports_nothing() {
+        let (me, peer) = (NodeId(1), NodeId(2));
+        let mut waits = Waits::new();
+        let dot = Dot { node: me, seq: 1 };
+        let id = waits.start(me, dot, stamp(me), WaitLevel::Count(2), 100);
+        assert!(waits.cancel(id));
+        assert!(!waits.cancel(id), "cancelled once");
+        assert!(waits.is_empty() && waits.next_deadline_ms().is_none());
+        waits.confirm(peer, dot);
+        assert!(waits.settle(BTreeSet::from([me]), 200).is_empty(), "no outcome after cancel");
     }
 
     #[test]

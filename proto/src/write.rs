@@ -22,7 +22,8 @@ pub struct Write {
     /// How many nodes must hold the write before [`Event::WaitDone`](crate::Event::WaitDone)
     /// reports it complete; `Local` completes at once and reports nothing.
     pub wait: WaitLevel,
-    /// How long to wait for that level before reporting who is missing, in milliseconds.
+    /// How long to wait for that level before reporting who is missing, in milliseconds: at
+    /// most `WAIT_TIMEOUT_MS_MAX` when `wait` is not `Local` (a `Local` write ignores it).
     pub timeout_ms: u64,
 }
 
@@ -78,4 +79,23 @@ pub enum WriteError {
     /// Too many waited writes are pending.
     #[error("too many writes waiting for confirmation")]
     TooManyWaits,
+    /// A wait timeout above `WAIT_TIMEOUT_MS_MAX`.
+    #[error("wait timeout of {timeout_ms} ms: the maximum is {timeout_ms_max} ms")]
+    TimeoutTooLong {
+        /// The timeout asked for.
+        timeout_ms: u64,
+        /// The limit.
+        timeout_ms_max: u64,
+    },
+    /// A wait for more nodes than this node knows to be alive: it could never complete.
+    #[error(
+        "cannot wait for {wanted} nodes: this node knows {members} live members (itself \
+         included); wait for fewer, or for `all`"
+    )]
+    TooFewMembers {
+        /// The nodes waited for.
+        wanted: u32,
+        /// Members not dead or left, this node included.
+        members: usize,
+    },
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chorus::client::{Client, ClientError};
 use chorus::tls::ClusterKey;
 use chorus_proto::WaitLevel;
-use chorus_proto::limits::VALUE_SIZE_MAX;
+use chorus_proto::limits::{VALUE_SIZE_MAX, WAIT_TIMEOUT_MS_MAX};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -56,13 +56,68 @@ impl Connect {
     }
 }
 
+/// A KEY argument: its bytes as given (any bytes the shell can pass), or hex with `--hex`, for
+/// keys that are not text.
+#[derive(Args)]
+pub struct KeyArg {
+    /// The key.
+    pub key: std::ffi::OsString,
+    /// KEY (or PREFIX) is hex, two digits a byte: `--hex 6170702fff` names `app/` then 0xff.
+    #[arg(long)]
+    pub hex: bool,
+}
+
+impl KeyArg {
+    /// The key's bytes.
+    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+        argument_bytes(&self.key, self.hex)
+    }
+}
+
+/// An optional PREFIX argument, read as [`KeyArg`] reads a key.
+#[derive(Args)]
+pub struct PrefixArg {
+    /// Only keys starting with this (every key when absent).
+    pub prefix: Option<std::ffi::OsString>,
+    /// PREFIX is hex, two digits a byte.
+    #[arg(long)]
+    pub hex: bool,
+}
+
+impl PrefixArg {
+    /// The prefix's bytes (empty when absent).
+    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+        self.prefix.as_ref().map_or(Ok(Vec::new()), |prefix| argument_bytes(prefix, self.hex))
+    }
+}
+
+/// A key or prefix argument's bytes: as the OS passed them (on Unix, any bytes), or decoded
+/// from hex.
+fn argument_bytes(argument: &std::ffi::OsStr, hex: bool) -> Result<Vec<u8>, String> {
+    let bytes = argument.as_encoded_bytes();
+    if !hex {
+        return Ok(bytes.to_vec());
+    }
+    let digit = |byte: u8| (byte as char).to_digit(16);
+    if !bytes.len().is_multiple_of(2) {
+        return Err(format!("--hex: '{}' has an odd number of digits", argument.display()));
+    }
+    bytes
+        .chunks(2)
+        .map(|pair| match (digit(pair[0]), digit(pair[1])) {
+            (Some(high), Some(low)) => Ok((high * 16 + low) as u8),
+            _ => Err(format!("--hex: '{}' is not hex", argument.display())),
+        })
+        .collect()
+}
+
 #[derive(Args)]
 pub struct WaitArgs {
     /// Return once `local`, `all` live members, or N nodes hold the write.
     #[arg(long, default_value = "local", value_parser = parse_wait)]
     pub wait: WaitLevel,
-    /// How long to wait for them.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    /// How long to wait for them (at most 60s).
+    #[arg(long, default_value = "5s", value_parser = parse_wait_timeout)]
     pub timeout: Duration,
 }
 
@@ -72,7 +127,8 @@ pub enum Command {
     Node(NodeArgs),
     /// Write a value (`-` reads it from stdin, `@FILE` from a file).
     Put {
-        key: String,
+        #[command(flatten)]
+        key: KeyArg,
         value: String,
         /// Expire the key after this long (e.g. 30s, 10m).
         #[arg(long, value_parser = parse_duration)]
@@ -84,13 +140,15 @@ pub enum Command {
     },
     /// Print a key's value.
     Get {
-        key: String,
+        #[command(flatten)]
+        key: KeyArg,
         #[command(flatten)]
         connect: Connect,
     },
     /// Delete a key.
     Del {
-        key: String,
+        #[command(flatten)]
+        key: KeyArg,
         #[command(flatten)]
         wait: WaitArgs,
         #[command(flatten)]
@@ -98,7 +156,8 @@ pub enum Command {
     },
     /// List keys with a prefix.
     Ls {
-        prefix: Option<String>,
+        #[command(flatten)]
+        prefix: PrefixArg,
         /// At most this many keys.
         #[arg(long)]
         limit: Option<u64>,
@@ -107,7 +166,8 @@ pub enum Command {
     },
     /// Print changes to keys with a prefix as they happen.
     Watch {
-        prefix: Option<String>,
+        #[command(flatten)]
+        prefix: PrefixArg,
         #[command(flatten)]
         connect: Connect,
     },
@@ -246,6 +306,17 @@ pub fn parse_wait(text: &str) -> Result<WaitLevel, String> {
     }
 }
 
+/// A wait's timeout: a duration of at most `WAIT_TIMEOUT_MS_MAX`, which the node enforces
+/// too; checked here so the mistake is a usage error before anything is sent.
+pub fn parse_wait_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_duration(text)?;
+    if timeout.as_millis() > u128::from(WAIT_TIMEOUT_MS_MAX) {
+        let max_s = WAIT_TIMEOUT_MS_MAX / 1_000;
+        return Err(format!("'{text}': a write waits at most {max_s}s"));
+    }
+    Ok(timeout)
+}
+
 /// Parses durations such as `500ms`, `30s`, `10m`, `2h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -279,11 +350,21 @@ mod tests {
     }
 
     #[test]
+    fn hex_keys_decode_and_refuse_nonsense() {
+        let hex = |text: &str| argument_bytes(std::ffi::OsStr::new(text), true);
+        assert_eq!(hex("6170702fFF"), Ok(b"app/\xff".to_vec()));
+        assert!(hex("abc").is_err() && hex("zz").is_err() && hex("+1").is_err());
+        assert_eq!(argument_bytes(std::ffi::OsStr::new("6f"), false), Ok(b"6f".to_vec()));
+    }
+
+    #[test]
     fn wait_levels_parse() {
         assert_eq!(parse_wait("all"), Ok(WaitLevel::All));
         assert_eq!(parse_wait("local"), Ok(WaitLevel::Local));
         assert_eq!(parse_wait("3"), Ok(WaitLevel::Count(3)));
         assert!(parse_wait("0").is_err());
+        assert_eq!(parse_wait_timeout("60s"), Ok(Duration::from_secs(60)));
+        assert!(parse_wait_timeout("61s").is_err() && parse_wait_timeout("2h").is_err());
         assert!(parse_wait("most").is_err());
     }
 }

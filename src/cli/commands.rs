@@ -3,41 +3,72 @@
 
 use std::io::{Read, Write};
 
-use chorus::client::{ClientError, WriteOptions};
+use chorus::client::{Client, ClientError, WriteOptions};
 use serde_json::json;
 
 use super::args::{Command, Connect, WaitArgs};
-use super::print::{bytes_json, member_json, print_change, print_stats, print_write, stamp_json};
+use super::print::{
+    bytes_json, escape_key, hex, key_json, member_json, print_change, print_stats, print_write,
+    stamp_json,
+};
 use super::{EXIT_FAILED, EXIT_USAGE};
+
+/// The value of a fallible argument, or: say why on stderr and exit with the usage code.
+macro_rules! usage {
+    ($argument:expr) => {
+        match $argument {
+            Ok(value) => value,
+            Err(why) => {
+                eprintln!("chorus: {why}");
+                return Ok(EXIT_USAGE);
+            }
+        }
+    };
+}
 
 /// Runs a client command; returns its exit code, or the error that stopped it.
 pub async fn run(command: Command) -> Result<i32, ClientError> {
     match command {
         Command::Put { key, value, ttl, wait, connect } => {
+            let key = usage!(key.bytes());
             put(key, value, ttl, wait, connect).await
         }
         Command::Del { key, wait, connect } => {
-            let client = connect.client().await?;
-            let result = client.delete(key.as_bytes(), write_options(None, &wait)).await?;
-            Ok(print_write(&result, connect.json))
+            let key = usage!(key.bytes());
+            session(&connect, async |client| {
+                let result = client.delete(key, write_options(None, &wait)).await?;
+                Ok(print_write(&result, connect.json))
+            })
+            .await
         }
-        Command::Get { key, connect } => get(key, connect).await,
+        Command::Get { key, connect } => {
+            let key = usage!(key.bytes());
+            session(&connect, async |client| get(client, key, connect.json).await).await
+        }
         Command::Ls { prefix, limit, connect } => {
-            list(prefix.unwrap_or_default(), limit, connect).await
+            let prefix = usage!(prefix.bytes());
+            session(&connect, async |client| list(client, prefix, limit, connect.json).await).await
         }
         Command::Watch { prefix, connect } => {
-            let client = connect.client().await?;
-            let mut watch = client.watch(prefix.unwrap_or_default().as_bytes(), None).await?;
-            while let Some(change) = watch.next().await {
-                print_change(&change?, connect.json);
-            }
-            Err(ClientError::Unreachable("the node closed the watch".into()))
+            let prefix = usage!(prefix.bytes());
+            session(&connect, async |client| {
+                let mut watch = client.watch(prefix, None).await?;
+                while let Some(change) = watch.next().await {
+                    print_change(&change?, connect.json);
+                }
+                Err(ClientError::Unreachable("the node closed the watch".into()))
+            })
+            .await
         }
-        Command::Members { connect } => members(connect).await,
+        Command::Members { connect } => {
+            session(&connect, async |client| members(client, connect.json).await).await
+        }
         Command::Stats { connect } => {
-            let client = connect.client().await?;
-            print_stats(&client.stats().await?, connect.json);
-            Ok(0)
+            session(&connect, async |client| {
+                print_stats(&client.stats().await?, connect.json);
+                Ok(0)
+            })
+            .await
         }
         Command::Node(_) | Command::Keygen { .. } | Command::Demo { .. } | Command::Bench(_) => {
             Ok(EXIT_USAGE)
@@ -45,12 +76,24 @@ pub async fn run(command: Command) -> Result<i32, ClientError> {
     }
 }
 
+/// Connects, runs `work` with the client, then closes the connection, so the node frees it at
+/// once instead of at its idle timeout (a one-shot command exits right after).
+async fn session(
+    connect: &Connect,
+    work: impl AsyncFnOnce(&Client) -> Result<i32, ClientError>,
+) -> Result<i32, ClientError> {
+    let client = connect.client().await?;
+    let result = work(&client).await;
+    client.close().await;
+    result
+}
+
 fn write_options(ttl: Option<std::time::Duration>, wait: &WaitArgs) -> WriteOptions {
     WriteOptions { ttl, wait: wait.wait, timeout: wait.timeout }
 }
 
 async fn put(
-    key: String,
+    key: Vec<u8>,
     value: String,
     ttl: Option<std::time::Duration>,
     wait: WaitArgs,
@@ -63,21 +106,25 @@ async fn put(
             return Ok(EXIT_USAGE);
         }
     };
-    let client = connect.client().await?;
-    let result = client.put(key.as_bytes(), value, write_options(ttl, &wait)).await?;
-    Ok(print_write(&result, connect.json))
+    session(&connect, async |client| {
+        let result = client.put(key, value, write_options(ttl, &wait)).await?;
+        Ok(print_write(&result, connect.json))
+    })
+    .await
 }
 
-async fn get(key: String, connect: Connect) -> Result<i32, ClientError> {
-    let client = connect.client().await?;
-    let Some((value, stamp)) = client.get(key.as_bytes()).await? else {
-        if connect.json {
-            out!("{}", json!({ "key": key, "found": false }));
+async fn get(client: &Client, key: Vec<u8>, json: bool) -> Result<i32, ClientError> {
+    let Some((value, stamp)) = client.get(&key).await? else {
+        if json {
+            let mut object = json!({ "found": false });
+            key_json(&mut object, "key", &key);
+            out!("{object}");
         }
         return Ok(EXIT_FAILED);
     };
-    if connect.json {
-        let mut object = json!({ "key": key, "found": true, "stamp": stamp_json(&stamp) });
+    if json {
+        let mut object = json!({ "found": true, "stamp": stamp_json(&stamp) });
+        key_json(&mut object, "key", &key);
         bytes_json(&mut object, "value", value.as_bytes());
         out!("{object}");
     } else {
@@ -88,21 +135,32 @@ async fn get(key: String, connect: Connect) -> Result<i32, ClientError> {
     Ok(0)
 }
 
-async fn list(prefix: String, limit: Option<u64>, connect: Connect) -> Result<i32, ClientError> {
-    let client = connect.client().await?;
+async fn list(
+    client: &Client,
+    prefix: Vec<u8>,
+    limit: Option<u64>,
+    json: bool,
+) -> Result<i32, ClientError> {
     let mut remaining = limit.unwrap_or(u64::MAX);
     let mut after: Option<Vec<u8>> = None;
     // With --json the keys go in one object (README, CLI), so they are collected first.
     let mut listed = Vec::new();
+    let mut listed_hex = Vec::new();
+    let mut all_text = true;
     while remaining > 0 {
         let page = remaining.min(u64::from(chorus_proto::rpc::LIST_LIMIT_MAX)) as u32;
-        let (keys, more) = client.list(prefix.as_bytes(), after.as_deref(), page).await?;
+        let (keys, more) = client.list(&prefix, after.as_deref(), page).await?;
         remaining -= keys.len() as u64;
         for key in &keys {
-            if connect.json {
-                listed.push(key.to_string());
+            let bytes = key.as_bytes();
+            if json {
+                let mut text = json!({});
+                key_json(&mut text, "key", bytes);
+                all_text &= text.get("key_hex").is_none();
+                listed.push(text["key"].take());
+                listed_hex.push(hex(bytes));
             } else {
-                out!("{key}");
+                out!("{}", escape_key(bytes));
             }
         }
         match keys.last() {
@@ -110,16 +168,22 @@ async fn list(prefix: String, limit: Option<u64>, connect: Connect) -> Result<i3
             _ => break,
         }
     }
-    if connect.json {
-        out!("{}", json!({ "prefix": prefix, "keys": listed }));
+    if json {
+        let mut object = json!({ "keys": listed });
+        key_json(&mut object, "prefix", &prefix);
+        // Keys that are not text have their exact bytes beside them, in a list in the same
+        // order, given only when some key needs it.
+        if !all_text {
+            object["keys_hex"] = json!(listed_hex);
+        }
+        out!("{object}");
     }
     Ok(0)
 }
 
-async fn members(connect: Connect) -> Result<i32, ClientError> {
-    let client = connect.client().await?;
+async fn members(client: &Client, json: bool) -> Result<i32, ClientError> {
     let members = client.members().await?;
-    if connect.json {
+    if json {
         let members: Vec<_> = members.iter().map(member_json).collect();
         out!("{}", json!({ "members": members }));
         return Ok(0);

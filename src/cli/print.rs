@@ -41,14 +41,14 @@ pub fn print_write(result: &WriteResult, json: bool) -> i32 {
 }
 
 pub fn print_change(change: &Change, json: bool) {
-    let key = change.key.to_string();
     if json {
         let kind = match change.kind {
             ChangeKind::Put => "put",
             ChangeKind::Delete => "del",
             ChangeKind::Expire => "expire",
         };
-        let mut object = json!({ "cursor": change.cursor, "kind": kind, "key": key });
+        let mut object = json!({ "cursor": change.cursor, "kind": kind });
+        key_json(&mut object, "key", change.key.as_bytes());
         if let Some(value) = &change.value {
             bytes_json(&mut object, "value", value.as_bytes());
         }
@@ -57,6 +57,7 @@ pub fn print_change(change: &Change, json: bool) {
         }
         out!("{object}");
     } else {
+        let key = escape_key(change.key.as_bytes());
         match (change.kind, &change.value) {
             (ChangeKind::Put, Some(value)) => out!("put {key} {}", escape(value.as_bytes())),
             (ChangeKind::Put, None) => out!("put {key}"),
@@ -123,27 +124,72 @@ pub fn stamp_json(stamp: &Stamp) -> serde_json::Value {
 pub fn bytes_json(object: &mut serde_json::Value, field: &str, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
         Ok(text) => object[field] = json!(text),
+        Err(_) => object[format!("{field}_hex")] = json!(hex(bytes)),
+    }
+}
+
+/// Puts a key (or prefix) in a JSON object: its text when it is UTF-8; otherwise its escaped
+/// text (distinct keys stay distinct) and, beside it, its exact bytes in hex under
+/// `<field>_hex` (what `--hex` takes back).
+pub fn key_json(object: &mut serde_json::Value, field: &str, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => object[field] = json!(text),
         Err(_) => {
-            object[format!("{field}_hex")] =
-                json!(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+            object[field] = json!(escape(bytes));
+            object[format!("{field}_hex")] = json!(hex(bytes));
         }
     }
 }
 
-/// One line of text for a value: control characters and backslashes escaped.
+/// Bytes in lowercase hex, two digits each.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A value as the rest of a text line: it can never end the line or forge another.
 pub fn escape(bytes: &[u8]) -> String {
-    let mut line = String::new();
-    for c in String::from_utf8_lossy(bytes).chars() {
-        match c {
-            '\\' => line.push_str("\\\\"),
-            '\n' => line.push_str("\\n"),
-            '\r' => line.push_str("\\r"),
-            '\t' => line.push_str("\\t"),
-            c if c.is_control() => line.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => line.push(c),
+    escape_with(bytes, false)
+}
+
+/// A key as one field of a text line: as [`escape`], and spaces as `\x20`, so the fields of
+/// a `watch` line always split the same way.
+pub fn escape_key(bytes: &[u8]) -> String {
+    escape_with(bytes, true)
+}
+
+/// Backslash, newline, carriage return and tab as `\\`, `\n`, `\r`, `\t`; other ASCII
+/// control characters and every byte that is not UTF-8 as `\xHH`; Unicode controls, line
+/// and paragraph separators and bidirectional overrides (which can make a terminal show text
+/// that is not there) as `\u{H}`; spaces as `\x20` when `space`.
+fn escape_with(bytes: &[u8], space: bool) -> String {
+    use std::fmt::Write as _;
+    let mut line = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            // Writing to a String cannot fail.
+            let _ = match c {
+                '\\' => write!(line, "\\\\"),
+                '\n' => write!(line, "\\n"),
+                '\r' => write!(line, "\\r"),
+                '\t' => write!(line, "\\t"),
+                ' ' if space => write!(line, "\\x20"),
+                c if c.is_ascii_control() => write!(line, "\\x{:02x}", c as u32),
+                c if c.is_control() || is_invisible_format(c) => {
+                    write!(line, "\\u{{{:x}}}", c as u32)
+                }
+                c => write!(line, "{c}"),
+            };
+        }
+        for byte in chunk.invalid() {
+            let _ = write!(line, "\\x{byte:02x}");
         }
     }
     line
+}
+
+/// Characters that move or reorder text on a terminal without being control characters.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -153,5 +199,19 @@ mod tests {
     #[test]
     fn watch_lines_stay_on_one_line() {
         assert_eq!(escape(b"a\nb\\c\td"), "a\\nb\\\\c\\td");
+        assert_eq!(escape(b"a\r\x1b[2J\x7f"), "a\\r\\x1b[2J\\x7f");
+        assert_eq!(escape(b"caf\xc3\xa9 \xff\xfe"), "caf\u{e9} \\xff\\xfe");
+        assert_eq!(escape("x\u{2028}\u{202e}y\u{85}".as_bytes()), "x\\u{2028}\\u{202e}y\\u{85}");
+        assert_eq!(escape_key(b"a b\nput x"), "a\\x20b\\nput\\x20x");
+    }
+
+    #[test]
+    fn keys_that_are_not_utf8_have_hex_beside_their_text() {
+        let mut object = json!({});
+        key_json(&mut object, "key", b"k\xff");
+        assert_eq!(object, json!({ "key": "k\\xff", "key_hex": "6bff" }));
+        let mut object = json!({});
+        key_json(&mut object, "key", "k\n\u{e9}".as_bytes());
+        assert_eq!(object, json!({ "key": "k\n\u{e9}" }));
     }
 }

@@ -26,6 +26,10 @@ pub const REQUEST_TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
 /// to this many. Each holds one of the node's stream credits (quinn allows 100 by default).
 pub const IDLE_STREAMS_MAX: usize = 64;
 
+/// How long [`Client::close`] waits for the close to reach the node: enough for the close
+/// packet to go out, far less than a command takes.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(50);
+
 /// A request stream between two exchanges.
 type Stream = (quinn::SendStream, quinn::RecvStream);
 
@@ -257,6 +261,16 @@ impl Client {
             Response::Error(error) => Err(ClientError::Rpc(error)),
             other => Err(ClientError::Protocol(format!("unexpected answer {other:?}"))),
         }
+    }
+
+    /// Closes the connection and gives the close a moment to reach the node. A process that
+    /// exits without it leaves the node holding the connection (its streams, buffers and
+    /// tasks) until the idle timeout, 30 s later: thousands of one-shot CLI commands then
+    /// add up. Dropping a `Client` closes it too, but only a runtime that goes on running
+    /// sends the close.
+    pub async fn close(self) {
+        self.connection.close(0u32.into(), b"done");
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self._endpoint.wait_idle()).await;
     }
 
     fn take_idle(&self) -> Option<Stream> {

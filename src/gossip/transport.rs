@@ -6,7 +6,7 @@
 //! it full (a slow or unreachable peer) is dropped and counted; anti-entropy repairs the loss.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +20,12 @@ use crate::tls::{SERVER_NAME, tls_alert};
 
 /// Messages queued per peer and lane before new ones are dropped.
 pub const LANE_QUEUE_MAX: usize = 1024;
+
+/// Bytes queued per peer and lane before new messages are dropped (a single larger message
+/// still goes when the lane is empty). Without it a lane held up to 1,024 messages of up to
+/// 1 MiB: a stream of 1 MiB overwrites kept gigabytes queued for a slower peer. Anti-entropy
+/// repairs what is dropped, as for a full lane.
+pub const LANE_QUEUE_SIZE_MAX: usize = 8 * 1024 * 1024;
 
 /// How long a connection attempt may take before the peer counts as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -66,7 +72,20 @@ impl TransportStats {
 }
 
 /// Each peer lane's queue, by peer address and lane.
-type Lanes = BTreeMap<(String, Lane), mpsc::Sender<Vec<u8>>>;
+type Lanes = BTreeMap<(String, Lane), (mpsc::Sender<Queued>, Arc<AtomicUsize>)>;
+
+/// A message queued on a lane; its bytes count against the lane's budget until it is written
+/// or dropped.
+struct Queued {
+    bytes: Vec<u8>,
+    lane_bytes: Arc<AtomicUsize>,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.lane_bytes.fetch_sub(self.bytes.len(), Ordering::Relaxed);
+    }
+}
 
 /// The sending half: a queue per peer and lane, each drained by its own task.
 pub struct Transport {
@@ -104,7 +123,7 @@ impl Transport {
         let key = (addr, transmit.lane);
         // A poisoned lock only means a panic elsewhere while holding it; the map is still valid.
         let mut lanes = self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if lanes.get(&key).is_none_or(mpsc::Sender::is_closed) {
+        if lanes.get(&key).is_none_or(|(queue, _)| queue.is_closed()) {
             let (queue, receiver) = mpsc::channel(LANE_QUEUE_MAX);
             let lane = LaneTask {
                 endpoint: self.endpoint.clone(),
@@ -114,11 +133,18 @@ impl Transport {
                 stats: self.stats.clone(),
             };
             tokio::spawn(lane.run(receiver));
-            lanes.insert(key.clone(), queue);
+            lanes.insert(key.clone(), (queue, Arc::new(AtomicUsize::new(0))));
         }
-        let Some(queue) = lanes.get(&key) else { return };
+        let Some((queue, lane_bytes)) = lanes.get(&key) else { return };
+        let queued = lane_bytes.load(Ordering::Relaxed);
+        if queued > 0 && queued + bytes.len() > LANE_QUEUE_SIZE_MAX {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         self.stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        if queue.try_send(bytes).is_err() {
+        lane_bytes.fetch_add(bytes.len(), Ordering::Relaxed);
+        // A message the queue refuses is dropped here, its bytes released with it.
+        if queue.try_send(Queued { bytes, lane_bytes: lane_bytes.clone() }).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -134,12 +160,12 @@ struct LaneTask {
 }
 
 impl LaneTask {
-    async fn run(self, mut queue: mpsc::Receiver<Vec<u8>>) {
+    async fn run(self, mut queue: mpsc::Receiver<Queued>) {
         let mut stream: Option<(quinn::Connection, quinn::SendStream)> = None;
         let mut retry_at = Instant::now();
         // A refused cluster key is reported once per run of failures, not every retry.
         let mut refused_reported = false;
-        while let Some(bytes) = queue.recv().await {
+        while let Some(message) = queue.recv().await {
             if stream.as_ref().is_some_and(|(connection, _)| connection.close_reason().is_some()) {
                 stream = None;
             }
@@ -173,7 +199,7 @@ impl LaneTask {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            if let Err(why) = frame::write_body(send, &bytes).await {
+            if let Err(why) = frame::write_body(send, &message.bytes).await {
                 tracing::debug!(peer = %self.addr, %why, "send failed");
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 stream = None;

@@ -1,33 +1,61 @@
-//! The watch history: the latest changes, so a watcher can resume from a cursor, and the
-//! broadcast channel that carries live changes to every watcher.
+//! The watch history: the latest changes, numbered by cursor, bounded in count and in bytes;
+//! watchers read it from their own cursor.
+//!
+//! Live changes reach watchers through the history itself, not through a channel of their
+//! own: the driver records a change, then publishes its cursor on a `watch` channel; each
+//! watcher ([`Live`]) wakes, and copies the changes after its cursor out of the history
+//! (a value is shared, not copied). A channel carrying the changes would hold every value
+//! it carried until its ring wrapped, beyond the history's byte budget (a `broadcast` of
+//! `WATCH_HISTORY_MAX` 1 MiB changes holds 16 GiB); with cursors, the history alone holds
+//! values, and a watcher that falls behind its oldest change is told so and must list
+//! again, whether it fell behind by count or by bytes.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use chorus_proto::rpc::{Change, ChangeKind, WATCH_HISTORY_MAX};
+use chorus_proto::rpc::{Change, ChangeKind, WATCH_HISTORY_MAX, WATCH_HISTORY_SIZE_MAX};
 use chorus_proto::{Key, Stamp, Value};
-use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 
 use super::outcome::OpError;
 
-/// What a watcher receives: missed changes, then live ones, and the cursor of the latest
-/// change at the moment of subscribing.
-pub type Subscription = (Vec<Change>, broadcast::Receiver<Change>, u64);
+/// What a change costs the history beyond its key and value bytes (the `Change` itself, the
+/// key's and value's allocations), so that a stream of empty values is bounded too.
+const CHANGE_OVERHEAD: usize = std::mem::size_of::<Change>() + 64;
 
-/// The latest changes, numbered by cursor.
+/// The latest changes, numbered by cursor, and the channel that announces each new one.
 pub struct History {
+    changes: Arc<Mutex<Changes>>,
+    /// The latest cursor; watchers wait on it. Dropped with the driver, which ends watches.
+    latest: watch::Sender<u64>,
+}
+
+/// The changes themselves, shared with every watcher (a short lock of their own, never held
+/// across an await: the driver's lock is not taken to read them).
+struct Changes {
     changes: VecDeque<Change>,
+    /// Bytes the kept changes cost, counted as [`change_size`] says.
+    size: usize,
     next_cursor: u64,
-    live: broadcast::Sender<Change>,
+    count_max: usize,
+    size_max: usize,
 }
 
 impl History {
-    /// An empty history; the first change gets cursor 1.
+    /// An empty history bounded by `WATCH_HISTORY_MAX` changes and `WATCH_HISTORY_SIZE_MAX`
+    /// bytes; the first change gets cursor 1.
     pub fn new() -> History {
-        let (live, _) = broadcast::channel(WATCH_HISTORY_MAX);
-        History { changes: VecDeque::new(), next_cursor: 1, live }
+        History::with_limits(WATCH_HISTORY_MAX, WATCH_HISTORY_SIZE_MAX)
     }
 
-    /// Records a change and sends it to every watcher.
+    fn with_limits(count_max: usize, size_max: usize) -> History {
+        let changes =
+            Changes { changes: VecDeque::new(), size: 0, next_cursor: 1, count_max, size_max };
+        History { changes: Arc::new(Mutex::new(changes)), latest: watch::Sender::new(0) }
+    }
+
+    /// Records a change (evicting the oldest beyond either bound) and wakes every watcher.
     pub fn record(
         &mut self,
         kind: ChangeKind,
@@ -35,28 +63,184 @@ impl History {
         value: Option<Value>,
         stamp: Option<Stamp>,
     ) {
-        let change = Change { cursor: self.next_cursor, kind, key, value, stamp };
-        self.next_cursor += 1;
-        if self.changes.len() >= WATCH_HISTORY_MAX {
-            self.changes.pop_front();
-        }
-        self.changes.push_back(change.clone());
+        let cursor = {
+            let mut changes = lock(&self.changes);
+            let change = Change { cursor: changes.next_cursor, kind, key, value, stamp };
+            changes.push(change)
+        };
         // No receivers is fine: nobody is watching.
-        let _ = self.live.send(change);
+        self.latest.send_replace(cursor);
     }
 
     /// Subscribes to changes after a cursor (or from now).
-    pub fn subscribe(&self, after: Option<u64>) -> Result<Subscription, OpError> {
-        let receiver = self.live.subscribe();
-        let latest = self.next_cursor - 1;
-        let Some(after) = after else { return Ok((Vec::new(), receiver, latest)) };
-        let oldest = self.changes.front().map_or(self.next_cursor, |change| change.cursor);
-        // A cursor above the latest was never issued here (it comes from before a restart, or
-        // from another node): resuming after it would skip every change up to it, silently.
-        if after > latest || after.saturating_add(1) < oldest {
-            return Err(OpError::CursorExpired);
+    pub fn subscribe(&self, after: Option<u64>) -> Result<Live, OpError> {
+        let changes = lock(&self.changes);
+        let latest = changes.next_cursor - 1;
+        let after = match after {
+            None => latest,
+            // A cursor above the latest was never issued here (it comes from before a
+            // restart, or from another node): resuming after it would skip every change up
+            // to it, silently.
+            Some(after) if after > latest || after.saturating_add(1) < changes.oldest() => {
+                return Err(OpError::CursorExpired);
+            }
+            Some(after) => after,
+        };
+        drop(changes);
+        Ok(Live { changes: self.changes.clone(), latest: self.latest.subscribe(), after })
+    }
+}
+
+impl Changes {
+    /// Keeps `change`, evicting the oldest changes beyond the count or the byte budget (the
+    /// newest is always kept: one change is at most one message); returns its cursor.
+    fn push(&mut self, change: Change) -> u64 {
+        let cursor = change.cursor;
+        self.next_cursor += 1;
+        self.size += change_size(&change);
+        self.changes.push_back(change);
+        while self.changes.len() > self.count_max
+            || (self.size > self.size_max && self.changes.len() > 1)
+        {
+            // Invariant: the loop runs only while at least one change is kept.
+            let evicted = self.changes.pop_front().expect("a change to evict");
+            self.size -= change_size(&evicted);
         }
-        let missed = self.changes.iter().filter(|change| change.cursor > after).cloned().collect();
-        Ok((missed, receiver, latest))
+        cursor
+    }
+
+    /// The cursor of the oldest change kept (the next one's when none is).
+    fn oldest(&self) -> u64 {
+        self.changes.front().map_or(self.next_cursor, |change| change.cursor)
+    }
+
+    /// The change right after `after`, `Ok(None)` if there is none yet, or how many changes
+    /// were evicted before the watcher read them.
+    fn after(&self, after: u64) -> Result<Option<Change>, u64> {
+        let oldest = self.oldest();
+        if after.saturating_add(1) < oldest {
+            return Err(oldest - after - 1);
+        }
+        // Cursors are consecutive, so the change after `after` sits at a known index.
+        let index = usize::try_from(after + 1 - oldest).unwrap_or(usize::MAX);
+        Ok(self.changes.get(index).cloned())
+    }
+}
+
+/// What a change costs the history.
+fn change_size(change: &Change) -> usize {
+    let value = change.value.as_ref().map_or(0, |value| value.len());
+    change.key.as_bytes().len() + value + CHANGE_OVERHEAD
+}
+
+fn lock(changes: &Mutex<Changes>) -> MutexGuard<'_, Changes> {
+    // A poisoned lock only means a panic elsewhere while holding it; every step above leaves
+    // the changes consistent before it could panic.
+    changes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One watcher: its cursor in the history, and the channel that says a new change is there.
+pub struct Live {
+    changes: Arc<Mutex<Changes>>,
+    latest: watch::Receiver<u64>,
+    after: u64,
+}
+
+impl Live {
+    /// The next change after this watcher's cursor, waiting for one. `Lagged(missed)` when
+    /// the history evicted changes this watcher had not read (it must list again);
+    /// `Closed` once the node stopped and every recorded change was read.
+    pub async fn recv(&mut self) -> Result<Change, RecvError> {
+        let mut closed = false;
+        loop {
+            // Marked seen before the history is read: a change recorded after this read
+            // wakes `changed` below.
+            self.latest.borrow_and_update();
+            match lock(&self.changes).after(self.after) {
+                Ok(Some(change)) => {
+                    self.after = change.cursor;
+                    return Ok(change);
+                }
+                Ok(None) if closed => return Err(RecvError::Closed),
+                Ok(None) => {}
+                Err(missed) => return Err(RecvError::Lagged(missed)),
+            }
+            if self.latest.changed().await.is_err() {
+                closed = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chorus_proto::rpc::WATCH_HISTORY_SIZE_MAX;
+
+    fn put(history: &mut History, name: &str, size: usize) {
+        let key = Key::new(name).expect("a valid key");
+        let value = Value::new(vec![7u8; size]).expect("a valid value");
+        history.record(ChangeKind::Put, key, Some(value), None);
+    }
+
+    #[test]
+    fn large_values_are_evicted_by_bytes_and_a_watcher_behind_them_must_list_again() {
+        let mut history = History::new();
+        let behind = history.subscribe(None).expect("subscribed");
+        let mib = 1024 * 1024;
+        for round in 0..200 {
+            put(&mut history, &format!("k{}", round % 10), mib);
+        }
+        let changes = lock(&history.changes);
+        assert!(changes.size <= WATCH_HISTORY_SIZE_MAX, "{} bytes kept", changes.size);
+        let kept = changes.changes.len();
+        assert!(kept < 200 && kept >= WATCH_HISTORY_SIZE_MAX / mib - 1, "{kept} kept");
+        assert_eq!(changes.changes.back().map(|c| c.cursor), Some(200), "the newest is kept");
+        drop(changes);
+        assert_eq!(history.subscribe(Some(0)).err(), Some(OpError::CursorExpired));
+        assert!(history.subscribe(Some(200 - kept as u64)).is_ok(), "the oldest kept resumes");
+        let mut behind = behind;
+        let lagged = futures_now(behind.recv());
+        assert_eq!(lagged, Some(Err(RecvError::Lagged(200 - kept as u64))));
+    }
+
+    #[test]
+    fn small_changes_are_bounded_by_count_and_read_in_order() {
+        let mut history = History::with_limits(4, usize::MAX);
+        let mut live = history.subscribe(None).expect("subscribed");
+        for round in 0..3 {
+            put(&mut history, &format!("k{round}"), 1);
+        }
+        for cursor in 1..=3 {
+            assert_eq!(futures_now(live.recv()).map(|c| c.map(|c| c.cursor)), Some(Ok(cursor)));
+        }
+        assert_eq!(futures_now(live.recv()), None, "nothing new: it waits");
+        for round in 3..10 {
+            put(&mut history, &format!("k{round}"), 1);
+        }
+        assert_eq!(futures_now(live.recv()), Some(Err(RecvError::Lagged(3))));
+        drop(history);
+        let mut resumed = Live { after: 9, ..live };
+        assert_eq!(futures_now(resumed.recv()).map(|c| c.map(|c| c.cursor)), Some(Ok(10)));
+        assert_eq!(futures_now(resumed.recv()), Some(Err(RecvError::Closed)));
+    }
+
+    #[test]
+    fn one_change_above_the_byte_budget_is_still_kept() {
+        let mut history = History::with_limits(4, 10);
+        put(&mut history, "k", 100);
+        put(&mut history, "k", 100);
+        assert_eq!(lock(&history.changes).changes.len(), 1);
+        assert!(history.subscribe(Some(1)).is_ok());
+    }
+
+    /// Polls a future once: its output if it is ready at once, `None` if it would wait.
+    fn futures_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+        let mut future = std::pin::pin!(future);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        }
     }
 }

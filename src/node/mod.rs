@@ -27,6 +27,7 @@ mod tests;
 pub use clock::Clock;
 pub use driver::Driver;
 pub use handle::{LISTEN_DEFAULT, NodeHandle, NodeOptions, StartError};
+pub use history::Live;
 pub use lock::Purpose;
 pub use outcome::{OpError, Written};
 pub use session::{Found, Session};

@@ -3,11 +3,11 @@
 //! state; each operation takes the lock once, for one short step, with its purpose named.
 
 use chorus_proto::rpc::{LIST_LIMIT_MAX, MemberInfo};
-use chorus_proto::{Key, Stamp, Value, Write};
+use chorus_proto::{Key, Stamp, Value, WaitId, Write};
 use tokio::sync::oneshot;
 
 use super::driver::Driver;
-use super::history::Subscription;
+use super::history::Live;
 use super::lock::Purpose;
 use super::outcome::{KeyPage, OpError, Written, member_infos};
 
@@ -21,7 +21,8 @@ impl Driver {
     }
 
     /// Writes, and with a wait level beyond local, returns once enough nodes hold the write or
-    /// its timeout passed.
+    /// its timeout passed. Dropping the future before then (its client went away) cancels
+    /// the wait and frees its slot; the write itself stands.
     pub async fn write(&self, write: Write) -> Result<Written, OpError> {
         let pending = {
             let mut state = self.lock(Purpose::Write).ok_or(OpError::ShuttingDown)?;
@@ -32,7 +33,7 @@ impl Driver {
                     Some(wait) => {
                         let (reply, answer) = oneshot::channel();
                         state.waits.insert(wait, reply);
-                        Ok(answer)
+                        Ok((wait, answer))
                     }
                     None => Err(Ok(Written { stamp: written.stamp, wait: None })),
                 },
@@ -42,9 +43,24 @@ impl Driver {
             pending
         };
         match pending {
-            // The node is gone if the wait's sender was dropped without an answer.
-            Ok(answer) => answer.await.map_err(|_| OpError::ShuttingDown),
+            Ok((id, answer)) => {
+                let mut guard = WaitGuard { driver: self, id: Some(id) };
+                let answer = answer.await;
+                guard.id = None;
+                // The node is gone if the wait's sender was dropped without an answer.
+                answer.map_err(|_| OpError::ShuttingDown)
+            }
             Err(done) => done,
+        }
+    }
+
+    /// Ends the wait `id` whose client went away, unless it already ended.
+    fn cancel_wait(&self, id: WaitId) {
+        let Some(mut state) = self.lock(Purpose::Write) else { return };
+        let cancelled = state.waits.remove(&id).is_some() && state.node.cancel_wait(id);
+        self.settle(state);
+        if cancelled {
+            self.count("", "waits_cancelled");
         }
     }
 
@@ -71,8 +87,9 @@ impl Driver {
         Ok(member_infos(&state.node))
     }
 
-    /// Subscribes to changes after a cursor (or from now).
-    pub fn subscribe(&self, after: Option<u64>) -> Result<Subscription, OpError> {
+    /// Subscribes to changes after a cursor (or from now): the watcher reads them from the
+    /// history, the changes it missed first.
+    pub fn subscribe(&self, after: Option<u64>) -> Result<Live, OpError> {
         let state = self.lock(Purpose::Control).ok_or(OpError::ShuttingDown)?;
         state.history.subscribe(after)
     }
@@ -86,5 +103,20 @@ impl Driver {
             self.settle(state);
         }
         finished
+    }
+}
+
+/// Cancels a write's wait if the future awaiting it is dropped first.
+struct WaitGuard<'a> {
+    driver: &'a Driver,
+    /// The wait, until its answer arrived.
+    id: Option<WaitId>,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.driver.cancel_wait(id);
+        }
     }
 }

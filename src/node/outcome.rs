@@ -38,7 +38,9 @@ impl From<WriteError> for OpError {
             WriteError::TooLarge { size, size_max } => OpError::TooLarge { size, size_max },
             WriteError::ShuttingDown => OpError::ShuttingDown,
             WriteError::TooManyWaits => OpError::Busy,
-            WriteError::InvalidTtl => OpError::Invalid(error.to_string()),
+            WriteError::InvalidTtl
+            | WriteError::TimeoutTooLong { .. }
+            | WriteError::TooFewMembers { .. } => OpError::Invalid(error.to_string()),
         }
     }
 }

@@ -25,8 +25,10 @@ impl Driver {
         let entries = store.entry_count() as u64;
         let stats = state.node.stats().clone();
         let (id, name) = (state.node.id(), state.node.config().name.to_string());
+        let waits_pending = state.waits.len() as u64;
         drop(state);
         let mut counters = protocol_counters(&stats, &self.transport_stats);
+        counters.push(counter("waits_pending", waits_pending));
         for (purpose, holds) in self.lock_figures() {
             let name = purpose.as_str();
             counters.push(counter(format!("lock_{name}_holds"), holds.count));

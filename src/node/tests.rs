@@ -8,7 +8,7 @@ use std::time::Duration;
 use chorus_proto::rpc::ChangeKind;
 use chorus_proto::{Key, Value, WaitLevel, Write};
 
-use super::{Clock, NodeHandle, NodeOptions};
+use super::{Clock, NodeHandle, NodeOptions, OpError};
 
 async fn node() -> NodeHandle {
     let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
@@ -29,7 +29,7 @@ fn put(name: &str, ttl_ms: Option<u64>, wait: WaitLevel, timeout_ms: u64) -> Wri
 async fn a_ttl_expires_in_virtual_time_and_watchers_hear_of_it() {
     let node = node().await;
     let driver = node.driver().clone();
-    let (_, mut live, _) = driver.subscribe(None).expect("subscribed");
+    let mut live = driver.subscribe(None).expect("subscribed");
     let ten_minutes_ms = 10 * 60_000;
     driver.write(put("flags/a", Some(ten_minutes_ms), WaitLevel::Local, 0)).await.expect("put");
     assert_eq!(live.recv().await.expect("the put").kind, ChangeKind::Put);
@@ -45,18 +45,17 @@ async fn a_ttl_expires_in_virtual_time_and_watchers_hear_of_it() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_wait_nobody_can_confirm_ends_at_its_deadline() {
+async fn a_wait_for_more_nodes_than_live_members_is_refused_without_taking_a_slot() {
     let node = node().await;
     let driver = node.driver().clone();
     let started = tokio::time::Instant::now();
-    let timeout_ms = 30_000;
-    let written = driver.write(put("flags/b", None, WaitLevel::Count(2), timeout_ms)).await;
-    let report = written.expect("the write itself succeeds").wait.expect("a wait report");
-    assert!(!report.complete, "a lone node cannot be confirmed by two");
-    assert_eq!(report.confirmed.len(), 1, "only the writer holds it: {report:?}");
-    let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(timeout_ms), "ended before its deadline: {waited:?}");
-    assert!(waited < Duration::from_millis(timeout_ms + 5_000), "ended late: {waited:?}");
+    let written = driver.write(put("flags/b", None, WaitLevel::Count(2), 30_000)).await;
+    let Err(OpError::Invalid(why)) = written else { panic!("not refused: {written:?}") };
+    assert!(why.contains("1 live members"), "{why}");
+    assert_eq!(started.elapsed(), Duration::ZERO, "refused before any wait");
+    assert!(driver.get(&key("flags/b")).expect("read").is_none(), "a refused write is not applied");
+    let stats = driver.stats().expect("stats");
+    assert_eq!(stats.counter("waits_pending"), Some(0));
     node.stop();
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 use super::command::DataFn;
 use super::pubsub::Subscriptions;
 use super::{Server, data_command, lock, refusal};
-use crate::node::Purpose;
+use crate::node::{Live, Purpose};
 
 /// Replies buffered before they are written, even in the middle of a pipeline.
 const OUTPUT_FLUSH_SIZE: usize = 64 * 1024;
@@ -74,7 +74,7 @@ pub struct Connection {
     pub(super) name: Option<Vec<u8>>,
     multi: Option<Multi>,
     subscriptions: Subscriptions,
-    changes: Option<broadcast::Receiver<Change>>,
+    changes: Option<Live>,
     pub(super) closing: bool,
 }
 
@@ -319,7 +319,7 @@ impl Connection {
         }
         if self.changes.is_none() {
             match self.server.driver.subscribe(None) {
-                Ok((_, live, _)) => self.changes = Some(live),
+                Ok(live) => self.changes = Some(live),
                 Err(error) => return vec![super::command::op_error(error)],
             }
         }
@@ -400,9 +400,7 @@ impl Connection {
 }
 
 /// The next change for a subscribed connection; never, for one that is not subscribed.
-async fn next_change(
-    changes: &mut Option<broadcast::Receiver<Change>>,
-) -> Result<Change, broadcast::error::RecvError> {
+async fn next_change(changes: &mut Option<Live>) -> Result<Change, broadcast::error::RecvError> {
     match changes {
         Some(receiver) => receiver.recv().await,
         None => std::future::pending().await,

@@ -12,7 +12,7 @@ use chorus_proto::rpc::{Request, Response, RpcError};
 use tokio::sync::broadcast;
 
 use crate::frame;
-use chorus_proto::Write;
+use chorus_proto::{WaitLevel, Write};
 
 use crate::node::{Driver, OpError, Written};
 
@@ -49,6 +49,17 @@ async fn serve_stream(
                     watch(connection, send, &driver, prefix, after).await;
                     return;
                 }
+                request if waits(&request) => {
+                    let answered = tokio::select! {
+                        answered = answer(&driver, request) => answered,
+                        // A client that went away (its connection closed, or it gave up on
+                        // this request and stopped the stream) wants no answer: dropping the
+                        // operation cancels a write's wait and frees its slot at once.
+                        _ = connection.closed() => return,
+                        _ = send.stopped() => return,
+                    };
+                    answered.unwrap_or_else(|error| Response::Error(rpc_error(error)))
+                }
                 request => answer(&driver, request)
                     .await
                     .unwrap_or_else(|error| Response::Error(rpc_error(error))),
@@ -59,6 +70,15 @@ async fn serve_stream(
         }
     }
     let _ = send.finish();
+}
+
+/// Whether a request waits for other nodes (a write with a wait level), and so may outlive
+/// its client.
+fn waits(request: &Request) -> bool {
+    match request {
+        Request::Put { wait, .. } | Request::Delete { wait, .. } => *wait != WaitLevel::Local,
+        _ => false,
+    }
 }
 
 /// Answers one request (not `Watch`, which is a stream) through the node's operations.
@@ -105,57 +125,47 @@ fn rpc_error(error: OpError) -> RpcError {
     }
 }
 
-/// Streams changes under `prefix` until the client goes away. A watcher that falls behind the
-/// live channel resumes from its last cursor through the node's history, so it misses nothing
-/// unless it falls behind the whole history.
+/// Streams changes under `prefix` until the client goes away. The watcher reads the node's
+/// history from its cursor, the changes it missed first; one that falls behind the history
+/// (by count or by bytes) is told to list again, since it can no longer see every change.
 async fn watch(
     connection: quinn::Connection,
     mut send: quinn::SendStream,
     driver: &Driver,
     prefix: Vec<u8>,
-    mut after: Option<u64>,
+    after: Option<u64>,
 ) {
     if frame::write(&mut send, &Response::Watching).await.is_err() {
         return;
     }
-    loop {
-        let (missed, mut live, now) = match driver.subscribe(after) {
-            Ok(subscription) => subscription,
-            Err(error) => {
-                let _ = frame::write(&mut send, &Response::Error(rpc_error(error))).await;
-                return;
-            }
-        };
-        after = Some(after.unwrap_or(now));
-        for change in missed {
-            after = Some(change.cursor);
-            if change.key.as_bytes().starts_with(&prefix)
-                && frame::write(&mut send, &Response::Change(change)).await.is_err()
-            {
-                return;
-            }
+    let mut live = match driver.subscribe(after) {
+        Ok(live) => live,
+        Err(error) => {
+            let _ = frame::write(&mut send, &Response::Error(rpc_error(error))).await;
+            return;
         }
-        loop {
-            let change = tokio::select! {
-                change = live.recv() => change,
-                // The client going away ends the watch.
-                _ = connection.closed() => return,
-            };
-            match change {
-                Ok(change) => {
-                    if after.is_some_and(|cursor| change.cursor <= cursor) {
-                        continue;
-                    }
-                    after = Some(change.cursor);
-                    if change.key.as_bytes().starts_with(&prefix)
-                        && frame::write(&mut send, &Response::Change(change)).await.is_err()
-                    {
-                        return;
-                    }
+    };
+    loop {
+        let change = tokio::select! {
+            change = live.recv() => change,
+            // The client going away ends the watch.
+            _ = connection.closed() => return,
+        };
+        match change {
+            Ok(change) => {
+                if change.key.as_bytes().starts_with(&prefix)
+                    && frame::write(&mut send, &Response::Change(change)).await.is_err()
+                {
+                    return;
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => break,
-                Err(broadcast::error::RecvError::Closed) => return,
             }
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let expired = Response::Error(RpcError::CursorExpired);
+                let _ = frame::write(&mut send, &expired).await;
+                let _ = send.finish();
+                return;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }
