@@ -148,8 +148,10 @@ pub struct Live {
 
 impl Live {
     /// The next change after this watcher's cursor, waiting for one. `Lagged(missed)` when
-    /// the history evicted changes this watcher had not read (it must list again);
-    /// `Closed` once the node stopped and every recorded change was read.
+    /// the history evicted changes this watcher had not read (it must list again, or, for
+    /// at-most-once notifications, go on: the cursor then moves past what was missed, so the
+    /// next call returns the oldest change still held); `Closed` once the node stopped and
+    /// every recorded change was read.
     pub async fn recv(&mut self) -> Result<Change, RecvError> {
         let mut closed = false;
         loop {
@@ -163,7 +165,10 @@ impl Live {
                 }
                 Ok(None) if closed => return Err(RecvError::Closed),
                 Ok(None) => {}
-                Err(missed) => return Err(RecvError::Lagged(missed)),
+                Err(missed) => {
+                    self.after += missed;
+                    return Err(RecvError::Lagged(missed));
+                }
             }
             if self.latest.changed().await.is_err() {
                 closed = true;
@@ -219,6 +224,10 @@ mod tests {
             put(&mut history, &format!("k{round}"), 1);
         }
         assert_eq!(futures_now(live.recv()), Some(Err(RecvError::Lagged(3))));
+        // A watcher that goes on after a lag reads the oldest change still held, once.
+        let mut going_on =
+            Live { after: live.after, latest: live.latest.clone(), changes: live.changes.clone() };
+        assert_eq!(futures_now(going_on.recv()).map(|c| c.map(|c| c.cursor)), Some(Ok(7)));
         drop(history);
         let mut resumed = Live { after: 9, ..live };
         assert_eq!(futures_now(resumed.recv()).map(|c| c.map(|c| c.cursor)), Some(Ok(10)));
