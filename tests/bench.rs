@@ -60,3 +60,12 @@ fn bench_measures_running_nodes() {
     assert_figures(&report, "get", 60);
     assert_figures(&report, "propagation", 10);
 }
+
+/// 500 clients, each with its own connection: handshakes in waves, each with its own timeout
+/// (sharing one 5 s deadline, 500 handshakes timed out on 2 cores).
+#[test]
+fn bench_connects_five_hundred_clients() {
+    let output = chorus(&["bench", "--local", "1", "-c", "500", "-n", "1000", "-t", "get", "--json"]);
+    output.expect_code(0);
+    assert_figures(&output.json(), "get", 1000);
+}

@@ -19,6 +19,9 @@ use crate::tls::{ALPN_RPC, ClusterKey, SERVER_NAME, TlsIdentity, tls_alert};
 /// How long connecting to a node may take.
 pub const CLIENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Handshakes `connect_many` runs at once.
+pub const CONNECT_WAVE_MAX: usize = 64;
+
 /// Extra time a request waits beyond a write's own wait timeout before giving up on the node.
 pub const REQUEST_TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
 
@@ -111,24 +114,30 @@ impl Client {
             if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
         let endpoint =
             quinn::Endpoint::client(bind).map_err(|e| ClientError::Unreachable(e.to_string()))?;
-        let mut connecting = Vec::with_capacity(count);
-        for _ in 0..count {
-            let attempt = endpoint
-                .connect_with(config.clone(), target, SERVER_NAME)
-                .map_err(|e| ClientError::Unreachable(e.to_string()))?;
-            connecting.push(tokio::time::timeout(CLIENT_CONNECT_TIMEOUT, attempt));
-        }
-        // The handshakes run concurrently: the connection driver tasks make progress on all of
-        // them while this awaits the first.
+        // Handshakes go in waves of `CONNECT_WAVE_MAX`, each with its own timeout from when
+        // it starts: 500 handshakes sharing one 5 s deadline timed out on 2 cores although
+        // the node served every client.
         let mut clients = Vec::with_capacity(count);
-        for attempt in connecting {
-            let connection = match attempt.await {
-                Err(_) => return Err(ClientError::Unreachable(format!("{addr}: no answer"))),
-                Ok(Err(error)) => return Err(connection_error(addr, &error)),
-                Ok(Ok(connection)) => connection,
-            };
-            let idle = Mutex::new(Vec::new());
-            clients.push(Client { connection, idle, _endpoint: endpoint.clone() });
+        while clients.len() < count {
+            let wave = (count - clients.len()).min(CONNECT_WAVE_MAX);
+            let mut connecting = Vec::with_capacity(wave);
+            for _ in 0..wave {
+                let attempt = endpoint
+                    .connect_with(config.clone(), target, SERVER_NAME)
+                    .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+                connecting.push(tokio::time::timeout(CLIENT_CONNECT_TIMEOUT, attempt));
+            }
+            // The handshakes of a wave run concurrently: the connection driver tasks make
+            // progress on all of them while this awaits the first.
+            for attempt in connecting {
+                let connection = match attempt.await {
+                    Err(_) => return Err(ClientError::Unreachable(format!("{addr}: no answer"))),
+                    Ok(Err(error)) => return Err(connection_error(addr, &error)),
+                    Ok(Ok(connection)) => connection,
+                };
+                let idle = Mutex::new(Vec::new());
+                clients.push(Client { connection, idle, _endpoint: endpoint.clone() });
+            }
         }
         Ok(clients)
     }
