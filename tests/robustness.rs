@@ -313,4 +313,8 @@ fn an_unreachable_node_exits_3_with_one_line() {
     let env = [("CHORUS_NODE", "127.0.0.1:1")];
     let output = chorus_with(&["put", "k", "v"], None, &env);
     assert!(output.expect_code(3).expect_one_stderr_line().contains("127.0.0.1:1"), "{output}");
+    // A shorter handshake deadline is taken (its effect is a time, which tests never assert).
+    let output = chorus(&["get", "k", "--node", "127.0.0.1:1", "--connect-timeout", "300ms"]);
+    assert!(output.expect_code(3).expect_one_stderr_line().contains("unreachable"), "{output}");
+    chorus(&["get", "k", "--connect-timeout", "soon"]).expect_code(2);
 }

@@ -47,12 +47,15 @@ pub struct Connect {
     /// Print one JSON object (one per line for watch).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Give up on a node that does not answer the handshake within this long (e.g. 500ms).
+    #[arg(long, env = "CHORUS_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration, global = true)]
+    pub connect_timeout: Duration,
 }
 
 impl Connect {
     /// A client of the node these flags name.
     pub async fn client(&self) -> Result<Client, ClientError> {
-        Client::connect(&self.node, &self.keys.cluster_keys).await
+        Client::connect_within(&self.node, &self.keys.cluster_keys, self.connect_timeout).await
     }
 }
 

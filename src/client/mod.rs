@@ -90,9 +90,19 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to the node at `addr` (`host:port`) with `keys` (empty: the development key).
+    /// Connects to the node at `addr` (`host:port`) with `keys` (empty: the development key),
+    /// giving up after [`CLIENT_CONNECT_TIMEOUT`].
     pub async fn connect(addr: &str, keys: &[ClusterKey]) -> Result<Client, ClientError> {
-        let mut clients = Client::connect_many(addr, keys, 1).await?;
+        Client::connect_within(addr, keys, CLIENT_CONNECT_TIMEOUT).await
+    }
+
+    /// Connects like [`Client::connect`], giving up after `timeout` (`--connect-timeout`).
+    pub async fn connect_within(
+        addr: &str,
+        keys: &[ClusterKey],
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let mut clients = Client::open(addr, keys, 1, timeout).await?;
         // Invariant: connect_many returns `count` clients or an error.
         clients.pop().ok_or_else(|| ClientError::Protocol("no connection".into()))
     }
@@ -104,6 +114,15 @@ impl Client {
         addr: &str,
         keys: &[ClusterKey],
         count: usize,
+    ) -> Result<Vec<Client>, ClientError> {
+        Client::open(addr, keys, count, CLIENT_CONNECT_TIMEOUT).await
+    }
+
+    async fn open(
+        addr: &str,
+        keys: &[ClusterKey],
+        count: usize,
+        timeout: Duration,
     ) -> Result<Vec<Client>, ClientError> {
         let target = gossip::resolve(addr).await.map_err(ClientError::Unreachable)?;
         let keys = if keys.is_empty() { vec![ClusterKey::development()] } else { keys.to_vec() };
@@ -125,7 +144,7 @@ impl Client {
                 let attempt = endpoint
                     .connect_with(config.clone(), target, SERVER_NAME)
                     .map_err(|e| ClientError::Unreachable(e.to_string()))?;
-                connecting.push(tokio::time::timeout(CLIENT_CONNECT_TIMEOUT, attempt));
+                connecting.push(tokio::time::timeout(timeout, attempt));
             }
             // The handshakes of a wave run concurrently: the connection driver tasks make
             // progress on all of them while this awaits the first.
