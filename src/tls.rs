@@ -45,6 +45,16 @@ pub const IDLE_TIMEOUT_MS: u32 = 30_000;
 // A peer must see several keep-alives per idle timeout, or one lost packet would drop it.
 const _: () = assert!(KEEP_ALIVE_INTERVAL.as_millis() * 3 <= IDLE_TIMEOUT_MS as u128);
 
+/// Keep-alive interval of a client's connection (the CLI, a watch, the Rust client).
+pub const CLIENT_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Idle timeout of a client's connection: a client learns within it that its node died
+/// (kill -9: no close arrives), where 30 s left a `watch` hanging half a minute. QUIC takes the
+/// smaller of the two sides' timeouts, so nodes keep 30 s between themselves.
+pub const CLIENT_IDLE_TIMEOUT_MS: u32 = 4_000;
+
+const _: () = assert!(CLIENT_KEEP_ALIVE_INTERVAL.as_millis() * 3 <= CLIENT_IDLE_TIMEOUT_MS as u128);
+
 /// Prefix of a key's text form, so a key pasted in the wrong place is recognised.
 const KEY_PREFIX: &str = "chorus-key-";
 const KEY_LEN: usize = 32;
@@ -315,7 +325,9 @@ impl TlsIdentity {
     }
 
     /// A quinn client configuration that presents our certificate, trusts the cluster CAs
-    /// and offers one ALPN protocol. Connect with [`SERVER_NAME`] as the server name.
+    /// and offers one ALPN protocol. Connect with [`SERVER_NAME`] as the server name. The RPC
+    /// (a client of a node) keeps its connection under the client timeouts; gossip (a node
+    /// dialling a node) under the nodes'.
     pub fn client_config(&self, alpn: &[u8]) -> Result<quinn::ClientConfig, TlsError> {
         let mut tls = rustls::ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -324,7 +336,11 @@ impl TlsIdentity {
         tls.alpn_protocols = vec![alpn.to_vec()];
         let crypto = QuicClientConfig::try_from(tls).map_err(TlsError::Quic)?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(transport_config());
+        config.transport_config(if alpn == ALPN_RPC {
+            transport_config_with(CLIENT_KEEP_ALIVE_INTERVAL, CLIENT_IDLE_TIMEOUT_MS)
+        } else {
+            transport_config()
+        });
         Ok(config)
     }
 }
@@ -336,9 +352,16 @@ impl fmt::Debug for TlsIdentity {
 }
 
 fn transport_config() -> Arc<quinn::TransportConfig> {
+    transport_config_with(KEEP_ALIVE_INTERVAL, IDLE_TIMEOUT_MS)
+}
+
+fn transport_config_with(
+    keep_alive: Duration,
+    idle_timeout_ms: u32,
+) -> Arc<quinn::TransportConfig> {
     let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(KEEP_ALIVE_INTERVAL));
-    transport.max_idle_timeout(Some(quinn::VarInt::from_u32(IDLE_TIMEOUT_MS).into()));
+    transport.keep_alive_interval(Some(keep_alive));
+    transport.max_idle_timeout(Some(quinn::VarInt::from_u32(idle_timeout_ms).into()));
     Arc::new(transport)
 }
 

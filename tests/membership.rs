@@ -158,3 +158,41 @@ fn wait_all_names_a_killed_member_until_it_is_known_dead() {
     assert_eq!(names_after(&after, "missing="), None, "a dead member is not waited for: {after}");
     a.cli(&["del", "k", "--wait", "all", "--timeout", "20s"]).expect_code(0);
 }
+
+/// A watch learns that its node went away: at once after SIGTERM (the node closes client
+/// connections as it exits), and within the client's idle timeout (4 s) after kill -9, where
+/// it used to hang for the 30 s of the nodes' own timeout. The deadline below is a bound on
+/// liveness, generous for a loaded machine, not a timing.
+#[test]
+fn a_watch_notices_its_node_stopped_by_sigterm_or_kill() {
+    for graceful in [true, false] {
+        let mut cluster = Cluster::start("watch_notices", &["a"]);
+        let dir = cluster.scratch.path().to_path_buf();
+        let mut watch = cluster.node("a").watch("app/", false, &dir);
+        // A watch prints nothing when it starts: write until it sees a write, so it is
+        // connected before its node goes.
+        eventually("the watch is running", CONVERGE_TIMEOUT, || {
+            cluster.node("a").put("app/sync", "1");
+            let seen = watch.next_line(std::time::Duration::from_millis(500)).is_some();
+            if seen { Ok(()) } else { Err("no line yet".into()) }
+        });
+        let node = cluster.node_mut("a");
+        if graceful {
+            node.process.terminate()
+        } else {
+            node.process.kill()
+        }
+        let status = watch.wait_exit(std::time::Duration::from_secs(20));
+        assert!(
+            status.is_some(),
+            "graceful={graceful}: the watch still runs 20 s after its node stopped\n{}",
+            watch.log_tail()
+        );
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(3),
+            "unreachable: exit 3\n{}",
+            watch.log_tail()
+        );
+    }
+}
