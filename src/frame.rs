@@ -22,12 +22,24 @@ pub enum FrameError {
     Codec(CodecError),
 }
 
+/// A failed read, saying why the connection went when it did (a node that stops closes its
+/// clients' connections with a reason: "closed by peer: node stopping").
+fn read_failed(error: &quinn::ReadError) -> FrameError {
+    match error {
+        quinn::ReadError::ConnectionLost(lost) => {
+            FrameError::Stream(format!("connection lost: {lost}"))
+        }
+        other => FrameError::Stream(other.to_string()),
+    }
+}
+
 /// Reads one frame's body, or `Closed` if the stream ended cleanly before a frame began.
 pub async fn read_body(recv: &mut quinn::RecvStream) -> Result<Vec<u8>, FrameError> {
     let mut header = [0u8; FRAME_HEADER_SIZE];
     match recv.read_exact(&mut header).await {
         Ok(()) => {}
         Err(quinn::ReadExactError::FinishedEarly(0)) => return Err(FrameError::Closed),
+        Err(quinn::ReadExactError::ReadError(error)) => return Err(read_failed(&error)),
         Err(error) => return Err(FrameError::Stream(error.to_string())),
     }
     let size = codec::frame_length(header).map_err(FrameError::Codec)?;
@@ -36,7 +48,7 @@ pub async fn read_body(recv: &mut quinn::RecvStream) -> Result<Vec<u8>, FrameErr
     let mut body = Vec::with_capacity(size.min(FRAME_PREALLOCATE_MAX));
     while body.len() < size {
         let chunk = recv.read_chunk(size - body.len(), true).await;
-        match chunk.map_err(|error| FrameError::Stream(error.to_string()))? {
+        match chunk.map_err(|error| read_failed(&error))? {
             Some(chunk) => body.extend_from_slice(&chunk.bytes),
             None => return Err(FrameError::Stream("stream ended inside a frame".into())),
         }

@@ -242,7 +242,7 @@ impl NodeHandle {
         for task in &self.tasks {
             task.abort();
         }
-        self.endpoint.close(0u32.into(), b"stopped");
+        self.endpoint.close(0u32.into(), b"node stopping");
     }
 }
 
