@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{CONVERGE_TIMEOUT, EXIT_TIMEOUT, Node, Scratch, eventually, free_addrs};
+use common::{CONVERGE_TIMEOUT, EXIT_TIMEOUT, Node, Scratch, chorus, eventually, free_addrs};
 
 /// Restarts of the node under test: SIGTERM and kill -9 alternately.
 const RESTARTS: usize = 4;
@@ -122,4 +122,8 @@ fn a_node_that_cannot_reach_any_seed_says_why_at_warn() {
     });
     assert!(process.next_line(std::time::Duration::ZERO).is_none(), "no ready line");
     assert!(process.is_running(), "it keeps trying\n{}", process.log_tail());
+    // Not joined, it does not confirm `--wait all` by itself alone; a plain write works.
+    let waited = chorus(&["put", "k", "v", "--wait", "all", "--node", &addrs[0]]);
+    assert!(waited.expect_code(2).stderr.contains("not joined"), "{waited}");
+    chorus(&["put", "k", "v", "--node", &addrs[0]]).expect_code(0);
 }

@@ -52,7 +52,7 @@ pub struct State {
     pub(super) node: Node,
     pub(super) waits: BTreeMap<WaitId, oneshot::Sender<Written>>,
     pub(super) history: History,
-    joined: watch::Sender<bool>,
+    pub(super) joined: watch::Sender<bool>,
     pub(super) leaving: Vec<oneshot::Sender<()>>,
     skew: SkewLog,
     clock: WallClock,

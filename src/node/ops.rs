@@ -3,7 +3,7 @@
 //! state; each operation takes the lock once, for one short step, with its purpose named.
 
 use chorus_proto::rpc::{LIST_LIMIT_MAX, MemberInfo};
-use chorus_proto::{Key, Stamp, Value, WaitId, Write};
+use chorus_proto::{Key, Stamp, Value, WaitId, WaitLevel, Write};
 use tokio::sync::oneshot;
 
 use super::driver::Driver;
@@ -26,6 +26,15 @@ impl Driver {
     pub async fn write(&self, write: Write) -> Result<Written, OpError> {
         let pending = {
             let mut state = self.lock(Purpose::Write).ok_or(OpError::ShuttingDown)?;
+            if write.wait == WaitLevel::All && !*state.joined.borrow() {
+                // Before it has joined, "every live member" is this node alone: confirming
+                // `--wait all` by itself would tell the caller something false.
+                return Err(OpError::Invalid(
+                    "this node has not joined its cluster yet, so --wait all would be confirmed \
+                     by itself alone: retry once it has printed its ready line"
+                        .into(),
+                ));
+            }
             let now = self.clock.now_ms();
             let written = state.node.write(now, write);
             let pending = match written {
