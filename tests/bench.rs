@@ -65,7 +65,8 @@ fn bench_measures_running_nodes() {
 /// (sharing one 5 s deadline, 500 handshakes timed out on 2 cores).
 #[test]
 fn bench_connects_five_hundred_clients() {
-    let output = chorus(&["bench", "--local", "1", "-c", "500", "-n", "1000", "-t", "get", "--json"]);
+    let output =
+        chorus(&["bench", "--local", "1", "-c", "500", "-n", "1000", "-t", "get", "--json"]);
     output.expect_code(0);
     assert_figures(&output.json(), "get", 1000);
 }
