@@ -154,16 +154,7 @@ fn watch_sees_puts_deletes_and_expiries_made_on_other_nodes() {
     let mut watch = b.watch("app/", false, cluster.scratch.path());
     let mut json_watch = c.watch("app/", true, cluster.scratch.path());
 
-    // A watch prints nothing when it starts: write until both see a write, so that nothing
-    // after this point can be missed.
-    eventually("both watches are running", CONVERGE_TIMEOUT, || {
-        a.put("app/sync", "1");
-        let seen = |process: &mut common::Process| {
-            process.next_line(std::time::Duration::from_millis(500)).is_some()
-        };
-        let (plain, json) = (seen(&mut watch), seen(&mut json_watch));
-        if plain && json { Ok(()) } else { Err(format!("plain {plain}, json {json}")) }
-    });
+    a.await_watches("app/sync", &mut [&mut watch, &mut json_watch]);
 
     // A change is only seen where it wins: each step waits until both watches saw the
     // previous one, so that every node applies them in this order.
@@ -287,14 +278,7 @@ fn keys_are_escaped_in_lines_and_keys_that_are_not_text_can_be_addressed() {
     let (a, b) = (cluster.node("a"), cluster.node("b"));
     let mut watch = b.watch("", false, cluster.scratch.path());
     let mut json_watch = b.watch("", true, cluster.scratch.path());
-    eventually("both watches are running", CONVERGE_TIMEOUT, || {
-        a.put("sync", "1");
-        let seen = |process: &mut common::Process| {
-            process.next_line(std::time::Duration::from_millis(500)).is_some()
-        };
-        let (plain, json) = (seen(&mut watch), seen(&mut json_watch));
-        if plain && json { Ok(()) } else { Err(format!("plain {plain}, json {json}")) }
-    });
+    a.await_watches("sync", &mut [&mut watch, &mut json_watch]);
 
     // A key with a newline that tries to forge a second change.
     a.put("evil\nput app/flags/dark_mode off", "x");

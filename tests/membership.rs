@@ -169,13 +169,7 @@ fn a_watch_notices_its_node_stopped_by_sigterm_or_kill() {
         let mut cluster = Cluster::start("watch_notices", &["a"]);
         let dir = cluster.scratch.path().to_path_buf();
         let mut watch = cluster.node("a").watch("app/", false, &dir);
-        // A watch prints nothing when it starts: write until it sees a write, so it is
-        // connected before its node goes.
-        eventually("the watch is running", CONVERGE_TIMEOUT, || {
-            cluster.node("a").put("app/sync", "1");
-            let seen = watch.next_line(std::time::Duration::from_millis(500)).is_some();
-            if seen { Ok(()) } else { Err("no line yet".into()) }
-        });
+        cluster.node("a").await_watches("app/sync", &mut [&mut watch]);
         let node = cluster.node_mut("a");
         if graceful {
             node.process.terminate()

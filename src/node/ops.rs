@@ -14,53 +14,49 @@ use super::outcome::{KeyPage, OpError, Written, member_infos};
 impl Driver {
     /// The live value of `key` and its stamp, if any.
     pub fn get(&self, key: &Key) -> Result<Option<(Value, Stamp)>, OpError> {
-        let state = self.lock(Purpose::Read).ok_or(OpError::ShuttingDown)?;
-        let now = self.clock.now_ms();
-        let entry = state.node.store().entry(key);
-        Ok(entry.and_then(|entry| Some((entry.live_value(now)?.clone(), entry.stamp()))))
+        let found = self.session(Purpose::Read, |session| session.lookup(key))?;
+        Ok(found.map(|found| (found.value, found.stamp)))
     }
 
     /// Writes, and with a wait level beyond local, returns once enough nodes hold the write or
     /// its timeout passed. Dropping the future before then (its client went away) cancels
     /// the wait and frees its slot; the write itself stands.
     pub async fn write(&self, write: Write) -> Result<Written, OpError> {
-        let pending = {
-            let mut state = self.lock(Purpose::Write).ok_or(OpError::ShuttingDown)?;
-            if write.wait == WaitLevel::All && !*state.joined.borrow() {
-                // Before it has joined, "every live member" is this node alone: confirming
-                // `--wait all` by itself would tell the caller something false.
-                return Err(OpError::Invalid(
-                    "this node has not joined its cluster yet, so --wait all would be confirmed \
-                     by itself alone: retry once it has printed its ready line"
-                        .into(),
-                ));
-            }
-            let now = self.clock.now_ms();
-            let written = state.node.write(now, write);
-            let pending = match written {
-                Ok(written) => match written.wait {
-                    Some(wait) => {
-                        let (reply, answer) = oneshot::channel();
-                        state.waits.insert(wait, reply);
-                        Ok((wait, answer))
-                    }
-                    None => Err(Ok(Written { stamp: written.stamp, wait: None })),
-                },
-                Err(error) => Err(Err(OpError::from(error))),
-            };
-            self.settle(state);
-            pending
+        let (id, answer) = match self.start_write(write)? {
+            Started::Done(written) => return Ok(written),
+            Started::Waiting(id, answer) => (id, answer),
         };
-        match pending {
-            Ok((id, answer)) => {
-                let mut guard = WaitGuard { driver: self, id: Some(id) };
-                let answer = answer.await;
-                guard.id = None;
-                // The node is gone if the wait's sender was dropped without an answer.
-                answer.map_err(|_| OpError::ShuttingDown)
-            }
-            Err(done) => done,
+        let mut guard = WaitGuard { driver: self, id: Some(id) };
+        let answer = answer.await;
+        guard.id = None;
+        // The node is gone if the wait's sender was dropped without an answer.
+        answer.map_err(|_| OpError::ShuttingDown)
+    }
+
+    /// Applies a write in one hold of the lock; a wait beyond local is registered to be
+    /// answered when it ends.
+    fn start_write(&self, write: Write) -> Result<Started, OpError> {
+        let mut state = self.lock(Purpose::Write).ok_or(OpError::ShuttingDown)?;
+        if write.wait == WaitLevel::All && !*state.joined.borrow() {
+            // Before it has joined, "every live member" is this node alone: confirming
+            // `--wait all` by itself would tell the caller something false.
+            return Err(OpError::Invalid(
+                "this node has not joined its cluster yet, so --wait all would be confirmed \
+                 by itself alone: retry once it has printed its ready line"
+                    .into(),
+            ));
         }
+        let written = state.node.write(self.clock.now_ms(), write);
+        let started = written.map_err(OpError::from).map(|written| match written.wait {
+            Some(id) => {
+                let (reply, answer) = oneshot::channel();
+                state.waits.insert(id, reply);
+                Started::Waiting(id, answer)
+            }
+            None => Started::Done(Written { stamp: written.stamp, wait: None }),
+        });
+        self.settle(state);
+        started
     }
 
     /// Ends the wait `id` whose client went away, unless it already ended.
@@ -81,10 +77,8 @@ impl Driver {
         limit: u32,
     ) -> Result<KeyPage, OpError> {
         let limit = limit.min(LIST_LIMIT_MAX) as usize;
-        let state = self.lock(Purpose::Read).ok_or(OpError::ShuttingDown)?;
         let mut found =
-            state.node.store().list(prefix, start_after, limit + 1, self.clock.now_ms());
-        drop(state);
+            self.session(Purpose::Read, |session| session.list(prefix, start_after, limit + 1))?;
         let more = found.len() > limit;
         found.truncate(limit);
         Ok((found.into_iter().map(|(key, _)| key).collect(), more))
@@ -113,6 +107,12 @@ impl Driver {
         }
         finished
     }
+}
+
+/// A write just applied: done, or waiting for other nodes.
+enum Started {
+    Done(Written),
+    Waiting(WaitId, oneshot::Receiver<Written>),
 }
 
 /// Cancels a write's wait if the future awaiting it is dropped first.

@@ -323,6 +323,20 @@ impl Node {
         }
         Process::start(&format!("watch-{}", self.name()), &args, &[], dir)
     }
+
+    /// A watch prints nothing when it starts: writes `key` through this node until every one
+    /// of `watches` printed a line, so that nothing written after this can be missed.
+    #[track_caller]
+    pub fn await_watches(&self, key: &str, watches: &mut [&mut Process]) {
+        eventually("the watches are running", CONVERGE_TIMEOUT, || {
+            self.put(key, "1");
+            let seen: Vec<bool> = watches
+                .iter_mut()
+                .map(|watch| watch.next_line(Duration::from_millis(500)).is_some())
+                .collect();
+            if seen.iter().all(|seen| *seen) { Ok(()) } else { Err(format!("seen: {seen:?}")) }
+        });
+    }
 }
 
 /// `count` addresses on 127.0.0.1 whose UDP ports were free a moment ago (for nodes that must

@@ -13,12 +13,11 @@ use chorus_proto::{Key, Value};
 use super::command::{Args, arity, key_error, op_error, string_key, wrong_type};
 use crate::node::{OpError, Session};
 
+/// One field of a hash: its name, its entry name, its value.
+pub type Field = (Vec<u8>, Key, Value);
+
 /// Every live field of hash `key` in database `db`: its name, entry name and value.
-pub fn fields(
-    session: &Session<'_>,
-    db: u8,
-    key: &[u8],
-) -> Result<Vec<(Vec<u8>, Key, Value)>, Reply> {
+pub fn fields(session: &Session<'_>, db: u8, key: &[u8]) -> Result<Vec<Field>, Reply> {
     let prefix = keyspace::hash_prefix(db, key).map_err(key_error)?;
     let mut found = Vec::new();
     let mut after: Option<Key> = None;
@@ -135,49 +134,43 @@ pub fn hmget(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
     Reply::Array(values.collect())
 }
 
+/// The commands that read a whole hash (`HGETALL`, `HKEYS`, `HVALS`, `HLEN`): the hash's
+/// fields, shaped into a reply by `shape`.
+fn whole_hash(
+    session: &Session<'_>,
+    db: u8,
+    args: &Args,
+    name: &str,
+    shape: fn(Vec<Field>) -> Reply,
+) -> Reply {
+    let [key] = args else { return arity(name) };
+    fields(session, db, key).map_or_else(|reply| reply, shape)
+}
+
 /// `HGETALL key`: a map (RESP3) or field, value, field, value... (RESP2).
 pub fn hgetall(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
-    let [key] = args else { return arity("hgetall") };
-    match fields(session, db, key) {
-        Ok(found) => Reply::Map(
-            found
-                .into_iter()
-                .map(|(field, _, value)| (Reply::Bulk(field), Reply::Value(value)))
-                .collect(),
-        ),
-        Err(reply) => reply,
-    }
+    whole_hash(session, db, args, "hgetall", |found| {
+        Reply::Map(found.into_iter().map(|(f, _, v)| (Reply::Bulk(f), Reply::Value(v))).collect())
+    })
 }
 
 /// `HKEYS key`.
 pub fn hkeys(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
-    let [key] = args else { return arity("hkeys") };
-    match fields(session, db, key) {
-        Ok(found) => {
-            Reply::Array(found.into_iter().map(|(field, _, _)| Reply::Bulk(field)).collect())
-        }
-        Err(reply) => reply,
-    }
+    whole_hash(session, db, args, "hkeys", |found| {
+        Reply::Array(found.into_iter().map(|(field, _, _)| Reply::Bulk(field)).collect())
+    })
 }
 
 /// `HVALS key`.
 pub fn hvals(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
-    let [key] = args else { return arity("hvals") };
-    match fields(session, db, key) {
-        Ok(found) => {
-            Reply::Array(found.into_iter().map(|(_, _, value)| Reply::Value(value)).collect())
-        }
-        Err(reply) => reply,
-    }
+    whole_hash(session, db, args, "hvals", |found| {
+        Reply::Array(found.into_iter().map(|(_, _, value)| Reply::Value(value)).collect())
+    })
 }
 
 /// `HLEN key`.
 pub fn hlen(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
-    let [key] = args else { return arity("hlen") };
-    match fields(session, db, key) {
-        Ok(found) => Reply::Integer(found.len() as i64),
-        Err(reply) => reply,
-    }
+    whole_hash(session, db, args, "hlen", |found| Reply::Integer(found.len() as i64))
 }
 
 /// `HEXISTS key field`.

@@ -16,7 +16,7 @@ use crate::node::{Found, Session};
 /// nodes wrote the key as different types at once) both. Each command acts on all of it.
 struct Held {
     string: Option<(Key, Found)>,
-    fields: Vec<(Vec<u8>, Key, Value)>,
+    fields: Vec<hashes::Field>,
     hash_expiry: Option<u64>,
 }
 
