@@ -24,4 +24,4 @@ pub use chorus_proto::rpc::{
 pub use chorus_proto::{Config, DataError, Hlc, Key, MemberState, NodeId, Stamp, Value, WaitLevel};
 pub use frontend::redis::RedisOptions;
 pub use gossip::Firewall;
-pub use node::{Clock, LISTEN_DEFAULT, NodeHandle, NodeOptions, StartError};
+pub use node::{Clock, LISTEN_DEFAULT, NodeHandle, NodeOptions, NotReady, Readiness, StartError};

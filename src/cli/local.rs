@@ -41,7 +41,7 @@ impl LocalCluster {
                 None => {}
             }
             let mut node = NodeHandle::start(options).await.map_err(|e| super::chain(&e))?;
-            tokio::time::timeout(timeout, node.joined())
+            tokio::time::timeout(timeout, node.ready())
                 .await
                 .map_err(|_| format!("node {} did not join within {timeout:?}", index + 1))?;
             nodes.push(node);

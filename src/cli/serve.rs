@@ -33,7 +33,7 @@ pub async fn run(args: NodeArgs) -> i32 {
     // Logged before joining, so a node that cannot join still says where it listens.
     tracing::info!(name = %handle.name(), id = %handle.id(), redis = ?handle.redis_addr(), listen = %handle.addr(), "listening");
     tokio::select! {
-        () = handle.joined() => {}
+        () = handle.ready() => {}
         () = shutdown_signal() => {
             handle.stop();
             return 0;

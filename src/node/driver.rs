@@ -24,6 +24,7 @@ use super::clock::WallClock;
 use super::history::History;
 use super::lock::{Guard, Purpose, TimedMutex};
 use super::outcome::Written;
+use super::ready::{Readiness, ReadyInputs};
 use super::skew::SkewLog;
 use crate::gossip::{Inbound, Transport, TransportStats};
 
@@ -52,7 +53,9 @@ pub struct State {
     pub(super) node: Node,
     pub(super) waits: BTreeMap<WaitId, oneshot::Sender<Written>>,
     pub(super) history: History,
-    pub(super) joined: watch::Sender<bool>,
+    /// What readiness is computed from, and where it is published after every step.
+    pub(super) ready_inputs: ReadyInputs,
+    ready: watch::Sender<Readiness>,
     pub(super) leaving: Vec<oneshot::Sender<()>>,
     skew: SkewLog,
     clock: WallClock,
@@ -67,15 +70,17 @@ impl Driver {
     pub fn new(
         node: Node,
         transport: Transport,
-        joined: watch::Sender<bool>,
+        ready: watch::Sender<Readiness>,
         transport_stats: Arc<TransportStats>,
         clock: WallClock,
     ) -> Arc<Driver> {
+        let joined = ready.borrow().is_ok();
         let state = State {
             node,
             waits: BTreeMap::new(),
             history: History::new(),
-            joined,
+            ready_inputs: ReadyInputs { joined, draining: false },
+            ready,
             leaving: Vec::new(),
             skew: SkewLog::default(),
             clock,
@@ -177,6 +182,12 @@ impl State {
         while let Some(event) = self.node.poll_event() {
             self.event(event);
         }
+        let readiness = self.ready_inputs.readiness();
+        self.ready.send_if_modified(|published| {
+            let changed = *published != readiness;
+            *published = readiness;
+            changed
+        });
     }
 
     fn event(&mut self, event: Event) {
@@ -200,7 +211,7 @@ impl State {
                 }
             }
             Event::Joined => {
-                self.joined.send_replace(true);
+                self.ready_inputs.joined = true;
             }
             Event::Left => {
                 for done in self.leaving.drain(..) {

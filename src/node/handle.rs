@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::clock::{Clock, WallClock};
 use super::driver::Driver;
+use super::ready::{NotReady, Readiness};
 use super::timers::run_timers;
 use crate::frontend::redis::{self, RedisOptions};
 use crate::frontend::rpc;
@@ -99,7 +100,7 @@ pub struct NodeHandle {
     name: String,
     addr: SocketAddr,
     driver: Arc<Driver>,
-    joined: watch::Receiver<bool>,
+    ready: watch::Receiver<Readiness>,
     firewall: Arc<Firewall>,
     endpoint: quinn::Endpoint,
     redis: Option<SocketAddr>,
@@ -152,13 +153,14 @@ impl NodeHandle {
         let stats = Arc::new(TransportStats::default());
         let transport =
             Transport::new(endpoint.clone(), gossip_config, firewall.clone(), stats.clone());
-        let (joined_sender, joined) = watch::channel(seeds.is_empty());
-        let driver = Driver::new(node, transport, joined_sender, stats.clone(), clock);
+        let initial = if seeds.is_empty() { Ok(()) } else { Err(NotReady::Joining) };
+        let (ready_sender, ready) = watch::channel(initial);
+        let driver = Driver::new(node, transport, ready_sender, stats.clone(), clock);
         // The timer task first: `failed` watches it.
         let mut tasks = vec![
             tokio::spawn(run_timers(driver.clone())),
             tokio::spawn(accept(endpoint.clone(), driver.clone(), firewall.clone())),
-            tokio::spawn(warn_until_joined(joined.clone(), seeds, stats)),
+            tokio::spawn(warn_until_joined(ready.clone(), seeds, stats)),
         ];
         let redis = match serve_redis(&options, &driver, &mut tasks).await {
             Ok(redis) => redis,
@@ -167,7 +169,7 @@ impl NodeHandle {
                 return Err(error);
             }
         };
-        Ok(NodeHandle { id, name, addr, driver, joined, firewall, endpoint, redis, tasks })
+        Ok(NodeHandle { id, name, addr, driver, ready, firewall, endpoint, redis, tasks })
     }
 
     /// The node's identity.
@@ -201,9 +203,26 @@ impl NodeHandle {
         &self.firewall
     }
 
-    /// Completes once the node has exchanged state with a peer (at once without seeds).
-    pub async fn joined(&mut self) {
-        let _ = self.joined.wait_for(|joined| *joined).await;
+    /// Completes once the node is ready (DESIGN 7.1): at once without seeds, else once it has
+    /// exchanged state with a peer.
+    pub async fn ready(&mut self) {
+        let _ = self.ready.wait_for(Result::is_ok).await;
+    }
+
+    /// Whether the node is ready now, and why not: the predicate behind the `ready` line.
+    pub fn readiness(&self) -> Readiness {
+        self.ready.borrow().clone()
+    }
+
+    /// A receiver of the node's readiness, for front ends that report it (`/ready`).
+    pub fn readiness_watch(&self) -> watch::Receiver<Readiness> {
+        self.ready.clone()
+    }
+
+    /// Reports not ready (draining) while still serving every request: a load balancer
+    /// stops sending before a leave begins to refuse writes.
+    pub fn begin_drain(&self) {
+        self.driver.begin_drain();
     }
 
     /// Leaves gracefully: no new writes, a peer takes over this node's writes, departure
@@ -346,14 +365,14 @@ fn is_local(addr: SocketAddr) -> bool {
 /// Logs at WARN, every [`JOIN_WARN_INTERVAL`] until the node has joined, why it has not: each
 /// seed's last connection failure, or that it is reachable but has not answered.
 async fn warn_until_joined(
-    mut joined: watch::Receiver<bool>,
+    mut ready: watch::Receiver<Readiness>,
     seeds: Vec<String>,
     stats: Arc<TransportStats>,
 ) {
     let started = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = joined.wait_for(|joined| *joined) => return,
+            _ = ready.wait_for(|ready| *ready != Err(NotReady::Joining)) => return,
             () = tokio::time::sleep(JOIN_WARN_INTERVAL) => {}
         }
         let why: Vec<String> = seeds

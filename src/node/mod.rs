@@ -5,6 +5,7 @@
 //! - `driver`: the `proto::Node` behind the lock, and the drain contract.
 //! - `ops`: the operations front ends call (get, write, list, members, stats, subscribe);
 //!   `outcome`: what they answer (`OpError`, `Written`).
+//! - `ready`: the readiness predicate (DESIGN 7.1) behind the `ready` line and `/ready`.
 //! - `lock`: the lock taken with a purpose, its hold times measured.
 //! - `history`, `skew`, `timers`, `clock`: the watch history, the held-back-write log, the
 //!   timer task, and the clock seam.
@@ -16,6 +17,7 @@ mod history;
 mod lock;
 mod ops;
 mod outcome;
+mod ready;
 mod session;
 mod skew;
 mod stats;
@@ -30,4 +32,5 @@ pub use handle::{LISTEN_DEFAULT, NodeHandle, NodeOptions, StartError};
 pub use history::Live;
 pub use lock::Purpose;
 pub use outcome::{OpError, Written};
+pub use ready::{NotReady, Readiness};
 pub use session::{Found, Session};

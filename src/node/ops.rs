@@ -37,7 +37,7 @@ impl Driver {
     /// answered when it ends.
     fn start_write(&self, write: Write) -> Result<Started, OpError> {
         let mut state = self.lock(Purpose::Write).ok_or(OpError::ShuttingDown)?;
-        if write.wait == WaitLevel::All && !*state.joined.borrow() {
+        if write.wait == WaitLevel::All && !state.ready_inputs.joined {
             // Before it has joined, "every live member" is this node alone: confirming
             // `--wait all` by itself would tell the caller something false.
             return Err(OpError::Invalid(
@@ -97,11 +97,21 @@ impl Driver {
         state.history.subscribe(after)
     }
 
+    /// Reports not ready (draining) while still serving, so that load balancers stop
+    /// sending before a leave refuses writes.
+    pub fn begin_drain(&self) {
+        if let Some(mut state) = self.lock(Purpose::Control) {
+            state.ready_inputs.draining = true;
+            self.settle(state);
+        }
+    }
+
     /// Starts a graceful leave; the receiver completes once the handoff is done.
     pub fn leave(&self) -> oneshot::Receiver<()> {
         let (done, finished) = oneshot::channel();
         if let Some(mut state) = self.lock(Purpose::Control) {
             state.leaving.push(done);
+            state.ready_inputs.draining = true;
             state.node.leave(self.clock.now_ms());
             self.settle(state);
         }

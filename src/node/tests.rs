@@ -93,7 +93,7 @@ async fn a_session_drains_between_its_writes() {
         NodeOptions { tune: Some(no_batching), ..NodeOptions::new(listen, Vec::new()) };
     options.join = vec![first.addr().to_string()];
     let mut second = NodeHandle::start(options).await.expect("starts");
-    tokio::time::timeout(Duration::from_secs(20), second.joined()).await.expect("joins");
+    tokio::time::timeout(Duration::from_secs(20), second.ready()).await.expect("joins");
     let driver = first.driver().clone();
     for _ in 0..200 {
         let alive = driver
