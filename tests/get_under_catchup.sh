@@ -21,26 +21,9 @@ cargo build --release --locked --bin chorus >&2
 cli=target/release/chorus
 node_bin="${NODE_BIN:-$cli}"
 scratch=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$scratch"; }
+source tests/node_tools.sh
+cleanup() { stop_nodes; rm -rf "$scratch"; }
 trap cleanup EXIT
-
-# Starts a node; prints its listen address once its ready line appears (30 s at most).
-start_node() {
-  local name=$1; shift
-  "$node_bin" node --listen 127.0.0.1:0 --name "$name" "$@" >"$scratch/$name.out" 2>"$scratch/$name.err" &
-  pids+=($!)
-  for _ in $(seq 1 300); do
-    if grep -q '^ready' "$scratch/$name.out"; then
-      sed -n 's/.*listen=\([^ ]*\).*/\1/p' "$scratch/$name.out" | head -1
-      return
-    fi
-    sleep 0.1
-  done
-  echo "node $name did not become ready" >&2; tail "$scratch/$name.err" >&2; exit 1
-}
-
-keys_of() { "$node_bin" stats --node "$1" --json | sed -n 's/.*"keys":\([0-9]*\).*/\1/p'; }
 
 a=$(start_node a)
 echo "node a at $a; filling $keys keys of 1 KB" >&2

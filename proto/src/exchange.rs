@@ -73,12 +73,15 @@ impl Node {
                 }
             }
             Body::Members(records) => self.merge_records(now_ms, &records),
-            Body::Delta { receiver, bases, horizon, delta } => {
+            Body::Delta { receiver, bases, horizon, delta, more } => {
                 // A page computed for an earlier identity of this node (before it dropped its
                 // state) skips writes that state had; applied now, its ranges would overclaim
                 // (found by chorus-sim, seed 1781 of `--long-partitions`).
-                if receiver == self.config.id {
-                    self.merge_delta(now_ms, sender, &bases, &horizon, delta);
+                if receiver == self.config.id
+                    && self.merge_delta(now_ms, sender, &bases, &horizon, delta)
+                    && more
+                {
+                    self.pull_more(now_ms, sender);
                 }
             }
             Body::Push { updates, acks } => self.merge_push(now_ms, sender, updates, &acks),
@@ -226,17 +229,38 @@ impl Node {
             }
             let horizon = self.store.page_horizon(&cursor);
             let bases = self.store.vector().bases().clone();
-            self.send(to.clone(), Lane::Bulk, Body::Delta { receiver, bases, horizon, delta });
+            let more = !last && page + 1 == SYNC_PAGES_MAX;
+            let body = Body::Delta { receiver, bases, horizon, delta, more };
+            self.send(to.clone(), Lane::Bulk, body);
             if last {
                 break;
             }
         }
     }
 
+    /// Asks `sender`, whose last page said it has more, for the next pages at once. One peer
+    /// at a time: pages from several peers at once would carry the same writes several times.
+    /// Another peer takes over only once the current one has sent nothing for a gossip
+    /// interval (it may have gone, or its batch was lost).
+    fn pull_more(&mut self, now_ms: u64, sender: NodeId) {
+        if let Some((peer, until_ms)) = self.pulling
+            && peer != sender
+            && now_ms < until_ms
+        {
+            return;
+        }
+        let Some(addr) = self.members.peer(sender).map(|member| member.addr.clone()) else {
+            return;
+        };
+        self.pulling = Some((sender, now_ms.saturating_add(self.config.gossip_interval_ms)));
+        self.stats.pulls += 1;
+        self.send_syn(addr);
+    }
+
     /// Merges a delta page, holding back writes stamped too far ahead: a group's covered
     /// range stops below the first of them, so it is sent again once the clock allows it.
     /// A page is refused whole when either state is behind the other's collections (its
-    /// digest decides what happens next).
+    /// digest decides what happens next). Returns whether the page was merged.
     fn merge_delta(
         &mut self,
         now_ms: u64,
@@ -244,12 +268,12 @@ impl Node {
         bases: &BTreeMap<NodeId, u64>,
         horizon: &Horizon,
         mut delta: Delta,
-    ) {
+    ) -> bool {
         if !self.store.is_safe_against(horizon)
             || !horizon.is_safe_against(bases, self.store.horizon())
         {
             self.stats.exchanges_refused += 1;
-            return;
+            return false;
         }
         let mut held_back = false;
         for group in &mut delta.groups {
@@ -291,6 +315,7 @@ impl Node {
                 self.forward(&update, false, Some(sender), now_ms);
             }
         }
+        true
     }
 
     /// Merges eagerly pushed writes, forwards those new here down their origin's tree, and

@@ -196,6 +196,11 @@ pub enum Body {
         horizon: Horizon,
         /// The writes.
         delta: Delta,
+        /// The sender stopped at its page limit with more writes the receiver lacks: the
+        /// receiver asks for the next pages at once (a new round with the sender) instead of
+        /// waiting for gossip to bring one, so a catch-up runs at the pace the receiver
+        /// merges pages rather than one batch per gossip interval.
+        more: bool,
     },
     /// Eagerly pushed writes, and which of them the writer wants acknowledged.
     Push {

@@ -139,6 +139,8 @@ pub struct Node {
     pub(crate) settle_rounds: u64,
     pub(crate) leaving: bool,
     pub(crate) left: bool,
+    /// The peer a catch-up is pulling pages from, and until when it keeps that role.
+    pub(crate) pulling: Option<(NodeId, u64)>,
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: Stats,
@@ -184,6 +186,7 @@ impl Node {
             settle_rounds: 0,
             leaving: false,
             left: false,
+            pulling: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),

@@ -35,4 +35,6 @@ pub struct Stats {
     /// Anti-entropy exchanges refused because one side's state was behind the other's
     /// collections.
     pub exchanges_refused: u64,
+    /// Rounds opened at once because a peer's last page said it had more (catch-up).
+    pub pulls: u64,
 }

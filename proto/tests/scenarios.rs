@@ -316,6 +316,7 @@ fn a_delta_page_computed_for_an_earlier_identity_is_refused() {
             bases: Default::default(),
             horizon: Default::default(),
             delta: Delta { groups: vec![group] },
+            more: false,
         };
         Envelope { sender: writer, body }
     };
@@ -345,6 +346,7 @@ fn a_delta_group_that_breaks_its_range_is_refused_whole() {
             bases: Default::default(),
             horizon: Default::default(),
             delta: Delta { groups: vec![group] },
+            more: false,
         },
     };
     let bytes = envelope.encode().unwrap();
@@ -380,4 +382,28 @@ fn a_new_node_does_not_wait_for_a_member_it_only_heard_of_that_is_dead() {
     let outcome = done(&cluster).unwrap();
     assert!(outcome.complete, "waited for a member it only heard of: {outcome:?}");
     assert!(!outcome.confirmed.contains(&dead));
+}
+
+/// Pages of 1 KiB: a store of a few hundred KiB then takes many batches of `SYNC_PAGES_MAX`.
+fn small_pages(config: &mut chorus_proto::Config) {
+    harness::quick(config);
+    config.delta_page_size_target = 1024;
+}
+
+#[test]
+fn a_joining_node_pulls_every_batch_of_pages_at_once_not_one_per_round() {
+    let mut cluster = Cluster::with(1, small_pages);
+    let value = "v".repeat(100);
+    for i in 0..2_000 {
+        cluster.put(0, &format!("session/{i:05}"), &value);
+    }
+    let joiner = cluster.add();
+    // About 250 pages, 16 a batch: paced by gossip rounds (500 ms) this took several seconds
+    // of virtual time; pulled as each batch is merged, one round trip (10 ms here) a batch.
+    let interval = cluster.node(0).config().gossip_interval_ms;
+    let caught_up = cluster
+        .run_until(interval, |c| c.node(joiner).store().vector() == c.node(0).store().vector());
+    assert!(caught_up, "not caught up within one gossip interval");
+    assert!(cluster.node(joiner).stats().pulls > 10, "{:?}", cluster.node(joiner).stats());
+    assert_eq!(cluster.get(joiner, "session/01999").as_deref(), Some(value.as_str()));
 }

@@ -72,6 +72,7 @@ fn protocol_counters(stats: &Stats, transport: &TransportStats) -> Vec<Counter> 
         ("collected", stats.collected),
         ("resets", stats.resets),
         ("exchanges_refused", stats.exchanges_refused),
+        ("catchup_pulls", stats.pulls),
         ("skew_refused", stats.skew_refused),
         ("skew_ms_max", stats.skew_ms_max),
     ]

@@ -1,0 +1,40 @@
+# Shared by the measurement scripts that start chorus nodes (sourced, not run). The caller sets
+# `node_bin` (the binary) and `scratch` (a directory), and calls `stop_nodes` at exit.
+
+# Starts node $1 on a free loopback port with the remaining arguments; prints its listen
+# address once its ready line appears (30 s at most). stdout goes to $scratch/$1.out, the log to
+# $scratch/$1.err; the process id is kept in $scratch/$1.pid (a file: callers run this in a
+# command substitution, a subshell, whose variables do not come back).
+start_node() {
+  local name=$1; shift
+  "$node_bin" node --listen 127.0.0.1:0 --name "$name" "$@" >"$scratch/$name.out" 2>"$scratch/$name.err" &
+  echo $! >"$scratch/$name.pid"
+  for _ in $(seq 1 300); do
+    if grep -q '^ready' "$scratch/$name.out"; then
+      sed -n 's/.*listen=\([^ ]*\).*/\1/p' "$scratch/$name.out" | head -1
+      return
+    fi
+    sleep 0.1
+  done
+  echo "node $name did not become ready" >&2; tail "$scratch/$name.err" >&2; exit 1
+}
+
+# The number of live keys node $1 (an address) holds, from `chorus stats`.
+keys_of() { "$node_bin" stats --node "$1" --json | sed -n 's/.*"keys":\([0-9]*\).*/\1/p'; }
+
+# Stops node $1 with signal $2 (default TERM) and waits for it to exit (10 s at most).
+stop_node() {
+  local pid
+  pid=$(cat "$scratch/$1.pid" 2>/dev/null) || return 0
+  kill "-${2:-TERM}" "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -f "$scratch/$1.pid"
+}
+
+# Kills every node this script started (each by its own process id).
+stop_nodes() {
+  local file
+  for file in "$scratch"/*.pid; do
+    [ -e "$file" ] && kill -9 "$(cat "$file")" 2>/dev/null || true
+  done
+}
