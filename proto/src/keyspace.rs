@@ -70,9 +70,11 @@ pub enum Name {
 /// The entry name of string key `key` in database `db`.
 pub fn string_key(db: u8, key: &[u8]) -> Result<Key, KeyspaceError> {
     check(db, key)?;
-    let name =
-        if db == 0 { key.to_vec() } else { [&[RESERVED_BYTE, STRING_TAG, db], key].concat() };
-    entry_key(name)
+    if db == 0 {
+        // Copied once, straight into the key (this runs on every GET and SET).
+        return entry_key(key);
+    }
+    entry_key(&[&[RESERVED_BYTE, STRING_TAG, db], key].concat())
 }
 
 /// The entry name of field `field` of hash `key` in database `db`.
@@ -80,7 +82,7 @@ pub fn hash_field(db: u8, key: &[u8], field: &[u8]) -> Result<Key, KeyspaceError
     check(db, key)?;
     let mut name = hash_prefix(db, key)?;
     name.extend_from_slice(field);
-    entry_key(name)
+    entry_key(&name)
 }
 
 /// The prefix every field of hash `key` in database `db` starts with.
@@ -133,7 +135,7 @@ fn check(db: u8, key: &[u8]) -> Result<(), KeyspaceError> {
     }
 }
 
-fn entry_key(name: Vec<u8>) -> Result<Key, KeyspaceError> {
+fn entry_key(name: &[u8]) -> Result<Key, KeyspaceError> {
     let size = name.len();
     Key::new(name).map_err(|_| KeyspaceError::TooLong { size })
 }

@@ -157,12 +157,25 @@ fn header(
     if newline != b'\n' {
         return Err(RespError::InvalidLength { what });
     }
-    let number = std::str::from_utf8(&window[..end])
-        .ok()
-        .and_then(|digits| digits.parse::<i64>().ok())
-        .filter(|number| *number >= -1)
-        .ok_or(RespError::InvalidLength { what })?;
+    let number = length(&window[..end]).ok_or(RespError::InvalidLength { what })?;
     Ok(Some((number, at + 1 + end + 2)))
+}
+
+/// A header's number: `-1` or decimal digits, at most `i64::MAX` (a hand-made loop: UTF-8
+/// validation and `str::parse` cost a measurable share of every request).
+fn length(digits: &[u8]) -> Option<i64> {
+    if digits == b"-1" {
+        return Some(-1);
+    }
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0i64, |number, &digit| {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        number.checked_mul(10)?.checked_add(i64::from(digit - b'0'))
+    })
 }
 
 fn decode_inline(buf: &[u8]) -> Result<Option<(Request, usize)>, RespError> {
@@ -279,8 +292,8 @@ fn closed(line: &[u8], at: usize, word: Vec<u8>) -> Result<(Vec<u8>, usize), Res
 /// boolean to an integer, null to a null bulk string).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reply {
-    /// `+OK`.
-    Simple(String),
+    /// `+OK`: most are constant text, kept without an allocation.
+    Simple(std::borrow::Cow<'static, str>),
     /// `-ERR ...`: the text after the dash, its first word the error code.
     Error(String),
     /// `:42`.
@@ -327,7 +340,8 @@ impl Reply {
         // A header line: type byte, up to 20 digits and a sign, CRLF.
         const HEADER: usize = 24;
         match self {
-            Reply::Simple(text) | Reply::Error(text) => text.len() + 3,
+            Reply::Simple(text) => text.len() + 3,
+            Reply::Error(text) => text.len() + 3,
             Reply::Integer(_) | Reply::Null | Reply::Boolean(_) => HEADER,
             Reply::Double(_) => 2 * HEADER + 16,
             Reply::Bulk(bytes) => HEADER + bytes.len() + 2,
@@ -346,7 +360,7 @@ impl Reply {
         match self {
             Reply::Simple(text) => line(out, b'+', text.as_bytes()),
             Reply::Error(text) => line(out, b'-', text.as_bytes()),
-            Reply::Integer(number) => line(out, b':', number.to_string().as_bytes()),
+            Reply::Integer(number) => number_line(out, b':', *number),
             Reply::Bulk(bytes) => bulk(out, bytes),
             Reply::Value(value) => bulk(out, value.as_bytes()),
             Reply::Null if resp3 => out.extend_from_slice(b"_\r\n"),
@@ -361,7 +375,7 @@ impl Reply {
             Reply::Map(pairs) => {
                 let (kind, count) =
                     if resp3 { (b'%', pairs.len()) } else { (b'*', pairs.len() * 2) };
-                line(out, kind, count.to_string().as_bytes());
+                number_line(out, kind, count as i64);
                 for (key, value) in pairs {
                     key.encode(resp3, out);
                     value.encode(resp3, out);
@@ -382,14 +396,35 @@ fn line(out: &mut Vec<u8>, kind: u8, text: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// A line of a number (`:42`, `$5`, `*3`), written without an allocation: every reply has one.
+fn number_line(out: &mut Vec<u8>, kind: u8, number: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = number.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.push(kind);
+    if number < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
+}
+
 fn bulk(out: &mut Vec<u8>, bytes: &[u8]) {
-    line(out, b'$', bytes.len().to_string().as_bytes());
+    number_line(out, b'$', bytes.len() as i64);
     out.extend_from_slice(bytes);
     out.extend_from_slice(b"\r\n");
 }
 
 fn aggregate(out: &mut Vec<u8>, kind: u8, count: usize, items: &[Reply], resp3: bool) {
-    line(out, kind, count.to_string().as_bytes());
+    number_line(out, kind, count as i64);
     for item in items {
         item.encode(resp3, out);
     }
@@ -445,6 +480,13 @@ mod tests {
         assert!(matches!(decode(b"*1\r\n*1\r\n"), Err(RespError::Unexpected { .. })));
         assert!(matches!(decode(b"*1\r\n$-5\r\n"), Err(RespError::InvalidLength { .. })));
         assert!(matches!(decode(b"*abc\r\n"), Err(RespError::InvalidLength { .. })));
+        for bad in ["*\r\n", "*+1\r\n", "*-\r\n", "*1 \r\n", "*99999999999999999999\r\n"] {
+            assert!(
+                matches!(decode(bad.as_bytes()), Err(RespError::InvalidLength { .. })),
+                "{bad}"
+            );
+        }
+        assert_eq!(decode(b"*-1\r\n"), Ok(Some((Request::Bulk(Vec::new()), 5))));
         let long = [b"*".as_slice(), &[b'1'; 40]].concat();
         assert!(matches!(decode(&long), Err(RespError::HeaderTooLong { .. })));
         let nested = b"*1\r\n".repeat(100_000);
@@ -453,6 +495,14 @@ mod tests {
 
     #[test]
     fn replies_encode_in_both_versions() {
+        for number in [0, 7, -5, 1_234_567, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            Reply::Integer(number).encode(false, &mut out);
+            assert_eq!(out, format!(":{number}\r\n").into_bytes());
+        }
+        let mut out = Vec::new();
+        Reply::Bulk(vec![b'x'; 10]).encode(false, &mut out);
+        assert!(out.starts_with(b"$10\r\nxxxxxxxxxx\r\n"));
         let map = Reply::Map(vec![(Reply::text("proto"), Reply::Integer(3))]);
         let mut resp2 = Vec::new();
         map.encode(false, &mut resp2);

@@ -27,7 +27,8 @@ const CHANGE_OVERHEAD: usize = std::mem::size_of::<Change>() + 64;
 /// The latest changes, numbered by cursor, and the channel that announces each new one.
 pub struct History {
     changes: Arc<Mutex<Changes>>,
-    /// The latest cursor; watchers wait on it. Dropped with the driver, which ends watches.
+    /// Wakes watchers when a change is recorded (only while there are any, so its value is
+    /// not the latest cursor). Dropped with the driver, which ends watches.
     latest: watch::Sender<u64>,
 }
 
@@ -68,8 +69,12 @@ impl History {
             let change = Change { cursor: changes.next_cursor, kind, key, value, stamp };
             changes.push(change)
         };
-        // No receivers is fine: nobody is watching.
-        self.latest.send_replace(cursor);
+        // Without watchers nobody needs waking (waking costs a share of every write). A
+        // watcher subscribes under the driver's lock, as changes are recorded, so none can
+        // miss a change recorded after it subscribed.
+        if self.latest.receiver_count() > 0 {
+            self.latest.send_replace(cursor);
+        }
     }
 
     /// Subscribes to changes after a cursor (or from now).

@@ -24,6 +24,9 @@ pub struct Found {
 pub struct Session<'a> {
     state: &'a mut State,
     now_ms: u64,
+    /// Whether a write ran: a session of reads changes nothing in the node, so it has no
+    /// outputs to drain and no new deadline (skipping that is a share of every GET).
+    wrote: bool,
 }
 
 impl Driver {
@@ -35,8 +38,11 @@ impl Driver {
     ) -> Result<R, OpError> {
         let mut state = self.lock(purpose).ok_or(OpError::ShuttingDown)?;
         let now_ms = self.clock.now_ms();
-        let result = work(&mut Session { state: &mut state, now_ms });
-        self.settle(state);
+        let mut session = Session { state: &mut state, now_ms, wrote: false };
+        let result = work(&mut session);
+        if session.wrote {
+            self.settle(state);
+        }
         Ok(result)
     }
 }
@@ -67,6 +73,7 @@ impl Session<'_> {
     /// Writes `value` under `key` on this node (no wait), expiring after `ttl_ms` if given.
     pub fn put(&mut self, key: Key, value: Value, ttl_ms: Option<u64>) -> Result<Stamp, OpError> {
         let write = Write { ttl_ms, ..Write::put(key, value) };
+        self.wrote = true;
         let written = self.state.node.write(self.now_ms, write);
         // The drain contract holds after every command, also between a session's writes.
         self.state.drain();
@@ -78,6 +85,7 @@ impl Session<'_> {
         if self.lookup(&key).is_none() {
             return Ok(false);
         }
+        self.wrote = true;
         let written = self.state.node.write(self.now_ms, Write::delete(key));
         self.state.drain();
         written?;

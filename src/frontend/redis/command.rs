@@ -39,9 +39,12 @@ pub fn integer(arg: &[u8]) -> Result<i64, Reply> {
     std::str::from_utf8(arg).ok().and_then(|text| text.parse().ok()).ok_or_else(not_integer)
 }
 
-/// An argument in upper case, for matching option names.
+/// An argument in upper case, for matching command and option names (ASCII, as Redis does:
+/// Unicode case mapping cost a measurable share of every command).
 pub fn upper(arg: &[u8]) -> String {
-    String::from_utf8_lossy(arg).to_uppercase()
+    let mut upper = String::from_utf8_lossy(arg).into_owned();
+    upper.make_ascii_uppercase();
+    upper
 }
 
 /// The reply for an operation's error.

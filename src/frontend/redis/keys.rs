@@ -265,9 +265,10 @@ pub fn debug(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
                 Some((_, found)) => ("raw", found.value.len()),
                 None => ("hashtable", held.fields.iter().map(|(f, _, v)| f.len() + v.len()).sum()),
             };
-            Reply::Simple(format!(
+            let text = format!(
                 "Value at:0x0 refcount:1 encoding:{encoding} serializedlength:{length} lru:0 lru_seconds_idle:0"
-            ))
+            );
+            Reply::Simple(text.into())
         }
     }
 }

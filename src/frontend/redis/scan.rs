@@ -272,7 +272,7 @@ fn scan_options(options: &Args) -> Result<ScanOptions, Reply> {
 
 fn type_of(session: &mut Session<'_>, db: u8, key: &[u8]) -> String {
     match super::keys::kind(session, db, &[key.to_vec()]) {
-        Reply::Simple(kind) => kind,
+        Reply::Simple(kind) => kind.into_owned(),
         _ => "none".into(),
     }
 }

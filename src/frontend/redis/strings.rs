@@ -72,7 +72,9 @@ pub fn set(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
         Ok(key) => key,
         Err(reply) => return reply,
     };
-    let old = session.lookup(&key);
+    // Only NX, XX, GET and KEEPTTL read what the key held: a plain SET skips the lookup.
+    let reads_old = options.only_new || options.only_existing || options.get || options.keep_ttl;
+    let old = if reads_old { session.lookup(&key) } else { None };
     let old_reply = || old.clone().map_or(Reply::Null, |found| Reply::Value(found.value));
     if (options.only_new && old.is_some()) || (options.only_existing && old.is_none()) {
         return if options.get { old_reply() } else { Reply::Null };
