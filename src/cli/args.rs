@@ -244,6 +244,9 @@ pub enum Test {
     Get,
     /// One write at a time, until every other node's watch reported it.
     Propagation,
+    /// A local cluster cut in two under write load, then healed: the time until every node
+    /// has seen every write (`--local` only; not in the default set).
+    Heal,
 }
 
 /// Arguments of `chorus bench`.
@@ -290,6 +293,11 @@ pub struct BenchArgs {
     #[arg(long = "writes", default_value_t = 1_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub writes: u64,
+    /// How long the heal test keeps the cluster cut in two, under write load, in seconds
+    /// (30 s: long enough for each side to declare the other dead).
+    #[arg(long = "partition-secs", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub partition_secs: u64,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -88,10 +88,21 @@ async fn bench(mut args: BenchArgs) -> Result<(), String> {
         args.nodes = local.iter().map(|node| node.addr().to_string()).collect();
     }
     let result = measure(&args).await;
+    let healed = match (result.is_ok(), args.tests.contains(&Test::Heal)) {
+        (true, true) if local.is_empty() => Err("the heal test needs --local".to_string()),
+        (true, true) => super::heal::heal(&local, &args).await.map(Some),
+        _ => Ok(None),
+    };
     for node in local {
         node.stop();
     }
     let (put, get, propagation) = result?;
+    if let Some(healed) = healed? {
+        super::heal::report(&healed, &args);
+    }
+    if put.is_none() && get.is_none() && propagation.is_none() {
+        return Ok(());
+    }
     if args.json {
         out!("{}", report_json(&args, put.as_ref(), get.as_ref(), propagation.as_ref()));
     } else {
@@ -417,6 +428,7 @@ fn test_name(test: Test) -> &'static str {
         Test::Put => "put",
         Test::Get => "get",
         Test::Propagation => "propagation",
+        Test::Heal => "heal",
     }
 }
 

@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod commands;
 mod demo;
+mod heal;
 mod local;
 mod print;
 mod serve;

@@ -26,9 +26,12 @@ impl Driver {
         let stats = state.node.stats().clone();
         let (id, name) = (state.node.id(), state.node.config().name.to_string());
         let waits_pending = state.waits.len() as u64;
+        let writes_seen =
+            store.vector().bases().values().fold(0u64, |sum, seq| sum.saturating_add(*seq));
         drop(state);
         let mut counters = protocol_counters(&stats, &self.transport_stats);
         counters.push(counter("waits_pending", waits_pending));
+        counters.push(counter("writes_seen", writes_seen));
         for (purpose, holds) in self.lock_figures() {
             let name = purpose.as_str();
             counters.push(counter(format!("lock_{name}_holds"), holds.count));
