@@ -269,6 +269,18 @@ fn metrics_move_when_the_node_works() {
     assert!(sample(&after, "chorus_propagation_lag_seconds_count") >= 1.0, "{after}");
     assert_eq!(sample(&after, "chorus_ready"), 1.0);
     assert!(sample(&after, r#"chorus_connections{frontend="http"}"#) >= 1.0, "{after}");
+
+    // The Redis and RPC front ends count their requests in the same family.
+    let redis_set = r#"chorus_requests_total{frontend="redis",kind="SET",result="ok"}"#;
+    let rpc_get = r#"chorus_requests_total{frontend="rpc",kind="get",result="ok"}"#;
+    let addr = cluster.node("a").ready.redis.clone().expect("test nodes serve Redis");
+    let mut redis = common::Redis::connect(&addr);
+    assert_eq!(redis.call(&["SET", "m/redis", "v"]), common::Resp::Simple("OK".into()));
+    assert_eq!(cluster.node("a").get("m/redis").as_deref(), Some(&b"v"[..]));
+    let last = a.get("/metrics").text();
+    assert_eq!(sample(&last, redis_set) - sample(&after, redis_set), 1.0, "{last}");
+    assert!(sample(&last, rpc_get) > sample(&after, rpc_get), "{last}");
+    assert_eq!(sample(&last, r#"chorus_connections{frontend="redis"}"#), 1.0, "{last}");
 }
 
 #[test]
