@@ -144,6 +144,12 @@ impl Driver {
 }
 
 impl Driver {
+    /// The metrics kept beside the lock: request counts and latencies, connections,
+    /// propagation lag.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Adds one to the counter `prefix` + `name` (kept beside the lock, reported by stats).
     pub fn count(&self, prefix: &str, name: &str) {
         self.count_by(prefix, name, 1);

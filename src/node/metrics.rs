@@ -1,4 +1,4 @@
-//! Metrics kept beside the node's lock: request counts and latencies of every front end, the
+//! Metrics kept beside the node's lock (`Driver::metrics`): request counts and latencies of every front end, the
 //! connections each holds, and how long a remote write took to arrive. Each is an atomic (or a
 //! short lock of its own) that the request's task updates itself, so `/metrics` reads them
 //! without taking the node's lock; `/metrics` adds the node's sizes and counters from one
@@ -11,8 +11,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-
-use super::driver::Driver;
 
 /// Latency buckets: 100 µs, then ×4 up to about 26 s (a waited write may take up to a minute,
 /// and lands in `+Inf`).
@@ -82,12 +80,7 @@ fn latency_histogram() -> Histogram {
     ))
 }
 
-impl Driver {
-    /// The metrics kept beside the lock.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
+impl Metrics {
     /// Counts one request of `kind` on `frontend` that ended with `result` after `took`.
     pub fn observe(
         &self,
@@ -97,13 +90,13 @@ impl Driver {
         took: Duration,
     ) {
         let labels = RequestLabels { frontend, kind, result };
-        self.metrics.requests.get_or_create(&labels).inc();
-        self.metrics.latency.get_or_create(&labels).observe(took.as_secs_f64());
+        self.requests.get_or_create(&labels).inc();
+        self.latency.get_or_create(&labels).observe(took.as_secs_f64());
     }
 
     /// A connection of `frontend` opened; the guard counts it closed when dropped.
     pub fn connection(&self, frontend: &'static str) -> ConnectionGuard {
-        let gauge = self.metrics.connections.get_or_create(&FrontendLabel { frontend }).clone();
+        let gauge = self.connections.get_or_create(&FrontendLabel { frontend }).clone();
         gauge.inc();
         ConnectionGuard { gauge }
     }

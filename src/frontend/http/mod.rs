@@ -140,7 +140,7 @@ pub async fn serve(listener: TcpListener, http: Arc<Http>) {
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
         let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let open = driver.connection("http");
+        let open = driver.metrics().connection("http");
         connections.spawn(async move {
             if let Err(why) = connection.await {
                 tracing::debug!(%peer, %why, "http connection ended");
@@ -170,7 +170,7 @@ async fn measure(State(http): State<Arc<Http>>, request: Request, next: Next) ->
     let started = Instant::now();
     let response = next.run(request).await;
     let result = request::result_of(&response);
-    http.driver.observe("http", kind, result, started.elapsed());
+    http.driver.metrics().observe("http", kind, result, started.elapsed());
     response
 }
 

@@ -225,7 +225,7 @@ impl Connection {
         let took = started.elapsed();
         for ((kind, _, _), reply) in commands.iter().zip(&replies) {
             let result = if matches!(reply, Reply::Error(_)) { "error" } else { "ok" };
-            self.server.driver.observe("redis", kind, result, took);
+            self.server.driver.metrics().observe("redis", kind, result, took);
         }
         self.encode(replies, output);
     }

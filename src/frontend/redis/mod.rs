@@ -103,7 +103,7 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>) {
         let _ = stream.set_nodelay(true);
         let server = server.clone();
         connections.spawn(async move {
-            let _open = server.driver.connection("redis");
+            let _open = server.driver.metrics().connection("redis");
             server.connected.fetch_add(1, Ordering::Relaxed);
             connection::Connection::new(server.clone()).run(stream).await;
             server.connected.fetch_sub(1, Ordering::Relaxed);

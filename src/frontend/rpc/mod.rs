@@ -19,7 +19,7 @@ use crate::node::{Driver, OpError, Written};
 
 /// Serves every request stream of one client connection.
 pub async fn serve(connection: quinn::Connection, driver: Arc<Driver>) {
-    let _open = driver.connection("rpc");
+    let _open = driver.metrics().connection("rpc");
     while let Ok((send, recv)) = connection.accept_bi().await {
         tokio::spawn(serve_stream(connection.clone(), send, recv, driver.clone()));
     }
@@ -68,7 +68,7 @@ async fn serve_stream(
                     .unwrap_or_else(|error| Response::Error(rpc_error(error))),
             },
         };
-        driver.observe("rpc", kind, result(&response), started.elapsed());
+        driver.metrics().observe("rpc", kind, result(&response), started.elapsed());
         if frame::write(&mut send, &response).await.is_err() {
             return;
         }
