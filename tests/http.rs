@@ -328,6 +328,8 @@ fn bad_input_is_answered_4xx_and_the_node_goes_on() {
     assert_eq!(a.get("/v1/kv?limit=0").status, 400);
     assert_eq!(a.get("/v1/watch?index=minus").status, 400);
     assert_eq!(a.get("/v1/nothing").status, 404);
+    let post = a.request("POST", "/v1/kv/k", Some(b"v"));
+    assert_eq!((post.status, post.json()["error"].clone()), (405, json!("invalid_request")));
 
     // A client that sends part of its body and stops is answered 408.
     let mut slow = a.send("PUT", "/v1/kv/slow", None, &[("Content-Length", "10")]);

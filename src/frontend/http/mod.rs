@@ -117,6 +117,7 @@ fn router(http: Arc<Http>) -> Router {
         .fallback(|| async {
             ApiError::not_found("no such endpoint: see the README's HTTP section")
         })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(http.clone(), measure))
         .layer(DefaultBodyLimit::max(VALUE_SIZE_MAX))
         .layer(RequestBodyLimitLayer::new(VALUE_SIZE_MAX))

@@ -44,6 +44,12 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// 405: an endpoint asked with a method it does not take.
+    pub fn method_not_allowed() -> ApiError {
+        let message = "this endpoint does not take that method: see the README's HTTP section";
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", message)
+    }
+
     /// 401: the bearer token is missing or wrong.
     pub fn unauthorised() -> ApiError {
         let message = "this node requires a bearer token: send `Authorization: Bearer TOKEN`";
