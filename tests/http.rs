@@ -214,7 +214,7 @@ fn ready_is_503_until_joined_200_after_and_503_while_draining_on_sigterm() {
     let http = Http::new(&addr);
     let joining = spawn_node("b", &addr, &["--join", &seed, "--drain", "5s"], scratch.path());
     let before = eventually("/ready answers", READY_TIMEOUT, || {
-        std::panic::catch_unwind(|| http.get("/ready")).map_err(|_| "not listening yet".to_string())
+        http.try_get("/ready").ok_or_else(|| "not listening yet".to_string())
     });
     assert_eq!(before.status, 503, "{}", before.text());
     assert!(before.text().contains("joining"), "{}", before.text());
@@ -233,6 +233,36 @@ fn ready_is_503_until_joined_200_after_and_503_while_draining_on_sigterm() {
     assert_eq!(http.get("/health").status, 200);
     let status = b.process.wait_exit(EXIT_TIMEOUT).expect("the node exits after its drain");
     assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn ready_tells_the_truth_through_a_restart() {
+    let scratch = Scratch::new("http_ready_restart");
+    let [seed, listen] = <[String; 2]>::try_from(free_addrs(2)).expect("two addresses");
+    let addr = free_tcp_addr();
+    let http = Http::new(&addr);
+    let args = ["--listen", listen.as_str(), "--join", seed.as_str(), "--http", addr.as_str()];
+    let start = |name: &str| {
+        let mut all = vec!["node", "--name", name];
+        all.extend(args);
+        Process::start(name, &all, &[], scratch.path())
+    };
+    let mut a = Node::await_ready(Node::spawn_at("a", &seed, &[], None, scratch.path()), None);
+    let mut b = Node::await_ready(start("b"), None);
+    assert_eq!(http.get("/ready").status, 200);
+
+    // Both crash; b comes back first, while its only seed is down: not ready, and says why.
+    a.process.kill();
+    b.process.kill();
+    let restarted = start("b");
+    let waiting = eventually("/ready answers after the restart", READY_TIMEOUT, || {
+        http.try_get("/ready").ok_or_else(|| "not listening yet".to_string())
+    });
+    assert_eq!(waiting.status, 503, "{}", waiting.text());
+    assert!(waiting.text().contains("joining"), "{}", waiting.text());
+    let _a = Node::await_ready(Node::spawn_at("a", &seed, &[], None, scratch.path()), None);
+    let _b = Node::await_ready(restarted, None);
+    await_status(&http, "/ready", 200);
 }
 
 /// The value of the sample `name{labels}` in a metrics text, 0 when absent.

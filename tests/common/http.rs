@@ -61,6 +61,7 @@ impl Http {
     }
 
     /// Connects and sends the request head (and body); the stream to read the answer from.
+    #[track_caller]
     pub fn send(
         &self,
         method: &str,
@@ -68,8 +69,23 @@ impl Http {
         body: Option<&[u8]>,
         extra: &[(&str, &str)],
     ) -> TcpStream {
-        let mut stream = TcpStream::connect(&self.addr).expect("connect to the HTTP front end");
-        stream.set_read_timeout(Some(HTTP_TIMEOUT)).expect("set a read timeout");
+        self.open(method, target, body, extra).expect("connect to the HTTP front end")
+    }
+
+    /// `GET target`, or `None` when nothing listens there (yet, or any more).
+    pub fn try_get(&self, target: &str) -> Option<HttpResponse> {
+        self.open("GET", target, None, &[]).ok().map(read_response)
+    }
+
+    fn open(
+        &self,
+        method: &str,
+        target: &str,
+        body: Option<&[u8]>,
+        extra: &[(&str, &str)],
+    ) -> std::io::Result<TcpStream> {
+        let mut stream = TcpStream::connect(&self.addr)?;
+        stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
         let mut head =
             format!("{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
         if let Some(token) = &self.token {
@@ -82,12 +98,12 @@ impl Http {
             head.push_str(&format!("Content-Length: {}\r\n", body.len()));
         }
         head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).expect("send the request head");
+        stream.write_all(head.as_bytes())?;
         if let Some(body) = body {
             // A large body may be refused (413) before it is all sent: that is not an error here.
             let _ = stream.write_all(body);
         }
-        stream
+        Ok(stream)
     }
 
     /// Sends a request and reads the whole answer.
