@@ -320,6 +320,17 @@ fn serving_beyond_loopback_needs_a_token_and_the_token_guards_the_api() {
     assert!(refused.text().is_empty());
     let why = &refused.stderr;
     assert!(why.contains("--http-token"), "{why}");
+    let empty = common::chorus(&[
+        "node",
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "0.0.0.0:0",
+        "--http-token",
+        "",
+    ]);
+    empty.expect_code(2);
+    assert!(empty.stderr.contains("empty"), "{}", empty.stderr);
 
     let scratch = Scratch::new("http_token");
     let addr = free_tcp_addr();

@@ -78,6 +78,11 @@ pub async fn bind(
     driver: Arc<Driver>,
     ready: channel::Receiver<Readiness>,
 ) -> Result<(TcpListener, Arc<Http>), String> {
+    if options.token.as_deref().is_some_and(str::is_empty) {
+        return Err("the HTTP bearer token is empty: give --http-token (or CHORUS_HTTP_TOKEN) \
+                    a secret, or leave it unset on loopback"
+            .into());
+    }
     if !options.listen.ip().is_loopback() && options.token.is_none() {
         return Err(format!(
             "refusing to serve HTTP on {} without a bearer token: pass --http-token (or \
