@@ -14,6 +14,7 @@ mod frame;
 mod frontend;
 mod gossip;
 mod node;
+pub mod text;
 pub mod tls;
 
 pub use client::{Client, ClientError, Watch, WriteOptions, WriteResult};
@@ -22,6 +23,7 @@ pub use chorus_proto::rpc::{
     Change, ChangeKind, Counter, MemberInfo, RpcError, StatsReport, WaitReport,
 };
 pub use chorus_proto::{Config, DataError, Hlc, Key, MemberState, NodeId, Stamp, Value, WaitLevel};
+pub use frontend::http::HttpOptions;
 pub use frontend::redis::RedisOptions;
 pub use gossip::Firewall;
 pub use node::{Clock, LISTEN_DEFAULT, NodeHandle, NodeOptions, NotReady, Readiness, StartError};

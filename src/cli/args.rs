@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chorus::client::{Client, ClientError};
+use chorus::text::{parse_duration, parse_wait};
 use chorus::tls::ClusterKey;
 use chorus_proto::WaitLevel;
 use chorus_proto::limits::{VALUE_SIZE_MAX, WAIT_TIMEOUT_MS_MAX};
@@ -227,6 +228,19 @@ pub struct NodeArgs {
     /// other than loopback.
     #[arg(long, env = "CHORUS_REDIS_PASSWORD", hide_env_values = true)]
     pub redis_password: Option<String>,
+    /// Also serve HTTP on this TCP address: the API, watch, /metrics, /health and /ready, e.g.
+    /// 127.0.0.1:8500; port 0 picks a free port. Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// The bearer token HTTP clients must send (`Authorization: Bearer TOKEN`; /health and
+    /// /ready need none); required to serve HTTP on an address other than loopback.
+    #[arg(long, env = "CHORUS_HTTP_TOKEN", hide_env_values = true)]
+    pub http_token: Option<String>,
+    /// On SIGTERM, report not ready (/ready answers 503) and keep serving this long before
+    /// the node stops taking writes and leaves, so that load balancers stop sending first.
+    /// Set it to your probe's period times its failure threshold.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub drain: Duration,
     /// Log level: error, warn, info, debug, trace (or a tracing filter).
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -303,20 +317,6 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-pub fn parse_wait(text: &str) -> Result<WaitLevel, String> {
-    match text {
-        "local" => Ok(WaitLevel::Local),
-        "all" => Ok(WaitLevel::All),
-        count => match count.parse::<u32>() {
-            Ok(0) | Err(_) => {
-                Err(format!("'{text}': expected local, all, or a number of nodes (1 or more)"))
-            }
-            Ok(1) => Ok(WaitLevel::Local),
-            Ok(count) => Ok(WaitLevel::Count(count)),
-        },
-    }
-}
-
 /// A wait's timeout: a duration of at most `WAIT_TIMEOUT_MS_MAX`, which the node enforces
 /// too; checked here so the mistake is a usage error before anything is sent.
 pub fn parse_wait_timeout(text: &str) -> Result<Duration, String> {
@@ -328,37 +328,9 @@ pub fn parse_wait_timeout(text: &str) -> Result<Duration, String> {
     Ok(timeout)
 }
 
-/// Parses durations such as `500ms`, `30s`, `10m`, `2h`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("'{text}': expected a number and a unit (ms, s, m, h)"))?;
-    let millis = match unit {
-        "ms" => Some(number),
-        "s" => number.checked_mul(1_000),
-        "m" => number.checked_mul(60_000),
-        "h" => number.checked_mul(3_600_000),
-        _ => return Err(format!("'{text}': the unit must be ms, s, m or h")),
-    };
-    millis.map(Duration::from_millis).ok_or_else(|| format!("'{text}': too long"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_with_units_and_refuse_nonsense() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7_200)));
-        for bad in ["", "s", "10", "10d", "-1s", "1.5s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn hex_keys_decode_and_refuse_nonsense() {
@@ -369,13 +341,8 @@ mod tests {
     }
 
     #[test]
-    fn wait_levels_parse() {
-        assert_eq!(parse_wait("all"), Ok(WaitLevel::All));
-        assert_eq!(parse_wait("local"), Ok(WaitLevel::Local));
-        assert_eq!(parse_wait("3"), Ok(WaitLevel::Count(3)));
-        assert!(parse_wait("0").is_err());
+    fn wait_timeouts_are_bounded() {
         assert_eq!(parse_wait_timeout("60s"), Ok(Duration::from_secs(60)));
         assert!(parse_wait_timeout("61s").is_err() && parse_wait_timeout("2h").is_err());
-        assert!(parse_wait("most").is_err());
     }
 }

@@ -8,10 +8,11 @@ use serde_json::json;
 
 use super::args::{Command, Connect, WaitArgs};
 use super::print::{
-    bytes_json, escape_key, hex, key_json, member_json, print_change, print_stats, print_write,
+    bytes_json, escape_key, key_json, member_json, print_change, print_stats, print_write,
     stamp_json,
 };
 use super::{EXIT_FAILED, EXIT_USAGE};
+use chorus::text::keys_json;
 
 /// The value of a fallible argument, or: say why on stderr and exit with the usage code.
 macro_rules! usage {
@@ -144,23 +145,16 @@ async fn list(
     let mut remaining = limit.unwrap_or(u64::MAX);
     let mut after: Option<Vec<u8>> = None;
     // With --json the keys go in one object (README, CLI), so they are collected first.
-    let mut listed = Vec::new();
-    let mut listed_hex = Vec::new();
-    let mut all_text = true;
+    let mut listed: Vec<Vec<u8>> = Vec::new();
     while remaining > 0 {
         let page = remaining.min(u64::from(chorus_proto::rpc::LIST_LIMIT_MAX)) as u32;
         let (keys, more) = client.list(&prefix, after.as_deref(), page).await?;
         remaining -= keys.len() as u64;
         for key in &keys {
-            let bytes = key.as_bytes();
             if json {
-                let mut text = json!({});
-                key_json(&mut text, "key", bytes);
-                all_text &= text.get("key_hex").is_none();
-                listed.push(text["key"].take());
-                listed_hex.push(hex(bytes));
+                listed.push(key.as_bytes().to_vec());
             } else {
-                out!("{}", escape_key(bytes));
+                out!("{}", escape_key(key.as_bytes()));
             }
         }
         match keys.last() {
@@ -169,13 +163,9 @@ async fn list(
         }
     }
     if json {
-        let mut object = json!({ "keys": listed });
+        let mut object = json!({});
+        keys_json(&mut object, listed.iter().map(Vec::as_slice));
         key_json(&mut object, "prefix", &prefix);
-        // Keys that are not text have their exact bytes beside them, in a list in the same
-        // order, given only when some key needs it.
-        if !all_text {
-            object["keys_hex"] = json!(listed_hex);
-        }
         out!("{object}");
     }
     Ok(0)

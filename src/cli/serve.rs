@@ -22,6 +22,9 @@ pub async fn run(args: NodeArgs) -> i32 {
         redis: args
             .redis
             .map(|listen| chorus::RedisOptions { listen, password: args.redis_password.clone() }),
+        http: args
+            .http
+            .map(|listen| chorus::HttpOptions { listen, token: args.http_token.clone() }),
     };
     let mut handle = match NodeHandle::start(options).await {
         Ok(handle) => handle,
@@ -31,7 +34,7 @@ pub async fn run(args: NodeArgs) -> i32 {
         }
     };
     // Logged before joining, so a node that cannot join still says where it listens.
-    tracing::info!(name = %handle.name(), id = %handle.id(), redis = ?handle.redis_addr(), listen = %handle.addr(), "listening");
+    tracing::info!(name = %handle.name(), id = %handle.id(), redis = ?handle.redis_addr(), http = ?handle.http_addr(), listen = %handle.addr(), "listening");
     tokio::select! {
         () = handle.ready() => {}
         () = shutdown_signal() => {
@@ -44,10 +47,19 @@ pub async fn run(args: NodeArgs) -> i32 {
         if let Some(redis) = handle.redis_addr() {
             line["redis"] = json!(redis.to_string());
         }
+        if let Some(http) = handle.http_addr() {
+            line["http"] = json!(http.to_string());
+        }
         out!("{line}");
     } else {
         let redis = handle.redis_addr().map(|addr| format!(" redis={addr}")).unwrap_or_default();
-        out!("ready name={} id={} listen={}{redis}", handle.name(), handle.id(), handle.addr());
+        let http = handle.http_addr().map(|addr| format!(" http={addr}")).unwrap_or_default();
+        out!(
+            "ready name={} id={} listen={}{redis}{http}",
+            handle.name(),
+            handle.id(),
+            handle.addr()
+        );
     }
     let _ = std::io::stdout().flush();
     tokio::select! {
@@ -57,12 +69,30 @@ pub async fn run(args: NodeArgs) -> i32 {
             return EXIT_FAILED;
         }
     }
+    drain(&handle, args.drain).await;
     tracing::info!("shutting down: handing off writes and announcing departure");
     let handed_off = handle.shutdown().await;
     if !handed_off {
         tracing::warn!("no peer confirmed this node's writes before the shutdown deadline");
     }
     0
+}
+
+/// Reports not ready and keeps serving for `delay`, so that load balancers polling `/ready`
+/// stop sending before the node refuses writes; a second signal cuts it short.
+async fn drain(handle: &NodeHandle, delay: std::time::Duration) {
+    if delay.is_zero() {
+        return;
+    }
+    handle.begin_drain();
+    tracing::info!(
+        delay_ms = delay.as_millis() as u64,
+        "draining: /ready answers 503, still serving"
+    );
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = shutdown_signal() => {}
+    }
 }
 
 async fn shutdown_signal() {

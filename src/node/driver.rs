@@ -16,13 +16,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use chorus_proto::rpc::ChangeKind;
-use chorus_proto::{Addr, Envelope, Event, Node, Transmit, WaitId};
+use chorus_proto::{Addr, Envelope, Event, Node, Stamp, Transmit, WaitId};
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
 
 use super::clock::WallClock;
 use super::history::History;
 use super::lock::{Guard, Purpose, TimedMutex};
+use super::metrics::Metrics;
 use super::outcome::Written;
 use super::ready::{Readiness, ReadyInputs};
 use super::skew::SkewLog;
@@ -43,6 +45,8 @@ pub struct Driver {
     pub(super) clock: WallClock,
     /// Counters the front ends keep by name (unknown Redis commands...), reported by stats.
     pub(super) named: std::sync::Mutex<BTreeMap<String, u64>>,
+    /// Request counts and latencies, connections, propagation lag (`/metrics`).
+    pub(super) metrics: Metrics,
 }
 
 /// Distinct names [`Driver::count`] keeps; later names count under `<prefix>other`.
@@ -59,6 +63,8 @@ pub struct State {
     pub(super) leaving: Vec<oneshot::Sender<()>>,
     skew: SkewLog,
     clock: WallClock,
+    /// Where remote writes' arrival lag is observed (shared with `Driver::metrics`).
+    lag: Histogram,
     /// The deadline (wall ms) the timer task sleeps until.
     pub(super) timer_ms: u64,
     /// Outputs taken from the node, handled once the lock is released.
@@ -75,6 +81,7 @@ impl Driver {
         clock: WallClock,
     ) -> Arc<Driver> {
         let joined = ready.borrow().is_ok();
+        let metrics = Metrics::default();
         let state = State {
             node,
             waits: BTreeMap::new(),
@@ -84,6 +91,7 @@ impl Driver {
             leaving: Vec::new(),
             skew: SkewLog::default(),
             clock,
+            lag: metrics.propagation_lag.clone(),
             timer_ms: 0,
             outbox: Vec::new(),
         };
@@ -95,6 +103,7 @@ impl Driver {
             started: Instant::now(),
             clock,
             named: std::sync::Mutex::default(),
+            metrics,
         });
         // Whatever the node did before the driver existed (a join) goes out now.
         if let Some(state) = driver.lock(Purpose::Control) {
@@ -135,6 +144,12 @@ impl Driver {
 }
 
 impl Driver {
+    /// The metrics kept beside the lock: request counts and latencies, connections,
+    /// propagation lag.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Adds one to the counter `prefix` + `name` (kept beside the lock, reported by stats).
     pub fn count(&self, prefix: &str, name: &str) {
         self.count_by(prefix, name, 1);
@@ -190,12 +205,22 @@ impl State {
         });
     }
 
+    /// How long a write made on another node took to arrive here, by its stamp's wall time.
+    fn observe_lag(&self, stamp: &Stamp) {
+        if stamp.node != self.node.id() {
+            let lag_ms = self.clock.now_ms().saturating_sub(stamp.hlc.wall_ms());
+            self.lag.observe(lag_ms as f64 / 1_000.0);
+        }
+    }
+
     fn event(&mut self, event: Event) {
         match event {
             Event::Put { key, value, stamp } => {
+                self.observe_lag(&stamp);
                 self.history.record(ChangeKind::Put, key, Some(value), Some(stamp))
             }
             Event::Delete { key, stamp } => {
+                self.observe_lag(&stamp);
                 self.history.record(ChangeKind::Delete, key, None, Some(stamp))
             }
             Event::Expire { key } => self.history.record(ChangeKind::Expire, key, None, None),

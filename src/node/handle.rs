@@ -14,6 +14,7 @@ use super::clock::{Clock, WallClock};
 use super::driver::Driver;
 use super::ready::{NotReady, Readiness};
 use super::timers::run_timers;
+use crate::frontend::http::{self, HttpOptions};
 use crate::frontend::redis::{self, RedisOptions};
 use crate::frontend::rpc;
 use crate::gossip::{self, Firewall, Transport, TransportStats};
@@ -53,6 +54,8 @@ pub struct NodeOptions {
     pub clock: Clock,
     /// Serve the Redis protocol too (off unless given).
     pub redis: Option<RedisOptions>,
+    /// Serve HTTP too: the API, watch, metrics, health and readiness (off unless given).
+    pub http: Option<HttpOptions>,
 }
 
 impl NodeOptions {
@@ -67,6 +70,7 @@ impl NodeOptions {
             tune: None,
             clock: Clock::System,
             redis: None,
+            http: None,
         }
     }
 }
@@ -104,6 +108,7 @@ pub struct NodeHandle {
     firewall: Arc<Firewall>,
     endpoint: quinn::Endpoint,
     redis: Option<SocketAddr>,
+    http: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -162,14 +167,20 @@ impl NodeHandle {
             tokio::spawn(accept(endpoint.clone(), driver.clone(), firewall.clone())),
             tokio::spawn(warn_until_joined(ready.clone(), seeds, stats)),
         ];
-        let redis = match serve_redis(&options, &driver, &mut tasks).await {
-            Ok(redis) => redis,
+        let front_ends = match serve_redis(&options, &driver, &mut tasks).await {
+            Ok(redis) => {
+                serve_http(&options, &driver, &ready, &mut tasks).await.map(|http| (redis, http))
+            }
+            Err(error) => Err(error),
+        };
+        let (redis, http) = match front_ends {
+            Ok(addrs) => addrs,
             Err(error) => {
                 tasks.iter().for_each(JoinHandle::abort);
                 return Err(error);
             }
         };
-        Ok(NodeHandle { id, name, addr, driver, ready, firewall, endpoint, redis, tasks })
+        Ok(NodeHandle { id, name, addr, driver, ready, firewall, endpoint, redis, http, tasks })
     }
 
     /// The node's identity.
@@ -190,6 +201,11 @@ impl NodeHandle {
     /// The address the Redis front end listens on, when it is served.
     pub fn redis_addr(&self) -> Option<SocketAddr> {
         self.redis
+    }
+
+    /// The address the HTTP front end listens on, when it is served.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
     }
 
     /// The node's operations (the driver's tests; later, front ends served beside the RPC).
@@ -289,6 +305,22 @@ async fn serve_redis(
         redis::bind(redis_options, driver.clone()).await.map_err(StartError::FrontEnd)?;
     let addr = server.addr();
     tasks.push(tokio::spawn(redis::serve(listener, server)));
+    Ok(Some(addr))
+}
+
+/// Starts the HTTP front end when asked for; its address.
+async fn serve_http(
+    options: &NodeOptions,
+    driver: &Arc<Driver>,
+    ready: &watch::Receiver<Readiness>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<Option<SocketAddr>, StartError> {
+    let Some(http_options) = &options.http else { return Ok(None) };
+    let (listener, server) = http::bind(http_options, driver.clone(), ready.clone())
+        .await
+        .map_err(StartError::FrontEnd)?;
+    let addr = listener.local_addr().map_err(|error| StartError::FrontEnd(error.to_string()))?;
+    tasks.push(tokio::spawn(http::serve(listener, server)));
     Ok(Some(addr))
 }
 

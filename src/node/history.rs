@@ -152,6 +152,12 @@ pub struct Live {
 }
 
 impl Live {
+    /// The cursor of the last change this watcher read (or skipped): resuming after it misses
+    /// nothing.
+    pub fn cursor(&self) -> u64 {
+        self.after
+    }
+
     /// The next change after this watcher's cursor, waiting for one. `Lagged(missed)` when
     /// the history evicted changes this watcher had not read (it must list again, or, for
     /// at-most-once notifications, go on: the cursor then moves past what was missed, so the

@@ -7,6 +7,8 @@
 //!   `outcome`: what they answer (`OpError`, `Written`).
 //! - `ready`: the readiness predicate (DESIGN 7.1) behind the `ready` line and `/ready`.
 //! - `lock`: the lock taken with a purpose, its hold times measured.
+//! - `metrics`: request counts and latencies, connections and propagation lag, kept beside
+//!   the lock for `/metrics`.
 //! - `history`, `skew`, `timers`, `clock`: the watch history, the held-back-write log, the
 //!   timer task, and the clock seam.
 
@@ -15,6 +17,7 @@ mod driver;
 mod handle;
 mod history;
 mod lock;
+mod metrics;
 mod ops;
 mod outcome;
 mod ready;

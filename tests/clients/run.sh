@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # chorus's Redis door driven by real clients: redis-cli, redis-py, ioredis, node-redis, and
-# express-session with connect-redis across two nodes.
+# express-session with connect-redis across two nodes; its HTTP door driven by curl (the
+# README's examples) and its /metrics read by Prometheus's Python parsers (in the python suite).
 #
-#   bash tests/clients/run.sh [SUITE...]      SUITE: cli python ioredis node-redis sessions
+#   bash tests/clients/run.sh [SUITE...]      SUITE: cli python ioredis node-redis sessions http
 #
 # Builds nothing: the binary is CHORUS_BIN (default target/debug/chorus); the clients are
 # installed by tests/clients/install.sh (redis-tools, target/clients-venv, node_modules).
 # Starts three nodes on 127.0.0.1 (ports picked by the system), exports their Redis addresses
-# as CHORUS_REDIS_A, CHORUS_REDIS_B, CHORUS_REDIS_C (host:port), runs each suite with a time
+# as CHORUS_REDIS_A, CHORUS_REDIS_B, CHORUS_REDIS_C and their HTTP addresses as CHORUS_HTTP_A...
+# (host:port), runs each suite with a time
 # bound, and stops exactly the processes it started. Ends with `N passed, N failed` (suites).
 set -uo pipefail
 
@@ -18,7 +20,7 @@ bin=${CHORUS_BIN:-target/debug/chorus}
 venv=${CHORUS_CLIENTS_VENV:-target/clients-venv}
 # Seconds one suite may take before it is stopped and counted as failed.
 suite_timeout=${CHORUS_CLIENTS_SUITE_TIMEOUT:-150}
-all_suites=(cli python ioredis node-redis sessions)
+all_suites=(cli python ioredis node-redis sessions http)
 if (($# > 0)); then suites=("$@"); else suites=("${all_suites[@]}"); fi
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/chorus-clients.XXXXXX")
@@ -71,7 +73,7 @@ die() {
 # start_node NAME [SEED]: starts a node in the background; its ready line goes to NAME.out.
 start_node() {
     local name=$1 seed=${2:-}
-    local args=(node --listen 127.0.0.1:0 --redis 127.0.0.1:0 --name "$name")
+    local args=(node --listen 127.0.0.1:0 --redis 127.0.0.1:0 --http 127.0.0.1:0 --name "$name")
     [[ -n $seed ]] && args+=(--join "$seed")
     # The nodes use the development cluster key, whatever this shell has set.
     env -u CHORUS_CLUSTER_KEY -u CHORUS_NODE -u RUST_LOG -u CHORUS_REDIS_PASSWORD \
@@ -79,7 +81,8 @@ start_node() {
     pids+=($!)
 }
 
-# await_ready NAME: the node's ready line, within 15 s; sets ready_listen and ready_redis.
+# await_ready NAME: the node's ready line, within 15 s; sets ready_listen, ready_redis and
+# ready_http.
 await_ready() {
     local name=$1 tries=0 line=""
     local deadline=$((SECONDS + 15))
@@ -93,22 +96,24 @@ await_ready() {
     [[ -n $line ]] || die "node $name printed no ready line within 15 s"
     ready_listen=$(sed -n 's/.* listen=\([^ ]*\).*/\1/p' <<<"$line")
     ready_redis=$(sed -n 's/.* redis=\([^ ]*\).*/\1/p' <<<"$line")
-    [[ $ready_listen =~ ^127\.0\.0\.1:[0-9]+$ && $ready_redis =~ ^127\.0\.0\.1:[0-9]+$ ]] ||
-        die "node $name: cannot read listen= and redis= in its ready line: $line"
+    ready_http=$(sed -n 's/.* http=\([^ ]*\).*/\1/p' <<<"$line")
+    [[ $ready_listen =~ ^127\.0\.0\.1:[0-9]+$ && $ready_redis =~ ^127\.0\.0\.1:[0-9]+$ &&
+        $ready_http =~ ^127\.0\.0\.1:[0-9]+$ ]] ||
+        die "node $name: cannot read listen=, redis= and http= in its ready line: $line"
 }
 
 echo "==> starting three chorus nodes ($bin)"
 start_node a
 await_ready a
 listen_a=$ready_listen
-export CHORUS_REDIS_A=$ready_redis
+export CHORUS_REDIS_A=$ready_redis CHORUS_HTTP_A=$ready_http
 start_node b "$listen_a"
 start_node c "$listen_a"
 await_ready b
-export CHORUS_REDIS_B=$ready_redis
+export CHORUS_REDIS_B=$ready_redis CHORUS_HTTP_B=$ready_http
 listen_b=$ready_listen
 await_ready c
-export CHORUS_REDIS_C=$ready_redis
+export CHORUS_REDIS_C=$ready_redis CHORUS_HTTP_C=$ready_http
 listen_c=$ready_listen
 
 # Every node sees all three alive before any client starts, within 20 s.
@@ -124,7 +129,7 @@ for listen in "$listen_a" "$listen_b" "$listen_c"; do
         sleep 0.1
     done
 done
-echo "nodes ready: A=$CHORUS_REDIS_A B=$CHORUS_REDIS_B C=$CHORUS_REDIS_C"
+echo "nodes ready: Redis A=$CHORUS_REDIS_A B=$CHORUS_REDIS_B C=$CHORUS_REDIS_C, HTTP A=$CHORUS_HTTP_A B=$CHORUS_HTTP_B"
 
 passed=0
 failed=0
@@ -176,6 +181,13 @@ for suite in "${suites[@]}"; do
             run_suite python "$venv/bin/python" -m pytest -q "$here/python"
         else
             failed=$((failed + 1)); results+=("FAIL  python (venv missing)")
+        fi
+        ;;
+    http)
+        if need curl "install curl" command -v curl; then
+            run_suite http bash "$here/http.sh"
+        else
+            failed=$((failed + 1)); results+=("FAIL  http (curl missing)")
         fi
         ;;
     ioredis | node-redis | sessions)

@@ -10,6 +10,7 @@
 // Each test file uses a different subset of the harness.
 #![allow(dead_code, unused_imports)]
 
+mod http;
 mod process;
 mod resp;
 mod rng;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use http::{Event, Events, Http, HttpResponse, free_tcp_addr, read_response};
 pub use process::{Output, Process, chorus, chorus_with};
 pub use resp::{Redis, Resp};
 pub use rng::Rng;
@@ -124,25 +126,30 @@ pub struct Ready {
     pub addr: String,
     /// `redis=`: where the node serves Redis (every test node does, on a free port).
     pub redis: Option<String>,
+    /// `http=`: where the node serves HTTP (every test node does, on a free port).
+    pub http: Option<String>,
 }
 
 impl Ready {
-    /// Parses `ready name=<name> id=<id> listen=<addr> [redis=<addr>]`.
+    /// Parses `ready name=<name> id=<id> listen=<addr> [redis=<addr>] [http=<addr>]`.
     pub fn parse(line: &str) -> Option<Ready> {
         let rest = line.strip_prefix("ready ")?;
-        let mut fields = rest.split(' ');
+        let mut fields = rest.split(' ').peekable();
         let name = fields.next()?.strip_prefix("name=")?.to_string();
         let id = fields.next()?.strip_prefix("id=")?.to_string();
         let addr = fields.next()?.strip_prefix("listen=")?.to_string();
-        let redis = match fields.next() {
-            Some(field) => Some(field.strip_prefix("redis=")?.to_string()),
-            None => None,
+        let mut optional = |prefix: &str| {
+            let value = fields.peek()?.strip_prefix(prefix)?.to_string();
+            fields.next();
+            Some(value)
         };
+        let redis = optional("redis=");
+        let http = optional("http=");
         let valid = fields.next().is_none()
             && id.len() == 16
             && id.bytes().all(|b| b.is_ascii_hexdigit())
             && addr.parse::<std::net::SocketAddr>().is_ok_and(|a| a.port() != 0);
-        valid.then_some(Ready { name, id, addr, redis })
+        valid.then_some(Ready { name, id, addr, redis, http })
     }
 }
 
@@ -172,8 +179,17 @@ pub struct Node {
 impl Node {
     /// Starts `chorus node` on 127.0.0.1 port 0, joining `join` if given, without waiting.
     pub fn spawn(name: &str, join: Option<&str>, key: Option<&str>, dir: &Path) -> Process {
-        let mut args =
-            vec!["node", "--listen", "127.0.0.1:0", "--redis", "127.0.0.1:0", "--name", name];
+        let mut args = vec![
+            "node",
+            "--listen",
+            "127.0.0.1:0",
+            "--redis",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--name",
+            name,
+        ];
         if let Some(seed) = join {
             args.extend(["--join", seed]);
         }
@@ -191,7 +207,17 @@ impl Node {
         key: Option<&str>,
         dir: &Path,
     ) -> Process {
-        let mut args = vec!["node", "--listen", listen, "--redis", "127.0.0.1:0", "--name", name];
+        let mut args = vec![
+            "node",
+            "--listen",
+            listen,
+            "--redis",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--name",
+            name,
+        ];
         for seed in seeds {
             args.extend(["--join", seed.as_str()]);
         }
@@ -215,6 +241,11 @@ impl Node {
             .unwrap_or_else(|| panic!("{}: not a ready line: {line:?}", process.label()));
         assert_eq!(ready.name, process.label(), "the ready line names the node");
         Node { ready, key: key.map(str::to_string), process }
+    }
+
+    /// The node's HTTP front end (every test node serves one).
+    pub fn http(&self) -> Http {
+        Http::new(self.ready.http.as_deref().expect("test nodes serve HTTP"))
     }
 
     /// The node's name.

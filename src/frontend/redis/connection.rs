@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use chorus_proto::resp::{self, Reply};
 use chorus_proto::rpc::Change;
@@ -43,14 +44,15 @@ const INPUT_READ_SIZE: usize = 16 * 1024;
 /// Data commands of one read, run together in one session (at most [`REDIS_BATCH_MAX`]).
 #[derive(Default)]
 struct Batch {
-    commands: Vec<(DataFn, Vec<Vec<u8>>)>,
+    /// Each command's name (a static label for metrics), what runs it, its arguments.
+    commands: Vec<(&'static str, DataFn, Vec<Vec<u8>>)>,
     writes: bool,
 }
 
 /// What a request does.
 enum Step {
     /// A data command, to batch with its neighbours.
-    Data(DataFn, Purpose, Vec<Vec<u8>>),
+    Data(&'static str, DataFn, Purpose, Vec<Vec<u8>>),
     /// Replies to send now.
     Replies(Vec<Reply>),
     /// Another command, to run once the batched ones before it have run.
@@ -140,8 +142,8 @@ impl Connection {
                     let args = arguments(&input[consumed..consumed + used], request);
                     consumed += used;
                     match self.plan(args) {
-                        Step::Data(command, purpose, args) => {
-                            batch.commands.push((command, args));
+                        Step::Data(kind, command, purpose, args) => {
+                            batch.commands.push((kind, command, args));
                             batch.writes |= purpose == Purpose::Write;
                             if batch.commands.len() >= REDIS_BATCH_MAX {
                                 self.run_batch(&mut batch, output);
@@ -212,12 +214,19 @@ impl Connection {
         let (db, purpose) = (self.db, if batch.writes { Purpose::Write } else { Purpose::Read });
         let commands = std::mem::take(&mut batch.commands);
         batch.writes = false;
+        let started = Instant::now();
         let replies = self.server.driver.session(purpose, |session| {
-            commands.iter().map(|(command, args)| command(session, db, args)).collect::<Vec<_>>()
+            commands.iter().map(|(_, command, args)| command(session, db, args)).collect::<Vec<_>>()
         });
         let replies = replies.unwrap_or_else(|error| {
             commands.iter().map(|_| super::command::op_error(error.clone())).collect()
         });
+        // The commands of a pipelined batch share one session: each is counted with its time.
+        let took = started.elapsed();
+        for ((kind, _, _), reply) in commands.iter().zip(&replies) {
+            let result = if matches!(reply, Reply::Error(_)) { "error" } else { "ok" };
+            self.server.driver.metrics().observe("redis", kind, result, took);
+        }
         self.encode(replies, output);
     }
 
@@ -254,8 +263,8 @@ impl Connection {
         if let Some(reply) = self.gate(&name, &args) {
             return Step::Replies(vec![reply]);
         }
-        if let Some((command, purpose)) = data_command(&name) {
-            return Step::Data(command, purpose, args);
+        if let Some((kind, command, purpose)) = data_command(&name) {
+            return Step::Data(kind, command, purpose, args);
         }
         Step::Command(name, args)
     }
@@ -359,7 +368,7 @@ impl Connection {
             let run = |command: &Vec<Vec<u8>>| {
                 let name = String::from_utf8_lossy(&command[0]).into_owned();
                 match data_command(&name) {
-                    Some((data, _)) => data(session, db, &command[1..]),
+                    Some((_, data, _)) => data(session, db, &command[1..]),
                     None if name == "ECHO" => command.get(1).map_or_else(
                         || super::command::arity("echo"),
                         |text| Reply::Bulk(text.clone()),

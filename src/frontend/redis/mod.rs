@@ -103,6 +103,7 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>) {
         let _ = stream.set_nodelay(true);
         let server = server.clone();
         connections.spawn(async move {
+            let _open = server.driver.metrics().connection("redis");
             server.connected.fetch_add(1, Ordering::Relaxed);
             connection::Connection::new(server.clone()).run(stream).await;
             server.connected.fetch_sub(1, Ordering::Relaxed);
@@ -112,44 +113,46 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>) {
     }
 }
 
-/// The data command named `name` (upper case), and why it takes the lock.
-fn data_command(name: &str) -> Option<(DataFn, Purpose)> {
-    use Purpose::{Read, Write};
-    let command: (DataFn, Purpose) = match name {
-        "GET" => (strings::get, Read),
-        "MGET" => (strings::mget, Read),
-        "STRLEN" => (strings::strlen, Read),
-        "SET" => (strings::set, Write),
-        "SETEX" => (strings::setex, Write),
-        "PSETEX" => (strings::psetex, Write),
-        "SETNX" => (strings::setnx, Write),
-        "MSET" => (strings::mset, Write),
-        "DEL" | "UNLINK" => (keys::del, Write),
-        "EXISTS" => (keys::exists, Read),
-        "EXPIRE" => (keys::expire, Write),
-        "PEXPIRE" => (keys::pexpire, Write),
-        "EXPIREAT" => (keys::expireat, Write),
-        "PEXPIREAT" => (keys::pexpireat, Write),
-        "PERSIST" => (keys::persist, Write),
-        "TTL" => (keys::ttl, Read),
-        "PTTL" => (keys::pttl, Read),
-        "TYPE" => (keys::kind, Read),
-        "RENAME" => (keys::rename, Write),
-        "DEBUG" => (keys::debug, Read),
-        "HSET" => (hashes::hset, Write),
-        "HMSET" => (hashes::hmset, Write),
-        "HSETNX" => (hashes::hsetnx, Write),
-        "HGET" => (hashes::hget, Read),
-        "HMGET" => (hashes::hmget, Read),
-        "HGETALL" => (hashes::hgetall, Read),
-        "HKEYS" => (hashes::hkeys, Read),
-        "HVALS" => (hashes::hvals, Read),
-        "HLEN" => (hashes::hlen, Read),
-        "HEXISTS" => (hashes::hexists, Read),
-        "HDEL" => (hashes::hdel, Write),
-        _ => return None,
-    };
-    Some(command)
+/// The data commands: name (upper case), what runs it, and why it takes the lock.
+static DATA_COMMANDS: &[(&str, DataFn, Purpose)] = &[
+    ("GET", strings::get, Purpose::Read),
+    ("MGET", strings::mget, Purpose::Read),
+    ("STRLEN", strings::strlen, Purpose::Read),
+    ("SET", strings::set, Purpose::Write),
+    ("SETEX", strings::setex, Purpose::Write),
+    ("PSETEX", strings::psetex, Purpose::Write),
+    ("SETNX", strings::setnx, Purpose::Write),
+    ("MSET", strings::mset, Purpose::Write),
+    ("DEL", keys::del, Purpose::Write),
+    ("UNLINK", keys::del, Purpose::Write),
+    ("EXISTS", keys::exists, Purpose::Read),
+    ("EXPIRE", keys::expire, Purpose::Write),
+    ("PEXPIRE", keys::pexpire, Purpose::Write),
+    ("EXPIREAT", keys::expireat, Purpose::Write),
+    ("PEXPIREAT", keys::pexpireat, Purpose::Write),
+    ("PERSIST", keys::persist, Purpose::Write),
+    ("TTL", keys::ttl, Purpose::Read),
+    ("PTTL", keys::pttl, Purpose::Read),
+    ("TYPE", keys::kind, Purpose::Read),
+    ("RENAME", keys::rename, Purpose::Write),
+    ("DEBUG", keys::debug, Purpose::Read),
+    ("HSET", hashes::hset, Purpose::Write),
+    ("HMSET", hashes::hmset, Purpose::Write),
+    ("HSETNX", hashes::hsetnx, Purpose::Write),
+    ("HGET", hashes::hget, Purpose::Read),
+    ("HMGET", hashes::hmget, Purpose::Read),
+    ("HGETALL", hashes::hgetall, Purpose::Read),
+    ("HKEYS", hashes::hkeys, Purpose::Read),
+    ("HVALS", hashes::hvals, Purpose::Read),
+    ("HLEN", hashes::hlen, Purpose::Read),
+    ("HEXISTS", hashes::hexists, Purpose::Read),
+    ("HDEL", hashes::hdel, Purpose::Write),
+];
+
+/// The data command named `name` (upper case): its name as a static label (metrics), what
+/// runs it, and why it takes the lock.
+fn data_command(name: &str) -> Option<(&'static str, DataFn, Purpose)> {
+    DATA_COMMANDS.iter().find(|(known, _, _)| *known == name).copied()
 }
 
 /// Why chorus refuses a command it knows, if it does: those that need one point of order (a

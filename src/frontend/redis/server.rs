@@ -11,6 +11,7 @@ use super::command::{Args, arity, integer, syntax, upper};
 use super::connection::Connection;
 use super::pubsub::NotifyFlags;
 use super::{lock, scan};
+use crate::frontend::same_secret;
 
 /// The Redis version chorus answers to: clients choose their commands by it, and chorus
 /// serves what Redis 7.2 clients send on connect (`HELLO 3`, `CLIENT SETINFO`).
@@ -63,7 +64,7 @@ impl Connection {
         };
         match &self.server.password {
             None => Reply::ok(),
-            Some(expected) if user == b"default" && same(expected.as_bytes(), password) => {
+            Some(expected) if user == b"default" && same_secret(expected.as_bytes(), password) => {
                 self.authenticated = true;
                 Reply::ok()
             }
@@ -231,10 +232,4 @@ fn command(args: &Args) -> Reply {
         Some("INFO") => Reply::Array(args[1..].iter().map(|_| Reply::Null).collect()),
         Some(_) => Reply::error("COMMAND supports COUNT, DOCS and INFO here"),
     }
-}
-
-/// Compares two secrets in time that does not depend on where they differ.
-fn same(expected: &[u8], given: &[u8]) -> bool {
-    expected.len() == given.len()
-        && expected.iter().zip(given).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
 }

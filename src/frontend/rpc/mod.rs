@@ -7,6 +7,7 @@
 //! its stream into a stream of changes.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chorus_proto::rpc::{Request, Response, RpcError};
 use tokio::sync::broadcast;
@@ -18,6 +19,7 @@ use crate::node::{Driver, OpError, Written};
 
 /// Serves every request stream of one client connection.
 pub async fn serve(connection: quinn::Connection, driver: Arc<Driver>) {
+    let _open = driver.metrics().connection("rpc");
     while let Ok((send, recv)) = connection.accept_bi().await {
         tokio::spawn(serve_stream(connection.clone(), send, recv, driver.clone()));
     }
@@ -42,6 +44,7 @@ async fn serve_stream(
                 break;
             }
         };
+        let (kind, started) = (kind(&request), Instant::now());
         let response = match request.validate() {
             Err(error) => Response::Error(error),
             Ok(()) => match request {
@@ -65,11 +68,43 @@ async fn serve_stream(
                     .unwrap_or_else(|error| Response::Error(rpc_error(error))),
             },
         };
+        driver.metrics().observe("rpc", kind, result(&response), started.elapsed());
         if frame::write(&mut send, &response).await.is_err() {
             return;
         }
     }
     let _ = send.finish();
+}
+
+/// A request's kind for metrics.
+fn kind(request: &Request) -> &'static str {
+    match request {
+        Request::Get { .. } => "get",
+        Request::Put { .. } => "put",
+        Request::Delete { .. } => "delete",
+        Request::List { .. } => "list",
+        Request::Members => "members",
+        Request::Stats => "stats",
+        Request::Watch { .. } => "watch",
+    }
+}
+
+/// A response's result for metrics: `ok`, or its error's kind (as the HTTP API names it).
+fn result(response: &Response) -> &'static str {
+    match response {
+        Response::Error(error) => match error {
+            RpcError::NotFound => "not_found",
+            RpcError::TooLarge { .. } => "too_large",
+            RpcError::InvalidKey(_) => "invalid_key",
+            RpcError::InvalidRequest(_) => "invalid_request",
+            RpcError::Timeout => "timeout",
+            RpcError::Unauthorised => "unauthorised",
+            RpcError::ShuttingDown => "shutting_down",
+            RpcError::CursorExpired => "cursor_expired",
+            RpcError::Busy => "busy",
+        },
+        _ => "ok",
+    }
 }
 
 /// Whether a request waits for other nodes (a write with a wait level), and so may outlive
