@@ -167,10 +167,20 @@ pub enum Command {
         #[command(flatten)]
         connect: Connect,
     },
-    /// Print changes to keys with a prefix as they happen.
+    /// Print changes to keys with a prefix as they happen (or run a command for each).
     Watch {
         #[command(flatten)]
         prefix: PrefixArg,
+        /// Run this shell command (`sh -c`) for each change instead of printing it, one run at
+        /// a time: CHORUS_KIND (put, del, expire, or reset: reload everything), CHORUS_KEY,
+        /// CHORUS_KEY_HEX, CHORUS_INDEX, CHORUS_STAMP in the environment, the value on
+        /// standard input. Reconnects and resumes when the node restarts.
+        #[arg(long, value_name = "CMD")]
+        exec: Option<String>,
+        /// Kill a run of the --exec command that takes longer than this.
+        #[arg(long, default_value = super::handler::HANDLER_TIMEOUT_DEFAULT,
+              value_parser = parse_duration, requires = "exec")]
+        exec_timeout: Duration,
         #[command(flatten)]
         connect: Connect,
     },

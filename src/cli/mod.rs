@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod commands;
 mod demo;
+mod handler;
 mod local;
 mod print;
 mod serve;

@@ -1,0 +1,77 @@
+//! Watch handlers (issue 13, item 6): `chorus watch PREFIX --exec CMD` runs CMD for each
+//! change made anywhere in the cluster, one run at a time, with the change in its environment
+//! and the value on standard input; a failing or overlong run is logged and the watch goes
+//! on; and the watch outlives its node's restart on the same address, telling the handler to
+//! reload (`reset`) and then handling later changes.
+
+mod common;
+
+use std::path::Path;
+
+use common::{CONVERGE_TIMEOUT, EXIT_TIMEOUT, Node, Process, Scratch, eventually, free_addrs};
+
+/// The handler under test: one line a run, `KIND|KEY|VALUE|REASON`, appended to a file; the
+/// key `app/fail` makes it exit 3, `app/slow` makes it outlive its timeout.
+/// A run that finds another one's lock directory writes `overlap`: runs are one at a time.
+const HANDLER: &str = r#"mkdir "$OUT.lock" || echo overlap >> "$OUT"
+printf '%s|%s|%s|%s\n' "$CHORUS_KIND" "$CHORUS_KEY" "$(cat)" "$CHORUS_REASON" >> "$OUT"
+sleep 0.1; rmdir "$OUT.lock"
+case "$CHORUS_KEY" in app/fail) exit 3;; app/slow) sleep 60;; esac"#;
+
+/// Polls until the handler's file has a line starting with `line`.
+#[track_caller]
+fn await_handled(out: &Path, line: &str, watch: &Process) {
+    eventually(&format!("the handler ran for {line:?}"), CONVERGE_TIMEOUT, || {
+        let runs = std::fs::read_to_string(out).unwrap_or_default();
+        if runs.lines().any(|run| run.starts_with(line)) {
+            Ok(())
+        } else {
+            Err(format!("runs so far:\n{runs}\n{}", watch.log_tail()))
+        }
+    });
+}
+
+#[test]
+fn a_watch_handler_sees_other_nodes_changes_and_survives_its_node_restarting() {
+    let scratch = Scratch::new("watch_exec");
+    let addrs = free_addrs(2);
+    // Both get the same seed list and start together (a node with seeds is ready once it
+    // reached one).
+    let spawn = |name: &str, addr: &str| Node::spawn_at(name, addr, &addrs, None, scratch.path());
+    let (a, b) = (spawn("a", &addrs[0]), spawn("b", &addrs[1]));
+    let (a, b) = (Node::await_ready(a, None), Node::await_ready(b, None));
+    let out = scratch.path().join("runs.txt");
+    let out_text = out.to_string_lossy().into_owned();
+    let args = ["watch", "app/", "--node", &addrs[0], "--exec", HANDLER, "--exec-timeout", "1s"];
+    let watch = Process::start("watch-a", &args, &[("OUT", &out_text)], scratch.path());
+    await_handled(&out, "reset|||start", &watch);
+
+    // A change made on b runs the handler of the watch on a, with key and value.
+    b.put("app/one", "first value");
+    await_handled(&out, "put|app/one|first value|", &watch);
+    b.put("other/ignored", "x");
+    // A failing run and an overlong one are logged; the changes after them are handled.
+    for key in ["app/fail", "app/slow"] {
+        b.put(key, "x");
+    }
+    b.cli(&["del", "app/one"]).expect_code(0);
+    await_handled(&out, "del|app/one||", &watch);
+    let log = watch.log();
+    assert!(log.contains("failed: exit status: 3"), "the failure is logged:\n{log}");
+    assert!(log.contains("killed"), "the overlong run is killed and logged:\n{log}");
+    let runs = std::fs::read_to_string(&out).expect("the handler's file");
+    assert!(!runs.contains("other/ignored"), "only the prefix is watched:\n{runs}");
+
+    // a stops (SIGTERM) and starts again on its own address: the watch reconnects, tells the
+    // handler to reload, and handles the changes made after.
+    let mut process = a.process;
+    process.terminate();
+    assert!(process.wait_exit(EXIT_TIMEOUT).is_some(), "a exits\n{}", process.log_tail());
+    drop(process);
+    let _a = Node::await_ready(spawn("a", &addrs[0]), None);
+    await_handled(&out, "reset|||node restarted", &watch);
+    b.put("app/two", "after the restart");
+    await_handled(&out, "put|app/two|after the restart|", &watch);
+    let runs = std::fs::read_to_string(&out).expect("the handler's file");
+    assert!(!runs.contains("overlap"), "runs are one at a time:\n{runs}");
+}
