@@ -127,3 +127,20 @@ fn a_node_that_cannot_reach_any_seed_says_why_at_warn() {
     assert!(waited.expect_code(2).stderr.contains("not joined"), "{waited}");
     chorus(&["put", "k", "v", "--node", &addrs[0]]).expect_code(0);
 }
+
+/// On a platform that starts instances together, a peer's DNS name exists only once it runs:
+/// a seed name that does not resolve yet is kept (with a WARN) and the node joins through the
+/// others; a seed that is not `host:port` is a typo and fails the start.
+#[test]
+fn a_seed_name_that_does_not_resolve_yet_is_kept() {
+    let scratch = Scratch::new("unresolved_seed");
+    let addrs = free_addrs(2);
+    let mut seeds = addrs.clone();
+    seeds.push("not-started-yet.invalid:7420".to_string());
+    let a = Node::spawn_at("a", &addrs[0], &seeds, None, scratch.path());
+    let b = Node::spawn_at("b", &addrs[1], &seeds, None, scratch.path());
+    let (a, _b) = (Node::await_ready(a, None), Node::await_ready(b, None));
+    assert!(a.process.log().contains("seed does not resolve yet"), "{}", a.process.log_tail());
+    let typo = chorus(&["node", "--listen", "127.0.0.1:0", "--join", "not-started-yet.invalid"]);
+    assert_eq!(typo.code, 2, "a seed without a port is refused: {typo}");
+}

@@ -7,6 +7,7 @@ mod commands;
 mod demo;
 mod handler;
 mod local;
+mod notify;
 mod print;
 mod serve;
 

@@ -7,6 +7,7 @@ use chorus::{NodeHandle, NodeOptions};
 use serde_json::json;
 
 use super::args::NodeArgs;
+use super::notify;
 use super::{EXIT_FAILED, EXIT_USAGE};
 
 pub async fn run(args: NodeArgs) -> i32 {
@@ -50,6 +51,7 @@ pub async fn run(args: NodeArgs) -> i32 {
         out!("ready name={} id={} listen={}{redis}", handle.name(), handle.id(), handle.addr());
     }
     let _ = std::io::stdout().flush();
+    notify::ready();
     tokio::select! {
         () = shutdown_signal() => {}
         () = handle.failed() => {
@@ -58,6 +60,7 @@ pub async fn run(args: NodeArgs) -> i32 {
         }
     }
     tracing::info!("shutting down: handing off writes and announcing departure");
+    notify::stopping();
     let handed_off = handle.shutdown().await;
     if !handed_off {
         tracing::warn!("no peer confirmed this node's writes before the shutdown deadline");
