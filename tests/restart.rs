@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{CONVERGE_TIMEOUT, EXIT_TIMEOUT, Node, Scratch, chorus, eventually, free_addrs};
+use common::{
+    CONVERGE_TIMEOUT, EXIT_TIMEOUT, Node, Scratch, chorus, eventually, free_addrs, start_together,
+};
 
 /// Restarts of the node under test: SIGTERM and kill -9 alternately.
 const RESTARTS: usize = 4;
@@ -30,16 +32,8 @@ fn await_sees_alive(node: &Node, ids: &[&str], gone: Option<&str>) {
 #[test]
 fn a_node_restarted_on_its_own_address_is_a_full_member_again() {
     let scratch = Scratch::new("restart_same_address");
-    let addrs = free_addrs(3);
-    let names = ["a", "b", "c"];
     // Every node gets the same list, its own address included, and they start together.
-    let processes: Vec<_> = names
-        .iter()
-        .zip(&addrs)
-        .map(|(name, addr)| Node::spawn_at(name, addr, &addrs, None, scratch.path()))
-        .collect();
-    let mut nodes: Vec<Node> =
-        processes.into_iter().map(|process| Node::await_ready(process, None)).collect();
+    let (addrs, mut nodes) = start_together(&["a", "b", "c"], scratch.path());
     for (node, addr) in nodes.iter().zip(&addrs) {
         assert_eq!(node.addr(), addr, "{} listens where it was told", node.name());
     }

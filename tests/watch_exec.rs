@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{CONVERGE_TIMEOUT, EXIT_TIMEOUT, Node, Process, Scratch, eventually, free_addrs};
+use common::{CONVERGE_TIMEOUT, EXIT_TIMEOUT, Node, Process, Scratch, eventually, start_together};
 
 /// The handler under test: one line a run, `KIND|KEY|VALUE|REASON`, appended to a file; the
 /// key `app/fail` makes it exit 3, `app/slow` makes it outlive its timeout.
@@ -34,12 +34,10 @@ fn await_handled(out: &Path, line: &str, watch: &Process) {
 #[test]
 fn a_watch_handler_sees_other_nodes_changes_and_survives_its_node_restarting() {
     let scratch = Scratch::new("watch_exec");
-    let addrs = free_addrs(2);
     // Both get the same seed list and start together (a node with seeds is ready once it
     // reached one).
-    let spawn = |name: &str, addr: &str| Node::spawn_at(name, addr, &addrs, None, scratch.path());
-    let (a, b) = (spawn("a", &addrs[0]), spawn("b", &addrs[1]));
-    let (a, b) = (Node::await_ready(a, None), Node::await_ready(b, None));
+    let (addrs, mut nodes) = start_together(&["a", "b"], scratch.path());
+    let (b, a) = (nodes.pop().expect("b"), nodes.pop().expect("a"));
     let out = scratch.path().join("runs.txt");
     let out_text = out.to_string_lossy().into_owned();
     let args = ["watch", "app/", "--node", &addrs[0], "--exec", HANDLER, "--exec-timeout", "1s"];
@@ -68,7 +66,8 @@ fn a_watch_handler_sees_other_nodes_changes_and_survives_its_node_restarting() {
     process.terminate();
     assert!(process.wait_exit(EXIT_TIMEOUT).is_some(), "a exits\n{}", process.log_tail());
     drop(process);
-    let _a = Node::await_ready(spawn("a", &addrs[0]), None);
+    let restarted = Node::spawn_at("a", &addrs[0], &addrs, None, scratch.path());
+    let _a = Node::await_ready(restarted, None);
     await_handled(&out, "reset|||node restarted", &watch);
     b.put("app/two", "after the restart");
     await_handled(&out, "put|app/two|after the restart|", &watch);
