@@ -9,7 +9,10 @@
 //!
 //! The partition through the transport's firewall is in `partition.rs` (in-process nodes:
 //! the firewall is not reachable from outside a process); the leaked-wait storm in
-//! `bounds.rs`; the 1 MiB overwrite memory bound in `overwrite_memory.rs`.
+//! `bounds.rs`. The 1 MiB overwrite memory bound stays a measurement on a release build
+//! (`overwrite_memory.sh`): a debug build writes too slowly to tell a bounded history from an
+//! unbounded one within a test's time (10 s: 110 MB peak bounded, 94 MB with the byte bound
+//! lifted; 30 s: 153 MB bounded, 68 s of test).
 
 mod common;
 
