@@ -74,3 +74,32 @@ fn a_watch_handler_sees_other_nodes_changes_and_survives_its_node_restarting() {
     let runs = std::fs::read_to_string(&out).expect("the handler's file");
     assert!(!runs.contains("overlap"), "runs are one at a time:\n{runs}");
 }
+
+/// Whether a process runs (a zombie, killed but not yet reaped by its new parent, does not).
+fn runs(pid: &str) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+    state.is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+/// SIGTERM stops a watch with exit 0 and kills the run in progress with what it started.
+#[test]
+fn a_stopped_watch_kills_its_running_handler() {
+    let scratch = Scratch::new("watch_exec_stop");
+    let (addrs, _nodes) = start_together(&["a"], scratch.path());
+    let pid_file = scratch.path().join("handler.pid");
+    let pid_text = pid_file.to_string_lossy().into_owned();
+    let handler = r#"sleep 60 & echo $! > "$PID_FILE"; wait"#;
+    let args = ["watch", "app/", "--node", &addrs[0], "--exec", handler, "--exec-timeout", "2m"];
+    let mut watch = Process::start("watch", &args, &[("PID_FILE", &pid_text)], scratch.path());
+    let pid = eventually("the handler runs", CONVERGE_TIMEOUT, || {
+        let pid = std::fs::read_to_string(&pid_file).unwrap_or_default().trim().to_string();
+        if !pid.is_empty() && runs(&pid) { Ok(pid) } else { Err(watch.log_tail()) }
+    });
+    watch.terminate();
+    let status = watch.wait_exit(EXIT_TIMEOUT).expect("the watch exits");
+    assert!(status.success(), "{status:?}\n{}", watch.log_tail());
+    eventually("the handler's child is killed", CONVERGE_TIMEOUT, || {
+        if runs(&pid) { Err(format!("{pid} still runs")) } else { Ok(()) }
+    });
+}

@@ -69,9 +69,21 @@ impl Reset {
     }
 }
 
-/// Follows `prefix` on the node, running `handler` for each change, until an error a retry
-/// cannot mend (a refused key, a bad prefix).
+/// Follows `prefix` on the node, running `handler` for each change, until SIGINT or SIGTERM
+/// (exit 0; a run in progress is killed with its process group) or an error a retry cannot
+/// mend (a refused key, a bad prefix).
 pub async fn run(connect: &Connect, prefix: &[u8], handler: &Handler) -> Result<i32, ClientError> {
+    tokio::select! {
+        result = follow_forever(connect, prefix, handler) => result,
+        () = super::serve::shutdown_signal() => Ok(0),
+    }
+}
+
+async fn follow_forever(
+    connect: &Connect,
+    prefix: &[u8],
+    handler: &Handler,
+) -> Result<i32, ClientError> {
     let mut position = Position::default();
     let mut backoff = RECONNECT_BACKOFF_MIN;
     loop {
@@ -225,6 +237,9 @@ impl Handler {
                 return;
             }
         };
+        // Kills the run's process group if this future is dropped before the run ends (the
+        // watch interrupted) or when it overruns.
+        let mut group = Group(child.id());
         let pipe = child.stdin.take();
         let feed = async move {
             if let (Some(mut pipe), Some(value)) = (pipe, stdin) {
@@ -242,21 +257,35 @@ impl Handler {
             Ok(Ok(status)) => eprintln!("chorus: watch: the handler ({what}) failed: {status}"),
             Ok(Err(error)) => eprintln!("chorus: watch: the handler ({what}): {error}"),
             Err(_) => {
-                kill_group(&mut child).await;
+                group.kill();
+                let _ = child.wait().await;
                 let timeout = self.timeout;
                 eprintln!("chorus: watch: the handler ({what}) ran over {timeout:?}: killed");
             }
         }
+        // The shell exited by itself: its group may hold nothing, or processes it left
+        // running in the background, which are its business.
+        group.0 = None;
     }
 }
 
-/// Kills a handler's process group (the shell and what it started), then reaps the shell.
-async fn kill_group(child: &mut tokio::process::Child) {
-    if let Some(pid) = child.id() {
-        // The shell's own `kill` takes a negative id for a group; std offers no group kill.
-        let group = format!("kill -9 -{pid}");
-        let _ = tokio::process::Command::new(SHELL).arg("-c").arg(group).status().await;
+/// A handler run's process group (the shell's id), killed when dropped unless cleared.
+struct Group(Option<u32>);
+
+impl Group {
+    /// Kills every process of the group (the shell and what it started).
+    fn kill(&mut self) {
+        if let Some(pid) = self.0.take() {
+            // The shell's own `kill` takes a negative id for a group; std offers no group
+            // kill, and `libc::kill` would be this crate's only `unsafe`.
+            let group = format!("kill -9 -{pid}");
+            let _ = std::process::Command::new(SHELL).arg("-c").arg(group).status();
+        }
     }
-    let _ = child.start_kill();
-    let _ = child.wait().await;
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

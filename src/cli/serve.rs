@@ -68,7 +68,8 @@ pub async fn run(args: NodeArgs) -> i32 {
     0
 }
 
-async fn shutdown_signal() {
+/// SIGINT or SIGTERM (`chorus node` and `chorus watch --exec` stop on either).
+pub(super) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = match signal(SignalKind::terminate()) {
         Ok(terminate) => terminate,
