@@ -10,6 +10,9 @@ use chorus_proto::WaitLevel;
 use chorus_proto::limits::{VALUE_SIZE_MAX, WAIT_TIMEOUT_MS_MAX};
 use clap::{Args, Parser, Subcommand};
 
+/// How long one run of a `watch --exec` handler may take by default (`--exec-timeout`).
+pub const HANDLER_TIMEOUT_DEFAULT: &str = "30s";
+
 #[derive(Parser)]
 #[command(
     name = "chorus",
@@ -178,7 +181,7 @@ pub enum Command {
         #[arg(long, value_name = "CMD")]
         exec: Option<String>,
         /// Kill a run of the --exec command that takes longer than this.
-        #[arg(long, default_value = super::handler::HANDLER_TIMEOUT_DEFAULT,
+        #[arg(long, default_value = HANDLER_TIMEOUT_DEFAULT,
               value_parser = parse_duration, requires = "exec")]
         exec_timeout: Duration,
         #[command(flatten)]

@@ -28,9 +28,6 @@ pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// The longest wait between two reconnection attempts.
 pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// How long one handler run may take by default (`--exec-timeout`).
-pub const HANDLER_TIMEOUT_DEFAULT: &str = "30s";
-
 /// The shell that runs the handler, as Consul's handlers are run.
 const SHELL: &str = "/bin/sh";
 
@@ -75,7 +72,7 @@ impl Reset {
 pub async fn run(connect: &Connect, prefix: &[u8], handler: &Handler) -> Result<i32, ClientError> {
     tokio::select! {
         result = follow_forever(connect, prefix, handler) => result,
-        () = super::serve::shutdown_signal() => Ok(0),
+        () = super::shutdown_signal() => Ok(0),
     }
 }
 

@@ -92,3 +92,16 @@ fn report(error: &ClientError) -> i32 {
         ClientError::Rpc(_) | ClientError::Protocol(_) => EXIT_FAILED,
     }
 }
+
+/// SIGINT or SIGTERM (`chorus node` and `chorus watch --exec` stop on either).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(terminate) => terminate,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -35,7 +35,7 @@ pub async fn run(args: NodeArgs) -> i32 {
     tracing::info!(name = %handle.name(), id = %handle.id(), redis = ?handle.redis_addr(), listen = %handle.addr(), "listening");
     tokio::select! {
         () = handle.ready() => {}
-        () = shutdown_signal() => {
+        () = super::shutdown_signal() => {
             handle.stop();
             return 0;
         }
@@ -53,7 +53,7 @@ pub async fn run(args: NodeArgs) -> i32 {
     let _ = std::io::stdout().flush();
     notify::ready();
     tokio::select! {
-        () = shutdown_signal() => {}
+        () = super::shutdown_signal() => {}
         () = handle.failed() => {
             tracing::error!("the node's driver stopped unexpectedly; exiting so a supervisor can restart it");
             return EXIT_FAILED;
@@ -66,19 +66,6 @@ pub async fn run(args: NodeArgs) -> i32 {
         tracing::warn!("no peer confirmed this node's writes before the shutdown deadline");
     }
     0
-}
-
-/// SIGINT or SIGTERM (`chorus node` and `chorus watch --exec` stop on either).
-pub(super) async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(terminate) => terminate,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
 }
 
 fn init_logging(level: &str) {
