@@ -8,7 +8,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{CONVERGE_TIMEOUT, EXIT_TIMEOUT, Node, Process, Scratch, eventually, start_together};
+use common::{
+    CONVERGE_TIMEOUT, EXIT_TIMEOUT, Node, Process, Scratch, block_on, eventually, start_together,
+};
 
 /// The handler under test: one line a run, `KIND|KEY|VALUE|REASON`, appended to a file; the
 /// key `app/fail` makes it exit 3, `app/slow` makes it outlive its timeout.
@@ -102,4 +104,35 @@ fn a_stopped_watch_kills_its_running_handler() {
     eventually("the handler's child is killed", CONVERGE_TIMEOUT, || {
         if runs(&pid) { Err(format!("{pid} still runs")) } else { Ok(()) }
     });
+}
+
+/// A handler slower than the changes falls behind the node's watch history (64 MiB of
+/// values): the watch then runs `reset` (`history lost`), so the application reloads, and goes
+/// on with the changes after.
+#[test]
+fn a_handler_that_falls_behind_the_history_is_told_to_reload() {
+    let scratch = Scratch::new("watch_exec_lost");
+    let (addrs, nodes) = start_together(&["a"], scratch.path());
+    let out = scratch.path().join("runs.txt");
+    let out_text = out.to_string_lossy().into_owned();
+    // The run for big/0 holds the watch until the test says go.
+    let handler = r#"echo "$CHORUS_KIND|$CHORUS_KEY|$CHORUS_REASON" >> "$OUT"
+if [ "$CHORUS_KEY" = big/0 ]; then i=0; while [ ! -e "$OUT.go" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; fi"#;
+    let args = ["watch", "big/", "--node", &addrs[0], "--exec", handler, "--exec-timeout", "90s"];
+    let watch = Process::start("watch", &args, &[("OUT", &out_text)], scratch.path());
+    await_handled(&out, "reset||start", &watch);
+    let value = vec![b'v'; 1024 * 1024];
+    block_on(async {
+        let client = chorus::Client::connect(nodes[0].addr(), &[]).await.expect("connect");
+        for index in 0..80 {
+            let key = format!("big/{index}");
+            client.put(&key, &value, Default::default()).await.expect("a 1 MiB put");
+        }
+        client.close().await;
+    });
+    await_handled(&out, "put|big/0|", &watch);
+    std::fs::write(scratch.path().join("runs.txt.go"), b"").expect("the go file");
+    await_handled(&out, "reset||history lost", &watch);
+    nodes[0].put("big/after", "x");
+    await_handled(&out, "put|big/after|", &watch);
 }
