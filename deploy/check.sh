@@ -13,8 +13,9 @@
 #
 #   CHORUS_BIN=target/debug/chorus deploy/check.sh
 set -euo pipefail
+# The binary, relative to where the script is run from (.ci/run runs it from the root).
+BIN=$(realpath "${CHORUS_BIN:-$(dirname "$0")/../target/debug/chorus}")
 cd "$(dirname "$0")"
-BIN=$(realpath "${CHORUS_BIN:-../target/debug/chorus}")
 VENV=${DEPLOY_VENV:-${TMPDIR:-/tmp}/chorus-deploy-venv}
 # Flags the recipes use that another branch adds; a missing one is reported, not failed.
 PENDING_FLAGS="--http"
