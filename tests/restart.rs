@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{CONVERGE_TIMEOUT, EXIT_TIMEOUT, Node, Scratch, chorus, eventually, free_addrs};
+use common::{
+    CONVERGE_TIMEOUT, EXIT_TIMEOUT, Node, Scratch, chorus, eventually, free_addrs, start_together,
+};
 
 /// Restarts of the node under test: SIGTERM and kill -9 alternately.
 const RESTARTS: usize = 4;
@@ -30,16 +32,8 @@ fn await_sees_alive(node: &Node, ids: &[&str], gone: Option<&str>) {
 #[test]
 fn a_node_restarted_on_its_own_address_is_a_full_member_again() {
     let scratch = Scratch::new("restart_same_address");
-    let addrs = free_addrs(3);
-    let names = ["a", "b", "c"];
     // Every node gets the same list, its own address included, and they start together.
-    let processes: Vec<_> = names
-        .iter()
-        .zip(&addrs)
-        .map(|(name, addr)| Node::spawn_at(name, addr, &addrs, None, scratch.path()))
-        .collect();
-    let mut nodes: Vec<Node> =
-        processes.into_iter().map(|process| Node::await_ready(process, None)).collect();
+    let (addrs, mut nodes) = start_together(&["a", "b", "c"], scratch.path());
     for (node, addr) in nodes.iter().zip(&addrs) {
         assert_eq!(node.addr(), addr, "{} listens where it was told", node.name());
     }
@@ -126,4 +120,21 @@ fn a_node_that_cannot_reach_any_seed_says_why_at_warn() {
     let waited = chorus(&["put", "k", "v", "--wait", "all", "--node", &addrs[0]]);
     assert!(waited.expect_code(2).stderr.contains("not joined"), "{waited}");
     chorus(&["put", "k", "v", "--node", &addrs[0]]).expect_code(0);
+}
+
+/// On a platform that starts instances together, a peer's DNS name exists only once it runs:
+/// a seed name that does not resolve yet is kept (with a WARN) and the node joins through the
+/// others; a seed that is not `host:port` is a typo and fails the start.
+#[test]
+fn a_seed_name_that_does_not_resolve_yet_is_kept() {
+    let scratch = Scratch::new("unresolved_seed");
+    let addrs = free_addrs(2);
+    let mut seeds = addrs.clone();
+    seeds.push("not-started-yet.invalid:7420".to_string());
+    let a = Node::spawn_at("a", &addrs[0], &seeds, None, scratch.path());
+    let b = Node::spawn_at("b", &addrs[1], &seeds, None, scratch.path());
+    let (a, _b) = (Node::await_ready(a, None), Node::await_ready(b, None));
+    assert!(a.process.log().contains("seed does not resolve yet"), "{}", a.process.log_tail());
+    let typo = chorus(&["node", "--listen", "127.0.0.1:0", "--join", "not-started-yet.invalid"]);
+    assert_eq!(typo.code, 2, "a seed without a port is refused: {typo}");
 }

@@ -11,6 +11,9 @@ use chorus_proto::WaitLevel;
 use chorus_proto::limits::{VALUE_SIZE_MAX, WAIT_TIMEOUT_MS_MAX};
 use clap::{Args, Parser, Subcommand};
 
+/// How long one run of a `watch --exec` handler may take by default (`--exec-timeout`).
+pub const HANDLER_TIMEOUT_DEFAULT: &str = "30s";
+
 #[derive(Parser)]
 #[command(
     name = "chorus",
@@ -168,10 +171,20 @@ pub enum Command {
         #[command(flatten)]
         connect: Connect,
     },
-    /// Print changes to keys with a prefix as they happen.
+    /// Print changes to keys with a prefix as they happen (or run a command for each).
     Watch {
         #[command(flatten)]
         prefix: PrefixArg,
+        /// Run this shell command (`sh -c`) for each change instead of printing it, one run at
+        /// a time: CHORUS_KIND (put, del, expire, or reset: reload everything), CHORUS_KEY,
+        /// CHORUS_KEY_HEX, CHORUS_INDEX, CHORUS_STAMP in the environment, the value on
+        /// standard input. Reconnects and resumes when the node restarts.
+        #[arg(long, value_name = "CMD")]
+        exec: Option<String>,
+        /// Kill a run of the --exec command that takes longer than this.
+        #[arg(long, default_value = HANDLER_TIMEOUT_DEFAULT,
+              value_parser = parse_duration, requires = "exec")]
+        exec_timeout: Duration,
         #[command(flatten)]
         connect: Connect,
     },

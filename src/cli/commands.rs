@@ -7,6 +7,7 @@ use chorus::client::{Client, ClientError, WriteOptions};
 use serde_json::json;
 
 use super::args::{Command, Connect, WaitArgs};
+use super::handler::Handler;
 use super::print::{
     bytes_json, escape_key, key_json, member_json, print_change, print_stats, print_write,
     stamp_json,
@@ -50,7 +51,12 @@ pub async fn run(command: Command) -> Result<i32, ClientError> {
             let prefix = usage!(prefix.bytes());
             session(&connect, async |client| list(client, prefix, limit, connect.json).await).await
         }
-        Command::Watch { prefix, connect } => {
+        Command::Watch { prefix, exec: Some(command), exec_timeout, connect } => {
+            let prefix = usage!(prefix.bytes());
+            let handler = Handler { command, timeout: exec_timeout };
+            super::handler::run(&connect, &prefix, &handler).await
+        }
+        Command::Watch { prefix, exec: None, connect, .. } => {
             let prefix = usage!(prefix.bytes());
             session(&connect, async |client| {
                 let mut watch = client.watch(prefix, None).await?;

@@ -5,8 +5,10 @@ mod args;
 mod bench;
 mod commands;
 mod demo;
+mod handler;
 mod heal;
 mod local;
+mod notify;
 mod print;
 mod serve;
 
@@ -89,5 +91,18 @@ fn report(error: &ClientError) -> i32 {
         ClientError::Invalid(_) => EXIT_USAGE,
         ClientError::Rpc(RpcError::InvalidKey(_) | RpcError::InvalidRequest(_)) => EXIT_USAGE,
         ClientError::Rpc(_) | ClientError::Protocol(_) => EXIT_FAILED,
+    }
+}
+
+/// SIGINT or SIGTERM (`chorus node` and `chorus watch --exec` stop on either).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(terminate) => terminate,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
     }
 }

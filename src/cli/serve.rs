@@ -7,6 +7,7 @@ use chorus::{NodeHandle, NodeOptions};
 use serde_json::json;
 
 use super::args::NodeArgs;
+use super::notify;
 use super::{EXIT_FAILED, EXIT_USAGE};
 
 pub async fn run(args: NodeArgs) -> i32 {
@@ -37,7 +38,7 @@ pub async fn run(args: NodeArgs) -> i32 {
     tracing::info!(name = %handle.name(), id = %handle.id(), redis = ?handle.redis_addr(), http = ?handle.http_addr(), listen = %handle.addr(), "listening");
     tokio::select! {
         () = handle.ready() => {}
-        () = shutdown_signal() => {
+        () = super::shutdown_signal() => {
             handle.stop();
             return 0;
         }
@@ -62,13 +63,15 @@ pub async fn run(args: NodeArgs) -> i32 {
         );
     }
     let _ = std::io::stdout().flush();
+    notify::ready();
     tokio::select! {
-        () = shutdown_signal() => {}
+        () = super::shutdown_signal() => {}
         () = handle.failed() => {
             tracing::error!("the node's driver stopped unexpectedly; exiting so a supervisor can restart it");
             return EXIT_FAILED;
         }
     }
+    notify::stopping();
     drain(&handle, args.drain).await;
     tracing::info!("shutting down: handing off writes and announcing departure");
     let handed_off = handle.shutdown().await;
@@ -91,19 +94,7 @@ async fn drain(handle: &NodeHandle, delay: std::time::Duration) {
     );
     tokio::select! {
         () = tokio::time::sleep(delay) => {}
-        () = shutdown_signal() => {}
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(terminate) => terminate,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+        () = super::shutdown_signal() => {}
     }
 }
 

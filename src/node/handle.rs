@@ -361,6 +361,11 @@ async fn accept(endpoint: quinn::Endpoint, driver: Arc<Driver>, firewall: Arc<Fi
 /// node can be given the same list), which is skipped. A seed is this node if it is the
 /// advertised address, or resolves to the bound address, to the advertised one, or (listening
 /// on every interface) to a local address with the bound port.
+///
+/// A seed that is not `host:port` fails the start (a typo). A host name that does not resolve
+/// yet is kept with a WARN: on a platform that starts instances together (a StatefulSet, a Cloud
+/// Foundry app), a peer's name exists only once that peer runs, and the transport resolves it
+/// again on every attempt.
 async fn seeds_of_others(
     join: &[String],
     bound: SocketAddr,
@@ -369,15 +374,15 @@ async fn seeds_of_others(
     let advertised_resolved = gossip::resolve(advertised).await.ok();
     let mut seeds = Vec::new();
     for seed in join {
-        // Resolved once to fail fast on a typo; the protocol keeps the text, and the
-        // transport resolves it again on every connection attempt.
-        let resolved = gossip::resolve(seed).await.map_err(StartError::Invalid)?;
         let own = seed == advertised
-            || resolved == bound
-            || Some(resolved) == advertised_resolved
-            || (bound.ip().is_unspecified()
-                && resolved.port() == bound.port()
-                && is_local(resolved));
+            || match gossip::resolve(seed).await {
+                Ok(resolved) => is_own(resolved, bound, advertised_resolved),
+                Err(why) if is_host_and_port(seed) => {
+                    tracing::warn!(%seed, %why, "seed does not resolve yet: kept, resolved again on every attempt");
+                    false
+                }
+                Err(why) => return Err(StartError::Invalid(why)),
+            };
         if own {
             tracing::info!(%seed, "skipping this node's own address in --join");
         } else if !seeds.contains(seed) {
@@ -385,6 +390,19 @@ async fn seeds_of_others(
         }
     }
     Ok(seeds)
+}
+
+/// Whether a seed's resolved address is this node's.
+fn is_own(resolved: SocketAddr, bound: SocketAddr, advertised: Option<SocketAddr>) -> bool {
+    resolved == bound
+        || Some(resolved) == advertised
+        || (bound.ip().is_unspecified() && resolved.port() == bound.port() && is_local(resolved))
+}
+
+/// Whether `seed` has the shape `host:port` (a name that may resolve later, not a typo).
+fn is_host_and_port(seed: &str) -> bool {
+    seed.rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 /// Whether `addr`'s IP belongs to this host: binding a socket to it succeeds only then.

@@ -11,6 +11,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod http;
+pub mod load;
 mod process;
 mod resp;
 mod rng;
@@ -368,6 +369,19 @@ impl Node {
             if seen.iter().all(|seen| *seen) { Ok(()) } else { Err(format!("seen: {seen:?}")) }
         });
     }
+}
+
+/// Nodes named `names` on free addresses of their own, each given the same seed list (every
+/// address, its own included), started together; returns the addresses and the ready nodes.
+pub fn start_together(names: &[&str], dir: &Path) -> (Vec<String>, Vec<Node>) {
+    let addrs = free_addrs(names.len());
+    let processes: Vec<Process> = names
+        .iter()
+        .zip(&addrs)
+        .map(|(name, addr)| Node::spawn_at(name, addr, &addrs, None, dir))
+        .collect();
+    let nodes = processes.into_iter().map(|process| Node::await_ready(process, None)).collect();
+    (addrs, nodes)
 }
 
 /// `count` addresses on 127.0.0.1 whose UDP ports were free a moment ago (for nodes that must

@@ -1,0 +1,36 @@
+//! What the deployment recipes in `deploy/` rely on: under systemd (`Type=notify`), the node
+//! sends `READY=1` on `NOTIFY_SOCKET` once ready and `STOPPING=1` when SIGTERM begins its
+//! graceful shutdown. (`deploy/check.sh` validates the recipes themselves with their tools.)
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+use common::{EXIT_TIMEOUT, Node, Process, READY_TIMEOUT, Scratch, free_addrs};
+
+fn next_datagram(socket: &UnixDatagram, timeout: Duration) -> String {
+    socket.set_read_timeout(Some(timeout)).expect("set a read timeout");
+    let mut buffer = [0u8; 512];
+    let length = socket.recv(&mut buffer).expect("a notification before the timeout");
+    String::from_utf8_lossy(&buffer[..length]).into_owned()
+}
+
+#[test]
+fn the_node_tells_systemd_when_it_is_ready_and_when_it_stops() {
+    let scratch = Scratch::new("sd_notify");
+    let path = scratch.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+    let addr = free_addrs(1).remove(0);
+    let args = ["node", "--listen", &addr, "--join", &addr, "--name", "a"];
+    let notify = path.to_string_lossy().into_owned();
+    let process = Process::start("a", &args, &[("NOTIFY_SOCKET", &notify)], scratch.path());
+    let ready = next_datagram(&socket, READY_TIMEOUT);
+    assert!(ready.lines().any(|line| line == "READY=1"), "{ready:?}");
+    let mut node = Node::await_ready(process, None);
+    node.process.terminate();
+    let stopping = next_datagram(&socket, EXIT_TIMEOUT);
+    assert!(stopping.lines().any(|line| line == "STOPPING=1"), "{stopping:?}");
+    let status = node.process.wait_exit(EXIT_TIMEOUT).expect("the node exits");
+    assert!(status.success(), "{status:?}");
+}
