@@ -70,15 +70,21 @@ impl Node {
                         self.joined = true;
                         self.emit(Event::Joined);
                     }
+                    self.check_caught_up(&digest.bases);
                 }
             }
             Body::Members(records) => self.merge_records(now_ms, &records),
-            Body::Delta { receiver, bases, horizon, delta } => {
+            Body::Delta { receiver, bases, horizon, delta, more } => {
                 // A page computed for an earlier identity of this node (before it dropped its
                 // state) skips writes that state had; applied now, its ranges would overclaim
                 // (found by chorus-sim, seed 1781 of `--long-partitions`).
-                if receiver == self.config.id {
-                    self.merge_delta(now_ms, sender, &bases, &horizon, delta);
+                if receiver == self.config.id
+                    && self.merge_delta(now_ms, sender, &bases, &horizon, delta)
+                    && !more
+                {
+                    // The last page of a round: this node holds what the sender had then,
+                    // but for writes held back for skew (theirs to resend).
+                    self.caught_up = true;
                 }
             }
             Body::Push { updates, acks } => self.merge_push(now_ms, sender, updates, &acks),
@@ -106,21 +112,33 @@ impl Node {
             return;
         };
         let records = self.members.missing_records(&digest.members);
+        let digest_back = self.digest(&record.addr, now_ms);
         let reply =
-            Body::SynAck { sender: self.members.own_record(), digest: self.digest(), records };
+            Body::SynAck { sender: self.members.own_record(), digest: digest_back, records };
         self.send(record.addr.clone(), Lane::Control, reply);
         if exchange {
             self.send_delta(record.addr, record.heartbeat.id, &digest.bases);
+            self.check_caught_up(&digest.bases);
         }
     }
 
-    /// The digest this node sends.
-    pub(crate) fn digest(&self) -> Digest {
+    /// The digest this node sends to `to` at `now_ms`.
+    pub(crate) fn digest(&self, to: &Addr, now_ms: u64) -> Digest {
         Digest {
             members: self.members.heartbeats(),
             bases: self.store.vector().bases().clone(),
             horizon: self.store.horizon().clone(),
             rank: self.rank(),
+            clock: self.clock_stamp(to, now_ms),
+        }
+    }
+
+    /// A node that holds everything a peer's digest says the peer has is caught up, whatever
+    /// pages are still in flight; otherwise the last page of a round will say so.
+    fn check_caught_up(&mut self, theirs: &BTreeMap<NodeId, u64>) {
+        let ours = self.store.vector();
+        if !self.caught_up && theirs.iter().all(|(node, seq)| ours.base(*node) >= *seq) {
+            self.caught_up = true;
         }
     }
 
@@ -137,8 +155,9 @@ impl Node {
     }
 
     /// Opens an anti-entropy round with `to`.
-    pub(crate) fn send_syn(&mut self, to: Addr) {
-        let body = Body::Syn { sender: self.members.own_record(), digest: self.digest() };
+    pub(crate) fn send_syn(&mut self, to: Addr, now_ms: u64) {
+        let digest = self.digest(&to, now_ms);
+        let body = Body::Syn { sender: self.members.own_record(), digest };
         self.send(to, Lane::Control, body);
     }
 
@@ -165,6 +184,7 @@ impl Node {
         }
         self.member_changes(changes);
         let peer = record.heartbeat.id;
+        self.clock_heard(peer, from, &digest.clock, now_ms);
         if self.members.set_bases(&record.heartbeat, &digest.bases).is_err() {
             let reset = Body::Reset { id: peer, reason: ResetReason::Regressed };
             self.send(from.clone(), Lane::Control, reset);
@@ -200,6 +220,7 @@ impl Node {
     fn send_delta(&mut self, to: Addr, receiver: NodeId, bases: &BTreeMap<NodeId, u64>) {
         let mut cursor = bases.clone();
         for page in 0..SYNC_PAGES_MAX {
+            let more_rounds = page + 1 == SYNC_PAGES_MAX;
             let page_size = self.config.delta_page_size_target;
             let (mut delta, last) = self.store.delta(&cursor, page_size);
             if self.config.sabotage.page_claims_whole_range && !last {
@@ -226,7 +247,9 @@ impl Node {
             }
             let horizon = self.store.page_horizon(&cursor);
             let bases = self.store.vector().bases().clone();
-            self.send(to.clone(), Lane::Bulk, Body::Delta { receiver, bases, horizon, delta });
+            let more = !last && more_rounds;
+            let body = Body::Delta { receiver, bases, horizon, delta, more };
+            self.send(to.clone(), Lane::Bulk, body);
             if last {
                 break;
             }
@@ -236,7 +259,7 @@ impl Node {
     /// Merges a delta page, holding back writes stamped too far ahead: a group's covered
     /// range stops below the first of them, so it is sent again once the clock allows it.
     /// A page is refused whole when either state is behind the other's collections (its
-    /// digest decides what happens next).
+    /// digest decides what happens next). Returns whether it was merged.
     fn merge_delta(
         &mut self,
         now_ms: u64,
@@ -244,12 +267,12 @@ impl Node {
         bases: &BTreeMap<NodeId, u64>,
         horizon: &Horizon,
         mut delta: Delta,
-    ) {
+    ) -> bool {
         if !self.store.is_safe_against(horizon)
             || !horizon.is_safe_against(bases, self.store.horizon())
         {
             self.stats.exchanges_refused += 1;
-            return;
+            return false;
         }
         let mut held_back = false;
         for group in &mut delta.groups {
@@ -291,6 +314,7 @@ impl Node {
                 self.forward(&update, false, Some(sender), now_ms);
             }
         }
+        true
     }
 
     /// Merges eagerly pushed writes, forwards those new here down their origin's tree, and

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use chorus_proto::rpc::ChangeKind;
-use chorus_proto::{Addr, Envelope, Event, Node, Transmit, WaitId};
+use chorus_proto::{Addr, ClockCheck, Envelope, Event, Node, Transmit, WaitId, clock_offset_text};
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
 
@@ -74,12 +74,13 @@ impl Driver {
         transport_stats: Arc<TransportStats>,
         clock: WallClock,
     ) -> Arc<Driver> {
-        let joined = ready.borrow().is_ok();
+        // The handle starts a node without seeds ready, and one with seeds joining.
+        let seeded = ready.borrow().is_err();
         let state = State {
+            ready_inputs: ReadyInputs::new(seeded, &node),
             node,
             waits: BTreeMap::new(),
             history: History::new(),
-            ready_inputs: ReadyInputs { joined, draining: false },
             ready,
             leaving: Vec::new(),
             skew: SkewLog::default(),
@@ -174,6 +175,11 @@ impl Driver {
 }
 
 impl State {
+    /// The readiness last published.
+    pub(super) fn readiness(&self) -> Readiness {
+        self.ready.borrow().clone()
+    }
+
     /// Drains the node's outputs: the drain contract (after every input and command).
     pub(super) fn drain(&mut self) {
         while let Some(transmit) = self.node.poll_transmit() {
@@ -182,6 +188,7 @@ impl State {
         while let Some(event) = self.node.poll_event() {
             self.event(event);
         }
+        self.ready_inputs.observe(&self.node);
         let readiness = self.ready_inputs.readiness();
         self.ready.send_if_modified(|published| {
             let changed = *published != readiness;
@@ -210,9 +217,16 @@ impl State {
                     let _ = reply.send(super::outcome::wait_written(&self.node, outcome));
                 }
             }
-            Event::Joined => {
-                self.ready_inputs.joined = true;
+            Event::Joined => {}
+            Event::Clock(ClockCheck::Off { offset_ms }) => {
+                let why = clock_offset_text(offset_ms, self.node.config().clock_skew_ms_max);
+                tracing::warn!(offset_ms, "{why}");
             }
+            Event::Clock(ClockCheck::Within) => {
+                let offset_ms = self.node.clock_offset_ms();
+                tracing::info!(?offset_ms, "this node's clock is within the bound of its peers");
+            }
+            Event::Clock(ClockCheck::Unchecked) => {}
             Event::Left => {
                 for done in self.leaving.drain(..) {
                     let _ = done.send(());

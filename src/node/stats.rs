@@ -26,6 +26,10 @@ impl Driver {
         let stats = state.node.stats().clone();
         let (id, name) = (state.node.id(), state.node.config().name.to_string());
         let waits_pending = state.waits.len() as u64;
+        let clock_offset_ms = state.node.clock_offset_ms();
+        let samples = state.node.clock_samples().iter();
+        let clock_peers = samples.map(|(id, s)| (*id, s.offset_ms, s.rtt_ms)).collect();
+        let not_ready = state.readiness().err().map(|why| why.to_string());
         drop(state);
         let mut counters = protocol_counters(&stats, &self.transport_stats);
         counters.push(counter("waits_pending", waits_pending));
@@ -47,6 +51,9 @@ impl Driver {
             uptime_ms: self.started.elapsed().as_millis() as u64,
             counters,
             skew_by_peer: stats.skew_by_peer.into_iter().collect(),
+            clock_offset_ms,
+            clock_peers,
+            not_ready,
         })
     }
 }

@@ -79,6 +79,8 @@ pub struct Reached {
     /// Catch-ups sent as more than one delta page (one call sent two or more bulk messages
     /// to one peer).
     pub paged: u64,
+    /// Client writes refused by the clock self-check (`ClockOffset`, `ClockUnchecked`).
+    pub clock_refused: u64,
 }
 
 impl Nodes for Vec<Slot> {

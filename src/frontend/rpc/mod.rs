@@ -122,6 +122,10 @@ fn rpc_error(error: OpError) -> RpcError {
         OpError::Busy => RpcError::Busy,
         OpError::Invalid(why) => RpcError::InvalidRequest(why),
         OpError::CursorExpired => RpcError::CursorExpired,
+        OpError::ClockOffset { offset_ms, bound_ms } => {
+            RpcError::ClockOffset { offset_ms, bound_ms }
+        }
+        OpError::ClockUnchecked => RpcError::ClockUnchecked,
     }
 }
 
