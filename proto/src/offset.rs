@@ -15,10 +15,15 @@
 //! see this node's clock beyond the bound on the same side, `Within` when at least half were
 //! measured within it, else unchanged (`Unchecked` until the first verdict). In a large
 //! cluster `CLOCK_QUORUM` peers suffice (beyond: and most of those measured), so a verdict
-//! takes a few rounds, not one per half of the members. A node that is `Off` refuses local writes; `Unchecked` after it
-//! joined refuses them too, so a node with a bad clock cannot slip writes in before its
-//! first verdict. Two nodes alone each see the other beyond: both refuse, since neither can
-//! tell whose clock is wrong; a third node decides.
+//! takes a few rounds, not one per half of the members.
+//!
+//! A node takes local writes only when `Within`. `Unchecked` refuses them too, so a node with
+//! a bad clock cannot slip writes in before its first verdict (one it took while it had
+//! reached no peer would be held back by every peer, and lost if it died meanwhile). A node
+//! without seeds is `Within` from the start: it has nobody to compare with. Two nodes alone
+//! each see the other beyond: both refuse, since neither can tell whose clock is wrong; a
+//! third node decides. A wall clock that steps while the node runs voids its estimates
+//! ([`Node::clock_stepped`]): it compares again before it takes a write.
 
 use std::collections::BTreeMap;
 
@@ -56,17 +61,20 @@ pub struct ClockSample {
 }
 
 impl ClockSample {
-    /// Which side of the bound the peer sees this node on, its uncertainty granted: `1`
-    /// ahead, `-1` behind, `0` within.
-    fn side(&self, bound_ms: u64) -> i8 {
-        let margin = i128::from(bound_ms) + i128::from(self.rtt_ms / 2);
+    /// Which side of the bound the peer sees this node on, counting only what the estimate
+    /// proves over its uncertainty (half the round trip): `Some(1)` beyond it ahead,
+    /// `Some(-1)` beyond it behind, `Some(0)` within it, `None` when it cannot tell.
+    fn side(&self, bound_ms: u64) -> Option<i8> {
+        let (bound, slack) = (i128::from(bound_ms), i128::from(self.rtt_ms / 2));
         let offset = i128::from(self.offset_ms);
-        if offset > margin {
-            1
-        } else if offset < -margin {
-            -1
+        if offset - slack > bound {
+            Some(1)
+        } else if offset + slack < -bound {
+            Some(-1)
+        } else if offset.abs() + slack <= bound {
+            Some(0)
         } else {
-            0
+            None
         }
     }
 }
@@ -89,6 +97,8 @@ pub(crate) struct Offsets {
     probed: BTreeMap<NodeId, u64>,
     check: ClockCheck,
     median_ms: Option<i64>,
+    /// Readings of this node's clock before this one (its clock stepped then) are void.
+    valid_from_ms: u64,
 }
 
 impl Offsets {
@@ -120,7 +130,9 @@ impl Offsets {
             let heard = Heard { id: peer, sent_ms: stamp.sent_ms, at_ms: now_ms };
             self.heard.insert(from.clone(), heard);
         }
-        let Some(echo) = stamp.echo.filter(|echo| echo.to == own) else { return false };
+        let valid_from_ms = self.valid_from_ms;
+        let echo = stamp.echo.filter(|echo| echo.to == own && echo.sent_ms >= valid_from_ms);
+        let Some(echo) = echo else { return false };
         let Some(sample) = estimate(echo, stamp.sent_ms, now_ms) else { return false };
         if self.samples.contains_key(&peer) || self.samples.len() < MEMBERS_MAX {
             self.samples.insert(peer, sample);
@@ -141,19 +153,19 @@ impl Offsets {
     /// or it has joined before); otherwise it stays unchecked.
     pub(crate) fn recompute(&mut self, live: &[NodeId], bound_ms: u64, alone: bool) {
         let mut offsets: Vec<i64> = Vec::new();
-        let (mut ahead, mut behind) = (0usize, 0usize);
+        let (mut ahead, mut behind, mut within) = (0usize, 0usize, 0usize);
         for sample in live.iter().filter_map(|id| self.samples.get(id)) {
             offsets.push(sample.offset_ms);
             match sample.side(bound_ms) {
-                1 => ahead += 1,
-                -1 => behind += 1,
-                _ => {}
+                Some(1) => ahead += 1,
+                Some(-1) => behind += 1,
+                Some(_) => within += 1,
+                None => {}
             }
         }
         offsets.sort_unstable();
         self.median_ms = (!offsets.is_empty()).then(|| offsets[(offsets.len() - 1) / 2]);
         let measured = offsets.len();
-        let within = measured - ahead - behind;
         let n = live.len();
         // Most live peers, or (in a large cluster) a quorum that is most of those measured.
         let off = |side: usize| 2 * side > n || (side >= CLOCK_QUORUM && 2 * side > measured);
@@ -183,6 +195,16 @@ impl Offsets {
 
     /// Forgets the verdict: the node was given seeds, so it has peers to ask.
     pub(crate) fn unverify(&mut self) {
+        self.check = ClockCheck::Unchecked;
+    }
+
+    /// Forgets every estimate and the verdict: this node's clock stepped at `now_ms`, so
+    /// they describe a clock it no longer has, and so does any echo of a reading before.
+    pub(crate) fn forget(&mut self, now_ms: u64) {
+        self.valid_from_ms = now_ms;
+        self.samples.clear();
+        self.heard.clear();
+        self.median_ms = None;
         self.check = ClockCheck::Unchecked;
     }
 
@@ -220,8 +242,7 @@ fn estimate(echo: Echo, t3: u64, t4: u64) -> Option<ClockSample> {
 
 /// The clock self-check's side of [`Node`].
 impl Node {
-    /// What the clock self-check says now: writes are refused while it is `Off`, and while it
-    /// is `Unchecked` after the node joined.
+    /// What the clock self-check says now: writes are refused unless it is `Within`.
     pub fn clock_check(&self) -> ClockCheck {
         self.offsets.check()
     }
@@ -237,6 +258,24 @@ impl Node {
         self.offsets.samples()
     }
 
+    /// Tells the node that its wall clock stepped at `now_ms` (the driver saw wall time move
+    /// away from monotonic time): its estimates are void, so it compares again from scratch,
+    /// refusing writes until it has (with peers to compare with). Without this a clock that
+    /// jumped while the node ran took writes until its next estimates.
+    pub fn clock_stepped(&mut self, now_ms: u64) {
+        self.assert_drained();
+        let before = self.offsets.check();
+        self.offsets.forget(now_ms);
+        let live: Vec<NodeId> = self.live_peers().map(|m| m.id).collect();
+        if live.is_empty() {
+            // Nobody to compare with: the verdict stands as it would for a lone node.
+            self.recheck_clock();
+        } else if before != ClockCheck::Unchecked {
+            self.emit(Event::Clock(ClockCheck::Unchecked));
+        }
+        self.after_call(now_ms);
+    }
+
     /// Refuses a local write while the clock check forbids it.
     pub(crate) fn check_clock(&self) -> Result<(), WriteError> {
         if self.config.sabotage.skip_clock_check {
@@ -246,8 +285,8 @@ impl Node {
             ClockCheck::Off { offset_ms } => {
                 Err(WriteError::ClockOffset { offset_ms, bound_ms: self.config.clock_skew_ms_max })
             }
-            ClockCheck::Unchecked if self.joined => Err(WriteError::ClockUnchecked),
-            _ => Ok(()),
+            ClockCheck::Unchecked => Err(WriteError::ClockUnchecked),
+            ClockCheck::Within => Ok(()),
         }
     }
 
@@ -405,11 +444,15 @@ mod tests {
         round(&mut offsets, 3, 0, -2_000, 10_000, 1);
         offsets.recompute(&live, BOUND, false);
         assert_eq!(offsets.check(), ClockCheck::Unchecked);
-        // 600 ms off, but measured over a 400 ms round trip: it may be 400 ms, within.
+        // 600 ms off, but measured over a 400 ms round trip: it may be 400 ms (within) or
+        // 800 ms (beyond), so it proves neither.
         let mut offsets = Offsets::default();
         round(&mut offsets, 2, 600, 0, 10_000, 200);
         offsets.recompute(&[NodeId(2)], BOUND, false);
-        assert_eq!(offsets.check(), ClockCheck::Within);
+        assert_eq!(offsets.check(), ClockCheck::Unchecked);
+        round(&mut offsets, 2, 300, 0, 20_000, 100);
+        offsets.recompute(&[NodeId(2)], BOUND, false);
+        assert_eq!(offsets.check(), ClockCheck::Within, "300 ms give or take 100");
     }
 
     #[test]
@@ -431,6 +474,25 @@ mod tests {
         round(&mut offsets, 6, 0, 0, 10_000, 1);
         offsets.recompute(&live, BOUND, false);
         assert_eq!(offsets.check(), ClockCheck::Off { offset_ms: 9_000 });
+    }
+
+    #[test]
+    fn a_step_forgets_every_estimate() {
+        let live = [NodeId(2)];
+        let mut offsets = Offsets::default();
+        round(&mut offsets, 2, 0, 0, 10_000, 1);
+        offsets.recompute(&live, BOUND, false);
+        assert_eq!(offsets.check(), ClockCheck::Within);
+        // A Syn sent before the step, answered after it: the round trip spans the step.
+        let syn = offsets.stamp(&addr(2), 20_000);
+        offsets.forget(22_000);
+        assert_eq!(offsets.check(), ClockCheck::Unchecked);
+        assert!(offsets.samples().is_empty() && offsets.median_ms().is_none());
+        assert!(offsets.stamp(&addr(2), 22_010).echo.is_none(), "no echo of a stale reading");
+        let mut peer = Offsets::default();
+        peer.heard(NodeId(2), ME, &addr(1), &syn, 20_001);
+        let ack = peer.stamp(&addr(1), 20_001);
+        assert!(!offsets.heard(ME, NodeId(2), &addr(2), &ack, 22_002), "spans the step");
     }
 
     #[test]

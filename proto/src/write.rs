@@ -107,11 +107,11 @@ pub enum WriteError {
         /// The skew bound.
         bound_ms: u64,
     },
-    /// This node joined its cluster but has not yet compared its clock with most of its
-    /// peers; that takes a gossip round or two.
+    /// This node has peers (or seeds) but has not yet compared its clock with most of them:
+    /// it has not reached them yet, or only just (a gossip round or two).
     #[error(
-        "this node has not yet compared its clock with most of its peers: retry in a second, \
-         or write to another node"
+        "this node has not yet compared its clock with its peers (it has reached none yet, or \
+         only just): retry shortly, or write to another node"
     )]
     ClockUnchecked,
 }

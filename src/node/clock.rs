@@ -47,6 +47,13 @@ impl WallClock {
         }
     }
 
+    /// How far wall time has moved from monotonic time since the node started, at wall time
+    /// `now_ms`: it changes only when the wall clock steps (NTP correcting it, a VM resumed).
+    pub fn lead_ms(&self, now_ms: u64) -> i64 {
+        let monotonic = self.origin_ms.saturating_add(self.origin.elapsed().as_millis() as u64);
+        now_ms as i64 - monotonic as i64
+    }
+
     /// The tokio instant at which this clock reads `at_ms` (now, if that is past), for
     /// sleeping until a deadline of the protocol.
     pub fn instant_at(&self, at_ms: u64) -> tokio::time::Instant {

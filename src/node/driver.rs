@@ -59,6 +59,8 @@ pub struct State {
     pub(super) leaving: Vec<oneshot::Sender<()>>,
     skew: SkewLog,
     clock: WallClock,
+    /// The wall clock's lead over monotonic time at the last reading (see `now_ms`).
+    wall_lead_ms: i64,
     /// The deadline (wall ms) the timer task sleeps until.
     pub(super) timer_ms: u64,
     /// Outputs taken from the node, handled once the lock is released.
@@ -84,6 +86,7 @@ impl Driver {
             ready,
             leaving: Vec::new(),
             skew: SkewLog::default(),
+            wall_lead_ms: clock.lead_ms(clock.now_ms()),
             clock,
             timer_ms: 0,
             outbox: Vec::new(),
@@ -161,7 +164,8 @@ impl Driver {
         let merged = match Envelope::decode(&bytes) {
             Ok(envelope) => {
                 let Some(mut state) = self.lock(Purpose::Gossip) else { return };
-                let merged = state.node.handle_message(self.clock.now_ms(), from.clone(), envelope);
+                let now_ms = state.now_ms();
+                let merged = state.node.handle_message(now_ms, from.clone(), envelope);
                 self.settle(state);
                 merged
             }
@@ -175,6 +179,23 @@ impl Driver {
 }
 
 impl State {
+    /// Wall time for a call into the node. A wall clock that stepped by more than half the
+    /// skew bound since the last reading (its lead over monotonic time changed) voids the
+    /// node's clock estimates first, so that a write never carries the stepped time before
+    /// the node has compared its clock again (see `Node::clock_stepped`).
+    pub(super) fn now_ms(&mut self) -> u64 {
+        let now_ms = self.clock.now_ms();
+        let lead_ms = self.clock.lead_ms(now_ms);
+        let step_ms = lead_ms.abs_diff(self.wall_lead_ms);
+        self.wall_lead_ms = lead_ms;
+        if step_ms > self.node.config().clock_skew_ms_max / 2 {
+            tracing::warn!(step_ms, "the wall clock stepped: comparing it with the peers again");
+            self.node.clock_stepped(now_ms);
+            self.drain();
+        }
+        now_ms
+    }
+
     /// The readiness last published.
     pub(super) fn readiness(&self) -> Readiness {
         self.ready.borrow().clone()

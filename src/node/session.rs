@@ -34,7 +34,7 @@ impl Driver {
         work: impl FnOnce(&mut Session<'_>) -> R,
     ) -> Result<R, OpError> {
         let mut state = self.lock(purpose).ok_or(OpError::ShuttingDown)?;
-        let now_ms = self.clock.now_ms();
+        let now_ms = state.now_ms();
         let result = work(&mut Session { state: &mut state, now_ms });
         self.settle(state);
         Ok(result)

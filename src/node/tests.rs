@@ -160,6 +160,12 @@ async fn a_skewed_node_refuses_writes_until_corrected(offset_ms: i64) {
     ready.await.expect("ready again within 20 s of the correction").expect("runs");
     let taken = skewed.driver().write(put("flags/skewed", None, WaitLevel::Local, 0)).await;
     assert!(taken.is_ok(), "{taken:?}");
+    // The clock jumps while the node runs: the very next write is refused, before any
+    // gossip round could have measured the new offset.
+    offset.store(offset_ms, Ordering::Relaxed);
+    let written = skewed.driver().write(put("flags/jumped", None, WaitLevel::Local, 0)).await;
+    let refused = matches!(written, Err(OpError::ClockUnchecked | OpError::ClockOffset { .. }));
+    assert!(refused, "a write right after the jump: {written:?}");
     for node in [first, second, skewed] {
         node.stop();
     }
