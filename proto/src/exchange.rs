@@ -220,7 +220,6 @@ impl Node {
     fn send_delta(&mut self, to: Addr, receiver: NodeId, bases: &BTreeMap<NodeId, u64>) {
         let mut cursor = bases.clone();
         for page in 0..SYNC_PAGES_MAX {
-            let more_rounds = page + 1 == SYNC_PAGES_MAX;
             let page_size = self.config.delta_page_size_target;
             let (mut delta, last) = self.store.delta(&cursor, page_size);
             if self.config.sabotage.page_claims_whole_range && !last {
@@ -247,8 +246,7 @@ impl Node {
             }
             let horizon = self.store.page_horizon(&cursor);
             let bases = self.store.vector().bases().clone();
-            let more = !last && more_rounds;
-            let body = Body::Delta { receiver, bases, horizon, delta, more };
+            let body = Body::Delta { receiver, bases, horizon, delta, more: !last };
             self.send(to.clone(), Lane::Bulk, body);
             if last {
                 break;

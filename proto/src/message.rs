@@ -222,8 +222,8 @@ pub enum Body {
         horizon: Horizon,
         /// The writes.
         delta: Delta,
-        /// Whether more pages follow in a later round: this round reached `SYNC_PAGES_MAX`.
-        /// A page without it ends the catch-up the sender's digest promised.
+        /// Whether more pages follow, in this round or (past `SYNC_PAGES_MAX`) a later one. A
+        /// page without it ends the catch-up the sender's digest promised.
         more: bool,
     },
     /// Eagerly pushed writes, and which of them the writer wants acknowledged.

@@ -446,3 +446,28 @@ fn a_new_node_does_not_wait_for_a_member_it_only_heard_of_that_is_dead() {
     assert!(outcome.complete, "waited for a member it only heard of: {outcome:?}");
     assert!(!outcome.confirmed.contains(&dead));
 }
+
+#[test]
+fn a_joining_node_is_caught_up_only_once_every_page_arrived() {
+    // Pages of about 200 bytes: 300 keys take more than one round of `SYNC_PAGES_MAX` pages.
+    fn small_pages(config: &mut chorus_proto::Config) {
+        harness::quick(config);
+        config.delta_page_size_target = 200;
+    }
+    let mut cluster = Cluster::with(2, small_pages);
+    for n in 0..300 {
+        cluster.put(0, &format!("bulk/{n:03}"), "some value of a few bytes");
+    }
+    assert!(cluster.run_until(10_000, |c| c.get(1, "bulk/299").is_some()));
+    let newcomer = cluster.add();
+    assert!(cluster.run_until(5_000, |c| c.node(newcomer).is_joined()));
+    assert!(!cluster.node(newcomer).is_caught_up(), "pages were still to come");
+    let caught_up = |c: &Cluster| c.node(newcomer).is_caught_up();
+    assert!(cluster.run_until(20_000, caught_up));
+    for n in 0..300 {
+        assert!(cluster.get(newcomer, &format!("bulk/{n:03}")).is_some(), "bulk/{n:03} missing");
+    }
+    // A node that needed nothing is caught up at its first exchange.
+    let empty = Cluster::new(2);
+    assert!(empty.node(1).is_caught_up());
+}
