@@ -53,6 +53,7 @@ mod offset;
 mod push;
 pub mod resp;
 pub mod rpc;
+mod selfcheck;
 mod stats;
 mod store;
 mod transmit;

@@ -23,16 +23,14 @@
 //! without seeds is `Within` from the start: it has nobody to compare with. Two nodes alone
 //! each see the other beyond: both refuse, since neither can tell whose clock is wrong; a
 //! third node decides. A wall clock that steps while the node runs voids its estimates
-//! ([`Node::clock_stepped`]): it compares again before it takes a write.
+//! (`Node::clock_stepped`, in `selfcheck.rs` with the rest of the node's side): it compares
+//! again before it takes a write.
 
 use std::collections::BTreeMap;
 
 use crate::clock::NodeId;
-use crate::event::Event;
 use crate::limits::{CLOCK_ECHO_HOLD_MS_MAX, CLOCK_QUORUM, CLOCK_RTT_MS_MAX, MEMBERS_MAX};
 use crate::message::{Addr, ClockStamp, Echo};
-use crate::node::Node;
-use crate::write::WriteError;
 
 /// What this node's clock check says.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -238,101 +236,6 @@ fn estimate(echo: Echo, t3: u64, t4: u64) -> Option<ClockSample> {
     let offset = (i128::from(t1) + i128::from(t4) - t2 - i128::from(t3)) / 2;
     let offset_ms = i64::try_from(offset).ok()?;
     Some(ClockSample { offset_ms, rtt_ms, at_ms: t4 })
-}
-
-/// The clock self-check's side of [`Node`].
-impl Node {
-    /// What the clock self-check says now: writes are refused unless it is `Within`.
-    pub fn clock_check(&self) -> ClockCheck {
-        self.offsets.check()
-    }
-
-    /// The median of this node's clock offsets from its live peers (positive: ahead), when
-    /// any was measured.
-    pub fn clock_offset_ms(&self) -> Option<i64> {
-        self.offsets.median_ms()
-    }
-
-    /// This node's latest clock offset estimate from each peer.
-    pub fn clock_samples(&self) -> &BTreeMap<NodeId, ClockSample> {
-        self.offsets.samples()
-    }
-
-    /// Tells the node that its wall clock stepped at `now_ms` (the driver saw wall time move
-    /// away from monotonic time): its estimates are void, so it compares again from scratch,
-    /// refusing writes until it has (with peers to compare with). Without this a clock that
-    /// jumped while the node ran took writes until its next estimates.
-    pub fn clock_stepped(&mut self, now_ms: u64) {
-        self.assert_drained();
-        let before = self.offsets.check();
-        self.offsets.forget(now_ms);
-        let live: Vec<NodeId> = self.live_peers().map(|m| m.id).collect();
-        if live.is_empty() {
-            // Nobody to compare with: the verdict stands as it would for a lone node.
-            self.recheck_clock();
-        } else if before != ClockCheck::Unchecked {
-            self.emit(Event::Clock(ClockCheck::Unchecked));
-        }
-        self.after_call(now_ms);
-    }
-
-    /// Refuses a local write while the clock check forbids it.
-    pub(crate) fn check_clock(&self) -> Result<(), WriteError> {
-        if self.config.sabotage.skip_clock_check {
-            return Ok(());
-        }
-        match self.offsets.check() {
-            ClockCheck::Off { offset_ms } => {
-                Err(WriteError::ClockOffset { offset_ms, bound_ms: self.config.clock_skew_ms_max })
-            }
-            ClockCheck::Unchecked => Err(WriteError::ClockUnchecked),
-            ClockCheck::Within => Ok(()),
-        }
-    }
-
-    /// Takes a digest's clock stamp from `peer` at `from`; a new estimate updates the verdict.
-    pub(crate) fn clock_heard(
-        &mut self,
-        peer: NodeId,
-        from: &Addr,
-        stamp: &ClockStamp,
-        now_ms: u64,
-    ) {
-        if self.offsets.heard(self.config.id, peer, from, stamp, now_ms) {
-            self.recheck_clock();
-        }
-    }
-
-    /// Recomputes the verdict over the live peers; reports a change of verdict.
-    pub(crate) fn recheck_clock(&mut self) {
-        let before = self.offsets.check();
-        let live: Vec<NodeId> = self.live_peers().map(|m| m.id).collect();
-        let alone = self.seeds.is_empty() || self.joined;
-        self.offsets.recompute(&live, self.config.clock_skew_ms_max, alone);
-        let after = self.offsets.check();
-        if std::mem::discriminant(&before) != std::mem::discriminant(&after) {
-            self.emit(Event::Clock(after));
-        }
-    }
-
-    /// Once a round: forgets departed peers, recomputes the verdict, and while it is not
-    /// `Within`, picks the live peer measured longest ago to gossip with.
-    pub(crate) fn clock_round(&mut self, now_ms: u64) -> Option<Addr> {
-        let members = &self.members;
-        self.offsets.prune(|id| members.peer(id).is_some(), now_ms);
-        self.recheck_clock();
-        if self.offsets.check() == ClockCheck::Within {
-            return None;
-        }
-        let live: Vec<NodeId> = self.live_peers().map(|m| m.id).collect();
-        let peer = self.offsets.stalest(&live, now_ms)?;
-        self.members.peer(peer).map(|m| m.addr.clone())
-    }
-
-    /// The clock stamp for a digest to `to`.
-    pub(crate) fn clock_stamp(&self, to: &Addr, now_ms: u64) -> ClockStamp {
-        self.offsets.stamp(to, now_ms)
-    }
 }
 
 #[cfg(test)]
