@@ -147,8 +147,8 @@ impl Offsets {
     }
 
     /// Recomputes the verdict over `live` (the peers to compare with) and the median offset.
-    /// With no live peer, `alone` says whether the node may trust its clock (it has no seeds,
-    /// or it has joined before); otherwise it stays unchecked.
+    /// With no live peer, `alone` says whether the node may trust its clock (it never had
+    /// anyone to compare with); otherwise the verdict stands.
     pub(crate) fn recompute(&mut self, live: &[NodeId], bound_ms: u64, alone: bool) {
         let mut offsets: Vec<i64> = Vec::new();
         let (mut ahead, mut behind, mut within) = (0usize, 0usize, 0usize);

@@ -39,7 +39,7 @@ impl Node {
         self.offsets.forget(now_ms);
         let live: Vec<NodeId> = self.live_peers().map(|m| m.id).collect();
         if live.is_empty() {
-            // Nobody to compare with: the verdict stands as it would for a lone node.
+            // Nobody to compare with now: trusted again only if it never had anyone.
             self.recheck_clock();
         } else if before != ClockCheck::Unchecked {
             self.emit(Event::Clock(ClockCheck::Unchecked));
@@ -78,7 +78,10 @@ impl Node {
     pub(crate) fn recheck_clock(&mut self) {
         let before = self.offsets.check();
         let live: Vec<NodeId> = self.live_peers().map(|m| m.id).collect();
-        let alone = self.seeds.is_empty() || self.joined;
+        // Trusted alone only if it never had anyone to compare with: a node whose peers all
+        // went (a partition, or they died) keeps its verdict, so a node whose clock is off
+        // does not take writes again by losing its peers.
+        let alone = self.seeds.is_empty() && !self.joined;
         self.offsets.recompute(&live, self.config.clock_skew_ms_max, alone);
         let after = self.offsets.check();
         if std::mem::discriminant(&before) != std::mem::discriminant(&after) {

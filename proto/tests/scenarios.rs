@@ -471,3 +471,20 @@ fn a_joining_node_is_caught_up_only_once_every_page_arrived() {
     let empty = Cluster::new(2);
     assert!(empty.node(1).is_caught_up());
 }
+
+#[test]
+fn a_node_whose_clock_is_off_does_not_take_writes_again_by_losing_its_peers() {
+    let mut cluster = Cluster::new(3);
+    cluster.crash(2);
+    cluster.offsets[2] = 5_000;
+    cluster.start(2);
+    assert!(
+        cluster.run_until(5_000, |c| matches!(c.node(2).clock_check(), ClockCheck::Off { .. }))
+    );
+    // Cut off until it sees every peer dead: nobody left to compare with, still off.
+    cluster.partition(&[2]);
+    let gone =
+        |c: &Cluster| c.node(2).members().iter().skip(1).all(|m| m.state == MemberState::Dead);
+    assert!(cluster.run_until(60_000, gone));
+    assert!(matches!(cluster.node(2).clock_check(), ClockCheck::Off { .. }));
+}
