@@ -80,6 +80,15 @@ pub fn stats_fields(stats: &StatsReport) -> Vec<(String, serde_json::Value)> {
     .collect();
     fields.extend(stats.counters.iter().map(|c| (c.name.clone(), json!(c.value))));
     fields.push(("skew_peers".to_string(), json!(skew_peers.join(","))));
+    let clock_peers: Vec<String> = stats
+        .clock_peers
+        .iter()
+        .map(|(peer, offset, rtt)| format!("{peer}:{offset}:{rtt}"))
+        .collect();
+    fields.push(("clock_offset_ms".to_string(), json!(stats.clock_offset_ms)));
+    fields.push(("clock_peers".to_string(), json!(clock_peers.join(","))));
+    fields.push(("ready".to_string(), json!(stats.not_ready.is_none())));
+    fields.push(("not_ready".to_string(), json!(stats.not_ready.clone().unwrap_or_default())));
     fields
 }
 

@@ -116,10 +116,12 @@ fn a_node_that_cannot_reach_any_seed_says_why_at_warn() {
     });
     assert!(process.next_line(std::time::Duration::ZERO).is_none(), "no ready line");
     assert!(process.is_running(), "it keeps trying\n{}", process.log_tail());
-    // Not joined, it does not confirm `--wait all` by itself alone; a plain write works.
+    // Not joined, it does not confirm `--wait all` by itself alone; nor does it take a plain
+    // write, stamped by a clock it could not compare with any peer (exit 5).
     let waited = chorus(&["put", "k", "v", "--wait", "all", "--node", &addrs[0]]);
     assert!(waited.expect_code(2).stderr.contains("not joined"), "{waited}");
-    chorus(&["put", "k", "v", "--node", &addrs[0]]).expect_code(0);
+    let refused = chorus(&["put", "k", "v", "--node", &addrs[0]]);
+    assert!(refused.expect_code(5).stderr.contains("not yet compared its clock"), "{refused}");
 }
 
 /// On a platform that starts instances together, a peer's DNS name exists only once it runs:

@@ -4,6 +4,7 @@ use crate::clock::{NodeId, Stamp};
 use crate::data::{Key, Value};
 use crate::membership::MemberChange;
 use crate::message::ResetReason;
+use crate::offset::ClockCheck;
 use crate::wait::WaitOutcome;
 
 /// Something the driver (or a watching client) should know about.
@@ -48,6 +49,8 @@ pub enum Event {
         /// Why.
         reason: ResetReason,
     },
+    /// The clock self-check changed its verdict (DESIGN 3).
+    Clock(ClockCheck),
     /// A peer sent a write stamped too far ahead; it was held back.
     Skew {
         /// The peer.

@@ -70,18 +70,25 @@ impl Node {
                         self.joined = true;
                         self.emit(Event::Joined);
                     }
+                    self.check_caught_up(&digest.bases);
                 }
             }
             Body::Members(records) => self.merge_records(now_ms, &records),
-            Body::Delta { receiver, bases, horizon, delta, more } => {
+            Body::Delta { receiver, bases, horizon, delta, more, pull } => {
                 // A page computed for an earlier identity of this node (before it dropped its
                 // state) skips writes that state had; applied now, its ranges would overclaim
                 // (found by chorus-sim, seed 1781 of `--long-partitions`).
                 if receiver == self.config.id
                     && self.merge_delta(now_ms, sender, &bases, &horizon, delta)
-                    && more
                 {
-                    self.pull_more(now_ms, sender);
+                    if !more {
+                        // The last page of a round: this node holds what the sender had then,
+                        // but for writes held back for skew (theirs to resend).
+                        self.caught_up = true;
+                    }
+                    if pull {
+                        self.pull_more(now_ms, sender);
+                    }
                 }
             }
             Body::Push { updates, acks } => self.merge_push(now_ms, sender, updates, &acks),
@@ -109,21 +116,33 @@ impl Node {
             return;
         };
         let records = self.members.missing_records(&digest.members);
+        let digest_back = self.digest(&record.addr, now_ms);
         let reply =
-            Body::SynAck { sender: self.members.own_record(), digest: self.digest(), records };
+            Body::SynAck { sender: self.members.own_record(), digest: digest_back, records };
         self.send(record.addr.clone(), Lane::Control, reply);
         if exchange {
             self.send_delta(record.addr, record.heartbeat.id, &digest.bases);
+            self.check_caught_up(&digest.bases);
         }
     }
 
-    /// The digest this node sends.
-    pub(crate) fn digest(&self) -> Digest {
+    /// The digest this node sends to `to` at `now_ms`.
+    pub(crate) fn digest(&self, to: &Addr, now_ms: u64) -> Digest {
         Digest {
             members: self.members.heartbeats(),
             bases: self.store.vector().bases().clone(),
             horizon: self.store.horizon().clone(),
             rank: self.rank(),
+            clock: self.clock_stamp(to, now_ms),
+        }
+    }
+
+    /// A node that holds everything a peer's digest says the peer has is caught up, whatever
+    /// pages are still in flight; otherwise the last page of a round will say so.
+    fn check_caught_up(&mut self, theirs: &BTreeMap<NodeId, u64>) {
+        let ours = self.store.vector();
+        if !self.caught_up && theirs.iter().all(|(node, seq)| ours.base(*node) >= *seq) {
+            self.caught_up = true;
         }
     }
 
@@ -140,8 +159,9 @@ impl Node {
     }
 
     /// Opens an anti-entropy round with `to`.
-    pub(crate) fn send_syn(&mut self, to: Addr) {
-        let body = Body::Syn { sender: self.members.own_record(), digest: self.digest() };
+    pub(crate) fn send_syn(&mut self, to: Addr, now_ms: u64) {
+        let digest = self.digest(&to, now_ms);
+        let body = Body::Syn { sender: self.members.own_record(), digest };
         self.send(to, Lane::Control, body);
     }
 
@@ -168,6 +188,7 @@ impl Node {
         }
         self.member_changes(changes);
         let peer = record.heartbeat.id;
+        self.clock_heard(peer, from, &digest.clock, now_ms);
         if self.members.set_bases(&record.heartbeat, &digest.bases).is_err() {
             let reset = Body::Reset { id: peer, reason: ResetReason::Regressed };
             self.send(from.clone(), Lane::Control, reset);
@@ -229,8 +250,8 @@ impl Node {
             }
             let horizon = self.store.page_horizon(&cursor);
             let bases = self.store.vector().bases().clone();
-            let more = !last && page + 1 == SYNC_PAGES_MAX;
-            let body = Body::Delta { receiver, bases, horizon, delta, more };
+            let pull = !last && page + 1 == SYNC_PAGES_MAX;
+            let body = Body::Delta { receiver, bases, horizon, delta, more: !last, pull };
             self.send(to.clone(), Lane::Bulk, body);
             if last {
                 break;
@@ -254,7 +275,7 @@ impl Node {
         };
         self.pulling = Some((sender, now_ms.saturating_add(self.config.gossip_interval_ms)));
         self.stats.pulls += 1;
-        self.send_syn(addr);
+        self.send_syn(addr, now_ms);
     }
 
     /// Merges a delta page, holding back writes stamped too far ahead: a group's covered

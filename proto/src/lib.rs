@@ -39,6 +39,7 @@
 
 mod clock;
 pub mod codec;
+mod config;
 mod data;
 mod event;
 mod exchange;
@@ -48,9 +49,11 @@ pub mod limits;
 mod membership;
 pub mod message;
 mod node;
+mod offset;
 mod push;
 pub mod resp;
 pub mod rpc;
+mod selfcheck;
 mod stats;
 mod store;
 mod transmit;
@@ -65,11 +68,14 @@ pub use data::{DataError, Key, Value};
 pub use event::Event;
 pub use horizon::Horizon;
 pub use membership::{Member, MemberChange, MemberState};
-pub use message::{Addr, Envelope, InvalidMessage, MessageError, Name, ResetReason};
+pub use message::{
+    Addr, ClockStamp, Echo, Envelope, InvalidMessage, MessageError, Name, ResetReason,
+};
 pub use node::{Config, Node, Sabotage};
+pub use offset::{ClockCheck, ClockSample};
 pub use stats::Stats;
 pub use store::{Applied, Delta, Entry, Group, Store, Update};
 pub use transmit::{Lane, Transmit};
 pub use version::{Dot, VersionVector};
 pub use wait::{WaitId, WaitLevel, WaitOutcome};
-pub use write::{Write, WriteError, Written};
+pub use write::{Write, WriteError, Written, clock_offset_text};

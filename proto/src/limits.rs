@@ -37,6 +37,23 @@ pub const WALL_MS_MAX: u64 = (1 << 48) - 1;
 /// machines while bounding the advantage a bad clock can buy. Configurable per node.
 pub const CLOCK_SKEW_MS_MAX: u64 = 500;
 
+/// Longest a node holds a peer's clock reading before echoing it back (DESIGN 3, the clock
+/// self-check): the echo's hold time is measured on the echoing node's clock, so a clock that
+/// drifts 1% adds 1% of the hold to the estimate's error. Four gossip intervals (2 s) keep
+/// it under 20 ms at that drift; older readings are not echoed.
+pub const CLOCK_ECHO_HOLD_MS_MAX: u64 = 4 * GOSSIP_INTERVAL_MS;
+
+/// Peers whose agreement settles the clock self-check's verdict in a large cluster, where
+/// measuring half of the members takes one round each: this many peers within the bound
+/// (and none of the verdicts below) make a node `Within`, this many beyond it on one side,
+/// and most of those measured, make it `Off`. In clusters of up to six nodes, half the
+/// live peers decide.
+pub const CLOCK_QUORUM: usize = 3;
+
+/// Longest round trip a clock offset estimate is taken from: an estimate is only known to
+/// within half its round trip, and one slower than this says too little to act on.
+pub const CLOCK_RTT_MS_MAX: u64 = 5_000;
+
 /// Most out-of-order dots a version vector remembers above its contiguous base. They only
 /// save re-sending; forgetting them is safe, so the set is capped rather than grown.
 pub const DOT_CLOUD_SIZE_MAX: usize = 4096;

@@ -139,6 +139,32 @@ pub struct Digest {
     /// collections (the lower one drops): the writes it has seen (the sum of its bases), or 0
     /// while it is settling after dropping its state.
     pub rank: u64,
+    /// The sender's wall clock, and the receiver's last reading echoed back: the clock
+    /// self-check's evidence.
+    pub clock: ClockStamp,
+}
+
+/// A wall-clock reading in a digest, for the clock self-check (DESIGN 3). With the echo of
+/// the receiver's own earlier reading, the receiver has NTP's four timestamps: it sent at
+/// `t1` (its clock), the sender got that at `t2 = t3 - held_ms` and sent this at `t3` (the
+/// sender's clock), and it arrives at `t4` (its clock).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockStamp {
+    /// The sender's wall clock when it built the message (`t3`).
+    pub sent_ms: u64,
+    /// The receiver's latest reading the sender heard, if recent.
+    pub echo: Option<Echo>,
+}
+
+/// A peer's clock reading returned to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Echo {
+    /// The identity whose reading this is: only it can use the echo.
+    pub to: NodeId,
+    /// That node's reading (`t1`, its clock).
+    pub sent_ms: u64,
+    /// How long the sender held it before sending this (`t3 - t2`, the sender's clock).
+    pub held_ms: u64,
 }
 
 /// Why a node took a new identity.
@@ -196,11 +222,14 @@ pub enum Body {
         horizon: Horizon,
         /// The writes.
         delta: Delta,
-        /// The sender stopped at its page limit with more writes the receiver lacks: the
+        /// Whether more pages follow, in this round or (past `SYNC_PAGES_MAX`) a later one. A
+        /// page without it ends the catch-up the sender's digest promised.
+        more: bool,
+        /// This page ends a round the sender cut short at `SYNC_PAGES_MAX` pages: the
         /// receiver asks for the next pages at once (a new round with the sender) instead of
         /// waiting for gossip to bring one, so a catch-up runs at the pace the receiver
         /// merges pages rather than one batch per gossip interval.
-        more: bool,
+        pull: bool,
     },
     /// Eagerly pushed writes, and which of them the writer wants acknowledged.
     Push {

@@ -11,114 +11,19 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, RngExt, SeedableRng};
 
 use crate::clock::{Clock, NodeId};
+pub use crate::config::{Config, Sabotage};
 use crate::data::{Key, Value};
 use crate::event::Event;
 use crate::limits::*;
-use crate::membership::{DetectorConfig, Member, MemberChange, MemberState, Members};
-use crate::message::{Addr, Body, Envelope, Name, ResetReason};
+use crate::membership::{Member, MemberChange, MemberState, Members};
+use crate::message::{Addr, Body, Envelope, ResetReason};
+use crate::offset::Offsets;
 use crate::push::Pushes;
 use crate::stats::Stats;
 use crate::store::{Applied, Store, Update};
 use crate::transmit::{Lane, Transmit};
 use crate::wait::{WaitId, WaitLevel, Waits};
 use crate::write::{Write, WriteError, Written};
-
-/// How a node behaves; [`Config::new`] fills in the defaults from `limits`.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Identity; chosen at random by the driver for a node without state.
-    pub id: NodeId,
-    /// Name for humans.
-    pub name: Name,
-    /// Address peers reach this node at.
-    pub addr: Addr,
-    /// Incarnation: 0 for a fresh identity, higher after a restart that kept state.
-    pub incarnation: u64,
-    /// Seed of the node's random choices (gossip targets, reset identities).
-    pub seed: u64,
-    /// Interval between anti-entropy rounds.
-    pub gossip_interval_ms: u64,
-    /// Eager-push batching window.
-    pub push_batch_ms: u64,
-    /// Children per node in eager-push trees.
-    pub tree_fanout: usize,
-    /// Largest accepted lead of a remote stamp over the local wall clock.
-    pub clock_skew_ms_max: u64,
-    /// Largest value this node accepts from clients.
-    pub value_size_max: usize,
-    /// How long a collectable tombstone is kept.
-    pub tombstone_grace_ms: u64,
-    /// Phi at which a member becomes suspect (`PHI_SUSPECT`).
-    pub phi_suspect: f64,
-    /// Phi at which a member becomes dead (`PHI_DEAD`).
-    pub phi_dead: f64,
-    /// How long a dead member stays listed before removal (`DEAD_REMOVE_MS`).
-    pub dead_remove_ms: u64,
-    /// How long a left member stays listed before removal (`LEFT_REMOVE_MS`).
-    pub left_remove_ms: u64,
-    /// Size a delta page or a push message aims at (a single larger write goes alone); at
-    /// most `DELTA_PAGE_SIZE_TARGET`. Smaller values only make catch-ups take more pages,
-    /// which the simulator uses to exercise them.
-    pub delta_page_size_target: usize,
-    /// Rules broken on purpose, for the simulator's proof that its checkers catch them.
-    /// Always off in a real node.
-    #[doc(hidden)]
-    pub sabotage: Sabotage,
-}
-
-/// Switches that make a node break a protocol rule on purpose. They exist only so that
-/// `chorus-sim` can prove its checkers report each broken rule (a checker that cannot fail is
-/// a defect); every switch is off by default and nothing outside the simulator's sabotage
-/// tests turns one on.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Sabotage {
-    /// Collect tombstones and expired entries at once, without waiting for causal stability
-    /// or the grace period: a node that forgets deletes early.
-    pub collect_unstable: bool,
-    /// Merge remote writes whatever their stamp's lead over the local clock.
-    pub skip_skew_guard: bool,
-    /// A delta page cut short by the page size still claims each group's whole range, so the
-    /// receiver counts writes of later pages seen (and the next page skips them).
-    pub page_claims_whole_range: bool,
-    /// Acknowledge a pushed write whose writer waits, without applying it.
-    pub ack_without_applying: bool,
-}
-
-impl Config {
-    /// A configuration with every tunable at its default.
-    pub fn new(id: NodeId, name: Name, addr: Addr, seed: u64) -> Config {
-        Config {
-            id,
-            name,
-            addr,
-            incarnation: 0,
-            seed,
-            gossip_interval_ms: GOSSIP_INTERVAL_MS,
-            push_batch_ms: PUSH_BATCH_MS,
-            tree_fanout: TREE_FANOUT,
-            clock_skew_ms_max: CLOCK_SKEW_MS_MAX,
-            value_size_max: VALUE_SIZE_MAX,
-            tombstone_grace_ms: TOMBSTONE_GRACE_MS,
-            phi_suspect: PHI_SUSPECT,
-            phi_dead: PHI_DEAD,
-            dead_remove_ms: DEAD_REMOVE_MS,
-            left_remove_ms: LEFT_REMOVE_MS,
-            delta_page_size_target: DELTA_PAGE_SIZE_TARGET,
-            sabotage: Sabotage::default(),
-        }
-    }
-
-    fn detector(&self) -> DetectorConfig {
-        DetectorConfig {
-            interval_ms: self.gossip_interval_ms,
-            phi_suspect: self.phi_suspect,
-            phi_dead: self.phi_dead,
-            dead_remove_ms: self.dead_remove_ms,
-            left_remove_ms: self.left_remove_ms,
-        }
-    }
-}
 
 /// One chorus replica. See the crate documentation for the drain contract.
 #[derive(Debug)]
@@ -135,6 +40,10 @@ pub struct Node {
     pub(crate) waits: Waits,
     pub(crate) expiry_cursor_ms: u64,
     pub(crate) joined: bool,
+    /// Received the last page of a catch-up (or needed none) since it joined.
+    pub(crate) caught_up: bool,
+    /// The clock self-check: offsets from peers and the verdict.
+    pub(crate) offsets: Offsets,
     /// Rounds left during which this node, having dropped its state, is settling.
     pub(crate) settle_rounds: u64,
     pub(crate) leaving: bool,
@@ -167,7 +76,7 @@ impl Node {
             config.incarnation,
             config.detector(),
         );
-        Node {
+        let mut node = Node {
             clock: Clock::new(config.id, config.clock_skew_ms_max),
             store: Store::new(),
             members,
@@ -183,6 +92,8 @@ impl Node {
             waits: Waits::new(),
             expiry_cursor_ms: now_ms,
             joined: false,
+            caught_up: false,
+            offsets: Offsets::default(),
             settle_rounds: 0,
             leaving: false,
             left: false,
@@ -191,7 +102,10 @@ impl Node {
             events: VecDeque::new(),
             stats: Stats::default(),
             config,
-        }
+        };
+        // Without seeds, nobody to compare the clock with: trusted until peers join.
+        node.recheck_clock();
+        node
     }
 
     // Getters.
@@ -231,6 +145,12 @@ impl Node {
         self.joined
     }
 
+    /// Whether the node has caught up since it joined: one exchange with a peer whose pages
+    /// all arrived (or that had nothing this node lacked).
+    pub fn is_caught_up(&self) -> bool {
+        self.caught_up
+    }
+
     /// Whether the node is leaving (it takes no new writes).
     pub fn is_leaving(&self) -> bool {
         self.leaving
@@ -262,15 +182,15 @@ impl Node {
     /// Starts joining through `seeds`; more rounds go to seeds until a peer answers.
     pub fn join(&mut self, now_ms: u64, seeds: Vec<Addr>) {
         self.assert_drained();
-        self.start_join(seeds);
-        self.after_call(now_ms);
-    }
-
-    fn start_join(&mut self, seeds: Vec<Addr>) {
         self.seeds = seeds;
-        for seed in self.seeds.clone() {
-            self.send_syn(seed);
+        if !self.seeds.is_empty() && !self.joined {
+            // Someone to compare the clock with: not trusted until compared.
+            self.offsets.unverify();
         }
+        for seed in self.seeds.clone() {
+            self.send_syn(seed, now_ms);
+        }
+        self.after_call(now_ms);
     }
 
     /// Starts a graceful leave: no new writes, the departure announced to every live peer, and
@@ -282,7 +202,7 @@ impl Node {
             self.members.leave();
             let peers: Vec<Addr> = self.live_peers().map(|m| m.addr.clone()).collect();
             for addr in peers {
-                self.send_syn(addr);
+                self.send_syn(addr, now_ms);
             }
             self.flush();
             self.check_handoff();
@@ -340,7 +260,11 @@ impl Node {
     /// expiry events, failure detection and collection.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         self.assert_drained();
-        if now_ms >= self.next_round_ms {
+        // A round far in the future means the wall clock stepped back (NTP corrected a clock
+        // that ran ahead): without this the node would stay silent until it caught up.
+        let stepped_back =
+            self.next_round_ms > now_ms.saturating_add(2 * self.config.gossip_interval_ms);
+        if now_ms >= self.next_round_ms || stepped_back {
             self.round(now_ms);
         }
         self.after_call(now_ms);
@@ -376,8 +300,9 @@ impl Node {
         let mut changes = Vec::new();
         self.members.tick(now_ms, &mut changes);
         self.member_changes(changes);
-        if let Some(target) = self.gossip_target() {
-            self.send_syn(target);
+        let clock_target = self.clock_round(now_ms);
+        if let Some(target) = self.gossip_target(clock_target) {
+            self.send_syn(target, now_ms);
         }
         if self.rounds.is_multiple_of(COLLECT_EVERY_ROUNDS) {
             self.collect(now_ms);
@@ -386,8 +311,8 @@ impl Node {
 
     /// Picks whom to gossip with: usually a random live peer, sometimes a dead one (to notice
     /// it coming back), and a seed while no peer is live or now and then (to merge clusters
-    /// that formed apart).
-    fn gossip_target(&mut self) -> Option<Addr> {
+    /// that formed apart); `clock`, the peer to measure, while the clock check wants one.
+    fn gossip_target(&mut self, clock: Option<Addr>) -> Option<Addr> {
         let live: Vec<Addr> = self.live_peers().map(|m| m.addr.clone()).collect();
         let down: Vec<Addr> =
             self.members.peers_in(&[MemberState::Dead]).map(|m| m.addr.clone()).collect();
@@ -400,6 +325,9 @@ impl Node {
         }
         if roll < 15 && !down.is_empty() {
             return pick(&mut self.rng, &down);
+        }
+        if clock.is_some() {
+            return clock;
         }
         pick(&mut self.rng, &live)
     }
@@ -433,6 +361,7 @@ impl Node {
         if self.leaving {
             return Err(WriteError::ShuttingDown);
         }
+        self.check_clock()?;
         self.check_wait(wait, timeout_ms)?;
         let stamp = self.clock.tick(now_ms);
         let seq = self.store.vector().base(self.config.id) + 1;
@@ -570,6 +499,7 @@ impl Node {
             self.store = Store::new();
             self.pushes.clear();
             self.joined = false;
+            self.caught_up = false;
             self.expiry_cursor_ms = now_ms;
         }
         self.config.id = new;
@@ -583,7 +513,7 @@ impl Node {
         self.emit(Event::Reset { old, new, reason });
         // Only through the peer that prompted it: after a drop that is the peer whose state
         // won, and messages to every known address at once would come back as a storm.
-        self.send_syn(via);
+        self.send_syn(via, now_ms);
     }
 
     /// Whether this node dropped its state so recently that what it holds is only a partial

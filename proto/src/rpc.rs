@@ -178,6 +178,13 @@ pub struct StatsReport {
     pub counters: Vec<Counter>,
     /// Writes held back per writer for being stamped too far ahead of this node's clock.
     pub skew_by_peer: Vec<(NodeId, u64)>,
+    /// The median of this node's clock offsets from its live peers, in milliseconds
+    /// (positive: ahead), when any was measured.
+    pub clock_offset_ms: Option<i64>,
+    /// The latest offset estimate from each peer: (peer, offset ms, round trip ms).
+    pub clock_peers: Vec<(NodeId, i64, u64)>,
+    /// Why the node is not ready (DESIGN 7.1), or `None` when it is.
+    pub not_ready: Option<String>,
 }
 
 /// One named counter of a [`StatsReport`].
@@ -231,6 +238,18 @@ pub enum RpcError {
     /// The node is overloaded; try again.
     #[error("node busy, try again")]
     Busy,
+    /// The node's clock is off from most of its peers by more than the skew bound: it
+    /// refuses writes until its clock is corrected. Write to another node.
+    #[error("{}", crate::write::clock_offset_text(*offset_ms, *bound_ms))]
+    ClockOffset {
+        /// The node's median offset from its live peers, in milliseconds (positive: ahead).
+        offset_ms: i64,
+        /// The skew bound.
+        bound_ms: u64,
+    },
+    /// The node has not yet compared its clock with most of its peers; retry shortly.
+    #[error("{}", crate::write::WriteError::ClockUnchecked)]
+    ClockUnchecked,
 }
 
 /// What a node answers.

@@ -98,4 +98,30 @@ pub enum WriteError {
         /// Members not dead or left, this node included.
         members: usize,
     },
+    /// This node's clock is off from most of its live peers by more than the skew bound:
+    /// its writes would be held back by every peer, or lose to older ones (DESIGN 3).
+    #[error("{}", clock_offset_text(*offset_ms, *bound_ms))]
+    ClockOffset {
+        /// The median offset from its live peers, in milliseconds (positive: ahead).
+        offset_ms: i64,
+        /// The skew bound.
+        bound_ms: u64,
+    },
+    /// This node has peers (or seeds) but has not yet compared its clock with most of them:
+    /// it has not reached them yet, or only just (a gossip round or two).
+    #[error(
+        "this node has not yet compared its clock with its peers (it has reached none yet, or \
+         only just): retry shortly, or write to another node"
+    )]
+    ClockUnchecked,
+}
+
+/// What a client of a node with a bad clock is told, in one line it can act on.
+pub fn clock_offset_text(offset_ms: i64, bound_ms: u64) -> String {
+    let side = if offset_ms >= 0 { "ahead of" } else { "behind" };
+    format!(
+        "this node's clock is {} ms {side} its peers (the bound is {bound_ms} ms): it refuses \
+         writes until its clock is corrected (check NTP on its host); write to another node",
+        offset_ms.unsigned_abs()
+    )
 }

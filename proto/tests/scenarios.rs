@@ -4,8 +4,8 @@
 mod harness;
 
 use chorus_proto::message::{Body, Envelope};
+use chorus_proto::{ClockCheck, MessageError, Value, WaitLevel, Write, WriteError};
 use chorus_proto::{Delta, Event, Group, Key, MemberState, NodeId, ResetReason, Stamp, Update};
-use chorus_proto::{MessageError, Value, WaitLevel};
 use harness::Cluster;
 
 #[test]
@@ -179,7 +179,9 @@ fn stale_state_copied_by_a_fresh_identity_cannot_resurrect_a_delete() {
 
     cluster.heal();
     let dropped = |c: &Cluster| reset_for(c, fresh, ResetReason::Pruned);
-    assert!(cluster.run_until(10_000, dropped), "the copied stale state was not dropped");
+    // The cut-off side knows no live member across the cut: it tries its seed in one round
+    // of twenty, so this can take a while.
+    assert!(cluster.run_until(30_000, dropped), "the copied stale state was not dropped");
     assert!(cluster.run_until(20_000, |c| c.converged() && c.all_see_alive()));
     assert!(cluster.everywhere("session/abc", None), "a deleted key came back");
 }
@@ -261,7 +263,11 @@ fn wait_all_completes_on_a_healthy_cluster_and_names_a_partitioned_member() {
 
 #[test]
 fn a_write_from_a_node_with_a_far_ahead_clock_is_held_back_not_merged() {
-    let mut cluster = Cluster::new(3);
+    // The clock self-check would refuse the write first (below); this is the guard behind it.
+    let mut cluster = Cluster::with(3, |config| {
+        harness::quick(config);
+        config.sabotage.skip_clock_check = true;
+    });
     cluster.offsets[2] = 10_000;
     cluster.put(0, "flag", "honest");
     cluster.run_for(200);
@@ -273,6 +279,62 @@ fn a_write_from_a_node_with_a_far_ahead_clock_is_held_back_not_merged() {
     assert!(cluster.node(0).stats().skew_by_peer.get(&cluster.id(2)).copied().unwrap_or(0) > 0);
     // Held back, not lost: once real time reaches the stamp it is accepted.
     assert!(cluster.run_until(15_000, |c| c.everywhere("flag", Some("from-the-future"))));
+}
+
+#[test]
+fn a_node_whose_clock_is_off_from_most_peers_refuses_writes_until_it_is_corrected() {
+    for offset in [2_000i64, -2_000, 600_000, -600_000] {
+        let mut cluster = Cluster::new(3);
+        // Restarted with a wrong clock (a clock that steps while the node runs is below).
+        cluster.crash(2);
+        cluster.offsets[2] = offset;
+        cluster.start(2);
+        // Within a few rounds every node has measured the others.
+        cluster.run_for(3_000);
+        let now = cluster.local_now(2);
+        let write = Write::put(harness::key("flag"), harness::value("skewed"));
+        let refused = cluster.nodes[2].as_mut().unwrap().write(now, write.clone());
+        let Err(WriteError::ClockOffset { offset_ms, bound_ms: 500 }) = refused else {
+            panic!("offset {offset}: not refused: {refused:?}");
+        };
+        assert!((offset_ms - offset).abs() < 50, "offset {offset}: estimated {offset_ms}");
+        let side = if offset > 0 { "ahead of" } else { "behind" };
+        let text = refused.unwrap_err().to_string();
+        assert!(text.contains(&format!("{} ms {side} its peers", offset_ms.abs())), "{text}");
+        assert!(cluster.events[2].contains(&Event::Clock(ClockCheck::Off { offset_ms })));
+        // The others see one peer off, not most of them: they take writes.
+        cluster.put(0, "flag", "honest");
+        cluster.put(1, "other", "honest");
+        assert_eq!(cluster.node(0).clock_check(), ClockCheck::Within);
+        // Corrected (NTP stepped it, forwards or back): within a few rounds it takes writes
+        // again. A clock stepped back finds its next round far ahead; the driver wakes the
+        // node at least once a gossip interval, as here.
+        cluster.offsets[2] = 0;
+        let back = |c: &mut Cluster| {
+            let now = c.local_now(2);
+            c.nodes[2].as_mut().unwrap().handle_timeout(now);
+            c.drain(2);
+        };
+        for _ in 0..10 {
+            back(&mut cluster);
+            cluster.run_for(500);
+        }
+        assert_eq!(cluster.node(2).clock_check(), ClockCheck::Within, "offset {offset}");
+        cluster.put(2, "flag", "corrected");
+        assert!(cluster.run_until(2_000, |c| c.everywhere("flag", Some("corrected"))));
+    }
+}
+
+#[test]
+fn two_nodes_that_disagree_both_refuse_and_a_lone_node_trusts_itself() {
+    let mut cluster = Cluster::new(2);
+    cluster.offsets[1] = 5_000;
+    cluster.run_for(3_000);
+    for index in 0..2 {
+        assert!(matches!(cluster.node(index).clock_check(), ClockCheck::Off { .. }), "{index}");
+    }
+    let lone = Cluster::new(1);
+    assert_eq!(lone.node(0).clock_check(), ClockCheck::Within);
 }
 
 #[test]
@@ -317,6 +379,7 @@ fn a_delta_page_computed_for_an_earlier_identity_is_refused() {
             horizon: Default::default(),
             delta: Delta { groups: vec![group] },
             more: false,
+            pull: false,
         };
         Envelope { sender: writer, body }
     };
@@ -347,6 +410,7 @@ fn a_delta_group_that_breaks_its_range_is_refused_whole() {
             horizon: Default::default(),
             delta: Delta { groups: vec![group] },
             more: false,
+            pull: false,
         },
     };
     let bytes = envelope.encode().unwrap();
@@ -370,6 +434,7 @@ fn a_new_node_does_not_wait_for_a_member_it_only_heard_of_that_is_dead() {
     let newcomer = cluster.add();
     assert!(cluster.run_until(5_000, |c| c.state_of(newcomer, dead).is_some()));
     assert_ne!(cluster.state_of(newcomer, dead), Some(MemberState::Alive));
+    assert!(cluster.run_until(5_000, |c| c.clocks_checked()));
     let written = cluster.write(newcomer, "cache/epoch", Some("1"), None, WaitLevel::All, 2_000);
     let wait = written.wait.unwrap();
     let done = |c: &Cluster| {
@@ -406,4 +471,46 @@ fn a_joining_node_pulls_every_batch_of_pages_at_once_not_one_per_round() {
     assert!(caught_up, "not caught up within one gossip interval");
     assert!(cluster.node(joiner).stats().pulls > 10, "{:?}", cluster.node(joiner).stats());
     assert_eq!(cluster.get(joiner, "session/01999").as_deref(), Some(value.as_str()));
+}
+
+#[test]
+fn a_joining_node_is_caught_up_only_once_every_page_arrived() {
+    // Pages of about 200 bytes: 300 keys take more than one round of `SYNC_PAGES_MAX` pages.
+    fn small_pages(config: &mut chorus_proto::Config) {
+        harness::quick(config);
+        config.delta_page_size_target = 200;
+    }
+    let mut cluster = Cluster::with(2, small_pages);
+    for n in 0..300 {
+        cluster.put(0, &format!("bulk/{n:03}"), "some value of a few bytes");
+    }
+    assert!(cluster.run_until(10_000, |c| c.get(1, "bulk/299").is_some()));
+    let newcomer = cluster.add();
+    assert!(cluster.run_until(5_000, |c| c.node(newcomer).is_joined()));
+    assert!(!cluster.node(newcomer).is_caught_up(), "pages were still to come");
+    let caught_up = |c: &Cluster| c.node(newcomer).is_caught_up();
+    assert!(cluster.run_until(20_000, caught_up));
+    for n in 0..300 {
+        assert!(cluster.get(newcomer, &format!("bulk/{n:03}")).is_some(), "bulk/{n:03} missing");
+    }
+    // A node that needed nothing is caught up at its first exchange.
+    let empty = Cluster::new(2);
+    assert!(empty.node(1).is_caught_up());
+}
+
+#[test]
+fn a_node_whose_clock_is_off_does_not_take_writes_again_by_losing_its_peers() {
+    let mut cluster = Cluster::new(3);
+    cluster.crash(2);
+    cluster.offsets[2] = 5_000;
+    cluster.start(2);
+    assert!(
+        cluster.run_until(5_000, |c| matches!(c.node(2).clock_check(), ClockCheck::Off { .. }))
+    );
+    // Cut off until it sees every peer dead: nobody left to compare with, still off.
+    cluster.partition(&[2]);
+    let gone =
+        |c: &Cluster| c.node(2).members().iter().skip(1).all(|m| m.state == MemberState::Dead);
+    assert!(cluster.run_until(60_000, gone));
+    assert!(matches!(cluster.node(2).clock_check(), ClockCheck::Off { .. }));
 }

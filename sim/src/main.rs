@@ -182,7 +182,8 @@ fn command_sweep(args: &Args) -> Result<bool, String> {
         "sweep seeds={} failed={} seeds_per_s={:.1} profile={} start={start} jobs={jobs} \
          seconds={elapsed:.1} virtual_per_real_per_job={speed:.0} converged_ms_p50={} \
          converged_ms_p99={} converged_ms_max={} lost={} stuck={} fenced_seeds={} \
-         pruned_seeds={} pruned={} refused={} paged_seeds={} paged={}",
+         pruned_seeds={} pruned={} refused={} paged_seeds={} paged={} clock_seeds={} \
+         clock_refused={}",
         report.seeds,
         report.failed.len(),
         report.seeds as f64 / elapsed,
@@ -198,6 +199,8 @@ fn command_sweep(args: &Args) -> Result<bool, String> {
         report.reached.refused,
         report.paged_seeds,
         report.reached.paged,
+        report.clock_seeds,
+        report.reached.clock_refused,
     );
     Ok(report.failed.is_empty())
 }

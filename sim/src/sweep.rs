@@ -37,6 +37,8 @@ pub struct SweepReport {
     pub pruned_seeds: u64,
     /// Seeds with a catch-up of more than one delta page.
     pub paged_seeds: u64,
+    /// Seeds in which some node refused a client write for its clock.
+    pub clock_seeds: u64,
     /// The rarer paths reached, summed over every seed.
     pub reached: Reached,
 }
@@ -57,6 +59,8 @@ impl SweepReport {
         self.reached.pruned += reached.pruned;
         self.reached.refused += reached.refused;
         self.reached.paged += reached.paged;
+        self.clock_seeds += u64::from(reached.clock_refused > 0);
+        self.reached.clock_refused += reached.clock_refused;
     }
 }
 

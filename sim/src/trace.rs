@@ -8,9 +8,9 @@
 //!
 //! Also here: what the trace log (`--trace`) says about a message.
 
-use chorus_proto::Event;
 use chorus_proto::codec;
 use chorus_proto::message::{Body, Envelope};
+use chorus_proto::{ClockCheck, Event};
 
 /// A running hash of a run's trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +123,11 @@ pub fn hash_event(trace: &mut TraceHash, event: &Event) {
             trace.word(u64::from(outcome.complete) << 32 | outcome.confirmed.len() as u64);
         }
         Event::Joined => trace.word(6),
+        Event::Clock(check) => trace.word(match check {
+            ClockCheck::Unchecked => 10,
+            ClockCheck::Within => 11,
+            ClockCheck::Off { offset_ms } => 12 ^ (*offset_ms as u64) << 8,
+        }),
         Event::Left => trace.word(7),
         Event::Reset { old, new, .. } => {
             trace.word(8 ^ old.0);

@@ -1,5 +1,6 @@
 //! Command-line interface (README, CLI). Exit codes: 0 success, 1 absent key or failed
-//! request, 2 usage error, 3 node unreachable or unauthorised, 4 a write wait timed out.
+//! request, 2 usage error, 3 node unreachable or unauthorised, 4 a write wait timed out,
+//! 5 the node refused a write for its clock (off from its peers, or not yet compared).
 
 mod args;
 mod bench;
@@ -28,6 +29,9 @@ const EXIT_USAGE: i32 = 2;
 const EXIT_UNREACHABLE: i32 = 3;
 /// Exit code: a write's wait timed out before every required member confirmed.
 const EXIT_WAIT_TIMEOUT: i32 = 4;
+/// Exit code: the node refused a write because of its clock: write to another node, or fix
+/// the node's clock (NTP); a node not yet compared with its peers takes writes a moment later.
+const EXIT_CLOCK: i32 = 5;
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
@@ -90,6 +94,7 @@ fn report(error: &ClientError) -> i32 {
         ClientError::Unreachable(_) | ClientError::Unauthorised(_) => EXIT_UNREACHABLE,
         ClientError::Invalid(_) => EXIT_USAGE,
         ClientError::Rpc(RpcError::InvalidKey(_) | RpcError::InvalidRequest(_)) => EXIT_USAGE,
+        ClientError::Rpc(RpcError::ClockOffset { .. } | RpcError::ClockUnchecked) => EXIT_CLOCK,
         ClientError::Rpc(_) | ClientError::Protocol(_) => EXIT_FAILED,
     }
 }

@@ -5,6 +5,7 @@
 //! test with paused time (`tokio::time::pause`, `advance`) drives the node's timers, expiries
 //! and wait deadlines deterministically and fast.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Where a node reads wall-clock time.
@@ -16,6 +17,9 @@ pub enum Clock {
     /// Wall time that advances with tokio's clock (paused or not), from the system time when
     /// the node started.
     Tokio,
+    /// The system's wall clock plus an offset in milliseconds that may change while the node
+    /// runs: a machine whose clock is wrong, then corrected, for tests of the clock self-check.
+    Skewed(&'static AtomicI64),
 }
 
 /// A clock, fixed at the start of a node.
@@ -37,7 +41,17 @@ impl WallClock {
         match self.kind {
             Clock::System => system_ms(),
             Clock::Tokio => self.origin_ms + self.origin.elapsed().as_millis() as u64,
+            Clock::Skewed(offset) => {
+                system_ms().saturating_add_signed(offset.load(Ordering::Relaxed))
+            }
         }
+    }
+
+    /// How far wall time has moved from monotonic time since the node started, at wall time
+    /// `now_ms`: it changes only when the wall clock steps (NTP correcting it, a VM resumed).
+    pub fn lead_ms(&self, now_ms: u64) -> i64 {
+        let monotonic = self.origin_ms.saturating_add(self.origin.elapsed().as_millis() as u64);
+        now_ms as i64 - monotonic as i64
     }
 
     /// The tokio instant at which this clock reads `at_ms` (now, if that is past), for

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use chorus_proto::rpc::ChangeKind;
-use chorus_proto::{Addr, Envelope, Event, Node, Stamp, Transmit, WaitId};
+use chorus_proto::{
+    Addr, ClockCheck, Envelope, Event, Node, Stamp, Transmit, WaitId, clock_offset_text,
+};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
@@ -65,6 +67,8 @@ pub struct State {
     clock: WallClock,
     /// Where remote writes' arrival lag is observed (shared with `Driver::metrics`).
     lag: Histogram,
+    /// The wall clock's lead over monotonic time at the last reading (see `now_ms`).
+    wall_lead_ms: i64,
     /// The deadline (wall ms) the timer task sleeps until.
     pub(super) timer_ms: u64,
     /// Outputs taken from the node, handled once the lock is released.
@@ -80,16 +84,18 @@ impl Driver {
         transport_stats: Arc<TransportStats>,
         clock: WallClock,
     ) -> Arc<Driver> {
-        let joined = ready.borrow().is_ok();
         let metrics = Metrics::default();
+        // The handle starts a node without seeds ready, and one with seeds joining.
+        let seeded = ready.borrow().is_err();
         let state = State {
+            ready_inputs: ReadyInputs::new(seeded, &node),
             node,
             waits: BTreeMap::new(),
             history: History::new(),
-            ready_inputs: ReadyInputs { joined, draining: false },
             ready,
             leaving: Vec::new(),
             skew: SkewLog::default(),
+            wall_lead_ms: clock.lead_ms(clock.now_ms()),
             clock,
             lag: metrics.propagation_lag.clone(),
             timer_ms: 0,
@@ -175,7 +181,8 @@ impl Driver {
         let merged = match Envelope::decode(&bytes) {
             Ok(envelope) => {
                 let Some(mut state) = self.lock(Purpose::Gossip) else { return };
-                let merged = state.node.handle_message(self.clock.now_ms(), from.clone(), envelope);
+                let now_ms = state.now_ms();
+                let merged = state.node.handle_message(now_ms, from.clone(), envelope);
                 self.settle(state);
                 merged
             }
@@ -189,6 +196,33 @@ impl Driver {
 }
 
 impl State {
+    /// Wall time for a call into the node. A wall clock that stepped by more than half the
+    /// skew bound since the last reading (its lead over monotonic time changed) voids the
+    /// node's clock estimates first, so that a write never carries the stepped time before
+    /// the node has compared its clock again (see `Node::clock_stepped`).
+    pub(super) fn now_ms(&mut self) -> u64 {
+        let now_ms = self.clock.now_ms();
+        let lead_ms = self.clock.lead_ms(now_ms);
+        let step_ms = lead_ms.abs_diff(self.wall_lead_ms);
+        self.wall_lead_ms = lead_ms;
+        if step_ms > self.node.config().clock_skew_ms_max / 2 {
+            tracing::warn!(step_ms, "the wall clock stepped: comparing it with the peers again");
+            self.node.clock_stepped(now_ms);
+            self.drain();
+        }
+        now_ms
+    }
+
+    /// Whether messages wait to be sent (taken out by `Driver::settle`).
+    pub(super) fn has_outbox(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
+    /// The readiness last published.
+    pub(super) fn readiness(&self) -> Readiness {
+        self.ready.borrow().clone()
+    }
+
     /// Drains the node's outputs: the drain contract (after every input and command).
     pub(super) fn drain(&mut self) {
         while let Some(transmit) = self.node.poll_transmit() {
@@ -197,6 +231,7 @@ impl State {
         while let Some(event) = self.node.poll_event() {
             self.event(event);
         }
+        self.ready_inputs.observe(&self.node);
         let readiness = self.ready_inputs.readiness();
         self.ready.send_if_modified(|published| {
             let changed = *published != readiness;
@@ -235,9 +270,16 @@ impl State {
                     let _ = reply.send(super::outcome::wait_written(&self.node, outcome));
                 }
             }
-            Event::Joined => {
-                self.ready_inputs.joined = true;
+            Event::Joined => {}
+            Event::Clock(ClockCheck::Off { offset_ms }) => {
+                let why = clock_offset_text(offset_ms, self.node.config().clock_skew_ms_max);
+                tracing::warn!(offset_ms, "{why}");
             }
+            Event::Clock(ClockCheck::Within) => {
+                let offset_ms = self.node.clock_offset_ms();
+                tracing::info!(?offset_ms, "this node's clock is within the bound of its peers");
+            }
+            Event::Clock(ClockCheck::Unchecked) => {}
             Event::Left => {
                 for done in self.leaving.drain(..) {
                     let _ = done.send(());

@@ -46,7 +46,8 @@ impl Driver {
                     .into(),
             ));
         }
-        let written = state.node.write(self.clock.now_ms(), write);
+        let now_ms = state.now_ms();
+        let written = state.node.write(now_ms, write);
         let started = written.map_err(OpError::from).map(|written| match written.wait {
             Some(id) => {
                 let (reply, answer) = oneshot::channel();

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use chorus_proto::rpc::{MemberInfo, WaitReport};
-use chorus_proto::{Key, MemberState, Node, NodeId, Stamp, WaitOutcome, WriteError};
+use chorus_proto::{
+    Key, MemberState, Node, NodeId, Stamp, WaitOutcome, WriteError, clock_offset_text,
+};
 
 /// Why an operation failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +32,17 @@ pub enum OpError {
     /// A watch cursor older than the node's history: list again, then watch from now.
     #[error("the watch cursor is older than this node's history: list again, then watch from now")]
     CursorExpired,
+    /// This node's clock is off from most of its peers: it refuses writes until corrected.
+    #[error("{}", clock_offset_text(*offset_ms, *bound_ms))]
+    ClockOffset {
+        /// The median offset from its live peers, in milliseconds (positive: ahead).
+        offset_ms: i64,
+        /// The skew bound.
+        bound_ms: u64,
+    },
+    /// This node has not yet compared its clock with most of its peers; retry shortly.
+    #[error("{}", WriteError::ClockUnchecked)]
+    ClockUnchecked,
 }
 
 impl From<WriteError> for OpError {
@@ -38,6 +51,10 @@ impl From<WriteError> for OpError {
             WriteError::TooLarge { size, size_max } => OpError::TooLarge { size, size_max },
             WriteError::ShuttingDown => OpError::ShuttingDown,
             WriteError::TooManyWaits => OpError::Busy,
+            WriteError::ClockOffset { offset_ms, bound_ms } => {
+                OpError::ClockOffset { offset_ms, bound_ms }
+            }
+            WriteError::ClockUnchecked => OpError::ClockUnchecked,
             WriteError::InvalidTtl
             | WriteError::TimeoutTooLong { .. }
             | WriteError::TooFewMembers { .. } => OpError::Invalid(error.to_string()),

@@ -37,10 +37,12 @@ impl Driver {
         work: impl FnOnce(&mut Session<'_>) -> R,
     ) -> Result<R, OpError> {
         let mut state = self.lock(purpose).ok_or(OpError::ShuttingDown)?;
-        let now_ms = self.clock.now_ms();
+        let now_ms = state.now_ms();
         let mut session = Session { state: &mut state, now_ms, wrote: false };
         let result = work(&mut session);
-        if session.wrote {
+        // Reads alone change nothing in the node; a clock step found by `now_ms` above may
+        // have left messages to send.
+        if session.wrote || state.has_outbox() {
             self.settle(state);
         }
         Ok(result)

@@ -28,6 +28,10 @@ impl Driver {
         let waits_pending = state.waits.len() as u64;
         let writes_seen =
             store.vector().bases().values().fold(0u64, |sum, seq| sum.saturating_add(*seq));
+        let clock_offset_ms = state.node.clock_offset_ms();
+        let samples = state.node.clock_samples().iter();
+        let clock_peers = samples.map(|(id, s)| (*id, s.offset_ms, s.rtt_ms)).collect();
+        let not_ready = state.readiness().err().map(|why| why.to_string());
         drop(state);
         let mut counters = protocol_counters(&stats, &self.transport_stats);
         counters.push(counter("waits_pending", waits_pending));
@@ -50,6 +54,9 @@ impl Driver {
             uptime_ms: self.started.elapsed().as_millis() as u64,
             counters,
             skew_by_peer: stats.skew_by_peer.into_iter().collect(),
+            clock_offset_ms,
+            clock_peers,
+            not_ready,
         })
     }
 }

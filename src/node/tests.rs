@@ -3,12 +3,13 @@
 //! milliseconds and the same way every time, however long the protocol's periods are.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chorus_proto::rpc::ChangeKind;
 use chorus_proto::{Key, Value, WaitLevel, Write};
 
-use super::{Clock, NodeHandle, NodeOptions, OpError};
+use super::{Clock, NodeHandle, NodeOptions, NotReady, OpError, Readiness};
 
 async fn node() -> NodeHandle {
     let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
@@ -117,4 +118,72 @@ async fn a_session_drains_between_its_writes() {
     assert!(driver.get(&key("batch/4")).expect("the node still serves").is_some());
     first.stop();
     second.stop();
+}
+
+/// Three nodes on loopback, the third with its clock `offset` off: it is not ready and
+/// refuses writes with the offset in its error, the others take writes; once its clock is
+/// corrected (stepped, as NTP does) it becomes ready by itself.
+async fn a_skewed_node_refuses_writes_until_corrected(offset_ms: i64) {
+    let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let first = NodeHandle::start(NodeOptions::new(listen, Vec::new())).await.expect("starts");
+    let join = |clock| NodeOptions {
+        clock,
+        join: vec![first.addr().to_string()],
+        ..NodeOptions::new(listen, Vec::new())
+    };
+    let mut second = NodeHandle::start(join(Clock::System)).await.expect("starts");
+    tokio::time::timeout(Duration::from_secs(20), second.ready()).await.expect("ready");
+    let offset: &'static AtomicI64 = Box::leak(Box::new(AtomicI64::new(offset_ms)));
+    let skewed = NodeHandle::start(join(Clock::Skewed(offset))).await.expect("starts");
+    let mut readiness = skewed.readiness_watch();
+    let off = |r: &Readiness| matches!(r, Err(NotReady::ClockOffset { .. }));
+    let waited = tokio::time::timeout(Duration::from_secs(20), readiness.wait_for(off)).await;
+    let why = waited.expect("reported off within 20 s").expect("the node runs").clone();
+    let Err(NotReady::ClockOffset { offset_ms: estimated, bound_ms: 500 }) = why else {
+        unreachable!()
+    };
+    assert!((estimated - offset_ms).abs() < 100, "{offset_ms}: estimated {estimated}");
+    let written = skewed.driver().write(put("flags/skewed", None, WaitLevel::Local, 0)).await;
+    let Err(error @ OpError::ClockOffset { .. }) = written else { panic!("taken: {written:?}") };
+    let side = if offset_ms > 0 { "ahead of" } else { "behind" };
+    assert!(error.to_string().contains(&format!("ms {side} its peers")), "{error}");
+    let stats = skewed.driver().stats().expect("stats");
+    assert!(stats.clock_offset_ms.is_some_and(|o| (o - offset_ms).abs() < 100), "{stats:?}");
+    assert!(stats.not_ready.is_some_and(|why| why.contains("clock")));
+    for node in [&first, &second] {
+        let taken = node.driver().write(put("flags/honest", None, WaitLevel::Local, 0)).await;
+        assert!(taken.is_ok(), "{taken:?}");
+        assert_eq!(node.readiness(), Ok(()));
+    }
+    offset.store(0, Ordering::Relaxed);
+    let ready = tokio::time::timeout(Duration::from_secs(20), readiness.wait_for(Result::is_ok));
+    ready.await.expect("ready again within 20 s of the correction").expect("runs");
+    let taken = skewed.driver().write(put("flags/skewed", None, WaitLevel::Local, 0)).await;
+    assert!(taken.is_ok(), "{taken:?}");
+    // The clock jumps while the node runs: the very next write is refused, before any
+    // gossip round could have measured the new offset.
+    offset.store(offset_ms, Ordering::Relaxed);
+    let written = skewed.driver().write(put("flags/jumped", None, WaitLevel::Local, 0)).await;
+    let refused = matches!(written, Err(OpError::ClockUnchecked | OpError::ClockOffset { .. }));
+    assert!(refused, "a write right after the jump: {written:?}");
+    for node in [first, second, skewed] {
+        node.stop();
+    }
+}
+
+#[tokio::test]
+async fn a_node_ten_minutes_ahead_refuses_writes_until_corrected() {
+    a_skewed_node_refuses_writes_until_corrected(600_000).await;
+}
+
+#[tokio::test]
+async fn a_node_two_seconds_behind_refuses_writes_until_corrected() {
+    a_skewed_node_refuses_writes_until_corrected(-2_000).await;
+}
+
+#[tokio::test]
+async fn a_lone_node_without_seeds_is_ready_at_once() {
+    let node = node().await;
+    assert_eq!(node.readiness(), Ok(()));
+    node.stop();
 }

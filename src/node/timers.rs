@@ -51,7 +51,8 @@ impl Driver {
     /// Runs the timers due now; false once the driver failed.
     fn timeout(&self) -> bool {
         let Some(mut state) = self.lock(Purpose::Timer) else { return false };
-        state.node.handle_timeout(self.clock.now_ms());
+        let now_ms = state.now_ms();
+        state.node.handle_timeout(now_ms);
         self.settle(state);
         true
     }

@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chorus_proto::{
-    Addr, Config, Envelope, Event, Key, MemberState, Name, Node, NodeId, Value, WaitLevel, Write,
-    Written,
+    Addr, ClockCheck, Config, Envelope, Event, Key, MemberState, Name, Node, NodeId, Value,
+    WaitLevel, Write, Written,
 };
 
 /// Virtual milliseconds the cluster starts at (a plausible wall clock).
@@ -69,7 +69,9 @@ impl Cluster {
         for _ in 0..count {
             cluster.add();
         }
-        let converged = cluster.run_until(30_000, |c| c.all_see_alive());
+        // Formed: every node sees every other alive and has compared clocks (a node that
+        // joined takes writes only then).
+        let converged = cluster.run_until(30_000, |c| c.all_see_alive() && c.clocks_checked());
         assert!(converged, "cluster of {count} did not form");
         cluster
     }
@@ -172,7 +174,7 @@ impl Cluster {
         self.blocked.clear();
     }
 
-    fn drain(&mut self, index: usize) {
+    pub fn drain(&mut self, index: usize) {
         let Some(node) = self.nodes[index].as_mut() else { return };
         while let Some(transmit) = node.poll_transmit() {
             let to: usize = String::from_utf8_lossy(transmit.to.as_bytes())[1..].parse().unwrap();
@@ -241,6 +243,11 @@ impl Cluster {
     }
 
     /// Every running node sees every other running node alive.
+    /// Whether every running node's clock self-check has a verdict.
+    pub fn clocks_checked(&self) -> bool {
+        self.running().iter().all(|&i| self.node(i).clock_check() != ClockCheck::Unchecked)
+    }
+
     pub fn all_see_alive(&self) -> bool {
         let running = self.running();
         running.iter().all(|&i| {

@@ -16,6 +16,9 @@ impl<S> Cluster<S> {
         let (key, value, ttl_ms, timeout_ms) =
             (write.key.clone(), write.value.clone(), write.ttl_ms, write.timeout_ms);
         let result = node.write(local, write);
+        if matches!(result, Err(WriteError::ClockOffset { .. } | WriteError::ClockUnchecked)) {
+            self.reached.clock_refused += 1;
+        }
         if let Ok(written) = &result {
             let expires = ttl_ms.filter(|_| value.is_some()).map(|ttl| local + ttl);
             let wait = written.wait.map(|id| (id, local + timeout_ms));

@@ -76,9 +76,10 @@ pub struct Reached {
     pub pruned: u64,
     /// Anti-entropy exchanges and delta pages refused by the horizon check.
     pub refused: u64,
-    /// Catch-ups sent as more than one delta page (one call sent two or more bulk messages
-    /// to one peer).
+    /// Catch-ups sent as more than one delta page (two or more bulk messages to one peer).
     pub paged: u64,
+    /// Client writes refused by the clock self-check (`ClockOffset`, `ClockUnchecked`).
+    pub clock_refused: u64,
 }
 
 impl Nodes for Vec<Slot> {

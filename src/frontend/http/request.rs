@@ -76,6 +76,14 @@ impl From<OpError> for ApiError {
             OpError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message),
             OpError::Invalid(_) => ApiError::invalid(message),
             OpError::CursorExpired => ApiError::new(StatusCode::GONE, "cursor_expired", message),
+            // This node cannot take writes now; another node can (or this one once its clock
+            // is fixed or has been compared): unavailable, not the client's fault.
+            OpError::ClockOffset { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "clock_offset", message)
+            }
+            OpError::ClockUnchecked => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "clock_unchecked", message)
+            }
         }
     }
 }

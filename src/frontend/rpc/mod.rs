@@ -102,6 +102,8 @@ fn result(response: &Response) -> &'static str {
             RpcError::ShuttingDown => "shutting_down",
             RpcError::CursorExpired => "cursor_expired",
             RpcError::Busy => "busy",
+            RpcError::ClockOffset { .. } => "clock_offset",
+            RpcError::ClockUnchecked => "clock_unchecked",
         },
         _ => "ok",
     }
@@ -157,6 +159,10 @@ fn rpc_error(error: OpError) -> RpcError {
         OpError::Busy => RpcError::Busy,
         OpError::Invalid(why) => RpcError::InvalidRequest(why),
         OpError::CursorExpired => RpcError::CursorExpired,
+        OpError::ClockOffset { offset_ms, bound_ms } => {
+            RpcError::ClockOffset { offset_ms, bound_ms }
+        }
+        OpError::ClockUnchecked => RpcError::ClockUnchecked,
     }
 }
 
