@@ -44,7 +44,7 @@ impl Checker {
     fn read_your_writes(&mut self, slot: usize, node: &Node, local_ms: u64, key: &Key) {
         let Some(own) = self.slots[slot].own.get(key).copied() else { return };
         let entry = node.store().entry(key);
-        let fine = match entry {
+        let fine = match &entry {
             Some(entry) => entry.stamp() >= own,
             // Collected: only a delete or an expired write may be, so the newest write this
             // node held for the key must be one (and not older than its own).
