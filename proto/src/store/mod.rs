@@ -1,7 +1,7 @@
 //! The replicated map: one last-writer-wins register per key, the dots that name each write,
 //! the version vector of what this replica has seen, and the deltas that bring a peer up to it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crdts::LWWReg;
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ mod ordered;
 mod slab;
 
 use ordered::{Ordered, Position};
-use slab::{Packed, Slab};
+use slab::{Held, Slab};
 
 /// One key's replicated state. `None` in the register is a tombstone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,11 +139,11 @@ pub struct Store {
     by_key: Ordered,
     /// Slab ids in dot order: writer, then sequence number.
     by_dot: Ordered,
-    /// Dots of held tombstones, for collection.
-    tombstones: BTreeSet<Dot>,
-    /// Expiry times and slab ids of held entries that have one, for expiry events and
-    /// collection.
-    expiries: BTreeSet<(u64, u32)>,
+    /// Slab ids of held tombstones in dot order, for collection.
+    tombstones: Ordered,
+    /// Slab ids of held entries that have an expiry, in expiry order (then dot order), for
+    /// expiry events and collection.
+    expiries: Ordered,
     vector: VersionVector,
     /// What this state lacks by collection and what its content is safe against.
     horizon: Horizon,
@@ -162,7 +162,7 @@ impl Store {
 
     /// The place of `dot` in the dot index, or where it would go.
     fn seek_dot(&self, dot: Dot) -> Position {
-        self.by_dot.seek(|id| self.slab.get(id).dot() < dot)
+        seek(&self.by_dot, &self.slab, dot_order, dot)
     }
 
     /// The slab id of the entry for `key` and its place in the key index.
@@ -172,18 +172,18 @@ impl Store {
         (self.slab.get(id).key() == key).then_some((at, id))
     }
 
-    fn packed(&self, key: &Key) -> Option<&Packed> {
+    fn held(&self, key: &Key) -> Option<Held<'_>> {
         self.find(key.as_bytes()).map(|(_, id)| self.slab.get(id))
     }
 
     /// The entry for `key`, tombstones and expired entries included.
     pub fn entry(&self, key: &Key) -> Option<Entry> {
-        self.packed(key).map(Packed::entry)
+        self.held(key).map(Held::entry)
     }
 
     /// The live value of `key` at `now_ms`.
     pub fn get(&self, key: &Key, now_ms: u64) -> Option<Value> {
-        self.packed(key)?.live_value(now_ms).map(Value::held)
+        self.held(key)?.live_value(now_ms).map(Value::held)
     }
 
     /// What this replica has seen.
@@ -203,7 +203,7 @@ impl Store {
 
     /// Number of held entries expired at `now_ms` and not yet collected.
     pub fn expired_count(&self, now_ms: u64) -> usize {
-        self.expiries.range(..(now_ms.saturating_add(1), 0)).count()
+        self.with_expiry().take_while(|held| held.expires_at_ms() <= Some(now_ms)).count()
     }
 
     /// Up to `limit` live keys and values starting with `prefix`, in key order, after
@@ -255,7 +255,7 @@ impl Store {
         let held =
             self.by_key.get(at).filter(|&id| self.slab.get(id).key() == update.key.as_bytes());
         let Some(id) = held else {
-            let id = self.slab.insert(Packed::new(update));
+            let id = self.slab.insert(update);
             self.by_key.insert(at, id);
             self.index(id);
             return Applied::Won { previous: None };
@@ -265,9 +265,9 @@ impl Store {
         }
         // The held entry lost to this stamp, so the write takes its slot.
         self.unindex(id);
-        let previous = self.slab.replace(id, Packed::new(update));
+        let previous = self.slab.replace(id, update);
         self.index(id);
-        Applied::Won { previous: Some(previous.entry()) }
+        Applied::Won { previous: Some(previous) }
     }
 
     /// Merges a delta from a replica whose state has horizon `theirs`: every update, then the
@@ -309,7 +309,7 @@ impl Store {
     }
 
     /// The held entries of `node` with a sequence number of at least `low`, in sequence order.
-    fn written_by(&self, node: NodeId, low: u64) -> impl Iterator<Item = &Packed> + '_ {
+    fn written_by(&self, node: NodeId, low: u64) -> impl Iterator<Item = Held<'_>> + '_ {
         let start = self.seek_dot(Dot { node, seq: low });
         let entries = self.by_dot.iter_from(start).map(|id| self.slab.get(id));
         entries.take_while(move |packed| packed.dot().node == node)
@@ -389,22 +389,33 @@ impl Store {
         self.by_key.iter().map(|id| self.slab.get(id).update())
     }
 
+    /// The held entries that have an expiry, in expiry order (then dot order).
+    fn with_expiry(&self) -> impl Iterator<Item = Held<'_>> + '_ {
+        self.expiries.iter().map(|id| self.slab.get(id))
+    }
+
+    /// The held entries that expire after `after_ms`, in expiry order (then dot order).
+    fn expiring_from(&self, after_ms: u64) -> impl Iterator<Item = Held<'_>> + '_ {
+        let start = self
+            .expiries
+            .seek(|id| self.slab.get(id).expires_at_ms().is_some_and(|expiry| expiry <= after_ms));
+        self.expiries.iter_from(start).map(|id| self.slab.get(id))
+    }
+
     /// Keys whose expiry falls in `(after_ms, up_to_ms]`, in expiry order (then dot order).
     pub fn expiring(&self, after_ms: u64, up_to_ms: u64) -> Vec<Key> {
         if after_ms >= up_to_ms {
             return Vec::new();
         }
-        let range = (after_ms.saturating_add(1), 0)..(up_to_ms.saturating_add(1), 0);
-        let mut expiring: Vec<(u64, Dot, &Packed)> = (self.expiries.range(range))
-            .map(|&(expiry, id)| (expiry, self.slab.get(id).dot(), self.slab.get(id)))
-            .collect();
-        expiring.sort_by_key(|&(expiry, dot, _)| (expiry, dot));
-        expiring.into_iter().map(|(_, _, packed)| Key::held(packed.key())).collect()
+        (self.expiring_from(after_ms))
+            .take_while(|held| held.expires_at_ms() <= Some(up_to_ms))
+            .map(|held| Key::held(held.key()))
+            .collect()
     }
 
     /// The first expiry strictly after `after_ms`, to schedule the next expiry event.
     pub fn next_expiry(&self, after_ms: u64) -> Option<u64> {
-        self.expiries.range((after_ms.saturating_add(1), 0)..).next().map(|(expiry, _)| *expiry)
+        self.expiring_from(after_ms).next()?.expires_at_ms()
     }
 
     /// Drops tombstones and expired entries that every member has seen (`stable`) and that
@@ -413,23 +424,21 @@ impl Store {
         let horizon = now_ms.saturating_sub(grace_ms);
         let mut doomed = Vec::new();
         for (&node, &seq) in stable.iter().filter(|(_, seq)| **seq > 0) {
-            let range = Dot { node, seq: 1 }..=Dot { node, seq };
-            for &dot in self.tombstones.range(range) {
-                // Invariant: every tombstone's dot names a held entry.
-                let id = self.by_dot.get(self.seek_dot(dot)).expect("a tombstone is held");
-                if self.slab.get(id).stamp().hlc.wall_ms() < horizon {
-                    doomed.push(id);
+            let start = seek(&self.tombstones, &self.slab, dot_order, Dot { node, seq: 1 });
+            let held = self.tombstones.iter_from(start).map(|id| self.slab.get(id));
+            for held in held.take_while(|held| held.dot() <= Dot { node, seq }) {
+                if held.stamp().hlc.wall_ms() < horizon {
+                    doomed.push(Key::held(held.key()));
                 }
             }
         }
-        for &(_, id) in self.expiries.range(..(horizon, 0)) {
-            let dot = self.slab.get(id).dot();
+        let expired = self.with_expiry().take_while(|held| held.expires_at_ms() < Some(horizon));
+        for held in expired {
+            let dot = held.dot();
             if dot.seq <= stable.get(&dot.node).copied().unwrap_or(0) {
-                doomed.push(id);
+                doomed.push(Key::held(held.key()));
             }
         }
-        let mut doomed: Vec<Key> =
-            doomed.into_iter().map(|id| Key::held(self.slab.get(id).key())).collect();
         doomed.sort();
         doomed.dedup();
         for key in &doomed {
@@ -442,37 +451,67 @@ impl Store {
 
     /// Adds the entry `id` (already in the key index) to the other indexes.
     fn index(&mut self, id: u32) {
-        let packed = self.slab.get(id);
-        let dot = packed.dot();
-        if packed.is_tombstone() {
-            self.tombstones.insert(dot);
+        let held = self.slab.get(id);
+        if held.is_tombstone() {
+            add(&mut self.tombstones, &self.slab, dot_order, id);
         }
-        if let Some(expiry) = packed.expires_at_ms() {
-            self.expiries.insert((expiry, id));
+        if held.expires_at_ms().is_some() {
+            add(&mut self.expiries, &self.slab, expiry_order, id);
         }
-        let at = self.seek_dot(dot);
-        self.by_dot.insert(at, id);
+        add(&mut self.by_dot, &self.slab, dot_order, id);
     }
 
     /// Takes the entry `id` out of every index but the key index.
     fn unindex(&mut self, id: u32) {
-        let packed = self.slab.get(id);
-        let dot = packed.dot();
-        self.tombstones.remove(&dot);
-        if let Some(expiry) = packed.expires_at_ms() {
-            self.expiries.remove(&(expiry, id));
+        let held = self.slab.get(id);
+        if held.is_tombstone() {
+            take(&mut self.tombstones, &self.slab, dot_order, id);
         }
-        let at = self.seek_dot(dot);
-        debug_assert_eq!(self.by_dot.get(at), Some(id), "every held entry is in the dot index");
-        self.by_dot.remove(at);
+        if held.expires_at_ms().is_some() {
+            take(&mut self.expiries, &self.slab, expiry_order, id);
+        }
+        take(&mut self.by_dot, &self.slab, dot_order, id);
     }
 
-    fn remove(&mut self, key: &[u8]) -> Option<Packed> {
+    fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let (at, id) = self.find(key)?;
         self.unindex(id);
         self.by_key.remove(at);
         Some(self.slab.remove(id))
     }
+}
+
+/// The order of the dot and tombstone indexes.
+fn dot_order(held: Held<'_>) -> Dot {
+    held.dot()
+}
+
+/// The order of the expiry index: expiry, then dot (unique, so the order is total).
+fn expiry_order(held: Held<'_>) -> (Option<u64>, Dot) {
+    (held.expires_at_ms(), held.dot())
+}
+
+/// The place of `target` in `index`, whose ids are in the order `order` gives their entries.
+fn seek<K: Ord>(
+    index: &Ordered,
+    slab: &Slab,
+    order: impl Fn(Held<'_>) -> K,
+    target: K,
+) -> Position {
+    index.seek(|id| order(slab.get(id)) < target)
+}
+
+/// Adds `id` to `index`, in the order `order` gives.
+fn add<K: Ord>(index: &mut Ordered, slab: &Slab, order: impl Fn(Held<'_>) -> K, id: u32) {
+    let at = seek(index, slab, &order, order(slab.get(id)));
+    index.insert(at, id);
+}
+
+/// Takes `id` out of `index`, in the order `order` gives.
+fn take<K: Ord>(index: &mut Ordered, slab: &Slab, order: impl Fn(Held<'_>) -> K, id: u32) {
+    let at = seek(index, slab, &order, order(slab.get(id)));
+    debug_assert_eq!(index.get(at), Some(id), "every held entry is in its indexes");
+    index.remove(at);
 }
 
 #[cfg(test)]
