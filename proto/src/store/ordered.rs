@@ -38,6 +38,11 @@ impl Ordered {
     /// The first place whose id does not order before the target; `before(id)` says whether
     /// `id` orders before it (and must be monotonic over the index: true, then false).
     pub(crate) fn seek(&self, before: impl Fn(u32) -> bool) -> Position {
+        // Appends (ascending keys, the last writer's next dot) skip the searches.
+        let chunks = self.chunks.len();
+        if self.chunks.last().and_then(|ids| ids.last()).is_some_and(|&id| before(id)) {
+            return Position { chunk: chunks, index: 0 };
+        }
         let chunk = self.chunks.partition_point(|chunk| chunk.last().is_some_and(|&id| before(id)));
         let index = self.chunks.get(chunk).map_or(0, |ids| ids.partition_point(|&id| before(id)));
         Position { chunk, index }
