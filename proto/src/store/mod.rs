@@ -181,6 +181,17 @@ impl Store {
         self.held(key).map(Held::entry)
     }
 
+    /// The stamp of the entry for `key` (a tombstone's or expired entry's included), without
+    /// copying its value.
+    pub fn stamp(&self, key: &Key) -> Option<Stamp> {
+        self.held(key).map(Held::stamp)
+    }
+
+    /// Whether an entry (tombstones and expired entries included) is held for `key`.
+    pub fn contains(&self, key: &Key) -> bool {
+        self.find(key.as_bytes()).is_some()
+    }
+
     /// The live value of `key` at `now_ms`.
     pub fn get(&self, key: &Key, now_ms: u64) -> Option<Value> {
         self.held(key)?.live_value(now_ms).map(Value::held)

@@ -26,7 +26,7 @@ impl Checker {
         let held = if self.deep {
             self.slots[slot].held.get(key).copied()
         } else {
-            node.store().entry(key).map(|entry| entry.stamp())
+            node.store().stamp(key)
         };
         let write = held.and_then(|stamp| self.writes.get(&stamp));
         let expected = write.filter(|w| !w.dead_at(local_ms)).and_then(|w| w.value.as_ref());
@@ -77,7 +77,7 @@ impl Checker {
             };
             let held = match self.deep {
                 true => self.slots[other].held.get(&write.key).copied(),
-                false => node.store().entry(&write.key).map(|entry| entry.stamp()),
+                false => node.store().stamp(&write.key),
             };
             if held.is_none_or(|held| held < outcome.stamp) && !node.store().vector().contains(dot)
             {

@@ -376,7 +376,7 @@ impl Checker {
         let store = node.store();
         let view = &mut self.slots[slot];
         let gone: Vec<Key> =
-            view.present.iter().filter(|key| store.entry(key).is_none()).cloned().collect();
+            view.present.iter().filter(|key| !store.contains(key)).cloned().collect();
         if store.entry_count() != view.present.len() - gone.len() || !gone.is_empty() {
             view.present = store.updates().map(|update| update.key).collect();
         }
@@ -404,7 +404,7 @@ impl Checker {
                         .iter()
                         .rev()
                         .find(|s| vector.contains(Dot { node: s.node, seq: self.writes[*s].seq }));
-                    node.store().entry(&write.key).is_none()
+                    !node.store().contains(&write.key)
                         && covered.is_some_and(|s| self.writes[s].dead_at(u64::MAX))
                 };
                 // A page of a multi-page catch-up may cover a write whose replacement (a newer
