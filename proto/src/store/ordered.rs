@@ -165,6 +165,13 @@ mod tests {
                 }
             }
         }
+        // Then most go, scattered: chunks must merge rather than linger nearly empty.
+        let doomed: Vec<u32> =
+            model.iter().copied().filter(|_| rng.random_range(0..10) > 0).collect();
+        for value in doomed {
+            assert_eq!(ordered.remove(ordered.seek(|id| id < value)), value, "seed {seed}");
+            model.remove(&value);
+        }
         assert_eq!(ordered.len(), model.len());
         assert!(ordered.iter().eq(model.iter().copied()), "seed {seed}");
         let last = ordered.chunks.len().saturating_sub(1);
