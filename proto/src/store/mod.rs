@@ -512,15 +512,28 @@ fn seek<K: Ord>(
     index.seek(|id| order(slab.get(id)) < target)
 }
 
+/// The place of `id` in `index`, whose ids are in the order `order` gives their entries, then
+/// in id order. Dots are unique per write, but a peer could send two writes with one dot; the
+/// ids keep the order total, so each entry is still found and removed exactly.
+fn place_of<K: Ord>(
+    index: &Ordered,
+    slab: &Slab,
+    order: impl Fn(Held<'_>) -> K,
+    id: u32,
+) -> Position {
+    let target = (order(slab.get(id)), id);
+    index.seek(|other| (order(slab.get(other)), other) < target)
+}
+
 /// Adds `id` to `index`, in the order `order` gives.
 fn add<K: Ord>(index: &mut Ordered, slab: &Slab, order: impl Fn(Held<'_>) -> K, id: u32) {
-    let at = seek(index, slab, &order, order(slab.get(id)));
+    let at = place_of(index, slab, order, id);
     index.insert(at, id);
 }
 
 /// Takes `id` out of `index`, in the order `order` gives.
 fn take<K: Ord>(index: &mut Ordered, slab: &Slab, order: impl Fn(Held<'_>) -> K, id: u32) {
-    let at = seek(index, slab, &order, order(slab.get(id)));
+    let at = place_of(index, slab, order, id);
     debug_assert_eq!(index.get(at), Some(id), "every held entry is in its indexes");
     index.remove(at);
 }
@@ -554,5 +567,27 @@ mod tests {
         // A receiver whose base already covers it gets nothing, and the size target holds.
         assert!(store.unsettled(&BTreeMap::from([(NodeId(1), 3)]), usize::MAX).is_empty());
         assert!(store.unsettled(&BTreeMap::new(), 1).is_empty());
+    }
+
+    #[test]
+    fn two_writes_sent_with_one_dot_are_each_indexed_and_removed() {
+        let mut store = Store::new();
+        // Write 1 never arrives, so every later dot goes to the bounded cloud until it is full.
+        for seq in 2..(crate::limits::DOT_CLOUD_SIZE_MAX as u64 + 2) {
+            store.apply(write(seq, &format!("k/{seq}")));
+        }
+        let seq = 10_000;
+        let mut twin = write(seq, "b");
+        twin.stamp.hlc = Hlc::new(seq + 1, 0);
+        assert!(matches!(store.apply(write(seq, "a")), Applied::Won { .. }));
+        assert!(matches!(store.apply(twin.clone()), Applied::Won { .. }), "a full cloud forgets");
+        // Each is found, replaced and collected by itself, and the other stays whole.
+        let delete = Update { value: None, ..write(seq + 5, "a") };
+        store.apply(delete);
+        let stable = BTreeMap::from([(NodeId(1), u64::MAX)]);
+        assert_eq!(store.collect(&stable, u64::MAX, 0), 1);
+        assert_eq!(store.entry(&twin.key).map(|entry| entry.seq), Some(seq));
+        // Everything is held above the base (write 1 is missing): each entry travels once.
+        assert_eq!(store.unsettled(&BTreeMap::new(), usize::MAX).len(), store.entry_count());
     }
 }
