@@ -192,6 +192,12 @@ impl Store {
         self.find(key.as_bytes()).is_some()
     }
 
+    /// The key of every held entry (tombstones and expired entries included), in key order,
+    /// without copying.
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.by_key.iter().map(|id| self.slab.get(id).key())
+    }
+
     /// The live value of `key` at `now_ms`.
     pub fn get(&self, key: &Key, now_ms: u64) -> Option<Value> {
         self.held(key)?.live_value(now_ms).map(Value::held)

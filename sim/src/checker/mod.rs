@@ -375,8 +375,13 @@ impl Checker {
     fn vanished(&mut self, slot: usize, node: &Node) -> Vec<Key> {
         let store = node.store();
         let view = &mut self.slots[slot];
-        let gone: Vec<Key> =
-            view.present.iter().filter(|key| !store.contains(key)).cloned().collect();
+        // Both are in key order: one pass over each, no lookups.
+        let mut held = store.keys().peekable();
+        let mut vanished = |key: &&Key| {
+            while held.next_if(|held| *held < key.as_bytes()).is_some() {}
+            held.peek() != Some(&key.as_bytes())
+        };
+        let gone: Vec<Key> = view.present.iter().filter(&mut vanished).cloned().collect();
         if store.entry_count() != view.present.len() - gone.len() || !gone.is_empty() {
             view.present = store.updates().map(|update| update.key).collect();
         }
