@@ -52,6 +52,11 @@ impl Hlc {
         self.0
     }
 
+    /// The reading packed as `as_u64` gave it.
+    pub(crate) fn from_u64(packed: u64) -> Hlc {
+        Hlc(packed)
+    }
+
     /// The smallest reading greater than `self`; the logical counter overflows into `wall_ms`.
     fn successor(self) -> Hlc {
         Hlc(self.0.saturating_add(1))

@@ -45,6 +45,11 @@ impl Key {
         }
     }
 
+    /// A key from bytes the store held as a key: valid already, so not checked again.
+    pub(crate) fn held(bytes: &[u8]) -> Key {
+        Key(bytes.into())
+    }
+
     /// The key's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
@@ -89,6 +94,11 @@ impl Value {
             return Err(DataError::ValueTooLarge { size: bytes.len(), size_max });
         }
         Ok(Value(bytes.into()))
+    }
+
+    /// A value from bytes the store held as a value: valid already, so not checked again.
+    pub(crate) fn held(bytes: &[u8]) -> Value {
+        Value(bytes.into())
     }
 
     /// The value's bytes.

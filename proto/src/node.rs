@@ -126,7 +126,7 @@ impl Node {
     }
 
     /// The live value of `key` at `now_ms`.
-    pub fn get(&self, key: &Key, now_ms: u64) -> Option<&Value> {
+    pub fn get(&self, key: &Key, now_ms: u64) -> Option<Value> {
         self.store.get(key, now_ms)
     }
 

@@ -965,9 +965,10 @@ fn expired_entries_read_as_absent_from_their_expiry_on() {
     check(256, (vec(write, 0..30), 0..70u64), |(writes, now_ms)| {
         let (store, latest) = local_store(&writes)?;
         for (key, update) in &latest {
-            prop_assert_eq!(store.get(key, now_ms), live(update, now_ms));
+            prop_assert_eq!(store.get(key, now_ms), live(update, now_ms).cloned());
             if let (Some(expiry), Some(value)) = (update.expires_at_ms, &update.value) {
-                prop_assert_eq!(store.get(key, expiry - 1), Some(value), "gone before expiry");
+                let before = store.get(key, expiry - 1);
+                prop_assert_eq!(before.as_ref(), Some(value), "gone before expiry");
                 prop_assert_eq!(store.get(key, expiry), None, "present at expiry");
                 prop_assert_eq!(store.get(key, expiry + 1), None, "present after expiry");
             }

@@ -26,7 +26,7 @@ impl Checker {
         let held = if self.deep {
             self.slots[slot].held.get(key).copied()
         } else {
-            node.store().entry(key).map(|entry| entry.stamp())
+            node.store().stamp(key)
         };
         let write = held.and_then(|stamp| self.writes.get(&stamp));
         let expected = write.filter(|w| !w.dead_at(local_ms)).and_then(|w| w.value.as_ref());
@@ -44,7 +44,7 @@ impl Checker {
     fn read_your_writes(&mut self, slot: usize, node: &Node, local_ms: u64, key: &Key) {
         let Some(own) = self.slots[slot].own.get(key).copied() else { return };
         let entry = node.store().entry(key);
-        let fine = match entry {
+        let fine = match &entry {
             Some(entry) => entry.stamp() >= own,
             // Collected: only a delete or an expired write may be, so the newest write this
             // node held for the key must be one (and not older than its own).
@@ -77,7 +77,7 @@ impl Checker {
             };
             let held = match self.deep {
                 true => self.slots[other].held.get(&write.key).copied(),
-                false => node.store().entry(&write.key).map(|entry| entry.stamp()),
+                false => node.store().stamp(&write.key),
             };
             if held.is_none_or(|held| held < outcome.stamp) && !node.store().vector().contains(dot)
             {

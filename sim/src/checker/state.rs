@@ -47,7 +47,7 @@ impl Checker {
             if member.is_none_or(|m| m.state == MemberState::Left) {
                 continue;
             }
-            let has = node.store().entry(key).map(|e| e.stamp());
+            let has = node.store().stamp(key);
             let had = self.slots.get(other).and_then(|view| view.held.get(key)).copied();
             // A member that never held the key but whose vector covers the delete (a newer
             // member caught up by a range) reads it as absent too.

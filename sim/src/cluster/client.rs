@@ -42,7 +42,7 @@ impl<S> Cluster<S> {
             // Sabotage: the driver reads the register as it is, expired or not.
             node.store().entry(key).and_then(|entry| entry.register.val.clone())
         } else {
-            node.get(key, local).cloned()
+            node.get(key, local)
         };
         self.checker.read(slot, node, local, key, value.as_ref());
         self.trace.word(value.as_ref().map_or(0, |v| v.len() as u64 + 1));

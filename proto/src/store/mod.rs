@@ -1,8 +1,7 @@
 //! The replicated map: one last-writer-wins register per key, the dots that name each write,
 //! the version vector of what this replica has seen, and the deltas that bring a peer up to it.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
+use std::collections::BTreeMap;
 
 use crdts::LWWReg;
 use serde::{Deserialize, Serialize};
@@ -12,6 +11,12 @@ use crate::data::{Key, Value};
 use crate::horizon::Horizon;
 use crate::limits::ENTRY_OVERHEAD_MAX;
 use crate::version::{Dot, VersionVector};
+
+mod ordered;
+mod slab;
+
+use ordered::{Ordered, Position};
+use slab::{Held, Slab};
 
 /// One key's replicated state. `None` in the register is a tombstone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,16 +74,6 @@ impl Update {
     pub fn size_bound(&self) -> usize {
         self.key.as_bytes().len() + self.value.as_ref().map_or(0, Value::len) + ENTRY_OVERHEAD_MAX
     }
-
-    fn from_entry(key: &Key, entry: &Entry) -> Update {
-        Update {
-            key: key.clone(),
-            stamp: entry.stamp(),
-            seq: entry.seq,
-            value: entry.register.val.clone(),
-            expires_at_ms: entry.expires_at_ms,
-        }
-    }
 }
 
 /// The writes of one node in the range `(from, to]` that the sender still holds; the others
@@ -132,15 +127,23 @@ pub enum Applied {
 }
 
 /// The replicated map of one replica.
+///
+/// Each entry is packed in one allocation (`slab.rs`); two indexes of 4-byte slab ids order the
+/// entries by key (reads, lists, snapshots) and by dot (deltas: a range scan per writer). Only
+/// tombstones and entries with an expiry have a third index entry.
 #[derive(Clone, Debug, Default)]
 pub struct Store {
-    entries: BTreeMap<Key, Entry>,
-    /// Every held entry by dot, so a delta is a range scan per node.
-    dots: BTreeMap<Dot, Key>,
-    /// Dots of held tombstones, for collection.
-    tombstones: BTreeSet<Dot>,
-    /// Expiry times of held entries that have one, for expiry events and collection.
-    expiries: BTreeSet<(u64, Dot)>,
+    /// Every held entry.
+    slab: Slab,
+    /// Slab ids in key order.
+    by_key: Ordered,
+    /// Slab ids in dot order: writer, then sequence number.
+    by_dot: Ordered,
+    /// Slab ids of held tombstones in dot order, for collection.
+    tombstones: Ordered,
+    /// Slab ids of held entries that have an expiry, in expiry order (then dot order), for
+    /// expiry events and collection.
+    expiries: Ordered,
     vector: VersionVector,
     /// What this state lacks by collection and what its content is safe against.
     horizon: Horizon,
@@ -152,14 +155,52 @@ impl Store {
         Store::default()
     }
 
+    /// The place of `key` in the key index, or where it would go.
+    fn seek_key(&self, key: &[u8]) -> Position {
+        self.by_key.seek(|id| self.slab.get(id).key() < key)
+    }
+
+    /// The place of `dot` in the dot index, or where it would go.
+    fn seek_dot(&self, dot: Dot) -> Position {
+        seek(&self.by_dot, &self.slab, dot_order, dot)
+    }
+
+    /// The slab id of the entry for `key` and its place in the key index.
+    fn find(&self, key: &[u8]) -> Option<(Position, u32)> {
+        let at = self.seek_key(key);
+        let id = self.by_key.get(at)?;
+        (self.slab.get(id).key() == key).then_some((at, id))
+    }
+
+    fn held(&self, key: &Key) -> Option<Held<'_>> {
+        self.find(key.as_bytes()).map(|(_, id)| self.slab.get(id))
+    }
+
     /// The entry for `key`, tombstones and expired entries included.
-    pub fn entry(&self, key: &Key) -> Option<&Entry> {
-        self.entries.get(key)
+    pub fn entry(&self, key: &Key) -> Option<Entry> {
+        self.held(key).map(Held::entry)
+    }
+
+    /// The stamp of the entry for `key` (a tombstone's or expired entry's included), without
+    /// copying its value.
+    pub fn stamp(&self, key: &Key) -> Option<Stamp> {
+        self.held(key).map(Held::stamp)
+    }
+
+    /// Whether an entry (tombstones and expired entries included) is held for `key`.
+    pub fn contains(&self, key: &Key) -> bool {
+        self.find(key.as_bytes()).is_some()
+    }
+
+    /// The key of every held entry (tombstones and expired entries included), in key order,
+    /// without copying.
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.by_key.iter().map(|id| self.slab.get(id).key())
     }
 
     /// The live value of `key` at `now_ms`.
-    pub fn get(&self, key: &Key, now_ms: u64) -> Option<&Value> {
-        self.entries.get(key)?.live_value(now_ms)
+    pub fn get(&self, key: &Key, now_ms: u64) -> Option<Value> {
+        self.held(key)?.live_value(now_ms).map(Value::held)
     }
 
     /// What this replica has seen.
@@ -169,7 +210,7 @@ impl Store {
 
     /// Number of entries held, tombstones and expired entries included.
     pub fn entry_count(&self) -> usize {
-        self.entries.len()
+        self.by_key.len()
     }
 
     /// Number of tombstones held.
@@ -179,7 +220,7 @@ impl Store {
 
     /// Number of held entries expired at `now_ms` and not yet collected.
     pub fn expired_count(&self, now_ms: u64) -> usize {
-        self.expiries.range(..(now_ms.saturating_add(1), Dot { node: NodeId(0), seq: 0 })).count()
+        self.with_expiry().take_while(|held| held.expires_at_ms() <= Some(now_ms)).count()
     }
 
     /// Up to `limit` live keys and values starting with `prefix`, in key order, after
@@ -193,17 +234,19 @@ impl Store {
     ) -> Vec<(Key, Value)> {
         // Start at the prefix, or just after `start_after` when that lies beyond it.
         let start = match start_after {
-            Some(key) if key.as_bytes() >= prefix => Bound::Excluded(key.as_bytes()),
-            _ => Bound::Included(prefix),
+            Some(key) if key.as_bytes() >= prefix => {
+                self.by_key.seek(|id| self.slab.get(id).key() <= key.as_bytes())
+            }
+            _ => self.seek_key(prefix),
         };
         let mut found = Vec::new();
-        let range = self.entries.range::<[u8], _>((start, Bound::Unbounded));
-        for (key, entry) in range.take_while(|(key, _)| key.as_bytes().starts_with(prefix)) {
+        let entries = self.by_key.iter_from(start).map(|id| self.slab.get(id));
+        for packed in entries.take_while(|packed| packed.key().starts_with(prefix)) {
             if found.len() >= limit {
                 break;
             }
-            if let Some(value) = entry.live_value(now_ms) {
-                found.push((key.clone(), value.clone()));
+            if let Some(value) = packed.live_value(now_ms) {
+                found.push((Key::held(packed.key()), Value::held(value)));
             }
         }
         found
@@ -212,31 +255,36 @@ impl Store {
     /// Merges one write made or pushed here: last writer wins by stamp; its dot is recorded as
     /// seen either way.
     pub fn apply(&mut self, update: Update) -> Applied {
-        let stamp = update.stamp;
-        let applied = self.merge(update);
+        let applied = self.merge(&update);
         if matches!(applied, Applied::Won { .. }) {
-            self.horizon.wrote(stamp);
+            self.horizon.wrote(update.stamp);
         }
         applied
     }
 
-    fn merge(&mut self, update: Update) -> Applied {
+    fn merge(&mut self, update: &Update) -> Applied {
         let dot = update.dot();
         if self.vector.contains(dot) {
             return Applied::Seen;
         }
         self.vector.insert(dot);
-        if let Some(held) = self.entries.get(&update.key)
-            && held.stamp() >= update.stamp
-        {
+        let at = self.seek_key(update.key.as_bytes());
+        let held =
+            self.by_key.get(at).filter(|&id| self.slab.get(id).key() == update.key.as_bytes());
+        let Some(id) = held else {
+            let id = self.slab.insert(update);
+            self.by_key.insert(at, id);
+            self.index(id);
+            return Applied::Won { previous: None };
+        };
+        if self.slab.get(id).stamp() >= update.stamp {
             return Applied::Superseded;
         }
-        let previous = self.remove(&update.key);
-        // The held entry (if any) lost to this stamp above, so the write becomes the register.
-        let register = LWWReg { val: update.value, marker: update.stamp };
-        let entry = Entry { register, seq: update.seq, expires_at_ms: update.expires_at_ms };
-        self.insert(update.key, entry);
-        Applied::Won { previous }
+        // The held entry lost to this stamp, so the write takes its slot.
+        self.unindex(id);
+        let previous = self.slab.replace(id, update);
+        self.index(id);
+        Applied::Won { previous: Some(previous) }
     }
 
     /// Merges a delta from a replica whose state has horizon `theirs`: every update, then the
@@ -248,7 +296,7 @@ impl Store {
         let mut absorbed = Vec::new();
         for group in delta.groups {
             for update in group.updates {
-                let applied = self.merge(update.clone());
+                let applied = self.merge(&update);
                 outcomes.push((update, applied));
             }
             let base = self.vector.base(group.node);
@@ -277,6 +325,13 @@ impl Store {
         self.horizon.for_page(self.vector.bases(), cursor)
     }
 
+    /// The held entries of `node` with a sequence number of at least `low`, in sequence order.
+    fn written_by(&self, node: NodeId, low: u64) -> impl Iterator<Item = Held<'_>> + '_ {
+        let start = self.seek_dot(Dot { node, seq: low });
+        let entries = self.by_dot.iter_from(start).map(|id| self.slab.get(id));
+        entries.take_while(move |packed| packed.dot().node == node)
+    }
+
     /// The writes a replica with `bases` has not seen, as a page of at most about
     /// `size_target` encoded bytes (a single larger write still goes alone). Returns the page
     /// and whether it is the last one.
@@ -289,14 +344,13 @@ impl Store {
                 continue;
             }
             let mut group = Group { node, from: theirs, to: ours, updates: Vec::new() };
-            let range = Dot { node, seq: theirs.saturating_add(1) }..=Dot { node, seq: ours };
-            for (dot, key) in self.dots.range(range) {
-                // Invariant: every dot in the index names a held entry.
-                let update = Update::from_entry(key, &self.entries[key]);
+            let written = self.written_by(node, theirs.saturating_add(1));
+            for packed in written.take_while(|packed| packed.dot().seq <= ours) {
+                let update = packed.update();
                 let cost = update.size_bound();
                 let first = delta.groups.is_empty() && group.updates.is_empty();
                 if size + cost > size_target && !first {
-                    group.to = dot.seq - 1;
+                    group.to = update.seq - 1;
                     if group.to > group.from {
                         delta.groups.push(group);
                     }
@@ -327,21 +381,19 @@ impl Store {
         let mut size = 0;
         let mut start = Some(Dot { node: NodeId(0), seq: 0 });
         // One range scan per writer that has held entries: skip from writer to writer.
-        while let Some((first, _)) = start.and_then(|start| self.dots.range(start..).next()) {
-            let node = first.node;
+        while let Some(first) = start.and_then(|start| self.by_dot.get(self.seek_dot(start))) {
+            let node = self.slab.get(first).dot().node;
             let floor = self.vector.base(node).max(bases.get(&node).copied().unwrap_or(0));
             if let Some(low) = floor.checked_add(1) {
-                let range = Dot { node, seq: low }..=Dot { node, seq: u64::MAX };
-                for (dot, key) in self.dots.range(range) {
-                    // Invariant: every dot in the index names a held entry.
-                    let update = Update::from_entry(key, &self.entries[key]);
+                for packed in self.written_by(node, low) {
+                    let update = packed.update();
                     size += update.size_bound();
                     if size > size_target {
                         return groups;
                     }
-                    // `dot.seq > floor >= 0`, so the range below is (seq - 1, seq].
-                    let from = dot.seq - 1;
-                    groups.push(Group { node, from, to: dot.seq, updates: vec![update] });
+                    // `seq > floor >= 0`, so the range below is (seq - 1, seq].
+                    let (from, to) = (update.seq - 1, update.seq);
+                    groups.push(Group { node, from, to, updates: vec![update] });
                 }
             }
             start = node.0.checked_add(1).map(|next| Dot { node: NodeId(next), seq: 0 });
@@ -351,23 +403,36 @@ impl Store {
 
     /// Every held entry as an update, in key order: a full snapshot of the replica.
     pub fn updates(&self) -> impl Iterator<Item = Update> + '_ {
-        self.entries.iter().map(|(key, entry)| Update::from_entry(key, entry))
+        self.by_key.iter().map(|id| self.slab.get(id).update())
     }
 
-    /// Keys whose expiry falls in `(after_ms, up_to_ms]`, in expiry order.
+    /// The held entries that have an expiry, in expiry order (then dot order).
+    fn with_expiry(&self) -> impl Iterator<Item = Held<'_>> + '_ {
+        self.expiries.iter().map(|id| self.slab.get(id))
+    }
+
+    /// The held entries that expire after `after_ms`, in expiry order (then dot order).
+    fn expiring_from(&self, after_ms: u64) -> impl Iterator<Item = Held<'_>> + '_ {
+        let start = self
+            .expiries
+            .seek(|id| self.slab.get(id).expires_at_ms().is_some_and(|expiry| expiry <= after_ms));
+        self.expiries.iter_from(start).map(|id| self.slab.get(id))
+    }
+
+    /// Keys whose expiry falls in `(after_ms, up_to_ms]`, in expiry order (then dot order).
     pub fn expiring(&self, after_ms: u64, up_to_ms: u64) -> Vec<Key> {
         if after_ms >= up_to_ms {
             return Vec::new();
         }
-        let low = (after_ms.saturating_add(1), Dot { node: NodeId(0), seq: 0 });
-        let high = (up_to_ms.saturating_add(1), Dot { node: NodeId(0), seq: 0 });
-        self.expiries.range(low..high).map(|(_, dot)| self.dots[dot].clone()).collect()
+        (self.expiring_from(after_ms))
+            .take_while(|held| held.expires_at_ms() <= Some(up_to_ms))
+            .map(|held| Key::held(held.key()))
+            .collect()
     }
 
     /// The first expiry strictly after `after_ms`, to schedule the next expiry event.
     pub fn next_expiry(&self, after_ms: u64) -> Option<u64> {
-        let low = (after_ms.saturating_add(1), Dot { node: NodeId(0), seq: 0 });
-        self.expiries.range(low..).next().map(|(expiry, _)| *expiry)
+        self.expiring_from(after_ms).next()?.expires_at_ms()
     }
 
     /// Drops tombstones and expired entries that every member has seen (`stable`) and that
@@ -376,52 +441,107 @@ impl Store {
         let horizon = now_ms.saturating_sub(grace_ms);
         let mut doomed = Vec::new();
         for (&node, &seq) in stable.iter().filter(|(_, seq)| **seq > 0) {
-            let range = Dot { node, seq: 1 }..=Dot { node, seq };
-            for dot in self.tombstones.range(range) {
-                let key = &self.dots[dot];
-                if self.entries[key].stamp().hlc.wall_ms() < horizon {
-                    doomed.push(key.clone());
+            let start = seek(&self.tombstones, &self.slab, dot_order, Dot { node, seq: 1 });
+            let held = self.tombstones.iter_from(start).map(|id| self.slab.get(id));
+            for held in held.take_while(|held| held.dot() <= Dot { node, seq }) {
+                if held.stamp().hlc.wall_ms() < horizon {
+                    doomed.push(Key::held(held.key()));
                 }
             }
         }
-        let high = (horizon, Dot { node: NodeId(0), seq: 0 });
-        for (_, dot) in self.expiries.range(..high) {
+        let expired = self.with_expiry().take_while(|held| held.expires_at_ms() < Some(horizon));
+        for held in expired {
+            let dot = held.dot();
             if dot.seq <= stable.get(&dot.node).copied().unwrap_or(0) {
-                doomed.push(self.dots[dot].clone());
+                doomed.push(Key::held(held.key()));
             }
         }
         doomed.sort();
         doomed.dedup();
         for key in &doomed {
-            if let Some(entry) = self.remove(key) {
+            if let Some(entry) = self.remove(key.as_bytes()) {
                 self.horizon.collected(entry.dot(), entry.stamp());
             }
         }
         doomed.len()
     }
 
-    fn insert(&mut self, key: Key, entry: Entry) {
-        let dot = entry.dot();
-        if entry.register.val.is_none() {
-            self.tombstones.insert(dot);
+    /// Adds the entry `id` (already in the key index) to the other indexes.
+    fn index(&mut self, id: u32) {
+        let held = self.slab.get(id);
+        if held.is_tombstone() {
+            add(&mut self.tombstones, &self.slab, dot_order, id);
         }
-        if let Some(expiry) = entry.expires_at_ms {
-            self.expiries.insert((expiry, dot));
+        if held.expires_at_ms().is_some() {
+            add(&mut self.expiries, &self.slab, expiry_order, id);
         }
-        self.dots.insert(dot, key.clone());
-        self.entries.insert(key, entry);
+        add(&mut self.by_dot, &self.slab, dot_order, id);
     }
 
-    fn remove(&mut self, key: &Key) -> Option<Entry> {
-        let entry = self.entries.remove(key)?;
-        let dot = entry.dot();
-        self.dots.remove(&dot);
-        self.tombstones.remove(&dot);
-        if let Some(expiry) = entry.expires_at_ms {
-            self.expiries.remove(&(expiry, dot));
+    /// Takes the entry `id` out of every index but the key index.
+    fn unindex(&mut self, id: u32) {
+        let held = self.slab.get(id);
+        if held.is_tombstone() {
+            take(&mut self.tombstones, &self.slab, dot_order, id);
         }
-        Some(entry)
+        if held.expires_at_ms().is_some() {
+            take(&mut self.expiries, &self.slab, expiry_order, id);
+        }
+        take(&mut self.by_dot, &self.slab, dot_order, id);
     }
+
+    fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let (at, id) = self.find(key)?;
+        self.unindex(id);
+        self.by_key.remove(at);
+        Some(self.slab.remove(id))
+    }
+}
+
+/// The order of the dot and tombstone indexes.
+fn dot_order(held: Held<'_>) -> Dot {
+    held.dot()
+}
+
+/// The order of the expiry index: expiry, then dot (unique, so the order is total).
+fn expiry_order(held: Held<'_>) -> (Option<u64>, Dot) {
+    (held.expires_at_ms(), held.dot())
+}
+
+/// The place of `target` in `index`, whose ids are in the order `order` gives their entries.
+fn seek<K: Ord>(
+    index: &Ordered,
+    slab: &Slab,
+    order: impl Fn(Held<'_>) -> K,
+    target: K,
+) -> Position {
+    index.seek(|id| order(slab.get(id)) < target)
+}
+
+/// The place of `id` in `index`, whose ids are in the order `order` gives their entries, then
+/// in id order. Dots are unique per write, but a peer could send two writes with one dot; the
+/// ids keep the order total, so each entry is still found and removed exactly.
+fn place_of<K: Ord>(
+    index: &Ordered,
+    slab: &Slab,
+    order: impl Fn(Held<'_>) -> K,
+    id: u32,
+) -> Position {
+    let target = (order(slab.get(id)), id);
+    index.seek(|other| (order(slab.get(other)), other) < target)
+}
+
+/// Adds `id` to `index`, in the order `order` gives.
+fn add<K: Ord>(index: &mut Ordered, slab: &Slab, order: impl Fn(Held<'_>) -> K, id: u32) {
+    let at = place_of(index, slab, order, id);
+    index.insert(at, id);
+}
+
+/// Takes `id` out of `index`, in the order `order` gives.
+fn take<K: Ord>(index: &mut Ordered, slab: &Slab, order: impl Fn(Held<'_>) -> K, id: u32) {
+    let at = place_of(index, slab, order, id);
+    debug_assert_eq!(index.get(at), Some(id), "every held entry is in its indexes");
+    index.remove(at);
 }
 
 #[cfg(test)]
@@ -453,5 +573,27 @@ mod tests {
         // A receiver whose base already covers it gets nothing, and the size target holds.
         assert!(store.unsettled(&BTreeMap::from([(NodeId(1), 3)]), usize::MAX).is_empty());
         assert!(store.unsettled(&BTreeMap::new(), 1).is_empty());
+    }
+
+    #[test]
+    fn two_writes_sent_with_one_dot_are_each_indexed_and_removed() {
+        let mut store = Store::new();
+        // Write 1 never arrives, so every later dot goes to the bounded cloud until it is full.
+        for seq in 2..(crate::limits::DOT_CLOUD_SIZE_MAX as u64 + 2) {
+            store.apply(write(seq, &format!("k/{seq}")));
+        }
+        let seq = 10_000;
+        let mut twin = write(seq, "b");
+        twin.stamp.hlc = Hlc::new(seq + 1, 0);
+        assert!(matches!(store.apply(write(seq, "a")), Applied::Won { .. }));
+        assert!(matches!(store.apply(twin.clone()), Applied::Won { .. }), "a full cloud forgets");
+        // Each is found, replaced and collected by itself, and the other stays whole.
+        let delete = Update { value: None, ..write(seq + 5, "a") };
+        store.apply(delete);
+        let stable = BTreeMap::from([(NodeId(1), u64::MAX)]);
+        assert_eq!(store.collect(&stable, u64::MAX, 0), 1);
+        assert_eq!(store.entry(&twin.key).map(|entry| entry.seq), Some(seq));
+        // Everything is held above the base (write 1 is missing): each entry travels once.
+        assert_eq!(store.unsettled(&BTreeMap::new(), usize::MAX).len(), store.entry_count());
     }
 }

@@ -1,0 +1,206 @@
+//! `Ordered`: slab ids kept in an order the caller defines (the order of the entries' keys, or
+//! of their dots), in sorted chunks of at most `CHUNK_LEN_MAX` ids.
+//!
+//! An id costs 4 bytes plus its chunk's spare room, where a B-tree slot would hold the key or
+//! dot itself (16 to 32 bytes, in nodes about two thirds full). The ids carry no order of
+//! their own: every search takes a predicate that looks the entry up, so the index cannot be
+//! searched without the slab that gives its order, and the caller keeps both in step.
+
+/// Ids per chunk at most. Inserting into a full chunk splits it; an insert or a removal moves
+/// at most this many ids (2 KiB), and a lookup is two binary searches.
+pub(crate) const CHUNK_LEN_MAX: usize = 512;
+
+/// Ids per chunk at least, once there are two chunks: a chunk that falls below is merged with
+/// or refilled from a neighbour, so spare room stays under 3/4 of what the chunks reserve.
+const CHUNK_LEN_MIN: usize = CHUNK_LEN_MAX / 4;
+
+/// Slab ids in the caller's order.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Ordered {
+    /// Sorted runs, in order; none is empty.
+    chunks: Vec<Vec<u32>>,
+    len: usize,
+}
+
+/// A place in an [`Ordered`]: valid until the next insert or removal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Position {
+    chunk: usize,
+    index: usize,
+}
+
+impl Ordered {
+    /// Number of ids held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The first place whose id does not order before the target; `before(id)` says whether
+    /// `id` orders before it (and must be monotonic over the index: true, then false).
+    pub(crate) fn seek(&self, before: impl Fn(u32) -> bool) -> Position {
+        // Appends (ascending keys, the last writer's next dot) skip the searches.
+        let chunks = self.chunks.len();
+        if self.chunks.last().and_then(|ids| ids.last()).is_some_and(|&id| before(id)) {
+            return Position { chunk: chunks, index: 0 };
+        }
+        let chunk = self.chunks.partition_point(|chunk| chunk.last().is_some_and(|&id| before(id)));
+        let index = self.chunks.get(chunk).map_or(0, |ids| ids.partition_point(|&id| before(id)));
+        Position { chunk, index }
+    }
+
+    /// The id at `at`, or `None` at the end.
+    pub(crate) fn get(&self, at: Position) -> Option<u32> {
+        self.chunks.get(at.chunk)?.get(at.index).copied()
+    }
+
+    /// The ids from `at` on, in order.
+    pub(crate) fn iter_from(&self, at: Position) -> impl Iterator<Item = u32> + '_ {
+        let first =
+            self.chunks.get(at.chunk).map_or(&[][..], |ids| &ids[at.index.min(ids.len())..]);
+        let rest = self.chunks.get(at.chunk + 1..).unwrap_or(&[]);
+        first.iter().chain(rest.iter().flatten()).copied()
+    }
+
+    /// Every id, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.chunks.iter().flatten().copied()
+    }
+
+    /// Inserts `id` at `at` (a place [`Ordered::seek`] gave for it).
+    pub(crate) fn insert(&mut self, at: Position, id: u32) {
+        self.len += 1;
+        let Some(last) = self.chunks.len().checked_sub(1) else {
+            self.chunks.push(vec![id]);
+            return;
+        };
+        // Past the end means at the end of the last chunk.
+        let (chunk, index) = match at.chunk > last {
+            true => (last, self.chunks[last].len()),
+            false => (at.chunk, at.index),
+        };
+        if self.chunks[chunk].len() < CHUNK_LEN_MAX {
+            self.chunks[chunk].insert(index, id);
+        } else if chunk == last && index == CHUNK_LEN_MAX {
+            // Appending (ascending keys, a writer's next dot): keep the full chunk full.
+            self.chunks.push(vec![id]);
+        } else {
+            let tail = self.chunks[chunk].split_off(CHUNK_LEN_MAX / 2);
+            self.chunks.insert(chunk + 1, tail);
+            match index.checked_sub(CHUNK_LEN_MAX / 2) {
+                Some(index) => self.chunks[chunk + 1].insert(index, id),
+                None => self.chunks[chunk].insert(index, id),
+            }
+        }
+    }
+
+    /// Removes and returns the id at `at`, which must hold one.
+    pub(crate) fn remove(&mut self, at: Position) -> u32 {
+        let id = self.chunks[at.chunk].remove(at.index);
+        self.len -= 1;
+        let len = self.chunks[at.chunk].len();
+        if len == 0 {
+            self.chunks.remove(at.chunk);
+        } else if len < CHUNK_LEN_MIN && self.chunks.len() > 1 {
+            // Pair the small chunk with its next neighbour, or its previous for the last one.
+            let left = at.chunk.min(self.chunks.len() - 2);
+            self.rebalance(left);
+        }
+        id
+    }
+
+    /// Merges the chunks at `left` and `left + 1` when they fit in one, or shares their ids
+    /// evenly between them.
+    fn rebalance(&mut self, left: usize) {
+        let right = self.chunks.remove(left + 1);
+        let chunk = &mut self.chunks[left];
+        chunk.extend(right);
+        if chunk.len() > CHUNK_LEN_MAX {
+            let tail = chunk.split_off(chunk.len() / 2);
+            chunk.shrink_to(CHUNK_LEN_MAX);
+            self.chunks.insert(left + 1, tail);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use rand::rngs::Xoshiro256PlusPlus;
+    use rand::{RngExt, SeedableRng};
+
+    use super::*;
+
+    /// Random inserts and removals of numbers ordered as themselves, against a `BTreeSet`.
+    fn check(seed: u64, span: u32, steps: usize, ascending: bool) {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let mut ordered = Ordered::default();
+        let mut model = BTreeSet::new();
+        let mut next = 0;
+        for step in 0..steps {
+            let value = match ascending {
+                true => {
+                    next += 1;
+                    next
+                }
+                false => rng.random_range(0..span),
+            };
+            let at = ordered.seek(|id| id < value);
+            let held = ordered.get(at) == Some(value);
+            assert_eq!(held, model.contains(&value), "seed {seed} step {step}");
+            if held && rng.random_range(0..3) > 0 {
+                assert_eq!(ordered.remove(at), value);
+                model.remove(&value);
+            } else if !held {
+                ordered.insert(at, value);
+                model.insert(value);
+            }
+            if ascending && step % 3 == 0 {
+                // Overwrites remove old dots from anywhere below.
+                let old = rng.random_range(0..next);
+                let at = ordered.seek(|id| id < old);
+                if ordered.get(at) == Some(old) {
+                    ordered.remove(at);
+                    model.remove(&old);
+                }
+            }
+        }
+        // Then most go, scattered: chunks must merge rather than linger nearly empty.
+        let doomed: Vec<u32> =
+            model.iter().copied().filter(|_| rng.random_range(0..10) > 0).collect();
+        for value in doomed {
+            assert_eq!(ordered.remove(ordered.seek(|id| id < value)), value, "seed {seed}");
+            model.remove(&value);
+        }
+        assert_eq!(ordered.len(), model.len());
+        assert!(ordered.iter().eq(model.iter().copied()), "seed {seed}");
+        let last = ordered.chunks.len().saturating_sub(1);
+        for (index, chunk) in ordered.chunks.iter().enumerate() {
+            assert!(!chunk.is_empty() && chunk.len() <= CHUNK_LEN_MAX, "seed {seed}");
+            assert!(index == last || chunk.len() >= CHUNK_LEN_MIN, "seed {seed}");
+        }
+        let low = span / 2;
+        let from: Vec<u32> = ordered.iter_from(ordered.seek(|id| id < low)).collect();
+        assert!(from.iter().copied().eq(model.range(low..).copied()), "seed {seed}");
+    }
+
+    #[test]
+    fn keeps_the_order_of_a_sorted_set_under_random_inserts_and_removals() {
+        for seed in 0..20 {
+            check(seed, 5_000, 20_000, false);
+            check(seed, 200, 2_000, false);
+        }
+    }
+
+    #[test]
+    fn appends_fill_chunks_and_removals_keep_them_bounded() {
+        for seed in 0..5 {
+            check(seed, 0, 20_000, true);
+        }
+        let mut ordered = Ordered::default();
+        for id in 0..(CHUNK_LEN_MAX as u32 * 4) {
+            ordered.insert(ordered.seek(|held| held < id), id);
+        }
+        assert_eq!(ordered.chunks.len(), 4, "ascending inserts leave full chunks");
+    }
+}
