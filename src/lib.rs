@@ -14,6 +14,7 @@ mod frame;
 mod frontend;
 mod gossip;
 mod node;
+mod store;
 pub mod tls;
 
 pub use client::{Client, ClientError, Watch, WriteOptions, WriteResult};
@@ -25,3 +26,4 @@ pub use chorus_proto::{Config, DataError, Hlc, Key, MemberState, NodeId, Stamp, 
 pub use frontend::redis::RedisOptions;
 pub use gossip::Firewall;
 pub use node::{Clock, LISTEN_DEFAULT, NodeHandle, NodeOptions, NotReady, Readiness, StartError};
+pub use store::{DataDirError, Fsync};

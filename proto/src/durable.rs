@@ -66,6 +66,11 @@ impl Node {
         Some(Batch { journal, state })
     }
 
+    /// Whether changes wait in the journal (the driver wakes its writer).
+    pub fn journal_pending(&self) -> bool {
+        self.disk.as_ref().is_some_and(|disk| !disk.journal.is_empty())
+    }
+
     /// Journals an update that became its key's entry.
     pub(crate) fn journal_upsert(&mut self, update: &Update) {
         if let Some(disk) = &mut self.disk {

@@ -231,6 +231,9 @@ pub enum RpcError {
     /// The node is overloaded; try again.
     #[error("node busy, try again")]
     Busy,
+    /// The write was applied on the node but could not be made durable there.
+    #[error("not durable: {0}")]
+    NotDurable(String),
 }
 
 /// What a node answers.

@@ -17,6 +17,7 @@ mod history;
 mod lock;
 mod ops;
 mod outcome;
+mod persist;
 mod ready;
 mod session;
 mod skew;

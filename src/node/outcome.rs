@@ -30,6 +30,10 @@ pub enum OpError {
     /// A watch cursor older than the node's history: list again, then watch from now.
     #[error("the watch cursor is older than this node's history: list again, then watch from now")]
     CursorExpired,
+    /// The write was applied in memory, but this node could not make it durable: its data
+    /// directory stopped accepting commits.
+    #[error("the write was applied but is not durable: the data directory failed ({0})")]
+    NotDurable(String),
 }
 
 impl From<WriteError> for OpError {

@@ -122,6 +122,7 @@ fn rpc_error(error: OpError) -> RpcError {
         OpError::Busy => RpcError::Busy,
         OpError::Invalid(why) => RpcError::InvalidRequest(why),
         OpError::CursorExpired => RpcError::CursorExpired,
+        OpError::NotDurable(why) => RpcError::NotDurable(why),
     }
 }
 
