@@ -237,6 +237,49 @@ pub struct Batch {
     pub state: DiskState,
 }
 
+/// A data directory held in memory: the rows as encoded on disk and the state record, with
+/// batches applied as the driver writes them (a reset clears every row first). The simulator's
+/// disks and the scenario tests use it; the real node writes the same batches to redb.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DiskImage {
+    rows: BTreeMap<Key, Vec<u8>>,
+    state: Option<DiskState>,
+}
+
+impl DiskImage {
+    /// Applies one batch.
+    pub fn apply(&mut self, batch: Batch) {
+        if batch.journal.reset {
+            self.rows.clear();
+        }
+        for (key, row) in batch.journal.rows {
+            match row {
+                Some(update) => self.rows.insert(key, DiskEntry::encode(&update)),
+                None => self.rows.remove(&key),
+            };
+        }
+        self.state = Some(batch.state);
+    }
+
+    /// The state and every entry, decoded, if a state was ever written.
+    pub fn restorable(&self) -> Option<(DiskState, Vec<Update>)> {
+        let state = self.state.clone()?;
+        let decode = |(key, row): (&Key, &Vec<u8>)| DiskEntry::decode(key.as_bytes(), row);
+        let entries = self.rows.iter().map(decode).collect::<Result<_, _>>().ok()?;
+        Some((state, entries))
+    }
+
+    /// The state record, if one was written.
+    pub fn state(&self) -> Option<&DiskState> {
+        self.state.as_ref()
+    }
+
+    /// The encoded rows by key.
+    pub fn rows(&self) -> &BTreeMap<Key, Vec<u8>> {
+        &self.rows
+    }
+}
+
 /// Why a data directory's record could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DiskError {

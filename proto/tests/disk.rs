@@ -5,46 +5,26 @@
 mod harness;
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 
-use chorus_proto::disk::{Batch, DiskEntry, DiskState};
-use chorus_proto::{Event, Key, ResetReason, Update};
+use chorus_proto::disk::{Batch, DiskImage, DiskState};
+use chorus_proto::{Event, ResetReason};
 use harness::{Cluster, key};
 
-/// What one node's data directory holds: rows by key and the state record.
+/// One node's data directory, in memory.
 #[derive(Clone, Debug, Default)]
-struct Disk {
-    rows: BTreeMap<Key, Vec<u8>>,
-    state: Option<DiskState>,
-}
+struct Disk(DiskImage);
 
 impl Disk {
-    /// Writes a batch as the driver does: a reset clears every row first.
-    fn write(&mut self, batch: Batch) {
-        if batch.journal.reset {
-            self.rows.clear();
-        }
-        for (key, row) in batch.journal.rows {
-            match row {
-                Some(update) => self.rows.insert(key, DiskEntry::encode(&update)),
-                None => self.rows.remove(&key),
-            };
-        }
-        let state = DiskState::decode(&batch.state.encode().unwrap()).unwrap();
-        self.state = Some(state);
-    }
-
     fn sync(&mut self, cluster: &mut Cluster, index: usize) {
-        self.write(cluster.take_batch(index));
-    }
-
-    fn entries(&self) -> Vec<Update> {
-        let decode = |(key, row): (&Key, &Vec<u8>)| DiskEntry::decode(key.as_bytes(), row);
-        self.rows.iter().map(decode).collect::<Result<_, _>>().unwrap()
+        let batch = cluster.take_batch(index);
+        // The state record goes through its encoding too.
+        let state = DiskState::decode(&batch.state.encode().unwrap()).unwrap();
+        self.0.apply(Batch { state, ..batch });
     }
 
     fn restore(&self, cluster: &mut Cluster, index: usize) {
-        cluster.restore(index, self.state.clone().unwrap(), self.entries());
+        let (state, entries) = self.0.restorable().expect("a state was written");
+        cluster.restore(index, state, entries);
     }
 }
 

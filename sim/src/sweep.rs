@@ -57,6 +57,8 @@ impl SweepReport {
         self.reached.pruned += reached.pruned;
         self.reached.refused += reached.refused;
         self.reached.paged += reached.paged;
+        self.reached.restored += reached.restored;
+        self.reached.restored_old += reached.restored_old;
     }
 }
 
