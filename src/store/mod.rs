@@ -103,6 +103,16 @@ pub enum DataDirError {
         /// redb's reason.
         why: String,
     },
+    /// Another process has the file open.
+    #[error(
+        "the data file {} is in use by another process: is another chorus node running on \
+         this --data-dir? Each node needs a directory of its own",
+        .path.display()
+    )]
+    InUse {
+        /// The file.
+        path: PathBuf,
+    },
     /// A record of the file is not what chorus wrote.
     #[error(
         "refusing the data file {}: {source}. It is left as it is; restore it from a backup, \
@@ -167,6 +177,9 @@ impl DataDir {
         });
         let db = match opened {
             Ok(Ok(db)) => db,
+            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+                return Err(DataDirError::InUse { path });
+            }
             Ok(Err(error)) => return Err(unreadable(&path, error.to_string())),
             Err(_) => {
                 return Err(unreadable(

@@ -69,6 +69,14 @@ fn batches_come_back_on_reopen_and_a_reset_drops_every_row() {
 }
 
 #[test]
+fn a_file_open_in_another_process_is_refused_as_in_use() {
+    let scratch = Scratch::new("in-use");
+    let (_open, _) = DataDir::open(&scratch.0, &[MARKER]).unwrap();
+    let refused = DataDir::open(&scratch.0, &[MARKER]).err().expect("refused");
+    assert!(matches!(refused, DataDirError::InUse { .. }), "{refused}");
+}
+
+#[test]
 fn another_clusters_file_is_refused_and_a_rotated_key_is_accepted() {
     let scratch = Scratch::new("foreign");
     let (dir, _) = DataDir::open(&scratch.0, &[MARKER]).unwrap();
