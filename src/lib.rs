@@ -14,6 +14,7 @@ mod frame;
 mod frontend;
 mod gossip;
 mod node;
+mod store;
 pub mod text;
 pub mod tls;
 
@@ -27,3 +28,4 @@ pub use frontend::http::HttpOptions;
 pub use frontend::redis::RedisOptions;
 pub use gossip::Firewall;
 pub use node::{Clock, LISTEN_DEFAULT, NodeHandle, NodeOptions, NotReady, Readiness, StartError};
+pub use store::{DataDirError, Fsync};

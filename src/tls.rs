@@ -108,6 +108,17 @@ impl ClusterKey {
     pub fn fingerprint(&self) -> String {
         hex(&digest::digest(&digest::SHA256, &self.0).as_ref()[..4])
     }
+
+    /// The marker a data directory of this cluster carries: 16 bytes of a SHA-256 of the key
+    /// under a label of its own (so it is neither the log fingerprint nor any TLS secret).
+    pub fn data_marker(&self) -> [u8; 16] {
+        let mut context = digest::Context::new(&digest::SHA256);
+        context.update(b"chorus data directory marker\0");
+        context.update(&self.0);
+        let mut marker = [0; 16];
+        marker.copy_from_slice(&context.finish().as_ref()[..16]);
+        marker
+    }
 }
 
 impl fmt::Display for ClusterKey {

@@ -10,13 +10,15 @@
 
 use std::collections::BTreeMap;
 
-use crate::clock::NodeId;
+use rand::Rng;
+
+use crate::clock::{Clock, NodeId};
 use crate::event::Event;
 use crate::horizon::Horizon;
 use crate::limits::SYNC_PAGES_MAX;
 use crate::message::{Addr, Body, Digest, Envelope, MessageError, Record, ResetReason};
 use crate::node::Node;
-use crate::store::{Applied, Delta, Update};
+use crate::store::{Applied, Delta, Store, Update};
 use crate::transmit::Lane;
 use crate::version::Dot;
 
@@ -399,6 +401,51 @@ fn announces_left(body: &Body) -> bool {
     match body {
         Body::Syn { sender, .. } | Body::SynAck { sender, .. } => sender.heartbeat.left,
         _ => false,
+    }
+}
+
+/// Rounds after dropping its state during which a node counts as settling: it
+/// yields to every established state and refuses, rather than drops again, on a second
+/// conflict. Without it, a node that first copied a losing state flipped between two
+/// conflicting states as fast as messages arrived (chorus-sim, `--long-partitions`).
+const SETTLE_ROUNDS: u64 = 4;
+
+/// The fence's consequence: a new identity, with or without the state.
+impl Node {
+    /// Takes a new identity and rejoins through every address it knew. The state goes too
+    /// when `reason` says it is behind a peer's collections; otherwise it stays, and the
+    /// horizon check of the next exchanges decides whether it may (a removed identity that
+    /// missed no collected delete loses nothing).
+    pub(crate) fn renew(&mut self, now_ms: u64, reason: ResetReason, via: Addr) {
+        let old = self.config.id;
+        let mut new = NodeId(self.rng.next_u64());
+        while new == old || new.0 == 0 || self.members.is_removed(new) {
+            new = NodeId(self.rng.next_u64());
+        }
+        if reason.dropped_state() {
+            self.settle_rounds = SETTLE_ROUNDS;
+            for outcome in self.waits.abandon() {
+                self.emit(Event::WaitDone(outcome));
+            }
+            self.store = Store::new();
+            self.pushes.clear();
+            self.joined = false;
+            self.caught_up = false;
+            self.expiry_cursor_ms = now_ms;
+        }
+        self.journal_renamed(old, reason.dropped_state());
+        self.config.id = new;
+        self.config.incarnation = 0;
+        let last = self.clock.last();
+        self.clock = Clock::new(new, self.config.clock_skew_ms_max);
+        let _ = self.clock.observe(last, last.wall_ms());
+        self.members.rename(new, now_ms);
+        self.pushes.forget_trees();
+        self.stats.resets += 1;
+        self.emit(Event::Reset { old, new, reason });
+        // Only through the peer that prompted it: after a drop that is the peer whose state
+        // won, and messages to every known address at once would come back as a storm.
+        self.send_syn(via, now_ms);
     }
 }
 

@@ -7,10 +7,10 @@
 //! `chorus` crate and the simulator in `chorus-sim` run this same code, which is what lets the
 //! simulator prove things about the real node.
 //!
-//! The public surface is small: four modules callers reach by path ([`codec`], [`limits`],
-//! [`message`], [`rpc`]) and the types re-exported here. The state machines inside
-//! ([`Node`]'s member table, push outboxes, write waits, the store's indexes and horizon
-//! rules) are private; [`Store`], [`VersionVector`] and [`Clock`] stay public because the
+//! The public surface is small: the modules callers reach by path ([`codec`], [`limits`],
+//! [`message`], [`rpc`], [`disk`], [`keyspace`], [`resp`]) and the types re-exported here.
+//! The state machines inside ([`Node`]'s member table, push outboxes, write waits, the
+//! store's indexes and horizon rules) are private; [`Store`], [`VersionVector`] and [`Clock`] stay public because the
 //! simulator reads a node's replica and the property tests and benchmarks drive them alone.
 //!
 //! - [`Stamp`], [`Hlc`], [`Clock`]: the hybrid logical clock.
@@ -20,6 +20,7 @@
 //! - [`codec`]: bounded postcard encoding, frames, decoding that never panics.
 //! - [`limits`]: every bound, with its reason.
 //! - [`rpc`]: the client RPC's requests and responses.
+//! - [`disk`]: the data directory's records and the [`disk::Journal`] of changes to write.
 //! - [`Node`]: the replica as a state machine (membership, eager push, anti-entropy,
 //!   collection, write waits), taking [`Write`] commands and exchanging [`message`]s:
 //!   [`Envelope::decode`] before [`Node::handle_message`], [`Transmit::encode`] after
@@ -41,6 +42,8 @@ mod clock;
 pub mod codec;
 mod config;
 mod data;
+pub mod disk;
+mod durable;
 mod event;
 mod exchange;
 mod horizon;

@@ -148,6 +148,15 @@ pub const WAIT_TIMEOUT_MS_MAX: u64 = 60_000;
 /// Events queued for the driver before the oldest are dropped (counted).
 pub const EVENTS_MAX: usize = 64 * 1024;
 
+/// Identities a data directory remembers having been written under (each restart from it takes
+/// a new one): enough to tell a restart's history in logs, bounded so the state record is.
+pub const IDENTITY_HISTORY_MAX: usize = 64;
+
+/// Largest encoded state record of a data directory: version vector bases and horizon (each
+/// travels in a digest, so each fits a message), the identity history and the known peers'
+/// addresses (at most `MEMBERS_MAX` of `ADDR_SIZE_MAX`).
+pub const DISK_STATE_SIZE_MAX: usize = 2 * MESSAGE_SIZE_MAX + MEMBERS_MAX * (ADDR_SIZE_MAX + 2);
+
 const _: () = assert!(KEY_SIZE_MAX > 0 && KEY_SIZE_MAX <= u16::MAX as usize);
 const _: () = assert!(MESSAGE_SIZE_MAX <= u32::MAX as usize, "frames carry a u32 length");
 const _: () = assert!(DELTA_PAGE_SIZE_TARGET <= MESSAGE_SIZE_MAX - MESSAGE_OVERHEAD_MAX);

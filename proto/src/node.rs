@@ -8,11 +8,12 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use rand::rngs::Xoshiro256PlusPlus;
-use rand::{Rng, RngExt, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 use crate::clock::{Clock, NodeId};
 pub use crate::config::{Config, Sabotage};
 use crate::data::{Key, Value};
+use crate::disk::DiskLog;
 use crate::event::Event;
 use crate::limits::*;
 use crate::membership::{Member, MemberChange, MemberState, Members};
@@ -53,16 +54,12 @@ pub struct Node {
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: Stats,
+    /// The journal for a data directory, when the node keeps one (`durable.rs`).
+    pub(crate) disk: Option<DiskLog>,
 }
 
 /// Anti-entropy rounds between collection passes.
 const COLLECT_EVERY_ROUNDS: u64 = 8;
-
-/// Rounds after dropping its state during which a node counts as settling: it
-/// yields to every established state and refuses, rather than drops again, on a second
-/// conflict. Without it, a node that first copied a losing state flipped between two
-/// conflicting states as fast as messages arrived (chorus-sim, `--long-partitions`).
-const SETTLE_ROUNDS: u64 = 4;
 
 impl Node {
     /// A node that knows only itself, at wall time `now_ms`.
@@ -101,6 +98,7 @@ impl Node {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            disk: None,
             config,
         };
         // Without seeds, nobody to compare the clock with: trusted until peers join.
@@ -333,15 +331,15 @@ impl Node {
     }
 
     fn collect(&mut self, now_ms: u64) {
-        if self.config.sabotage.collect_unstable {
-            // Sabotage: everything seen here counts as stable and there is no grace period.
-            let seen = self.store.vector().bases().clone();
-            self.stats.collected += self.store.collect(&seen, now_ms, 0) as u64;
-            return;
-        }
-        if let Some(stable) = self.members.stable(self.store.vector().bases()) {
-            let collected = self.store.collect(&stable, now_ms, self.config.tombstone_grace_ms);
-            self.stats.collected += collected as u64;
+        // Sabotage: everything seen here counts as stable and there is no grace period.
+        let (stable, grace_ms) = if self.config.sabotage.collect_unstable {
+            (Some(self.store.vector().bases().clone()), 0)
+        } else {
+            (self.members.stable(self.store.vector().bases()), self.config.tombstone_grace_ms)
+        };
+        if let Some(stable) = stable {
+            let collected = self.store.collect_keys(&stable, now_ms, grace_ms);
+            self.journal_collected(collected);
         }
     }
 
@@ -408,6 +406,7 @@ impl Node {
     pub(crate) fn changed(&mut self, update: &Update, applied: &Applied, now_ms: u64) {
         let Applied::Won { previous } = applied else { return };
         self.stats.updates_applied += 1;
+        self.journal_upsert(update);
         let key = update.key.clone();
         match &update.value {
             Some(value) if update.expires_at_ms.is_none_or(|at| at > now_ms) => {
@@ -479,41 +478,6 @@ impl Node {
             self.left = true;
             self.emit(Event::Left);
         }
-    }
-
-    /// Takes a new identity and rejoins through every address it knew. The state goes too
-    /// when `reason` says it is behind a peer's collections; otherwise it stays, and the
-    /// horizon check of the next exchanges decides whether it may (a removed identity that
-    /// missed no collected delete loses nothing).
-    pub(crate) fn renew(&mut self, now_ms: u64, reason: ResetReason, via: Addr) {
-        let old = self.config.id;
-        let mut new = NodeId(self.rng.next_u64());
-        while new == old || new.0 == 0 || self.members.is_removed(new) {
-            new = NodeId(self.rng.next_u64());
-        }
-        if reason.dropped_state() {
-            self.settle_rounds = SETTLE_ROUNDS;
-            for outcome in self.waits.abandon() {
-                self.emit(Event::WaitDone(outcome));
-            }
-            self.store = Store::new();
-            self.pushes.clear();
-            self.joined = false;
-            self.caught_up = false;
-            self.expiry_cursor_ms = now_ms;
-        }
-        self.config.id = new;
-        self.config.incarnation = 0;
-        let last = self.clock.last();
-        self.clock = Clock::new(new, self.config.clock_skew_ms_max);
-        let _ = self.clock.observe(last, last.wall_ms());
-        self.members.rename(new, now_ms);
-        self.pushes.forget_trees();
-        self.stats.resets += 1;
-        self.emit(Event::Reset { old, new, reason });
-        // Only through the peer that prompted it: after a drop that is the peer whose state
-        // won, and messages to every known address at once would come back as a storm.
-        self.send_syn(via, now_ms);
     }
 
     /// Whether this node dropped its state so recently that what it holds is only a partial

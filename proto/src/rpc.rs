@@ -250,6 +250,9 @@ pub enum RpcError {
     /// The node has not yet compared its clock with most of its peers; retry shortly.
     #[error("{}", crate::write::WriteError::ClockUnchecked)]
     ClockUnchecked,
+    /// The write was applied on the node but could not be made durable there.
+    #[error("not durable: {0}")]
+    NotDurable(String),
 }
 
 /// What a node answers.

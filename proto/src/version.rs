@@ -35,6 +35,12 @@ impl VersionVector {
         VersionVector::default()
     }
 
+    /// A vector that has seen exactly `bases` (a restored replica).
+    pub fn from_bases(bases: BTreeMap<NodeId, u64>) -> VersionVector {
+        let base = bases.into_iter().filter(|(_, seq)| *seq > 0).collect();
+        VersionVector { base, cloud: BTreeSet::new() }
+    }
+
     /// The contiguous base for `node` (0 when nothing of it was seen).
     pub fn base(&self, node: NodeId) -> u64 {
         self.base.get(&node).copied().unwrap_or(0)

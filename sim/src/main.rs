@@ -29,13 +29,15 @@ use chorus_sim::{Options, Pages, Profile, Sabotage, run, sweep};
 
 const USAGE: &str = "usage:
   chorus-sim run --seed N [--nodes N] [--profile lite|swarm] [--trace] [--sabotage NAME]
-                 [--long-partitions] [--pages drawn|small|default]
+                 [--long-partitions] [--pages drawn|small|default] [--disks]
   chorus-sim sweep --seeds K [--start S] [--profile lite|swarm] [--nodes N] [--jobs J]
                    [--sabotage NAME] [--long-partitions] [--pages drawn|small|default]
+                   [--disks]
   chorus-sim bench glomers [--nemesis partition] [--seed N]
   chorus-sim bench scale --nodes N [--seed N]
 sabotage names: rewrite-values, forget-tombstones, never-heal, skip-skew-guard,
-                page-claims-whole-range, read-ignores-ttl, ack-without-applying";
+                page-claims-whole-range, read-ignores-ttl, ack-without-applying,
+                hide-departures, restore-drops-rows";
 
 /// Parsed `--flag value` pairs and bare `--flag`s.
 struct Args {
@@ -43,7 +45,7 @@ struct Args {
 }
 
 /// Flags that take no value.
-const SWITCHES: &[&str] = &["trace", "long-partitions"];
+const SWITCHES: &[&str] = &["trace", "long-partitions", "disks"];
 
 impl Args {
     fn parse(words: &[String]) -> Result<Args, String> {
@@ -107,7 +109,8 @@ impl Args {
             None => Pages::Drawn,
         };
         let log = self.switch("trace");
-        Ok(Options { profile, nodes, log, sabotage, long_partitions, pages })
+        let disks = self.switch("disks");
+        Ok(Options { profile, nodes, log, sabotage, long_partitions, pages, disks })
     }
 }
 
@@ -134,7 +137,8 @@ fn main() -> ExitCode {
 }
 
 fn command_run(args: &Args) -> Result<bool, String> {
-    args.only(&["seed", "nodes", "profile", "trace", "sabotage", "long-partitions", "pages"])?;
+    let known = ["seed", "nodes", "profile", "trace", "sabotage", "long-partitions", "pages"];
+    args.only(&[&known[..], &["disks"]].concat())?;
     let seed = args.number("seed")?.ok_or("run needs --seed")?;
     let options = args.options()?;
     let outcome = run(seed, &options);
@@ -150,7 +154,7 @@ fn command_run(args: &Args) -> Result<bool, String> {
 
 fn command_sweep(args: &Args) -> Result<bool, String> {
     let known = ["seeds", "start", "profile", "nodes", "jobs", "sabotage", "long-partitions"];
-    args.only(&[&known[..], &["pages"]].concat())?;
+    args.only(&[&known[..], &["pages", "disks"]].concat())?;
     let seeds = args.number("seeds")?.ok_or("sweep needs --seeds")?;
     let start = args.number("start")?.unwrap_or(0);
     let options = args.options()?;
@@ -183,7 +187,7 @@ fn command_sweep(args: &Args) -> Result<bool, String> {
          seconds={elapsed:.1} virtual_per_real_per_job={speed:.0} converged_ms_p50={} \
          converged_ms_p99={} converged_ms_max={} lost={} stuck={} fenced_seeds={} \
          pruned_seeds={} pruned={} refused={} paged_seeds={} paged={} clock_seeds={} \
-         clock_refused={}",
+         clock_refused={} restored={} restored_old={}",
         report.seeds,
         report.failed.len(),
         report.seeds as f64 / elapsed,
@@ -201,6 +205,8 @@ fn command_sweep(args: &Args) -> Result<bool, String> {
         report.reached.paged,
         report.clock_seeds,
         report.reached.clock_refused,
+        report.reached.restored,
+        report.reached.restored_old,
     );
     Ok(report.failed.is_empty())
 }

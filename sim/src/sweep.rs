@@ -61,6 +61,8 @@ impl SweepReport {
         self.reached.paged += reached.paged;
         self.clock_seeds += u64::from(reached.clock_refused > 0);
         self.reached.clock_refused += reached.clock_refused;
+        self.reached.restored += reached.restored;
+        self.reached.restored_old += reached.restored_old;
     }
 }
 

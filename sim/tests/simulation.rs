@@ -208,6 +208,33 @@ fn a_departure_nobody_hears_of_is_caught() {
     sabotage_is_caught_on(Sabotage::HideDepartures, &[0, 1, 2], &["left-seen-dead"], lite);
 }
 
+/// Nodes keep disks (`--disks`): crashes keep them whole, lose the unsynced batches, roll
+/// them back to an old snapshot or lose them, and every rule holds; the seeds restore nodes
+/// from disks, old snapshots among them.
+#[test]
+fn nodes_restored_from_their_disks_keep_every_rule() {
+    let mut restored = 0;
+    let mut restored_old = 0;
+    for (profile, seeds) in [(Profile::Lite, 0..40), (Profile::Swarm, 0..8)] {
+        for seed in seeds {
+            let outcome = run(seed, &Options { disks: true, ..Options::new(profile) });
+            assert!(outcome.passed(), "{}\n{}", outcome.line(), outcome.reproduce());
+            restored += outcome.reached.restored;
+            restored_old += outcome.reached.restored_old;
+        }
+    }
+    assert!(restored >= 10 && restored_old >= 2, "too few restores: {restored}, {restored_old}");
+}
+
+/// A restore that loses rows its disk held is caught (without the disk checks and the
+/// restored writes counted as held, it would look like any crash).
+#[test]
+fn a_restore_that_loses_rows_is_caught() {
+    let lite = Options::new(Profile::Lite);
+    let rules = ["vector-overclaims", "disk-journal"];
+    sabotage_is_caught_on(Sabotage::RestoreDropsRows, &[2, 5, 7], &rules, lite);
+}
+
 #[test]
 fn the_broadcast_benchmark_meets_its_targets_without_faults() {
     let report = bench::glomers(1, Nemesis::None);

@@ -254,6 +254,16 @@ pub struct NodeArgs {
     /// Set it to your probe's period times its failure threshold.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub drain: Duration,
+    /// Keep the replica on disk in this directory (created if missing): a restart, even of
+    /// every node at once, comes back with every write it had acknowledged. In memory only
+    /// unless given.
+    #[arg(long, env = "CHORUS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// With --data-dir, when a write is acknowledged: always (once on disk, fsynced; writes of
+    /// many clients share one fsync), batch=<ms> (at once; committed every <ms>, so a crash
+    /// may lose that long of writes), never (at once; committed every 10 s and at shutdown).
+    #[arg(long, env = "CHORUS_FSYNC", default_value = "always", value_name = "POLICY")]
+    pub fsync: chorus::Fsync,
     /// Log level: error, warn, info, debug, trace (or a tracing filter).
     #[arg(long, default_value = "info")]
     pub log_level: String,

@@ -18,7 +18,7 @@ pub async fn run(args: NodeArgs) -> i32 {
         join: args.join,
         name: args.name,
         keys: args.keys.cluster_keys,
-        tune: None,
+        tune: Some(tune_for_tests),
         clock: chorus::Clock::System,
         redis: args
             .redis
@@ -26,6 +26,8 @@ pub async fn run(args: NodeArgs) -> i32 {
         http: args
             .http
             .map(|listen| chorus::HttpOptions { listen, token: args.http_token.clone() }),
+        data_dir: args.data_dir,
+        fsync: args.fsync,
     };
     let mut handle = match NodeHandle::start(options).await {
         Ok(handle) => handle,
@@ -79,6 +81,21 @@ pub async fn run(args: NodeArgs) -> i32 {
         tracing::warn!("no peer confirmed this node's writes before the shutdown deadline");
     }
     0
+}
+
+/// Shorter protocol periods for the black-box tests, from environment variables that only
+/// they set: `CHORUS_TEST_TOMBSTONE_GRACE_MS` (how long a stable tombstone is kept) and
+/// `CHORUS_TEST_DEAD_REMOVE_MS` (how long a dead member stays listed). A test must not wait
+/// minutes to see a tombstone collected. Not a user setting: the defaults are the design's.
+fn tune_for_tests(config: &mut chorus::Config) {
+    let read = |name: &str| std::env::var(name).ok().and_then(|ms| ms.parse::<u64>().ok());
+    if let Some(ms) = read("CHORUS_TEST_TOMBSTONE_GRACE_MS") {
+        config.tombstone_grace_ms = ms;
+    }
+    if let Some(ms) = read("CHORUS_TEST_DEAD_REMOVE_MS") {
+        config.dead_remove_ms = ms;
+        config.left_remove_ms = config.left_remove_ms.min(ms);
+    }
 }
 
 /// Reports not ready and keeps serving for `delay`, so that load balancers polling `/ready`

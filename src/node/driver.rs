@@ -31,6 +31,7 @@ use super::outcome::Written;
 use super::ready::{Readiness, ReadyInputs};
 use super::skew::SkewLog;
 use crate::gossip::{Inbound, Transport, TransportStats};
+use crate::store::Persist;
 
 /// The driver shared by every task that calls into the node. A panic inside the node poisons
 /// the lock; from then on every call fails as if the node had stopped, and the timer task
@@ -49,6 +50,8 @@ pub struct Driver {
     pub(super) named: std::sync::Mutex<BTreeMap<String, u64>>,
     /// Request counts and latencies, connections, propagation lag (`/metrics`).
     pub(super) metrics: Metrics,
+    /// The data directory and its writer, with `--data-dir`.
+    pub(super) persist: Option<Persist>,
 }
 
 /// Distinct names [`Driver::count`] keeps; later names count under `<prefix>other`.
@@ -73,6 +76,10 @@ pub struct State {
     pub(super) timer_ms: u64,
     /// Outputs taken from the node, handled once the lock is released.
     outbox: Vec<Transmit>,
+    /// Batches taken for the data directory so far (`persist.rs`).
+    pub(super) batches_taken: u64,
+    /// Something worth writing beyond the journal changed (membership, identity).
+    pub(super) persist_wanted: bool,
 }
 
 impl Driver {
@@ -83,6 +90,7 @@ impl Driver {
         ready: watch::Sender<Readiness>,
         transport_stats: Arc<TransportStats>,
         clock: WallClock,
+        persist: Option<Persist>,
     ) -> Arc<Driver> {
         let metrics = Metrics::default();
         // The handle starts a node without seeds ready, and one with seeds joining.
@@ -100,6 +108,8 @@ impl Driver {
             lag: metrics.propagation_lag.clone(),
             timer_ms: 0,
             outbox: Vec::new(),
+            batches_taken: 0,
+            persist_wanted: false,
         };
         let driver = Arc::new(Driver {
             state: TimedMutex::new(state),
@@ -110,6 +120,7 @@ impl Driver {
             clock,
             named: std::sync::Mutex::default(),
             metrics,
+            persist,
         });
         // Whatever the node did before the driver existed (a join) goes out now.
         if let Some(state) = driver.lock(Purpose::Control) {
@@ -139,9 +150,13 @@ impl Driver {
             state.timer_ms = next;
         }
         let outbox = std::mem::take(&mut state.outbox);
+        let changed = state.persist_wanted || state.node.journal_pending();
         drop(state);
         if rearm {
             self.rearm.notify_one();
+        }
+        if let Some(persist) = self.persist.as_ref().filter(|_| changed) {
+            persist.wake();
         }
         for transmit in outbox {
             self.transport.send(transmit);
@@ -259,12 +274,18 @@ impl State {
                 self.history.record(ChangeKind::Delete, key, None, Some(stamp))
             }
             Event::Expire { key } => self.history.record(ChangeKind::Expire, key, None, None),
-            Event::Member(change) => match change.state {
-                Some(state) => {
-                    tracing::info!(member = %change.name, id = %change.id, state = state.as_str(), "member")
+            Event::Member(change) => {
+                // The peers a restart rejoins are part of what a data directory keeps.
+                self.persist_wanted = true;
+                match change.state {
+                    Some(state) => {
+                        tracing::info!(member = %change.name, id = %change.id, state = state.as_str(), "member")
+                    }
+                    None => {
+                        tracing::info!(member = %change.name, id = %change.id, "member removed")
+                    }
                 }
-                None => tracing::info!(member = %change.name, id = %change.id, "member removed"),
-            },
+            }
             Event::WaitDone(outcome) => {
                 if let Some(reply) = self.waits.remove(&outcome.id) {
                     let _ = reply.send(super::outcome::wait_written(&self.node, outcome));

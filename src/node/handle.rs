@@ -2,6 +2,7 @@
 //! routes connections to gossip or to the RPC front end, and [`NodeHandle`].
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,12 +13,14 @@ use tokio::task::JoinHandle;
 
 use super::clock::{Clock, WallClock};
 use super::driver::Driver;
+use super::persist;
 use super::ready::{NotReady, Readiness};
 use super::timers::run_timers;
 use crate::frontend::http::{self, HttpOptions};
 use crate::frontend::redis::{self, RedisOptions};
 use crate::frontend::rpc;
 use crate::gossip::{self, Firewall, Transport, TransportStats};
+use crate::store::{DataDirError, Fsync, Persist};
 use crate::tls::{self, ALPN_GOSSIP, ALPN_RPC, ClusterKey, TlsIdentity};
 
 /// The default listen address.
@@ -56,6 +59,10 @@ pub struct NodeOptions {
     pub redis: Option<RedisOptions>,
     /// Serve HTTP too: the API, watch, metrics, health and readiness (off unless given).
     pub http: Option<HttpOptions>,
+    /// Keep the replica in this directory (`--data-dir`); in memory only when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// When a write counts as done with a data directory (`--fsync`).
+    pub fsync: Fsync,
 }
 
 impl NodeOptions {
@@ -71,6 +78,8 @@ impl NodeOptions {
             clock: Clock::System,
             redis: None,
             http: None,
+            data_dir: None,
+            fsync: Fsync::Always,
         }
     }
 }
@@ -96,6 +105,9 @@ pub enum StartError {
     /// A front end could not start.
     #[error("{0}")]
     FrontEnd(String),
+    /// The data directory was refused (corrupt, foreign, unreadable); it is left as it is.
+    #[error(transparent)]
+    DataDir(DataDirError),
 }
 
 /// A running node.
@@ -146,13 +158,9 @@ impl NodeHandle {
             tune(&mut config);
         }
         let clock = WallClock::new(options.clock);
-        let mut node = Node::new(config, clock.now_ms());
-        let seeds = seeds_of_others(&options.join, addr, &advertised).await?;
-        if !seeds.is_empty() {
-            let addrs = seeds.iter().map(|seed| Addr::new(seed.clone()));
-            let addrs = addrs.collect::<Result<Vec<_>, _>>().map_err(StartError::Invalid)?;
-            node.join(clock.now_ms(), addrs);
-        }
+        let (node, persist, seeds) =
+            protocol_node(&options, &keys, config, clock, addr, &advertised).await?;
+        let id = node.id();
 
         let firewall = Arc::new(Firewall::default());
         let stats = Arc::new(TransportStats::default());
@@ -160,12 +168,13 @@ impl NodeHandle {
             Transport::new(endpoint.clone(), gossip_config, firewall.clone(), stats.clone());
         let initial = if seeds.is_empty() { Ok(()) } else { Err(NotReady::Joining) };
         let (ready_sender, ready) = watch::channel(initial);
-        let driver = Driver::new(node, transport, ready_sender, stats.clone(), clock);
+        let driver = Driver::new(node, transport, ready_sender, stats.clone(), clock, persist);
         // The timer task first: `failed` watches it.
         let mut tasks = vec![
             tokio::spawn(run_timers(driver.clone())),
             tokio::spawn(accept(endpoint.clone(), driver.clone(), firewall.clone())),
             tokio::spawn(warn_until_joined(ready.clone(), seeds, stats)),
+            tokio::spawn(persist::run_writer(driver.clone())),
         ];
         let front_ends = match serve_redis(&options, &driver, &mut tasks).await {
             Ok(redis) => {
@@ -254,6 +263,8 @@ impl NodeHandle {
     pub async fn shutdown(self) -> bool {
         let handed_off = self.leave(LEAVE_TIMEOUT).await;
         tokio::time::sleep(SHUTDOWN_FLUSH).await;
+        // Whatever `--fsync` let wait goes to disk now.
+        self.driver.commit().await;
         let endpoint = self.endpoint.clone();
         self.stop();
         let _ = tokio::time::timeout(CLOSE_FLUSH, endpoint.wait_idle()).await;
@@ -279,6 +290,44 @@ impl NodeHandle {
         }
         self.endpoint.close(0u32.into(), b"node stopping");
     }
+}
+
+/// The protocol node: restored from the data directory when it holds a state, else new;
+/// joining the seeds that are not this node (the data directory's known peers among them).
+async fn protocol_node(
+    options: &NodeOptions,
+    keys: &[ClusterKey],
+    config: Config,
+    clock: WallClock,
+    addr: SocketAddr,
+    advertised: &str,
+) -> Result<(Node, Option<Persist>, Vec<String>), StartError> {
+    let now_ms = clock.now_ms();
+    let (mut node, persist, known) = match &options.data_dir {
+        Some(dir) => {
+            let markers = keys.iter().map(ClusterKey::data_marker).collect();
+            let (node, persist, known) =
+                persist::open(dir.clone(), options.fsync, markers, config, now_ms)
+                    .await
+                    .map_err(StartError::DataDir)?;
+            (node, Some(persist), known)
+        }
+        None => (Node::new(config, now_ms), None, Vec::new()),
+    };
+    let mut join = options.join.clone();
+    for peer in known {
+        // A peer the directory knew whose name no longer resolves is skipped, not fatal.
+        if !join.contains(&peer) && gossip::resolve(&peer).await.is_ok() {
+            join.push(peer);
+        }
+    }
+    let seeds = seeds_of_others(&join, addr, advertised).await?;
+    if !seeds.is_empty() {
+        let addrs = seeds.iter().map(|seed| Addr::new(seed.clone()));
+        let addrs = addrs.collect::<Result<Vec<_>, _>>().map_err(StartError::Invalid)?;
+        node.join(now_ms, addrs);
+    }
+    Ok((node, persist, seeds))
 }
 
 /// The keys a node signs and trusts with: the ones given, or the development key, which may

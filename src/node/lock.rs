@@ -25,17 +25,20 @@ pub enum Purpose {
     Flush,
     /// A watcher subscribing, or a graceful leave.
     Control,
+    /// Taking a batch of changes for the data directory.
+    Persist,
 }
 
 impl Purpose {
     /// Every purpose, in the order stats report them.
-    pub const ALL: [Purpose; 6] = [
+    pub const ALL: [Purpose; 7] = [
         Purpose::Read,
         Purpose::Write,
         Purpose::Gossip,
         Purpose::Timer,
         Purpose::Flush,
         Purpose::Control,
+        Purpose::Persist,
     ];
 
     /// The purpose's name in stats and metrics.
@@ -47,6 +50,7 @@ impl Purpose {
             Purpose::Timer => "timer",
             Purpose::Flush => "flush",
             Purpose::Control => "control",
+            Purpose::Persist => "persist",
         }
     }
 }

@@ -20,6 +20,7 @@ mod lock;
 mod metrics;
 mod ops;
 mod outcome;
+mod persist;
 mod ready;
 mod session;
 mod skew;

@@ -18,15 +18,20 @@ impl Driver {
         Ok(found.map(|found| (found.value, found.stamp)))
     }
 
-    /// Writes, and with a wait level beyond local, returns once enough nodes hold the write or
+    /// Writes, and returns once the write is durable on this node (with `--data-dir` under
+    /// `--fsync always`) and, with a wait level beyond local, once enough nodes hold it or
     /// its timeout passed. Dropping the future before then (its client went away) cancels
     /// the wait and frees its slot; the write itself stands.
     pub async fn write(&self, write: Write) -> Result<Written, OpError> {
-        let (id, answer) = match self.start_write(write)? {
-            Started::Done(written) => return Ok(written),
-            Started::Waiting(id, answer) => (id, answer),
+        let (id, answer, ticket) = match self.start_write(write)? {
+            Started::Done(written, ticket) => {
+                self.durable(ticket).await?;
+                return Ok(written);
+            }
+            Started::Waiting(id, answer, ticket) => (id, answer, ticket),
         };
         let mut guard = WaitGuard { driver: self, id: Some(id) };
+        self.durable(ticket).await?;
         let answer = answer.await;
         guard.id = None;
         // The node is gone if the wait's sender was dropped without an answer.
@@ -48,13 +53,14 @@ impl Driver {
         }
         let now_ms = state.now_ms();
         let written = state.node.write(now_ms, write);
+        let ticket = state.durability_ticket(self.persist.as_ref());
         let started = written.map_err(OpError::from).map(|written| match written.wait {
             Some(id) => {
                 let (reply, answer) = oneshot::channel();
                 state.waits.insert(id, reply);
-                Started::Waiting(id, answer)
+                Started::Waiting(id, answer, ticket)
             }
-            None => Started::Done(Written { stamp: written.stamp, wait: None }),
+            None => Started::Done(Written { stamp: written.stamp, wait: None }, ticket),
         });
         self.settle(state);
         started
@@ -120,10 +126,11 @@ impl Driver {
     }
 }
 
-/// A write just applied: done, or waiting for other nodes.
+/// A write just applied: done, or waiting for other nodes; either way with the data
+/// directory's batch it waits for, if it waits for one.
 enum Started {
-    Done(Written),
-    Waiting(WaitId, oneshot::Receiver<Written>),
+    Done(Written, Option<u64>),
+    Waiting(WaitId, oneshot::Receiver<Written>, Option<u64>),
 }
 
 /// Cancels a write's wait if the future awaiting it is dropped first.

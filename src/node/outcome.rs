@@ -43,6 +43,10 @@ pub enum OpError {
     /// This node has not yet compared its clock with most of its peers; retry shortly.
     #[error("{}", WriteError::ClockUnchecked)]
     ClockUnchecked,
+    /// The write was applied in memory, but this node could not make it durable: its data
+    /// directory stopped accepting commits.
+    #[error("the write was applied but is not durable: the data directory failed ({0})")]
+    NotDurable(String),
 }
 
 impl From<WriteError> for OpError {

@@ -401,6 +401,23 @@ impl Store {
         groups
     }
 
+    /// A replica restored from a snapshot: its held entries (as [`Store::updates`] gave them),
+    /// the version vector's `bases` and its horizon. Out-of-order dots are not restored; that
+    /// only costs re-sending them.
+    pub fn restore(
+        updates: impl IntoIterator<Item = Update>,
+        bases: BTreeMap<NodeId, u64>,
+        horizon: Horizon,
+    ) -> Store {
+        let mut store = Store::new();
+        for update in updates {
+            store.merge(&update);
+        }
+        store.vector = VersionVector::from_bases(bases);
+        store.horizon = horizon;
+        store
+    }
+
     /// Every held entry as an update, in key order: a full snapshot of the replica.
     pub fn updates(&self) -> impl Iterator<Item = Update> + '_ {
         self.by_key.iter().map(|id| self.slab.get(id).update())
@@ -438,6 +455,17 @@ impl Store {
     /// Drops tombstones and expired entries that every member has seen (`stable`) and that
     /// died more than `grace_ms` before `now_ms`. Returns how many were dropped.
     pub fn collect(&mut self, stable: &BTreeMap<NodeId, u64>, now_ms: u64, grace_ms: u64) -> usize {
+        self.collect_keys(stable, now_ms, grace_ms).len()
+    }
+
+    /// [`Store::collect`], returning the keys whose entries were dropped (a data directory
+    /// deletes their rows).
+    pub fn collect_keys(
+        &mut self,
+        stable: &BTreeMap<NodeId, u64>,
+        now_ms: u64,
+        grace_ms: u64,
+    ) -> Vec<Key> {
         let horizon = now_ms.saturating_sub(grace_ms);
         let mut doomed = Vec::new();
         for (&node, &seq) in stable.iter().filter(|(_, seq)| **seq > 0) {
@@ -463,7 +491,7 @@ impl Store {
                 self.horizon.collected(entry.dot(), entry.stamp());
             }
         }
-        doomed.len()
+        doomed
     }
 
     /// Adds the entry `id` (already in the key index) to the other indexes.

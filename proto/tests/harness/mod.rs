@@ -7,8 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chorus_proto::disk::{Batch, DiskState};
 use chorus_proto::{
-    Addr, ClockCheck, Config, Envelope, Event, Key, MemberState, Name, Node, NodeId, Value,
+    Addr, ClockCheck, Config, Envelope, Event, Key, MemberState, Name, Node, NodeId, Update, Value,
     WaitLevel, Write, Written,
 };
 
@@ -96,17 +97,48 @@ impl Cluster {
         self.start_via(index, 0);
     }
 
-    fn start_via(&mut self, index: usize, seed: usize) {
+    /// The configuration of a new identity for node `index`.
+    fn fresh_config(&mut self, index: usize) -> Config {
         let id = NodeId(self.next_id * 1_000_003);
         self.next_id += 1;
         let name = Name::new(format!("node{index}")).unwrap();
         let mut config = Config::new(id, name, addr(index), id.0);
         (self.tune)(&mut config);
+        config
+    }
+
+    fn start_via(&mut self, index: usize, seed: usize) {
+        let config = self.fresh_config(index);
         let now = self.local_now(index);
         let mut node = Node::new(config, now);
         if index != seed {
             node.join(now, vec![addr(seed)]);
         }
+        self.nodes[index] = Some(node);
+        self.drain(index);
+    }
+
+    /// Makes every running node keep a journal for a data directory.
+    pub fn keep_journals(&mut self) {
+        for slot in &mut self.nodes {
+            *slot = slot.take().map(Node::keeping_journal);
+        }
+    }
+
+    /// The changes node `index` made since the last call (its journal must be on).
+    pub fn take_batch(&mut self, index: usize) -> Batch {
+        let node = self.nodes[index].as_mut().expect("node is running");
+        node.take_batch().expect("the node keeps a journal")
+    }
+
+    /// Restarts node `index` from what a data directory kept, under a new identity, joining
+    /// the peers it knew.
+    pub fn restore(&mut self, index: usize, state: DiskState, entries: Vec<Update>) {
+        let config = self.fresh_config(index);
+        let now = self.local_now(index);
+        let peers = state.peers.clone();
+        let mut node = Node::restore(config, now, state, entries);
+        node.join(now, peers);
         self.nodes[index] = Some(node);
         self.drain(index);
     }

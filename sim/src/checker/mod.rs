@@ -485,6 +485,15 @@ impl Checker {
         }
     }
 
+    /// A node restarted from its disk holds its writes again: none of them may be lost any
+    /// more, unless this node's state goes again. So a write acknowledged before a crash that
+    /// kept the disk must survive the run, as must every write the disk brought back.
+    pub fn restored(&mut self, node: &Node) {
+        for update in node.store().updates() {
+            self.lost.remove(&update.stamp);
+        }
+    }
+
     /// A slot's state is gone (crash, removal after a leave, or a reset that drops the
     /// store): every write that no other running node has seen may now be lost. `identities`
     /// are those whose writes the state held; `nodes` are every slot's running node.

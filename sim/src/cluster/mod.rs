@@ -8,16 +8,14 @@
 //! iterates a hash container, and every random choice comes from the one seeded generator,
 //! so a seed replays the same run, which [`Cluster::trace`] fingerprints.
 //!
-//! Addresses are `n<slot>`; a slot is a machine whose node may crash and restart (with a
-//! fresh identity: `proto` has no persistence) at the same address. The address `seed` stands
-//! for a DNS name that resolves to a random running node, as an operator's seed list would.
+//! Addresses are `n<slot>`; a slot is a machine whose node may crash and restart at the same
+//! address, with a fresh identity, from empty or from its disk (`disk.rs`). The address `seed`
+//! resolves to a random running node, as an operator's DNS seed name would.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use chorus_proto::{
-    Addr, Config, Envelope, Event, Lane, Name, Node, NodeId, ResetReason, Transmit,
-};
+use chorus_proto::{Addr, Config, Envelope, Event, Lane, Name, Node, NodeId};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, RngExt};
 
@@ -27,6 +25,11 @@ use crate::network::Network;
 use crate::trace::{TraceHash, describe, hash_event};
 
 mod client;
+mod disk;
+mod reached;
+
+pub use disk::DiskMode;
+pub use reached::Reached;
 
 /// The address that resolves to a random running node (a DNS seed name).
 pub const SEED_ADDR: &str = "seed";
@@ -65,21 +68,6 @@ pub struct Slot {
     timer_spins: u32,
     /// The node's `exchanges_refused` counter when last drained.
     refused: u64,
-}
-
-/// How often a run reached the protocol's rarer paths, for sweeps to report what they
-/// exercised.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Reached {
-    /// Nodes that dropped their state because it was behind a peer's collections (`Reset`
-    /// with reason `Pruned`): the horizon fence at work.
-    pub pruned: u64,
-    /// Anti-entropy exchanges and delta pages refused by the horizon check.
-    pub refused: u64,
-    /// Catch-ups sent as more than one delta page (two or more bulk messages to one peer).
-    pub paged: u64,
-    /// Client writes refused by the clock self-check (`ClockOffset`, `ClockUnchecked`).
-    pub clock_refused: u64,
 }
 
 impl Nodes for Vec<Slot> {
@@ -190,6 +178,8 @@ pub struct Cluster<S> {
     bulk_due: BTreeMap<(usize, usize), u64>,
     /// Sabotage: client reads ignore TTLs.
     pub read_ignores_ttl: bool,
+    /// Every slot's data directory, when nodes keep them (`--disks`).
+    disks: Option<disk::Disks>,
 }
 
 impl<S> Cluster<S> {
@@ -216,6 +206,7 @@ impl<S> Cluster<S> {
             reached: Reached::default(),
             bulk_due: BTreeMap::new(),
             read_ignores_ttl: false,
+            disks: None,
         }
     }
 
@@ -313,8 +304,24 @@ impl<S> Cluster<S> {
     /// Starts a node with a fresh identity and empty state in `slot`, joining through
     /// `seeds` (none: it waits to be contacted).
     pub fn start(&mut self, slot: usize, seeds: Vec<Addr>) {
+        let config = self.fresh_config(slot, &[]);
+        let local = self.local_now(slot);
+        let mut node = Node::new(config, local);
+        if self.disks.is_some() {
+            node = node.keeping_journal();
+        }
+        if !seeds.is_empty() {
+            node.join(local, seeds);
+        }
+        self.checker.started(slot);
+        self.install(slot, node, 0x5354_4152, "start");
+    }
+
+    /// The configuration of a new identity for `slot`: one no slot ever had, nor `avoid`.
+    fn fresh_config(&mut self, slot: usize, avoid: &[NodeId]) -> Config {
         let mut id = NodeId(self.rng.next_u64());
-        while id.0 == 0 || self.slots.iter().any(|s| s.identities.contains(&id)) {
+        let taken = |id: &NodeId| self.slots.iter().any(|s| s.identities.contains(id));
+        while id.0 == 0 || taken(&id) || avoid.contains(&id) {
             id = NodeId(self.rng.next_u64());
         }
         let mut config = self.template.clone();
@@ -322,20 +329,20 @@ impl<S> Cluster<S> {
         config.name = Name::new(format!("n{slot}")).expect("a short name is valid");
         config.addr = self.slots[slot].addr.clone();
         config.seed = self.rng.next_u64();
-        let local = self.local_now(slot);
-        let mut node = Node::new(config, local);
-        if !seeds.is_empty() {
-            node.join(local, seeds);
-        }
-        self.checker.started(slot);
+        config
+    }
+
+    /// Puts a node that just started into `slot`, traced with `tag`, and drains it.
+    fn install(&mut self, slot: usize, node: Node, tag: u64, what: &str) {
+        let id = node.id();
         let entry = &mut self.slots[slot];
         entry.node = Some(node);
         entry.refused = 0;
         entry.status = Status::Up;
         entry.identities.push(id);
-        self.trace.word(0x5354_4152 ^ slot as u64);
+        self.trace.word(tag ^ slot as u64);
         self.trace.word(id.0);
-        self.log(|| format!("n{slot} start id={id}"));
+        self.log(|| format!("n{slot} {what} id={id}"));
         self.drain(slot);
     }
 
@@ -488,6 +495,7 @@ impl<S> Cluster<S> {
             }
         }
         self.count_reached(slot, &events, &transmits);
+        self.record_disk(slot);
         if self.log.is_some() {
             for event in &events {
                 self.log(|| format!("n{slot} event {event:?}"));
@@ -516,26 +524,6 @@ impl<S> Cluster<S> {
             self.remove(slot);
         } else {
             self.arm_timer(slot);
-        }
-    }
-
-    /// Counts what a call reached of the fence and of paging.
-    fn count_reached(&mut self, slot: usize, events: &[Event], transmits: &[Transmit]) {
-        let pruned = |e: &&Event| matches!(e, Event::Reset { reason: ResetReason::Pruned, .. });
-        self.reached.pruned += events.iter().filter(pruned).count() as u64;
-        let entry = &mut self.slots[slot];
-        if let Some(node) = entry.node.as_ref() {
-            let refused = node.stats().exchanges_refused;
-            self.reached.refused += refused.saturating_sub(entry.refused);
-            entry.refused = refused;
-        }
-        let mut bulk: Vec<&Addr> =
-            transmits.iter().filter(|t| t.lane == Lane::Bulk).map(|t| &t.to).collect();
-        let sent = bulk.len();
-        bulk.sort_unstable_by_key(|addr| addr.as_bytes());
-        bulk.dedup();
-        if bulk.len() < sent {
-            self.reached.paged += 1;
         }
     }
 

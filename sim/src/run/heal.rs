@@ -28,7 +28,7 @@ impl Run {
         }
         for slot in std::mem::take(&mut self.restarts) {
             if self.cluster.slots()[slot].status == Status::Down {
-                self.cluster.start(slot, vec![seed_addr()]);
+                self.cluster.restart(slot, vec![seed_addr()]);
             }
         }
         self.cluster.log(|| "heal".to_string());

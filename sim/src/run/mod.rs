@@ -25,7 +25,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::checker::{Checker, Failure};
 use crate::clock::{ClockModel, START_MS};
-use crate::cluster::{Cluster, Reached, SEED_ADDR, Status, Stepped};
+use crate::cluster::{Cluster, DiskMode, Reached, SEED_ADDR, Status, Stepped};
 use crate::faults::{LinkFaults, Plan, Profile};
 use crate::network::Network;
 use crate::pages::Pages;
@@ -79,11 +79,13 @@ pub enum Sabotage {
     AckWithoutApplying,
     /// The network clears every departure announcement: a node that left looks crashed.
     HideDepartures,
+    /// Nodes keep disks, and a restored node gets back only half of what its disk held.
+    RestoreDropsRows,
 }
 
 impl Sabotage {
     /// Every sabotage, for tests and help text.
-    pub const ALL: [Sabotage; 8] = [
+    pub const ALL: [Sabotage; 9] = [
         Sabotage::RewriteValues,
         Sabotage::ForgetTombstones,
         Sabotage::NeverHeal,
@@ -92,6 +94,7 @@ impl Sabotage {
         Sabotage::ReadIgnoresTtl,
         Sabotage::AckWithoutApplying,
         Sabotage::HideDepartures,
+        Sabotage::RestoreDropsRows,
     ];
 
     /// The command-line name.
@@ -105,6 +108,7 @@ impl Sabotage {
             Sabotage::ReadIgnoresTtl => "read-ignores-ttl",
             Sabotage::AckWithoutApplying => "ack-without-applying",
             Sabotage::HideDepartures => "hide-departures",
+            Sabotage::RestoreDropsRows => "restore-drops-rows",
         }
     }
 
@@ -130,6 +134,9 @@ pub struct Options {
     pub long_partitions: bool,
     /// Which page sizes nodes use.
     pub pages: Pages,
+    /// Nodes keep data directories, and crashes keep, truncate or roll back their disks
+    /// (`cluster/disk.rs`); one crash in five stops every running node at once.
+    pub disks: bool,
 }
 
 impl Options {
@@ -142,6 +149,7 @@ impl Options {
             sabotage: None,
             long_partitions: false,
             pages: Pages::Drawn,
+            disks: false,
         }
     }
 }
@@ -241,6 +249,9 @@ impl Outcome {
         if self.options.pages != Pages::Drawn {
             command.push_str(&format!(" --pages {}", self.options.pages.as_str()));
         }
+        if self.options.disks {
+            command.push_str(" --disks");
+        }
         command
     }
 }
@@ -328,12 +339,17 @@ impl Run {
                 let sabotage = NodeSabotage { ack_without_applying: true, ..template.sabotage };
                 template.sabotage = sabotage;
             }
-            Some(Sabotage::NeverHeal | Sabotage::ReadIgnoresTtl) | None => {}
+            Some(Sabotage::NeverHeal | Sabotage::ReadIgnoresTtl | Sabotage::RestoreDropsRows)
+            | None => {}
         }
         let checker = Checker::new(&template, START_MS, true);
         let mut cluster = Cluster::new(rng, network, checker, template);
         if options.log {
             cluster.keep_log();
+        }
+        let drops_rows = options.sabotage == Some(Sabotage::RestoreDropsRows);
+        if options.disks || drops_rows {
+            cluster.keep_disks(drops_rows);
         }
         cluster.read_ignores_ttl = options.sabotage == Some(Sabotage::ReadIgnoresTtl);
         let workload = Workload::new(plan.workload);
@@ -514,7 +530,7 @@ impl Run {
     /// Restarts a crashed node, unless the heal already did.
     fn restart(&mut self, slot: usize) {
         if self.restarts.remove(&slot) && self.cluster.slots()[slot].status == Status::Down {
-            self.cluster.start(slot, vec![seed_addr()]);
+            self.cluster.restart(slot, vec![seed_addr()]);
         }
     }
 
@@ -565,11 +581,20 @@ impl Run {
         if up.len() < 2 {
             return;
         }
-        let slot = up[self.cluster.rng.random_range(0..up.len())];
-        self.cluster.crash(slot);
-        if let Some(down_ms) = self.plan.crashes[index].down_ms {
-            self.restarts.insert(slot);
-            self.cluster.schedule(self.cluster.now() + down_ms, Script::Restart(slot));
+        let down_ms = self.plan.crashes[index].down_ms;
+        let disks = self.cluster.has_disks();
+        let every = disks && down_ms.is_some() && self.cluster.rng.random_range(0..5u32) == 0;
+        let slots = if every { up } else { vec![up[self.cluster.rng.random_range(0..up.len())]] };
+        for slot in slots {
+            if disks {
+                let mode = DiskMode::draw(&mut self.cluster.rng);
+                self.cluster.crash_disk(slot, mode);
+            }
+            self.cluster.crash(slot);
+            if let Some(down_ms) = down_ms {
+                self.restarts.insert(slot);
+                self.cluster.schedule(self.cluster.now() + down_ms, Script::Restart(slot));
+            }
         }
     }
 }

@@ -84,6 +84,10 @@ impl From<OpError> for ApiError {
             OpError::ClockUnchecked => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "clock_unchecked", message)
             }
+            // Applied in memory but not on disk: the node's fault, not the request's.
+            OpError::NotDurable(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "not_durable", message)
+            }
         }
     }
 }

@@ -78,6 +78,9 @@ pub struct Connection {
     subscriptions: Subscriptions,
     changes: Option<Live>,
     pub(super) closing: bool,
+    /// Commands that may have written ran since the replies were last sent: with a data
+    /// directory under `--fsync always`, the replies wait until those writes are on disk.
+    unsynced: bool,
 }
 
 impl Connection {
@@ -96,6 +99,7 @@ impl Connection {
             subscriptions: Subscriptions::default(),
             changes: None,
             closing: false,
+            unsynced: false,
         }
     }
 
@@ -118,12 +122,29 @@ impl Connection {
                 },
                 change = next_change(&mut self.changes) => self.notify(change, &mut output),
             }
-            if !output.is_empty() && stream.write_all(&output).await.is_err() {
+            if !output.is_empty()
+                && (!self.synced().await || stream.write_all(&output).await.is_err())
+            {
                 return;
             }
             output.clear();
         }
         let _ = stream.shutdown().await;
+    }
+
+    /// Waits until the writes behind the pending replies are durable; false if they cannot be,
+    /// and the connection closes rather than answer OK for them.
+    async fn synced(&mut self) -> bool {
+        if !std::mem::take(&mut self.unsynced) {
+            return true;
+        }
+        match self.server.driver.synced().await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(client = self.id, %error, "closing a Redis connection: its writes are not durable");
+                false
+            }
+        }
     }
 
     /// Runs every complete request in `input`, replies into `output` (written as it grows).
@@ -157,6 +178,7 @@ impl Connection {
                             // The batched commands came first: they run, with the state they
                             // were sent in (database, protocol), before this one changes it.
                             self.run_batch(&mut batch, output);
+                            self.unsynced = true;
                             let replies = self.execute(&name, &args);
                             self.encode(replies, output);
                         }
@@ -170,6 +192,9 @@ impl Connection {
             }
             if output.len() >= OUTPUT_FLUSH_SIZE {
                 self.run_batch(&mut batch, output);
+                if !self.synced().await {
+                    return Err(std::io::ErrorKind::BrokenPipe.into());
+                }
                 stream.write_all(output).await?;
                 output.clear();
             }
@@ -213,7 +238,7 @@ impl Connection {
         }
         let (db, purpose) = (self.db, if batch.writes { Purpose::Write } else { Purpose::Read });
         let commands = std::mem::take(&mut batch.commands);
-        batch.writes = false;
+        self.unsynced |= std::mem::take(&mut batch.writes);
         let started = Instant::now();
         let replies = self.server.driver.session(purpose, |session| {
             commands.iter().map(|(_, command, args)| command(session, db, args)).collect::<Vec<_>>()

@@ -104,6 +104,7 @@ fn result(response: &Response) -> &'static str {
             RpcError::Busy => "busy",
             RpcError::ClockOffset { .. } => "clock_offset",
             RpcError::ClockUnchecked => "clock_unchecked",
+            RpcError::NotDurable(_) => "not_durable",
         },
         _ => "ok",
     }
@@ -163,6 +164,7 @@ fn rpc_error(error: OpError) -> RpcError {
             RpcError::ClockOffset { offset_ms, bound_ms }
         }
         OpError::ClockUnchecked => RpcError::ClockUnchecked,
+        OpError::NotDurable(why) => RpcError::NotDurable(why),
     }
 }
 
