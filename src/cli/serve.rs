@@ -12,23 +12,8 @@ use super::{EXIT_FAILED, EXIT_USAGE};
 
 pub async fn run(args: NodeArgs) -> i32 {
     init_logging(&args.log_level);
-    let options = NodeOptions {
-        listen: args.listen,
-        advertise: args.advertise,
-        join: args.join,
-        name: args.name,
-        keys: args.keys.cluster_keys,
-        tune: Some(tune_for_tests),
-        clock: chorus::Clock::System,
-        redis: args
-            .redis
-            .map(|listen| chorus::RedisOptions { listen, password: args.redis_password.clone() }),
-        http: args
-            .http
-            .map(|listen| chorus::HttpOptions { listen, token: args.http_token.clone() }),
-        data_dir: args.data_dir,
-        fsync: args.fsync,
-    };
+    let (drain_for, json) = (args.drain, args.json);
+    let options = options(args);
     let mut handle = match NodeHandle::start(options).await {
         Ok(handle) => handle,
         Err(error) => {
@@ -45,7 +30,7 @@ pub async fn run(args: NodeArgs) -> i32 {
             return 0;
         }
     }
-    if args.json {
+    if json {
         let mut line = json!({"ready": true, "name": handle.name(), "id": handle.id().to_string(), "listen": handle.addr().to_string()});
         if let Some(redis) = handle.redis_addr() {
             line["redis"] = json!(redis.to_string());
@@ -74,13 +59,34 @@ pub async fn run(args: NodeArgs) -> i32 {
         }
     }
     notify::stopping();
-    drain(&handle, args.drain).await;
+    drain(&handle, drain_for).await;
     tracing::info!("shutting down: handing off writes and announcing departure");
     let handed_off = handle.shutdown().await;
     if !handed_off {
         tracing::warn!("no peer confirmed this node's writes before the shutdown deadline");
     }
     0
+}
+
+/// The node's options from its command line.
+fn options(args: NodeArgs) -> NodeOptions {
+    NodeOptions {
+        listen: args.listen,
+        advertise: args.advertise,
+        join: args.join,
+        name: args.name,
+        keys: args.keys.cluster_keys,
+        tune: Some(tune_for_tests),
+        clock: chorus::Clock::System,
+        redis: args
+            .redis
+            .map(|listen| chorus::RedisOptions { listen, password: args.redis_password.clone() }),
+        http: args
+            .http
+            .map(|listen| chorus::HttpOptions { listen, token: args.http_token.clone() }),
+        data_dir: args.data_dir,
+        fsync: args.fsync,
+    }
 }
 
 /// Shorter protocol periods for the black-box tests, from environment variables that only
