@@ -23,12 +23,16 @@ pub async fn run(args: NodeArgs) -> i32 {
     };
     // Logged before joining, so a node that cannot join still says where it listens.
     tracing::info!(name = %handle.name(), id = %handle.id(), redis = ?handle.redis_addr(), http = ?handle.http_addr(), listen = %handle.addr(), "listening");
-    tokio::select! {
-        () = handle.ready() => {}
-        () = super::shutdown_signal() => {
-            handle.stop();
-            return 0;
-        }
+    let signalled = tokio::select! {
+        () = handle.ready() => false,
+        () = super::shutdown_signal() => true,
+    };
+    if signalled {
+        // Not ready yet (joining, catching up, or its clock off), but it may have taken
+        // writes: they are handed off and committed as in any graceful stop.
+        notify::stopping();
+        handle.shutdown().await;
+        return 0;
     }
     if json {
         let mut line = json!({"ready": true, "name": handle.name(), "id": handle.id().to_string(), "listen": handle.addr().to_string()});

@@ -316,8 +316,10 @@ async fn protocol_node(
     };
     let mut join = options.join.clone();
     for peer in known {
-        // A peer the directory knew whose name no longer resolves is skipped, not fatal.
-        if !join.contains(&peer) && gossip::resolve(&peer).await.is_ok() {
+        // Kept even if its name does not resolve yet (every pod of a cluster restarting at
+        // once): `seeds_of_others` keeps such a seed and it is resolved again on every
+        // attempt. Dropped, a node could start with no seed and trust its clock alone.
+        if !join.contains(&peer) {
             join.push(peer);
         }
     }
@@ -325,7 +327,9 @@ async fn protocol_node(
     if !seeds.is_empty() {
         let addrs = seeds.iter().map(|seed| Addr::new(seed.clone()));
         let addrs = addrs.collect::<Result<Vec<_>, _>>().map_err(StartError::Invalid)?;
-        node.join(now_ms, addrs);
+        // Read again: opening a large data directory takes seconds, and the first round's
+        // clock stamp must be fresh for the clock self-check.
+        node.join(clock.now_ms(), addrs);
     }
     Ok((node, persist, seeds))
 }
