@@ -93,7 +93,50 @@ impl Metrics {
         self.requests.get_or_create(&labels).inc();
         self.latency.get_or_create(&labels).observe(took.as_secs_f64());
     }
+}
 
+/// Handles to one connection's request series, each looked up in the families once: a lookup
+/// hashes three labels under a lock, which cost a quarter of a pipelined GET's instructions.
+#[derive(Default)]
+pub struct SeriesCache {
+    series: Vec<(&'static str, &'static str, Counter, Histogram)>,
+}
+
+/// Series one connection keeps handles to; beyond them it looks each request up (a connection
+/// uses a few commands, and each `(kind, result)` pair is a fixed name from the code).
+const SERIES_CACHED_MAX: usize = 32;
+
+impl SeriesCache {
+    /// [`Metrics::observe`] through this connection's handles.
+    pub fn observe(
+        &mut self,
+        metrics: &Metrics,
+        frontend: &'static str,
+        kind: &'static str,
+        result: &'static str,
+        took: Duration,
+    ) {
+        let found = self.series.iter().find(|(k, r, ..)| *k == kind && *r == result);
+        let (counter, histogram) = match found {
+            Some((_, _, counter, histogram)) => (counter, histogram),
+            None if self.series.len() >= SERIES_CACHED_MAX => {
+                return metrics.observe(frontend, kind, result, took);
+            }
+            None => {
+                let labels = RequestLabels { frontend, kind, result };
+                let counter = metrics.requests.get_or_create(&labels).clone();
+                let histogram = metrics.latency.get_or_create(&labels).clone();
+                self.series.push((kind, result, counter, histogram));
+                let (_, _, counter, histogram) = self.series.last().expect("just pushed");
+                (counter, histogram)
+            }
+        };
+        counter.inc();
+        histogram.observe(took.as_secs_f64());
+    }
+}
+
+impl Metrics {
     /// A connection of `frontend` opened; the guard counts it closed when dropped.
     pub fn connection(&self, frontend: &'static str) -> ConnectionGuard {
         let gauge = self.connections.get_or_create(&FrontendLabel { frontend }).clone();

@@ -35,6 +35,7 @@ pub use driver::Driver;
 pub use handle::{LISTEN_DEFAULT, NodeHandle, NodeOptions, StartError};
 pub use history::Live;
 pub use lock::Purpose;
+pub use metrics::SeriesCache;
 pub use outcome::{OpError, Written};
 pub use ready::{NotReady, Readiness};
 pub use session::{Found, Session};

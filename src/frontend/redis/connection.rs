@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use super::command::DataFn;
 use super::pubsub::Subscriptions;
 use super::{Server, data_command, lock, refusal};
-use crate::node::{Live, Purpose};
+use crate::node::{Live, Purpose, SeriesCache};
 
 /// Replies buffered before they are written, even in the middle of a pipeline.
 const OUTPUT_FLUSH_SIZE: usize = 64 * 1024;
@@ -81,6 +81,8 @@ pub struct Connection {
     /// Commands that may have written ran since the replies were last sent: with a data
     /// directory under `--fsync always`, the replies wait until those writes are on disk.
     unsynced: bool,
+    /// Handles to this connection's request metrics.
+    series: SeriesCache,
 }
 
 impl Connection {
@@ -99,6 +101,7 @@ impl Connection {
             subscriptions: Subscriptions::default(),
             changes: None,
             closing: false,
+            series: SeriesCache::default(),
             unsynced: false,
         }
     }
@@ -250,7 +253,7 @@ impl Connection {
         let took = started.elapsed();
         for ((kind, _, _), reply) in commands.iter().zip(&replies) {
             let result = if matches!(reply, Reply::Error(_)) { "error" } else { "ok" };
-            self.server.driver.metrics().observe("redis", kind, result, took);
+            self.series.observe(self.server.driver.metrics(), "redis", kind, result, took);
         }
         self.encode(replies, output);
     }
