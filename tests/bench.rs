@@ -70,3 +70,16 @@ fn bench_connects_five_hundred_clients() {
     output.expect_code(0);
     assert_figures(&output.json(), "get", 1000);
 }
+
+/// The heal test cuts a local cluster in two under writes, heals it and reports how long
+/// every node took to see every write (reported, never timed).
+#[test]
+fn bench_heal_reports_convergence_after_a_partition() {
+    let args = ["bench", "--local", "3", "-t", "heal", "--partition-secs", "1", "-c", "4"];
+    let output = chorus(&[&args[..], &["--json"]].concat());
+    output.expect_code(0);
+    let heal = &output.json()["heal"];
+    assert!(heal["writes"].as_u64().is_some_and(|writes| writes > 0), "{heal}");
+    assert_eq!(heal["errors"], 0, "{heal}");
+    assert!(heal["converged_ms"].as_f64().is_some(), "{heal}");
+}

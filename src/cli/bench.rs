@@ -29,6 +29,7 @@ use tokio::task::JoinSet;
 
 use super::args::{BenchArgs, Test};
 use super::local::LocalCluster;
+use super::text;
 
 /// How long a local cluster may take to form, and one propagated write to arrive everywhere.
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -430,10 +431,6 @@ fn test_name(test: Test) -> &'static str {
         Test::Propagation => "propagation",
         Test::Heal => "heal",
     }
-}
-
-fn text(error: impl std::fmt::Display) -> String {
-    error.to_string()
 }
 
 /// A progress line on stderr, redrawn in place while a test runs; shown only when stderr is a

@@ -17,6 +17,7 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::args::BenchArgs;
+use super::text;
 
 /// How often the nodes' counters are compared after the heal.
 const HEAL_POLL: Duration = Duration::from_millis(50);
@@ -127,8 +128,4 @@ pub fn report(healed: &Healed, args: &BenchArgs) {
             healed.converged_ms
         );
     }
-}
-
-fn text(error: impl std::fmt::Display) -> String {
-    error.to_string()
 }

@@ -76,6 +76,11 @@ async fn run(command: Command) -> i32 {
     }
 }
 
+/// An error as text, for the commands that report errors as strings (bench, heal).
+pub fn text(error: impl std::fmt::Display) -> String {
+    error.to_string()
+}
+
 /// An error and every cause under it, as one line: `cannot bind: Address already in use`.
 pub fn chain(error: &dyn std::error::Error) -> String {
     let mut line = error.to_string();

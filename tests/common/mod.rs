@@ -180,23 +180,8 @@ pub struct Node {
 impl Node {
     /// Starts `chorus node` on 127.0.0.1 port 0, joining `join` if given, without waiting.
     pub fn spawn(name: &str, join: Option<&str>, key: Option<&str>, dir: &Path) -> Process {
-        let mut args = vec![
-            "node",
-            "--listen",
-            "127.0.0.1:0",
-            "--redis",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--name",
-            name,
-        ];
-        if let Some(seed) = join {
-            args.extend(["--join", seed]);
-        }
-        let env: Vec<(&str, &str)> =
-            key.map(|key| ("CHORUS_CLUSTER_KEY", key)).into_iter().collect();
-        Process::start(name, &args, &env, dir)
+        let seeds: Vec<String> = join.map(str::to_string).into_iter().collect();
+        Node::spawn_at(name, "127.0.0.1:0", &seeds, key, dir)
     }
 
     /// Starts `chorus node` on `listen` with every address in `seeds` as `--join` (its own
