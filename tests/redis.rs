@@ -192,6 +192,20 @@ fn hostile_input_gets_an_error_and_the_node_goes_on() {
     assert_eq!(node.get("still").as_deref(), Some(b"here".as_slice()));
 }
 
+/// Inline commands (as typed at a terminal) mixed with multibulk ones in one write run in
+/// the order sent: a pipelined batch of data commands is cut where an inline one comes.
+#[test]
+fn inline_commands_run_in_order_with_pipelined_ones() {
+    let cluster = Cluster::start("redis_inline", &["a"]);
+    let mut client = redis(cluster.node("a"));
+    client.raw(b"set inline \"v 1\"\r\n*2\r\n$3\r\nGET\r\n$6\r\ninline\r\nSET inline 2\r\n*2\r\n$3\r\nGET\r\n$6\r\ninline\r\nPING\r\n");
+    let replies: Vec<Option<Resp>> = (0..5).map(|_| client.read()).collect();
+    let expected = [Resp::Simple("OK".into()), bulk("v 1"), Resp::Simple("OK".into()), bulk("2")];
+    let expected: Vec<Option<Resp>> =
+        expected.into_iter().chain([Resp::Simple("PONG".into())]).map(Some).collect();
+    assert_eq!(replies, expected);
+}
+
 /// Off loopback a password is required; with one, nothing runs before AUTH.
 #[test]
 fn a_password_guards_the_redis_port() {

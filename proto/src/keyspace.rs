@@ -104,8 +104,8 @@ pub fn strings_prefix(db: u8) -> Vec<u8> {
 }
 
 /// The prefix of every hash field of database `db`.
-pub fn hashes_prefix(db: u8) -> Vec<u8> {
-    vec![RESERVED_BYTE, HASH_TAG, db]
+pub fn hashes_prefix(db: u8) -> [u8; 3] {
+    [RESERVED_BYTE, HASH_TAG, db]
 }
 
 /// What an entry's name means to Redis; `None` for a reserved name this version does not know.

@@ -414,8 +414,7 @@ impl Node {
             }
             Some(_) => {}
             None => {
-                let was_live =
-                    previous.as_ref().is_some_and(|entry| entry.live_value(now_ms).is_some());
+                let was_live = previous.is_some_and(|replaced| replaced.was_live(now_ms));
                 if was_live {
                     self.emit(Event::Delete { key, stamp: update.stamp });
                 }

@@ -184,7 +184,7 @@ fn apply(store: &mut Store, update: Update) -> Result<Applied, TestCaseError> {
     let stamp = update.stamp;
     let applied = store.apply(update);
     if let Applied::Won { previous } = &applied {
-        prop_assert_eq!(previous.as_ref().map(|entry| entry.stamp()), held);
+        prop_assert_eq!(previous.map(|replaced| replaced.stamp), held);
         prop_assert!(held.is_none_or(|held| held < stamp), "a write replaced a newer one");
     }
     Ok(applied)

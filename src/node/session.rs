@@ -62,6 +62,11 @@ impl Session<'_> {
         Some(Found { value, stamp: entry.stamp(), expires_at_ms: entry.expires_at_ms })
     }
 
+    /// Whether any key at or after `bound` is held: when not, no key starts with it.
+    pub fn holds_from(&self, bound: &[u8]) -> bool {
+        self.state.node.store().holds_from(bound)
+    }
+
     /// Up to `limit` live keys under `prefix`, after `start_after` when given, with values.
     pub fn list(
         &self,

@@ -4,19 +4,19 @@
 use std::collections::BTreeMap;
 
 use crdts::LWWReg;
-use serde::{Deserialize, Serialize};
 
 use crate::clock::{NodeId, Stamp};
 use crate::data::{Key, Value};
 use crate::horizon::Horizon;
-use crate::limits::ENTRY_OVERHEAD_MAX;
 use crate::version::{Dot, VersionVector};
 
 mod ordered;
 mod slab;
+mod travel;
 
 use ordered::{Ordered, Position};
 use slab::{Held, Slab};
+pub use travel::{Delta, Group, Update};
 
 /// One key's replicated state. `None` in the register is a tombstone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,69 +49,6 @@ impl Entry {
     }
 }
 
-/// One write as it travels: everything a replica needs to merge it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Update {
-    /// The key written.
-    pub key: Key,
-    /// The write's stamp; its node is the writer.
-    pub stamp: Stamp,
-    /// The writer's sequence number for this write.
-    pub seq: u64,
-    /// The value, or `None` for a delete.
-    pub value: Option<Value>,
-    /// Absolute expiry, if the write had a TTL.
-    pub expires_at_ms: Option<u64>,
-}
-
-impl Update {
-    /// The write's dot.
-    pub fn dot(&self) -> Dot {
-        Dot { node: self.stamp.node, seq: self.seq }
-    }
-
-    /// An upper bound of this update's encoded size, for paging without encoding twice.
-    pub fn size_bound(&self) -> usize {
-        self.key.as_bytes().len() + self.value.as_ref().map_or(0, Value::len) + ENTRY_OVERHEAD_MAX
-    }
-}
-
-/// The writes of one node in the range `(from, to]` that the sender still holds; the others
-/// in that range are superseded at the sender, so the receiver may count the whole range seen.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Group {
-    /// The writing node.
-    pub node: NodeId,
-    /// Exclusive start of the covered range: the receiver's base when the delta was made.
-    pub from: u64,
-    /// Inclusive end of the covered range.
-    pub to: u64,
-    /// The writes in the range still held by the sender, in sequence order.
-    pub updates: Vec<Update>,
-}
-
-/// What a replica lacks relative to another, or a page of it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Delta {
-    /// One group per node with writes the receiver has not seen.
-    pub groups: Vec<Group>,
-}
-
-impl Delta {
-    /// Moves a peer's bases past what this delta covers, to compute the next page.
-    pub fn advance(&self, bases: &mut BTreeMap<NodeId, u64>) {
-        for group in &self.groups {
-            let base = bases.entry(group.node).or_insert(0);
-            *base = (*base).max(group.to);
-        }
-    }
-
-    /// Number of updates carried.
-    pub fn update_count(&self) -> usize {
-        self.groups.iter().map(|group| group.updates.len()).sum()
-    }
-}
-
 /// The outcome of merging one update.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Applied {
@@ -122,8 +59,27 @@ pub enum Applied {
     /// New here and it replaced the entry (or created it); `previous` is what it replaced.
     Won {
         /// The entry it replaced.
-        previous: Option<Entry>,
+        previous: Option<Replaced>,
     },
+}
+
+/// What a winning write replaced: its stamp and whether it held a value until when (the
+/// value itself is not copied out: an overwrite only needs to know whether one went away).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Replaced {
+    /// The replaced write's stamp.
+    pub stamp: Stamp,
+    /// Whether it was a tombstone.
+    pub tombstone: bool,
+    /// Its absolute expiry, if it had one.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl Replaced {
+    /// Whether it held a value that was live at `now_ms`.
+    pub fn was_live(&self, now_ms: u64) -> bool {
+        !self.tombstone && self.expires_at_ms.is_none_or(|at| at > now_ms)
+    }
 }
 
 /// The replicated map of one replica.
@@ -185,6 +141,13 @@ impl Store {
     /// copying its value.
     pub fn stamp(&self, key: &Key) -> Option<Stamp> {
         self.held(key).map(Held::stamp)
+    }
+
+    /// Whether any held key (tombstones and expired entries included) orders at or after
+    /// `bound`: when not, no key starts with it. One look at the last key, where a search
+    /// for a prefix takes two binary searches.
+    pub fn holds_from(&self, bound: &[u8]) -> bool {
+        self.by_key.last().is_some_and(|id| self.slab.get(id).key() >= bound)
     }
 
     /// Whether an entry (tombstones and expired entries included) is held for `key`.

@@ -17,7 +17,9 @@ const CHUNK_LEN_MIN: usize = CHUNK_LEN_MAX / 4;
 /// Slab ids in the caller's order.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Ordered {
-    /// Sorted runs, in order; none is empty.
+    /// Sorted runs, in order; none is empty, except a sole chunk whose ids all went (it keeps
+    /// its room: one key overwritten again and again takes its dot out of the dot index and
+    /// puts the next one in, and would otherwise free and allocate the chunk every time).
     chunks: Vec<Vec<u32>>,
     len: usize,
 }
@@ -46,6 +48,11 @@ impl Ordered {
         let chunk = self.chunks.partition_point(|chunk| chunk.last().is_some_and(|&id| before(id)));
         let index = self.chunks.get(chunk).map_or(0, |ids| ids.partition_point(|&id| before(id)));
         Position { chunk, index }
+    }
+
+    /// The last id, if any.
+    pub(crate) fn last(&self) -> Option<u32> {
+        self.chunks.last()?.last().copied()
     }
 
     /// The id at `at`, or `None` at the end.
@@ -98,7 +105,7 @@ impl Ordered {
         let id = self.chunks[at.chunk].remove(at.index);
         self.len -= 1;
         let len = self.chunks[at.chunk].len();
-        if len == 0 {
+        if len == 0 && self.chunks.len() > 1 {
             self.chunks.remove(at.chunk);
         } else if len < CHUNK_LEN_MIN && self.chunks.len() > 1 {
             // Pair the small chunk with its next neighbour, or its previous for the last one.
@@ -176,7 +183,8 @@ mod tests {
         assert!(ordered.iter().eq(model.iter().copied()), "seed {seed}");
         let last = ordered.chunks.len().saturating_sub(1);
         for (index, chunk) in ordered.chunks.iter().enumerate() {
-            assert!(!chunk.is_empty() && chunk.len() <= CHUNK_LEN_MAX, "seed {seed}");
+            assert!(chunk.len() <= CHUNK_LEN_MAX, "seed {seed}");
+            assert!(!chunk.is_empty() || ordered.chunks.len() == 1, "seed {seed}");
             assert!(index == last || chunk.len() >= CHUNK_LEN_MIN, "seed {seed}");
         }
         let low = span / 2;

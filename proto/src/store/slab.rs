@@ -14,7 +14,7 @@ use crate::data::{Key, Value};
 use crate::limits::KEY_SIZE_MAX;
 use crate::version::Dot;
 
-use super::{Entry, Update};
+use super::{Entry, Replaced, Update};
 
 /// Slots per slab page. Pages are allocated whole and never move, so the slab grows by one
 /// page (64 KiB) at a time instead of doubling one vector (which keeps up to twice the slots).
@@ -233,13 +233,18 @@ impl Slab {
         Held { packed, writers: &self.writers }
     }
 
-    /// Replaces the entry named `id` by `update` and returns the entry it held.
-    pub(crate) fn replace(&mut self, id: u32, update: &Update) -> Entry {
+    /// Replaces the entry named `id` by `update` and returns what it held.
+    pub(crate) fn replace(&mut self, id: u32, update: &Update) -> Replaced {
         let packed = self.pack(update);
         let (page, slot) = place(id);
         // Invariant: the indexes hold only ids of held entries.
         let old = self.pages[page][slot].replace(packed).expect("an indexed id names a held entry");
-        Held { packed: &old, writers: &self.writers }.entry()
+        let old = Held { packed: &old, writers: &self.writers };
+        Replaced {
+            stamp: old.stamp(),
+            tombstone: old.is_tombstone(),
+            expires_at_ms: old.expires_at_ms(),
+        }
     }
 
     /// Frees `id` and returns its entry.

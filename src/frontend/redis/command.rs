@@ -8,8 +8,11 @@ use chorus_proto::resp::Reply;
 
 use crate::node::OpError;
 
-/// The arguments after the command's name.
-pub type Args = [Vec<u8>];
+/// The arguments after the command's name, as slices of the buffer they were read into.
+pub type Args<'a> = [&'a [u8]];
+
+/// The arguments of a command that is not a data command (owned: such commands are rare).
+pub type OwnedArgs = [Vec<u8>];
 
 /// A data command: reads and writes one database of the node in one session.
 pub type DataFn = fn(&mut crate::node::Session<'_>, u8, &Args) -> Reply;

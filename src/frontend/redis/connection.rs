@@ -4,6 +4,7 @@
 //! node's changes as keyspace notifications; one that falls behind the node's change stream
 //! (a slow subscriber) is told so and dropped, never buffered without bound.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -14,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
+use super::batch::{Batch, NAME_INLINE_MAX, Request, command_name};
 use super::command::DataFn;
 use super::pubsub::Subscriptions;
 use super::{Server, data_command, lock, refusal};
@@ -41,18 +43,10 @@ pub const REDIS_UNAUTHENTICATED_REQUEST_MAX: usize = 16 * 1024;
 /// Spare room kept in the input buffer before each read.
 const INPUT_READ_SIZE: usize = 16 * 1024;
 
-/// Data commands of one read, run together in one session (at most [`REDIS_BATCH_MAX`]).
-#[derive(Default)]
-struct Batch {
-    /// Each command's name (a static label for metrics), what runs it, its arguments.
-    commands: Vec<(&'static str, DataFn, Vec<Vec<u8>>)>,
-    writes: bool,
-}
-
 /// What a request does.
 enum Step {
     /// A data command, to batch with its neighbours.
-    Data(&'static str, DataFn, Purpose, Vec<Vec<u8>>),
+    Data(&'static str, DataFn, Purpose),
     /// Replies to send now.
     Replies(Vec<Reply>),
     /// Another command, to run once the batched ones before it have run.
@@ -83,6 +77,8 @@ pub struct Connection {
     unsynced: bool,
     /// Handles to this connection's request metrics.
     series: SeriesCache,
+    /// The data commands of the read being run (kept to reuse its vectors).
+    batch: Batch,
 }
 
 impl Connection {
@@ -103,6 +99,7 @@ impl Connection {
             closing: false,
             series: SeriesCache::default(),
             unsynced: false,
+            batch: Batch::default(),
         }
     }
 
@@ -157,52 +154,7 @@ impl Connection {
         output: &mut Vec<u8>,
         stream: &mut TcpStream,
     ) -> std::io::Result<()> {
-        let mut consumed = 0;
-        let mut batch = Batch::default();
-        while !self.closing {
-            match resp::decode(&input[consumed..]) {
-                Ok(None) => break,
-                Ok(Some((request, used))) => {
-                    let args = arguments(&input[consumed..consumed + used], request);
-                    consumed += used;
-                    match self.plan(args) {
-                        Step::Data(kind, command, purpose, args) => {
-                            batch.commands.push((kind, command, args));
-                            batch.writes |= purpose == Purpose::Write;
-                            if batch.commands.len() >= REDIS_BATCH_MAX {
-                                self.run_batch(&mut batch, output);
-                            }
-                        }
-                        Step::Replies(replies) => {
-                            self.run_batch(&mut batch, output);
-                            self.encode(replies, output);
-                        }
-                        Step::Command(name, args) => {
-                            // The batched commands came first: they run, with the state they
-                            // were sent in (database, protocol), before this one changes it.
-                            self.run_batch(&mut batch, output);
-                            self.unsynced = true;
-                            let replies = self.execute(&name, &args);
-                            self.encode(replies, output);
-                        }
-                    }
-                }
-                Err(error) => {
-                    self.run_batch(&mut batch, output);
-                    Reply::error(format!("Protocol error: {error}")).encode(self.resp3, output);
-                    self.closing = true;
-                }
-            }
-            if output.len() >= OUTPUT_FLUSH_SIZE {
-                self.run_batch(&mut batch, output);
-                if !self.synced().await {
-                    return Err(std::io::ErrorKind::BrokenPipe.into());
-                }
-                stream.write_all(output).await?;
-                output.clear();
-            }
-        }
-        self.run_batch(&mut batch, output);
+        let consumed = self.run_requests(input, output, stream).await?;
         input.drain(..consumed);
         if !self.authenticated && input.len() > REDIS_UNAUTHENTICATED_REQUEST_MAX {
             let why =
@@ -215,6 +167,88 @@ impl Connection {
             input.shrink_to(INPUT_READ_SIZE);
         }
         Ok(())
+    }
+
+    /// Runs the complete requests at the start of `bytes`; returns how many bytes they took.
+    async fn run_requests(
+        &mut self,
+        bytes: &[u8],
+        output: &mut Vec<u8>,
+        stream: &mut TcpStream,
+    ) -> std::io::Result<usize> {
+        let mut consumed = 0;
+        // The batch's vectors are kept from read to read, so they are not allocated again.
+        let mut batch = std::mem::take(&mut self.batch);
+        while !self.closing {
+            match resp::decode(&bytes[consumed..]) {
+                Ok(None) => break,
+                Ok(Some((resp::Request::Bulk(mut ranges), used))) => {
+                    for range in &mut ranges {
+                        *range = consumed + range.start..consumed + range.end;
+                    }
+                    consumed += used;
+                    let request = Request { bytes, ranges: &ranges };
+                    match self.plan(request) {
+                        Step::Data(kind, command, purpose) => {
+                            batch.push(kind, command, purpose, &ranges[1..]);
+                            if batch.len() >= REDIS_BATCH_MAX {
+                                self.run_batch(bytes, &mut batch, output);
+                            }
+                        }
+                        step => self.step(step, bytes, &mut batch, output),
+                    }
+                }
+                Ok(Some((resp::Request::Inline(words), used))) => {
+                    consumed += used;
+                    // Rare (a person at a terminal): run alone, from the words joined.
+                    let (joined, ranges) = Request::join(&words);
+                    let request = Request { bytes: &joined, ranges: &ranges };
+                    let step = self.plan(request);
+                    self.run_batch(bytes, &mut batch, output);
+                    let mut alone = Batch::default();
+                    if let Step::Data(kind, command, purpose) = step {
+                        alone.push(kind, command, purpose, &ranges[1..]);
+                    }
+                    self.run_batch(&joined, &mut alone, output);
+                    self.step(step, bytes, &mut batch, output);
+                }
+                Err(error) => {
+                    self.run_batch(bytes, &mut batch, output);
+                    Reply::error(format!("Protocol error: {error}")).encode(self.resp3, output);
+                    self.closing = true;
+                }
+            }
+            if output.len() >= OUTPUT_FLUSH_SIZE {
+                self.run_batch(bytes, &mut batch, output);
+                if !self.synced().await {
+                    return Err(std::io::ErrorKind::BrokenPipe.into());
+                }
+                stream.write_all(output).await?;
+                output.clear();
+            }
+        }
+        self.run_batch(bytes, &mut batch, output);
+        self.batch = batch;
+        Ok(consumed)
+    }
+
+    /// Runs a step that is not a batched data command, after the batched ones before it.
+    fn step(&mut self, step: Step, bytes: &[u8], batch: &mut Batch, output: &mut Vec<u8>) {
+        match step {
+            Step::Data(..) => {}
+            Step::Replies(replies) => {
+                self.run_batch(bytes, batch, output);
+                self.encode(replies, output);
+            }
+            Step::Command(name, args) => {
+                // The batched commands came first: they run, with the state they were sent
+                // in (database, protocol), before this one changes it.
+                self.run_batch(bytes, batch, output);
+                self.unsynced = true;
+                let replies = self.execute(&name, &args);
+                self.encode(replies, output);
+            }
+        }
     }
 
     /// Encodes replies into `output`, unless that would take the connection's output past
@@ -234,27 +268,34 @@ impl Connection {
         }
     }
 
-    /// Runs the batched data commands in one session, their replies in order into `output`.
-    fn run_batch(&mut self, batch: &mut Batch, output: &mut Vec<u8>) {
+    /// Runs the batched data commands, whose arguments are ranges of `bytes`, in one
+    /// session, their replies in order into `output`; empties the batch.
+    fn run_batch(&mut self, bytes: &[u8], batch: &mut Batch, output: &mut Vec<u8>) {
         if batch.commands.is_empty() {
             return;
         }
-        let (db, purpose) = (self.db, if batch.writes { Purpose::Write } else { Purpose::Read });
-        let commands = std::mem::take(&mut batch.commands);
-        self.unsynced |= std::mem::take(&mut batch.writes);
+        let writes = std::mem::take(&mut batch.writes);
+        let (db, purpose) = (self.db, if writes { Purpose::Write } else { Purpose::Read });
+        self.unsynced |= writes;
         let started = Instant::now();
-        let replies = self.server.driver.session(purpose, |session| {
-            commands.iter().map(|(_, command, args)| command(session, db, args)).collect::<Vec<_>>()
+        let replies = batch.with_args(bytes, |commands, args| {
+            self.server.driver.session(purpose, |session| {
+                let run = |(_, command, at): &(_, DataFn, Range<usize>)| {
+                    command(session, db, &args[at.clone()])
+                };
+                commands.iter().map(run).collect::<Vec<_>>()
+            })
         });
         let replies = replies.unwrap_or_else(|error| {
-            commands.iter().map(|_| super::command::op_error(error.clone())).collect()
+            batch.commands.iter().map(|_| super::command::op_error(error.clone())).collect()
         });
         // The commands of a pipelined batch share one session: each is counted with its time.
         let took = started.elapsed();
-        for ((kind, _, _), reply) in commands.iter().zip(&replies) {
+        for ((kind, _, _), reply) in batch.commands.iter().zip(&replies) {
             let result = if matches!(reply, Reply::Error(_)) { "error" } else { "ok" };
             self.series.observe(self.server.driver.metrics(), "redis", kind, result, took);
         }
+        batch.clear();
         self.encode(replies, output);
     }
 
@@ -283,29 +324,28 @@ impl Connection {
 
     /// Decides what one request does: a data command, to run with its neighbours in one
     /// session, or replies now (most give one reply, (un)subscribing one per channel).
-    fn plan(&mut self, mut args: Vec<Vec<u8>>) -> Step {
-        if args.is_empty() {
-            return Step::Replies(Vec::new());
-        }
-        let name = super::command::upper(&args.remove(0));
-        if let Some(reply) = self.gate(&name, &args) {
+    fn plan(&mut self, request: Request<'_>) -> Step {
+        let Some(name) = request.arg(0) else { return Step::Replies(Vec::new()) };
+        let mut buffer = [0; NAME_INLINE_MAX];
+        let name = command_name(name, &mut buffer);
+        if let Some(reply) = self.gate(&name, request) {
             return Step::Replies(vec![reply]);
         }
         if let Some((kind, command, purpose)) = data_command(&name) {
-            return Step::Data(kind, command, purpose, args);
+            return Step::Data(kind, command, purpose);
         }
-        Step::Command(name, args)
+        Step::Command(name.into_owned(), request.owned_args())
     }
 
     /// What a connection's state answers before a command runs: authentication, a queued
     /// MULTI, the commands a subscribed RESP2 connection may send.
-    fn gate(&mut self, name: &str, args: &[Vec<u8>]) -> Option<Reply> {
+    fn gate(&mut self, name: &str, request: Request<'_>) -> Option<Reply> {
         if !self.authenticated && !matches!(name, "AUTH" | "HELLO" | "QUIT" | "RESET") {
             return Some(Reply::Error("NOAUTH Authentication required.".into()));
         }
         if self.multi.is_some() && !matches!(name, "EXEC" | "DISCARD" | "MULTI" | "QUIT" | "RESET")
         {
-            return Some(self.queue(name.to_string(), args));
+            return Some(self.queue(name.to_string(), &request.owned_args()));
         }
         if self.resp3 || self.subscriptions.count() == 0 {
             return None;
@@ -314,7 +354,7 @@ impl Connection {
             // A subscribed RESP2 connection answers in the shape of a message (redis-py's
             // PubSub.ping reads it as one).
             "PING" => {
-                let text = args.first().cloned().unwrap_or_default();
+                let text = request.arg(1).unwrap_or_default().to_vec();
                 Some(Reply::Array(vec![Reply::text("pong"), Reply::Bulk(text)]))
             }
             "SUBSCRIBE" | "PSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "QUIT" | "RESET" => None,
@@ -396,7 +436,10 @@ impl Connection {
             let run = |command: &Vec<Vec<u8>>| {
                 let name = String::from_utf8_lossy(&command[0]).into_owned();
                 match data_command(&name) {
-                    Some((_, data, _)) => data(session, db, &command[1..]),
+                    Some((_, data, _)) => {
+                        let args: Vec<&[u8]> = command[1..].iter().map(Vec::as_slice).collect();
+                        data(session, db, &args)
+                    }
                     None if name == "ECHO" => command.get(1).map_or_else(
                         || super::command::arity("echo"),
                         |text| Reply::Bulk(text.clone()),
@@ -441,15 +484,5 @@ async fn next_change(changes: &mut Option<Live>) -> Result<Change, broadcast::er
     match changes {
         Some(receiver) => receiver.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-/// A request's arguments as owned byte strings.
-fn arguments(bytes: &[u8], request: resp::Request) -> Vec<Vec<u8>> {
-    match request {
-        resp::Request::Bulk(ranges) => {
-            ranges.into_iter().map(|range| bytes[range].to_vec()).collect()
-        }
-        resp::Request::Inline(words) => words,
     }
 }

@@ -37,11 +37,18 @@ pub fn fields(session: &Session<'_>, db: u8, key: &[u8]) -> Result<Vec<Field>, R
 
 /// Whether hash `key` has any field on this node.
 pub fn exists(session: &Session<'_>, db: u8, key: &[u8]) -> bool {
-    keyspace::hash_prefix(db, key).is_ok_and(|prefix| !session.list(&prefix, None, 1).is_empty())
+    session.holds_from(&keyspace::hashes_prefix(db))
+        && keyspace::hash_prefix(db, key)
+            .is_ok_and(|prefix| !session.list(&prefix, None, 1).is_empty())
 }
 
 /// Deletes every field of hash `key` (a key written as a string stops being a hash).
 pub fn clear(session: &mut Session<'_>, db: u8, key: &[u8]) -> Result<(), OpError> {
+    // Every SET runs this: when no hash field of the database is held at all (no key sorts
+    // at or after their common prefix), it costs one look at the last key.
+    if !session.holds_from(&keyspace::hashes_prefix(db)) {
+        return Ok(());
+    }
     let Ok(fields) = fields(session, db, key) else { return Ok(()) };
     for (_, name, _) in fields {
         session.delete(name)?;
@@ -91,8 +98,8 @@ fn write_fields(session: &mut Session<'_>, db: u8, args: &Args, name: &str) -> R
     let ttl_ms = expiry(session, db, key)?.map(|at| at.saturating_sub(session.now_ms()).max(1));
     let mut writes = Vec::with_capacity(pairs.len() / 2);
     for pair in pairs.chunks_exact(2) {
-        let value = Value::new(&pair[1]).map_err(Reply::error)?;
-        writes.push((field_key(db, key, &pair[0])?, value));
+        let value = Value::new(pair[1]).map_err(Reply::error)?;
+        writes.push((field_key(db, key, pair[0])?, value));
     }
     let mut added = 0;
     for (name, value) in writes {

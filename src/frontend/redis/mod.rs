@@ -12,6 +12,7 @@
 //! The protocol's codec and limits live in `chorus_proto::resp`; databases and hash fields
 //! map onto entry names in `chorus_proto::keyspace`.
 
+mod batch;
 mod command;
 mod connection;
 mod glob;

@@ -14,7 +14,7 @@ use chorus_proto::keyspace::{self, DATABASES, Name, RESERVED_BYTE};
 use chorus_proto::resp::Reply;
 use chorus_proto::rpc::LIST_LIMIT_MAX;
 
-use super::command::{Args, arity, integer, not_integer, op_error, syntax, upper};
+use super::command::{OwnedArgs, arity, integer, not_integer, op_error, syntax, upper};
 use super::glob;
 use crate::node::{Driver, Purpose, Session};
 
@@ -69,7 +69,7 @@ fn page(
             return (keys, Some(position));
         }
         let prefix = if position.hashes {
-            keyspace::hashes_prefix(db)
+            keyspace::hashes_prefix(db).to_vec()
         } else {
             keyspace::strings_prefix(db)
         };
@@ -137,7 +137,7 @@ fn pattern(raw: &[u8]) -> Result<Vec<u8>, Reply> {
 }
 
 /// `KEYS pattern`.
-pub fn keys(driver: &Driver, db: u8, args: &Args) -> Reply {
+pub fn keys(driver: &Driver, db: u8, args: &OwnedArgs) -> Reply {
     let [raw] = args else { return arity("keys") };
     let pattern = match pattern(raw) {
         Ok(pattern) => pattern,
@@ -166,7 +166,7 @@ pub fn dbsize(driver: &Driver, db: u8) -> Reply {
 }
 
 /// `FLUSHDB [ASYNC|SYNC]`: deletes every key of the database (a tombstone each).
-pub fn flushdb(driver: &Driver, db: u8, args: &Args) -> Reply {
+pub fn flushdb(driver: &Driver, db: u8, args: &OwnedArgs) -> Reply {
     if args.len() > 1 {
         return syntax();
     }
@@ -177,7 +177,7 @@ pub fn flushdb(driver: &Driver, db: u8, args: &Args) -> Reply {
 }
 
 /// `FLUSHALL [ASYNC|SYNC]`: every database.
-pub fn flushall(driver: &Driver, args: &Args) -> Reply {
+pub fn flushall(driver: &Driver, args: &OwnedArgs) -> Reply {
     if args.len() > 1 {
         return syntax();
     }
@@ -194,6 +194,7 @@ fn flush(driver: &Driver, db: u8) -> Result<(), Reply> {
         if keys.is_empty() {
             return Ok(());
         }
+        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
         let deleted =
             driver.session(Purpose::Write, |session| super::keys::del(session, db, &keys));
         match deleted.map_err(op_error)? {
@@ -204,7 +205,7 @@ fn flush(driver: &Driver, db: u8) -> Result<(), Reply> {
 }
 
 /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`.
-pub fn scan(driver: &Driver, cursors: &Mutex<Cursors>, db: u8, args: &Args) -> Reply {
+pub fn scan(driver: &Driver, cursors: &Mutex<Cursors>, db: u8, args: &OwnedArgs) -> Reply {
     let [cursor, options @ ..] = args else { return arity("scan") };
     let Ok(cursor) = std::str::from_utf8(cursor).unwrap_or("").parse::<u64>() else {
         return Reply::error("invalid cursor");
@@ -253,7 +254,7 @@ pub fn scan(driver: &Driver, cursors: &Mutex<Cursors>, db: u8, args: &Args) -> R
 /// What `SCAN` was asked for: a pattern, a page size, a type.
 type ScanOptions = (Option<Vec<u8>>, usize, Option<String>);
 
-fn scan_options(options: &Args) -> Result<ScanOptions, Reply> {
+fn scan_options(options: &OwnedArgs) -> Result<ScanOptions, Reply> {
     let (mut pattern, mut count, mut kind) = (None, 10usize, None);
     for pair in options.chunks(2) {
         let [option, value] = pair else { return Err(syntax()) };
@@ -271,7 +272,7 @@ fn scan_options(options: &Args) -> Result<ScanOptions, Reply> {
 }
 
 fn type_of(session: &mut Session<'_>, db: u8, key: &[u8]) -> String {
-    match super::keys::kind(session, db, &[key.to_vec()]) {
+    match super::keys::kind(session, db, &[key]) {
         Reply::Simple(kind) => kind.into_owned(),
         _ => "none".into(),
     }

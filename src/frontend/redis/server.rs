@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use chorus_proto::keyspace::DATABASES;
 use chorus_proto::resp::Reply;
 
-use super::command::{Args, arity, integer, syntax, upper};
+use super::command::{OwnedArgs, arity, integer, syntax, upper};
 use super::connection::Connection;
 use super::pubsub::NotifyFlags;
 use super::{lock, scan};
@@ -19,7 +19,7 @@ pub const REDIS_VERSION: &str = "7.2.0";
 
 impl Connection {
     /// Runs a connection or server command; `None` if `name` is none of them.
-    pub(super) fn server_command(&mut self, name: &str, args: &Args) -> Option<Reply> {
+    pub(super) fn server_command(&mut self, name: &str, args: &OwnedArgs) -> Option<Reply> {
         let driver = &self.server.driver;
         let reply = match name {
             "PING" => match args {
@@ -56,7 +56,7 @@ impl Connection {
 
     /// `AUTH [username] password`. Without a configured password every `AUTH` succeeds, so an
     /// application configured with one (for another Redis) still connects to a local node.
-    fn auth(&mut self, args: &Args) -> Reply {
+    fn auth(&mut self, args: &OwnedArgs) -> Reply {
         let (user, password) = match args {
             [password] => (b"default".as_slice(), password),
             [user, password] => (user.as_slice(), password),
@@ -75,7 +75,7 @@ impl Connection {
     }
 
     /// `SELECT db`: each database is its own key space.
-    fn select(&mut self, args: &Args) -> Reply {
+    fn select(&mut self, args: &OwnedArgs) -> Reply {
         let [db] = args else { return arity("select") };
         match integer(db) {
             Ok(db) if (0..i64::from(DATABASES)).contains(&db) => {
@@ -88,7 +88,7 @@ impl Connection {
     }
 
     /// `HELLO [protover [AUTH username password] [SETNAME name]]`.
-    fn hello(&mut self, args: &Args) -> Reply {
+    fn hello(&mut self, args: &OwnedArgs) -> Reply {
         let (version, mut options) = match args.split_first() {
             None => (None, &args[..0]),
             Some((version, options)) => (Some(version), options),
@@ -130,7 +130,7 @@ impl Connection {
     }
 
     /// `CLIENT SETNAME|GETNAME|ID|SETINFO|INFO|LIST|NO-EVICT|NO-TOUCH`.
-    fn client(&mut self, args: &Args) -> Reply {
+    fn client(&mut self, args: &OwnedArgs) -> Reply {
         let Some((subcommand, rest)) = args.split_first() else { return arity("client") };
         match (upper(subcommand).as_str(), rest) {
             ("SETNAME", [name]) => {
@@ -186,7 +186,7 @@ impl Connection {
 
     /// `CONFIG GET|SET|RESETSTAT`: `notify-keyspace-events` is the one setting clients
     /// change; a few others answer with fixed values for clients that read them.
-    fn config(&mut self, args: &Args) -> Reply {
+    fn config(&mut self, args: &OwnedArgs) -> Reply {
         let Some((subcommand, rest)) = args.split_first() else { return arity("config") };
         match (upper(subcommand).as_str(), rest) {
             ("GET", patterns) if !patterns.is_empty() => {
@@ -224,7 +224,7 @@ impl Connection {
 }
 
 /// `COMMAND [COUNT|DOCS|INFO]`: enough for redis-cli, which asks for docs to show hints.
-fn command(args: &Args) -> Reply {
+fn command(args: &OwnedArgs) -> Reply {
     match args.first().map(|arg| upper(arg)).as_deref() {
         None => Reply::Array(Vec::new()),
         Some("COUNT") => Reply::Integer(0),

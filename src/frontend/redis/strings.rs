@@ -96,7 +96,7 @@ pub fn set(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
         session.put(key, value, ttl_ms).map(drop)
     };
     // A SET replaces whatever the key held, a hash included.
-    let written = written.and_then(|()| hashes::clear(session, db, &args[0]));
+    let written = written.and_then(|()| hashes::clear(session, db, args[0]));
     match written {
         Err(error) => op_error(error),
         Ok(()) if options.get => old_reply(),
@@ -109,7 +109,7 @@ fn set_options(options: &Args, now_ms: u64) -> Result<SetOptions, Reply> {
     let mut expiry_given = false;
     let mut at = 0;
     while at < options.len() {
-        let option = upper(&options[at]);
+        let option = upper(options[at]);
         match option.as_str() {
             "NX" => parsed.only_new = true,
             "XX" => parsed.only_existing = true,
@@ -152,13 +152,13 @@ pub fn psetex(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
 
 fn set_with_ttl(session: &mut Session<'_>, db: u8, args: &Args, name: &str, unit: &str) -> Reply {
     let [key, amount, value] = args else { return arity(name) };
-    set(session, db, &[key.clone(), value.clone(), unit.as_bytes().to_vec(), amount.clone()])
+    set(session, db, &[key, value, unit.as_bytes(), amount])
 }
 
 /// `SETNX key value`: 1 if this node had no value for the key and took this one.
 pub fn setnx(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
     let [key, value] = args else { return arity("setnx") };
-    match set(session, db, &[key.clone(), value.clone(), b"NX".to_vec()]) {
+    match set(session, db, &[key, value, b"NX"]) {
         Reply::Simple(_) => Reply::Integer(1),
         Reply::Null => Reply::Integer(0),
         error => error,
@@ -173,18 +173,18 @@ pub fn mset(session: &mut Session<'_>, db: u8, args: &Args) -> Reply {
     // Check every pair before writing any, so a bad pair writes nothing.
     let mut pairs = Vec::with_capacity(args.len() / 2);
     for pair in args.chunks_exact(2) {
-        let key = match string_key(db, &pair[0]) {
+        let key = match string_key(db, pair[0]) {
             Ok(key) => key,
             Err(reply) => return reply,
         };
-        match Value::new(&pair[1]) {
+        match Value::new(pair[1]) {
             Ok(value) => pairs.push((key, value)),
             Err(error) => return Reply::error(error),
         }
     }
     for ((key, value), pair) in pairs.into_iter().zip(args.chunks_exact(2)) {
         let written =
-            session.put(key, value, None).and_then(|_| hashes::clear(session, db, &pair[0]));
+            session.put(key, value, None).and_then(|_| hashes::clear(session, db, pair[0]));
         if let Err(error) = written {
             return op_error(error);
         }
