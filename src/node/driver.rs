@@ -65,6 +65,9 @@ pub struct State {
     /// What readiness is computed from, and where it is published after every step.
     pub(super) ready_inputs: ReadyInputs,
     ready: watch::Sender<Readiness>,
+    /// The readiness last published on `ready`, compared without the channel's lock (every
+    /// write drains the node, and taking that lock each time cost a share of each one).
+    published: Readiness,
     pub(super) leaving: Vec<oneshot::Sender<()>>,
     skew: SkewLog,
     clock: WallClock,
@@ -95,7 +98,9 @@ impl Driver {
         let metrics = Metrics::default();
         // The handle starts a node without seeds ready, and one with seeds joining.
         let seeded = ready.borrow().is_err();
+        let published = ready.borrow().clone();
         let state = State {
+            published,
             ready_inputs: ReadyInputs::new(seeded, &node),
             node,
             waits: BTreeMap::new(),
@@ -235,7 +240,7 @@ impl State {
 
     /// The readiness last published.
     pub(super) fn readiness(&self) -> Readiness {
-        self.ready.borrow().clone()
+        self.published.clone()
     }
 
     /// Drains the node's outputs: the drain contract (after every input and command).
@@ -248,11 +253,10 @@ impl State {
         }
         self.ready_inputs.observe(&self.node);
         let readiness = self.ready_inputs.readiness();
-        self.ready.send_if_modified(|published| {
-            let changed = *published != readiness;
-            *published = readiness;
-            changed
-        });
+        if readiness != self.published {
+            self.published = readiness.clone();
+            let _previous = self.ready.send_replace(readiness);
+        }
     }
 
     /// How long a write made on another node took to arrive here, by its stamp's wall time.

@@ -87,12 +87,8 @@ impl Packed {
     }
 
     fn writer(&self) -> usize {
-        let bytes = [
-            self.0[WRITER_AT],
-            self.0[WRITER_AT + 1],
-            self.0[WRITER_AT + 2],
-            self.0[WRITER_AT + 3],
-        ];
+        let mut bytes = [0; 4];
+        bytes.copy_from_slice(&self.0[WRITER_AT..WRITER_AT + 4]);
         // A u32 always fits in usize on the 32- and 64-bit targets chorus builds for.
         u32::from_le_bytes(bytes) as usize
     }
