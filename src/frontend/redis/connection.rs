@@ -83,6 +83,8 @@ pub struct Connection {
     unsynced: bool,
     /// Handles to this connection's request metrics.
     series: SeriesCache,
+    /// How far the request at the start of the input was decoded, kept between reads.
+    decoder: resp::Decoder,
 }
 
 impl Connection {
@@ -103,6 +105,7 @@ impl Connection {
             closing: false,
             series: SeriesCache::default(),
             unsynced: false,
+            decoder: resp::Decoder::default(),
         }
     }
 
@@ -160,7 +163,7 @@ impl Connection {
         let mut consumed = 0;
         let mut batch = Batch::default();
         while !self.closing {
-            match resp::decode(&input[consumed..]) {
+            match self.decoder.decode(&input[consumed..]) {
                 Ok(None) => break,
                 Ok(Some((request, used))) => {
                     let args = arguments(&input[consumed..consumed + used], request);
