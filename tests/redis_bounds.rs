@@ -77,3 +77,91 @@ fn walks_over_tombstones_take_short_holds_and_find_every_key() {
     let first = node.cli(&["ls", "", "--limit", "1"]).expect_code(0).text();
     assert_eq!(first.lines().collect::<Vec<_>>(), ["a"]);
 }
+
+/// Lock holds of `purpose` that `work` took (the stats call that reads them counts one).
+fn holds_of(node: &Node, purpose: &str, work: impl FnOnce()) -> u64 {
+    let name = format!("lock_{purpose}_holds");
+    let before = stat(node, &name);
+    work();
+    stat(node, &name) - before
+}
+
+/// A hash of 5,000 fields: outside MULTI, the commands on the whole hash read, rewrite, move
+/// and delete it a page of fields per hold of the lock (many holds, each short), and do all of
+/// it; inside MULTI, whose block is one hold, a hash that large is refused with a reason.
+#[test]
+fn a_large_hash_is_worked_on_a_page_of_fields_per_hold() {
+    let cluster = Cluster::start("redis_large_hash", &["a"]);
+    let node = cluster.node("a");
+    let mut client = redis(node);
+    let fields = 5_000;
+    for chunk in (0..fields).collect::<Vec<_>>().chunks(1_000) {
+        let mut hset = vec!["HSET".to_string(), "h".to_string()];
+        hset.extend(chunk.iter().flat_map(|n| [format!("f{n:05}"), format!("v{n}")]));
+        assert_eq!(call(&mut client, &hset), Resp::Integer(chunk.len() as i64));
+    }
+    let many = 10; // 5,000 fields at 256 a hold take 20 holds; one hold before the fix.
+    let holds = holds_of(node, "read", || {
+        let Resp::Array(all) = client.call(&["HGETALL", "h"]) else { panic!("HGETALL") };
+        assert_eq!(all.len(), 2 * fields);
+        assert_eq!((all[0].text(), all[1].text()), ("f00000".into(), "v0".into()));
+    });
+    assert!(holds >= many, "HGETALL read {fields} fields in {holds} holds");
+    assert_eq!(client.call(&["HLEN", "h"]), Resp::Integer(fields as i64));
+    let Resp::Array(values) = client.call(&["HVALS", "h"]) else { panic!("HVALS") };
+    assert_eq!(values.len(), fields);
+
+    let holds = holds_of(node, "write", || {
+        assert_eq!(client.call(&["EXPIRE", "h", "600"]), Resp::Integer(1));
+    });
+    assert!(holds >= many, "EXPIRE rewrote {fields} fields in {holds} holds");
+    let Resp::Integer(ttl) = client.call(&["TTL", "h"]) else { panic!("TTL") };
+    assert!((590..=600).contains(&ttl), "{ttl}");
+    assert_eq!(client.call(&["PERSIST", "h"]), Resp::Integer(1));
+    assert_eq!(client.call(&["TTL", "h"]), Resp::Integer(-1));
+    assert_eq!(client.call(&["PEXPIRE", "h", "900000", "XX"]), Resp::Integer(0));
+
+    assert_eq!(client.call(&["RENAME", "h", "h2"]), Resp::Simple("OK".into()));
+    assert_eq!(client.call(&["HLEN", "h2"]), Resp::Integer(fields as i64));
+    assert_eq!(client.call(&["EXISTS", "h"]), Resp::Integer(0));
+    assert_eq!(client.call(&["HGET", "h2", "f04999"]), Resp::Bulk(b"v4999".to_vec()));
+
+    assert_eq!(client.call(&["MULTI"]), Resp::Simple("OK".into()));
+    assert_eq!(client.call(&["HLEN", "h2"]), Resp::Simple("QUEUED".into()));
+    let Resp::Array(replies) = client.call(&["EXEC"]) else { panic!("EXEC") };
+    assert!(matches!(&replies[0], Resp::Error(e) if e.contains("outside MULTI")), "{replies:?}");
+
+    let holds = holds_of(node, "write", || {
+        assert_eq!(client.call(&["DEL", "h2", "missing"]), Resp::Integer(1));
+    });
+    assert!(holds >= many, "DEL deleted {fields} fields in {holds} holds");
+    assert_eq!(client.call(&["HLEN", "h2"]), Resp::Integer(0));
+    assert_eq!(client.call(&["EXISTS", "h2"]), Resp::Integer(0));
+}
+
+/// The whole-key commands run apart from a pipeline's batch, in the order they were sent.
+#[test]
+fn whole_key_commands_keep_their_place_in_a_pipeline() {
+    let cluster = Cluster::start("redis_whole_pipeline", &["a"]);
+    let mut client = redis(cluster.node("a"));
+    let commands: [&[&[u8]]; 7] = [
+        &[b"SET", b"k", b"v"],
+        &[b"HSET", b"h", b"f", b"1", b"g", b"2"],
+        &[b"DEL", b"k"],
+        &[b"GET", b"k"],
+        &[b"DEBUG", b"OBJECT", b"h"],
+        &[b"EXPIRE", b"h", b"100"],
+        &[b"PTTL", b"h"],
+    ];
+    for command in commands {
+        client.send(command);
+    }
+    let replies: Vec<Resp> = (0..commands.len()).map(|_| client.read().expect("a reply")).collect();
+    assert_eq!(
+        replies[..4],
+        [Resp::Simple("OK".into()), Resp::Integer(2), Resp::Integer(1), Resp::Null]
+    );
+    assert!(replies[4].text().contains("serializedlength:4 "), "{:?}", replies[4]);
+    assert_eq!(replies[5], Resp::Integer(1));
+    assert!(matches!(replies[6], Resp::Integer(ms) if ms > 90_000), "{:?}", replies[6]);
+}

@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 
 use super::command::DataFn;
 use super::pubsub::Subscriptions;
-use super::{Server, data_command, lock, refusal};
+use super::{Server, batched_command, data_command, lock, refusal};
 use crate::node::{Live, Purpose, SeriesCache};
 
 /// Replies buffered before they are written, even in the middle of a pipeline.
@@ -294,7 +294,7 @@ impl Connection {
         if let Some(reply) = self.gate(&name, &args) {
             return Step::Replies(vec![reply]);
         }
-        if let Some((kind, command, purpose)) = data_command(&name) {
+        if let Some((kind, command, purpose)) = batched_command(&name) {
             return Step::Data(kind, command, purpose, args);
         }
         Step::Command(name, args)

@@ -6,6 +6,8 @@
 //!   pub/sub mode, authentication, the output bound.
 //! - `server`: connection and server commands (PING, HELLO, AUTH, SELECT, INFO, CLIENT...).
 //! - `strings`, `hashes`, `keys`: data commands, each run in one session of the node.
+//! - `whole`: commands on a whole key (DEL, the expiry commands, RENAME, HGETALL...) outside
+//!   MULTI, a page of a hash's fields per hold of the lock.
 //! - `scan`: KEYS, SCAN, DBSIZE, FLUSHDB over a database, page by page.
 //! - `pubsub`: keyspace notifications fed by the node's watch stream.
 //!
@@ -21,6 +23,7 @@ mod pubsub;
 mod scan;
 mod server;
 mod strings;
+mod whole;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -150,9 +153,16 @@ static DATA_COMMANDS: &[(&str, DataFn, Purpose)] = &[
 ];
 
 /// The data command named `name` (upper case): its name as a static label (metrics), what
-/// runs it, and why it takes the lock.
+/// runs it in one session (a `MULTI` block's), and why it takes the lock.
 fn data_command(name: &str) -> Option<(&'static str, DataFn, Purpose)> {
     DATA_COMMANDS.iter().find(|(known, _, _)| *known == name).copied()
+}
+
+/// The data command named `name` that a pipeline batches into one session: every data command
+/// but those on a whole key, which may be a large hash and run from `whole` outside the batch,
+/// a page of fields per hold of the lock.
+fn batched_command(name: &str) -> Option<(&'static str, DataFn, Purpose)> {
+    data_command(name).filter(|_| whole::command(name).is_none())
 }
 
 /// Why chorus refuses a command it knows, if it does: those that need one point of order (a

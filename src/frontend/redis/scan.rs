@@ -208,12 +208,8 @@ fn flush(driver: &Driver, db: u8) -> Result<(), Reply> {
         if keys.is_empty() {
             return Ok(());
         }
-        let deleted =
-            driver.session(Purpose::Write, |session| super::keys::del(session, db, &keys));
-        match deleted.map_err(op_error)? {
-            Reply::Error(error) => Err(Reply::Error(error)),
-            _ => Ok(()),
-        }
+        // A hash's fields are deleted a page per hold.
+        super::whole::delete_keys(driver, db, &keys).map(|_| ())
     })
 }
 

@@ -49,7 +49,7 @@ impl Connection {
             "FLUSHDB" => scan::flushdb(driver, self.db, args),
             "FLUSHALL" => scan::flushall(driver, args),
             "UNWATCH" => Reply::ok(),
-            _ => return None,
+            _ => return super::whole::command(name).map(|run| run(driver, self.db, args)),
         };
         Some(reply)
     }
