@@ -1,7 +1,8 @@
 //! Bounds on the work one Redis command does in one hold of the node's lock, through the real
-//! binary: walks over many tombstones (SCAN, KEYS, DBSIZE, the RPC list) take several short
-//! holds, and still see every live key. The node counts its lock holds per purpose in
-//! `stats`, so the tests count holds and never time them.
+//! binary: walks over many tombstones (SCAN, KEYS, DBSIZE, the RPC list) and commands on a
+//! large hash (HGETALL, EXPIRE, DEL...) take several short holds and still do all their work;
+//! a large request trickled in small writes is answered. The node counts its lock holds per
+//! purpose in `stats`, so the tests count holds and never time them.
 
 mod common;
 
@@ -164,4 +165,24 @@ fn whole_key_commands_keep_their_place_in_a_pipeline() {
     assert!(replies[4].text().contains("serializedlength:4 "), "{:?}", replies[4]);
     assert_eq!(replies[5], Resp::Integer(1));
     assert!(matches!(replies[6], Resp::Integer(ms) if ms > 90_000), "{:?}", replies[6]);
+}
+
+/// A large request that arrives a few bytes at a time, followed by another in the same writes,
+/// is answered once whole: the connection keeps its decoding progress between reads and starts
+/// the next request afresh. (`proto`'s `resp` tests count the decoding work.)
+#[test]
+fn a_request_trickled_in_small_writes_is_answered() {
+    let cluster = Cluster::start("redis_trickle", &["a"]);
+    let mut client = redis(cluster.node("a"));
+    let fields = 5_000;
+    let mut args: Vec<Vec<u8>> = vec![b"HSET".to_vec(), b"t".to_vec()];
+    args.extend((0..fields).flat_map(|n| [format!("f{n}").into_bytes(), b"v".to_vec()]));
+    let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+    let mut bytes = common::encode(&refs);
+    bytes.extend_from_slice(&common::encode(&[b"HLEN", b"t"]));
+    for piece in bytes.chunks(97) {
+        client.raw(piece);
+    }
+    assert_eq!(client.read(), Some(Resp::Integer(fields)));
+    assert_eq!(client.read(), Some(Resp::Integer(fields)));
 }
