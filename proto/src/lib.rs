@@ -77,7 +77,7 @@ pub use message::{
 pub use node::{Config, Node, Sabotage};
 pub use offset::{ClockCheck, ClockSample};
 pub use stats::Stats;
-pub use store::{Applied, Delta, Entry, Group, Replaced, Store, Update};
+pub use store::{Applied, Delta, Entry, Group, Listed, Replaced, Store, Update};
 pub use transmit::{Lane, Transmit};
 pub use version::{Dot, VersionVector};
 pub use wait::{WaitId, WaitLevel, WaitOutcome};

@@ -29,6 +29,12 @@ pub const MESSAGE_SIZE_MAX: usize =
 /// that a catch-up interleaves with other traffic. A single oversized entry still goes alone.
 pub const DELTA_PAGE_SIZE_TARGET: usize = 256 * 1024;
 
+/// Most entries one listing page visits (`Store::list_page`): live, tombstones and expired
+/// alike. A prefix may hold any number of tombstones between two live keys until collection;
+/// each page of a walk (a Redis `SCAN`, `KEYS` or `DBSIZE`, an HTTP or RPC list) takes the
+/// node's lock once, so this bounds one hold (about a tenth of a millisecond of tombstones).
+pub const LIST_VISIT_MAX: usize = 4096;
+
 /// Largest wall-clock reading an `Hlc` can carry: 48 bits of milliseconds (year 10889).
 pub const WALL_MS_MAX: u64 = (1 << 48) - 1;
 

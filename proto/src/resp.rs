@@ -88,45 +88,142 @@ pub enum Request {
 
 /// Decodes the first request in `buf`: `Ok(None)` when more bytes are needed, else the request
 /// and how many bytes it took. An empty inline line decodes as an empty request.
+///
+/// Each call starts from the beginning of `buf`; a connection that reads a request in many
+/// small pieces keeps a [`Decoder`] instead, which goes on where the last call stopped.
 pub fn decode(buf: &[u8]) -> Result<Option<(Request, usize)>, RespError> {
-    match buf.first() {
-        None => Ok(None),
-        Some(b'*') => decode_bulk(buf),
-        Some(_) => decode_inline(buf),
-    }
+    Decoder::default().decode(buf)
 }
 
-fn decode_bulk(buf: &[u8]) -> Result<Option<(Request, usize)>, RespError> {
-    let Some((count, mut at)) = header(buf, 0, b'*', "multibulk")? else { return Ok(None) };
-    // `*-1` and `*0` are empty requests, which Redis ignores.
-    let count = usize::try_from(count).unwrap_or(0);
-    if count > RESP_ARGS_MAX {
-        return Err(RespError::TooManyArgs);
-    }
-    // Reserve by what is already here, not by what the header promises.
-    let mut args = Vec::with_capacity(count.min(buf.len() / 4));
-    for _ in 0..count {
-        let Some((len, start)) = header(buf, at, b'$', "bulk")? else {
-            return incomplete(at);
+/// A request decoder that keeps its progress through an incomplete request between calls, so
+/// that a request arriving a few bytes at a time is read once in all rather than from its
+/// start on every read (which was quadratic in its arguments: a `*65536` request trickled in
+/// small reads re-read every argument before the new bytes each time).
+///
+/// Between a call that answered `Ok(None)` and the next, the caller keeps the request's bytes
+/// in place (the next `buf` starts where the last one did, and only grows). A call that
+/// answers a request or an error starts the next request afresh. A shorter `buf` than the
+/// last call's is taken for a new request.
+#[derive(Clone, Debug, Default)]
+pub struct Decoder {
+    /// The argument count a `*` header announced, once it was read.
+    count: Option<usize>,
+    /// The arguments read so far, as ranges of the request's bytes.
+    args: Vec<Range<usize>>,
+    /// Where the next argument's `$` header starts.
+    at: usize,
+    /// How many bytes of an inline line were searched for its end.
+    searched: usize,
+    /// The length of `buf` at the last call.
+    seen: usize,
+    /// Headers read, for the tests that count the work of a trickled request.
+    #[cfg(test)]
+    headers: usize,
+}
+
+impl Decoder {
+    /// Decodes the first request in `buf`, going on from where the last call stopped: `Ok(None)`
+    /// when more bytes are needed, else the request and how many bytes it took.
+    pub fn decode(&mut self, buf: &[u8]) -> Result<Option<(Request, usize)>, RespError> {
+        if buf.len() < self.seen {
+            self.restart();
+        }
+        self.seen = buf.len();
+        let decoded = match buf.first() {
+            None => Ok(None),
+            Some(b'*') => self.decode_bulk(buf),
+            Some(_) => self.decode_inline(buf),
         };
-        let len = usize::try_from(len).map_err(|_| RespError::InvalidLength { what: "bulk" })?;
-        if len > RESP_BULK_SIZE_MAX {
-            return Err(RespError::BulkTooLarge(len));
+        if !matches!(decoded, Ok(None)) {
+            self.restart();
         }
-        let end = start + len;
-        if end.saturating_add(2) > RESP_REQUEST_SIZE_MAX {
-            return Err(RespError::RequestTooLarge);
-        }
-        if buf.len() < end + 2 {
-            return incomplete(end + 2);
-        }
-        if &buf[end..end + 2] != b"\r\n" {
-            return Err(RespError::Unterminated);
-        }
-        args.push(start..end);
-        at = end + 2;
+        decoded
     }
-    Ok(Some((Request::Bulk(args), at)))
+
+    /// Forgets the request in progress.
+    fn restart(&mut self) {
+        (self.count, self.at, self.searched, self.seen) = (None, 0, 0, 0);
+        self.args = Vec::new();
+    }
+
+    fn decode_bulk(&mut self, buf: &[u8]) -> Result<Option<(Request, usize)>, RespError> {
+        let count = match self.count {
+            Some(count) => count,
+            None => {
+                let Some((count, at)) = self.header(buf, 0, b'*', "multibulk")? else {
+                    return Ok(None);
+                };
+                // `*-1` and `*0` are empty requests, which Redis ignores.
+                let count = usize::try_from(count).unwrap_or(0);
+                if count > RESP_ARGS_MAX {
+                    return Err(RespError::TooManyArgs);
+                }
+                // Reserve by what is already here, not by what the header promises.
+                self.args = Vec::with_capacity(count.min(buf.len() / 4));
+                (self.count, self.at) = (Some(count), at);
+                count
+            }
+        };
+        while self.args.len() < count {
+            let Some((len, start)) = self.header(buf, self.at, b'$', "bulk")? else {
+                return incomplete(self.at);
+            };
+            let len =
+                usize::try_from(len).map_err(|_| RespError::InvalidLength { what: "bulk" })?;
+            if len > RESP_BULK_SIZE_MAX {
+                return Err(RespError::BulkTooLarge(len));
+            }
+            let end = start + len;
+            if end.saturating_add(2) > RESP_REQUEST_SIZE_MAX {
+                return Err(RespError::RequestTooLarge);
+            }
+            if buf.len() < end + 2 {
+                return incomplete(end + 2);
+            }
+            if &buf[end..end + 2] != b"\r\n" {
+                return Err(RespError::Unterminated);
+            }
+            self.args.push(start..end);
+            self.at = end + 2;
+        }
+        Ok(Some((Request::Bulk(std::mem::take(&mut self.args)), self.at)))
+    }
+
+    fn header(
+        &mut self,
+        buf: &[u8],
+        at: usize,
+        kind: u8,
+        what: &'static str,
+    ) -> Result<Option<(i64, usize)>, RespError> {
+        #[cfg(test)]
+        {
+            self.headers += 1;
+        }
+        header(buf, at, kind, what)
+    }
+
+    fn decode_inline(&mut self, buf: &[u8]) -> Result<Option<(Request, usize)>, RespError> {
+        // The bytes searched before hold no newline: the search goes on after them.
+        let from = self.searched.min(buf.len());
+        let Some(end) = buf[from..].iter().position(|&byte| byte == b'\n').map(|n| from + n) else {
+            self.searched = buf.len();
+            return if buf.len() > RESP_INLINE_SIZE_MAX {
+                Err(RespError::InlineTooLarge)
+            } else {
+                Ok(None)
+            };
+        };
+        if end > RESP_INLINE_SIZE_MAX {
+            return Err(RespError::InlineTooLarge);
+        }
+        let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
+        let words = split_words(line)?;
+        if words.len() > RESP_ARGS_MAX {
+            return Err(RespError::TooManyArgs);
+        }
+        Ok(Some((Request::Inline(words), end + 1)))
+    }
 }
 
 /// More bytes are needed; refuses a request that could not fit even once they come.
@@ -176,25 +273,6 @@ fn length(digits: &[u8]) -> Option<i64> {
         }
         number.checked_mul(10)?.checked_add(i64::from(digit - b'0'))
     })
-}
-
-fn decode_inline(buf: &[u8]) -> Result<Option<(Request, usize)>, RespError> {
-    let Some(end) = buf.iter().position(|&byte| byte == b'\n') else {
-        return if buf.len() > RESP_INLINE_SIZE_MAX {
-            Err(RespError::InlineTooLarge)
-        } else {
-            Ok(None)
-        };
-    };
-    if end > RESP_INLINE_SIZE_MAX {
-        return Err(RespError::InlineTooLarge);
-    }
-    let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
-    let words = split_words(line)?;
-    if words.len() > RESP_ARGS_MAX {
-        return Err(RespError::TooManyArgs);
-    }
-    Ok(Some((Request::Inline(words), end + 1)))
 }
 
 /// Splits an inline line into words: blanks separate, `"..."` (with `\n`, `\t`, `\\`, `\"`
@@ -491,6 +569,48 @@ mod tests {
         assert!(matches!(decode(&long), Err(RespError::HeaderTooLong { .. })));
         let nested = b"*1\r\n".repeat(100_000);
         assert!(matches!(decode(&nested), Err(RespError::Unexpected { .. })));
+    }
+
+    /// A `*20000` request trickled 16 bytes at a time: each call reads the headers that
+    /// arrived since the last (at most one incomplete header again), not every argument again.
+    #[test]
+    fn a_trickled_request_is_read_once() {
+        let count = 20_000;
+        let mut request = format!("*{count}\r\n").into_bytes();
+        for n in 0..count {
+            let arg = format!("a{n}");
+            request.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
+        }
+        let mut decoder = Decoder::default();
+        let mut calls = 0;
+        for end in (16..request.len()).step_by(16) {
+            assert_eq!(decoder.decode(&request[..end]), Ok(None));
+            calls += 1;
+            // Every argument header once, plus one incomplete header per call at most.
+            assert!(decoder.headers <= 1 + count + calls, "{} headers read", decoder.headers);
+        }
+        let whole = decoder.decode(&request).expect("decodes").expect("complete");
+        assert_eq!(Some(whole), decode(&request).expect("decodes"));
+        assert!(decoder.headers <= 2 + count + calls, "{} headers read", decoder.headers);
+        // The decoder starts the next request afresh.
+        let ping = Request::Bulk(std::iter::once(8..12).collect());
+        assert_eq!(decoder.decode(b"*1\r\n$4\r\nPING\r\n"), Ok(Some((ping, 14))));
+    }
+
+    #[test]
+    fn a_trickled_inline_line_and_a_shorter_buffer_decode_as_at_once() {
+        let line = format!("SET key {}\r\n", "v".repeat(40_000)).into_bytes();
+        let mut decoder = Decoder::default();
+        for end in 0..line.len() - 1 {
+            assert_eq!(decoder.decode(&line[..end]), Ok(None), "cut at {end}");
+        }
+        assert_eq!(decoder.decode(&line), decode(&line));
+        // A buffer shorter than the last one is another request, not the rest of this one.
+        assert_eq!(decoder.decode(b"*2\r\n$3\r\nGET\r\n"), Ok(None));
+        assert_eq!(
+            decoder.decode(b"PING\r\n"),
+            Ok(Some((Request::Inline(vec![b"PING".to_vec()]), 6)))
+        );
     }
 
     #[test]

@@ -1220,6 +1220,37 @@ fn resp_decoding_random_bytes_never_panics() {
     });
 }
 
+/// Bytes fed to a `Decoder` in random pieces (as reads deliver them) decode exactly as each
+/// growing prefix decodes at once: keeping progress between reads changes no outcome.
+#[test]
+fn resp_decoding_in_pieces_agrees_with_decoding_at_once() {
+    let part = prop_oneof![
+        Just(b"*".to_vec()),
+        Just(b"$".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"\n".to_vec()),
+        (0u32..12).prop_map(|n| n.to_string().into_bytes()),
+        vec(any::<u8>(), 0..8)
+    ];
+    let bytes = vec(part, 0..48).prop_map(|parts| parts.concat());
+    check(2_000, (bytes, vec(1..16usize, 1..64)), |(bytes, pieces)| {
+        let mut decoder = resp::Decoder::default();
+        let (mut start, mut end) = (0, 0);
+        for piece in pieces.iter().cycle().take(bytes.len() + 1) {
+            end = (end + piece).min(bytes.len());
+            let decoded = decoder.decode(&bytes[start..end]);
+            prop_assert_eq!(&decoded, &resp::decode(&bytes[start..end]));
+            match decoded {
+                Ok(None) if end == bytes.len() => break,
+                Ok(None) => {}
+                Ok(Some((_, used))) => start += used,
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    });
+}
+
 /// A request encoded as a client does decodes to its arguments, and every prefix of it
 /// waits for more bytes.
 #[test]

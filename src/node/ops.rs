@@ -3,7 +3,7 @@
 //! state; each operation takes the lock once, for one short step, with its purpose named.
 
 use chorus_proto::rpc::{LIST_LIMIT_MAX, MemberInfo};
-use chorus_proto::{Key, Stamp, Value, WaitId, WaitLevel, Write};
+use chorus_proto::{Key, Listed, Stamp, Value, WaitId, WaitLevel, Write};
 use tokio::sync::oneshot;
 
 use super::driver::Driver;
@@ -76,7 +76,10 @@ impl Driver {
         }
     }
 
-    /// Up to `limit` live keys under `prefix`, after `start_after` when given.
+    /// Up to `limit` live keys under `prefix`, after `start_after` when given, and whether more
+    /// follow. The store is read page by page, each page in its own hold of the lock, until
+    /// `limit` keys are found or the prefix ends: tombstones between the keys cost more holds,
+    /// never a longer one.
     pub fn list(
         &self,
         prefix: &[u8],
@@ -84,11 +87,38 @@ impl Driver {
         limit: u32,
     ) -> Result<KeyPage, OpError> {
         let limit = limit.min(LIST_LIMIT_MAX) as usize;
-        let mut found =
-            self.session(Purpose::Read, |session| session.list(prefix, start_after, limit + 1))?;
+        let mut found = Vec::new();
+        let mut after = start_after.cloned();
+        loop {
+            let page = self.list_page(prefix, after.as_ref(), limit + 1 - found.len())?;
+            found.extend(page.entries.into_iter().map(|(key, _)| key));
+            match page.resume_after {
+                Some(key) if found.len() <= limit => after = Some(key),
+                _ => break,
+            }
+        }
         let more = found.len() > limit;
         found.truncate(limit);
-        Ok((found.into_iter().map(|(key, _)| key).collect(), more))
+        Ok((found, more))
+    }
+
+    /// One page of live entries under `prefix`, after `start_after` when given: at most
+    /// `limit` of them, in one hold of the lock that visits at most `LIST_VISIT_MAX` entries.
+    /// The page says where it stopped, and may be empty without being the end.
+    pub fn list_page(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&Key>,
+        limit: usize,
+    ) -> Result<Listed, OpError> {
+        let mut state = self.lock(Purpose::Read).ok_or(OpError::ShuttingDown)?;
+        let now_ms = state.now_ms();
+        let listed = state.node.store().list_page(prefix, start_after, limit, now_ms);
+        // A clock step found by `now_ms` may have left messages to send.
+        if state.has_outbox() {
+            self.settle(state);
+        }
+        Ok(listed)
     }
 
     /// The members as this node sees them, itself included.

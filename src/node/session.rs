@@ -3,7 +3,7 @@
 //! and a `MULTI`/`EXEC` block as one: applied at once on this node (other nodes receive the
 //! writes one by one, as always under last-writer-wins).
 
-use chorus_proto::{Key, Stamp, Value, Write};
+use chorus_proto::{Key, Listed, Stamp, Value, Write};
 
 use super::driver::{Driver, State};
 use super::lock::Purpose;
@@ -60,6 +60,12 @@ impl Session<'_> {
         let entry = self.state.node.store().entry(key)?;
         let value = entry.live_value(self.now_ms)?.clone();
         Some(Found { value, stamp: entry.stamp(), expires_at_ms: entry.expires_at_ms })
+    }
+
+    /// One page of live keys under `prefix` (at most `limit`), visiting at most
+    /// `LIST_VISIT_MAX` entries, and where it stopped.
+    pub fn list_page(&self, prefix: &[u8], start_after: Option<&Key>, limit: usize) -> Listed {
+        self.state.node.store().list_page(prefix, start_after, limit, self.now_ms)
     }
 
     /// Whether any key at or after `bound` is held: when not, no key starts with it.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use http::{Event, Events, Http, HttpResponse, free_tcp_addr, read_response};
 pub use process::{Output, Process, chorus, chorus_with};
-pub use resp::{Redis, Resp};
+pub use resp::{Redis, Resp, encode};
 pub use rng::Rng;
 
 /// The binary under test.

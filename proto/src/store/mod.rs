@@ -10,10 +10,12 @@ use crate::data::{Key, Value};
 use crate::horizon::Horizon;
 use crate::version::{Dot, VersionVector};
 
+mod list;
 mod ordered;
 mod slab;
 mod travel;
 
+pub use list::Listed;
 use ordered::{Ordered, Position};
 use slab::{Held, Slab};
 pub use travel::{Delta, Group, Update};
@@ -184,35 +186,6 @@ impl Store {
     /// Number of held entries expired at `now_ms` and not yet collected.
     pub fn expired_count(&self, now_ms: u64) -> usize {
         self.with_expiry().take_while(|held| held.expires_at_ms() <= Some(now_ms)).count()
-    }
-
-    /// Up to `limit` live keys and values starting with `prefix`, in key order, after
-    /// `start_after` when given.
-    pub fn list(
-        &self,
-        prefix: &[u8],
-        start_after: Option<&Key>,
-        limit: usize,
-        now_ms: u64,
-    ) -> Vec<(Key, Value)> {
-        // Start at the prefix, or just after `start_after` when that lies beyond it.
-        let start = match start_after {
-            Some(key) if key.as_bytes() >= prefix => {
-                self.by_key.seek(|id| self.slab.get(id).key() <= key.as_bytes())
-            }
-            _ => self.seek_key(prefix),
-        };
-        let mut found = Vec::new();
-        let entries = self.by_key.iter_from(start).map(|id| self.slab.get(id));
-        for packed in entries.take_while(|packed| packed.key().starts_with(prefix)) {
-            if found.len() >= limit {
-                break;
-            }
-            if let Some(value) = packed.live_value(now_ms) {
-                found.push((Key::held(packed.key()), Value::held(value)));
-            }
-        }
-        found
     }
 
     /// Merges one write made or pushed here: last writer wins by stamp; its dot is recorded as

@@ -4,7 +4,6 @@
 //! node's changes as keyspace notifications; one that falls behind the node's change stream
 //! (a slow subscriber) is told so and dropped, never buffered without bound.
 
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -18,7 +17,7 @@ use tokio::sync::broadcast;
 use super::batch::{Batch, NAME_INLINE_MAX, Request, command_name};
 use super::command::DataFn;
 use super::pubsub::Subscriptions;
-use super::{Server, data_command, lock, refusal};
+use super::{Server, data_command, lock, refusal, whole};
 use crate::node::{Live, Purpose, SeriesCache};
 
 /// Replies buffered before they are written, even in the middle of a pipeline.
@@ -79,6 +78,8 @@ pub struct Connection {
     series: SeriesCache,
     /// The data commands of the read being run (kept to reuse its vectors).
     batch: Batch,
+    /// How far the request at the start of the input was decoded, kept between reads.
+    decoder: resp::Decoder,
 }
 
 impl Connection {
@@ -100,6 +101,7 @@ impl Connection {
             series: SeriesCache::default(),
             unsynced: false,
             batch: Batch::default(),
+            decoder: resp::Decoder::default(),
         }
     }
 
@@ -180,7 +182,7 @@ impl Connection {
         // The batch's vectors are kept from read to read, so they are not allocated again.
         let mut batch = std::mem::take(&mut self.batch);
         while !self.closing {
-            match resp::decode(&bytes[consumed..]) {
+            match self.decoder.decode(&bytes[consumed..]) {
                 Ok(None) => break,
                 Ok(Some((resp::Request::Bulk(mut ranges), used))) => {
                     for range in &mut ranges {
@@ -269,34 +271,75 @@ impl Connection {
     }
 
     /// Runs the batched data commands, whose arguments are ranges of `bytes`, in one
-    /// session, their replies in order into `output`; empties the batch.
+    /// session, their replies in order into `output`; empties the batch. A command on a whole
+    /// key that turns out to be a large hash ends the session: it runs a page of fields per
+    /// hold (`whole`), and the commands after it in a new session.
     fn run_batch(&mut self, bytes: &[u8], batch: &mut Batch, output: &mut Vec<u8>) {
         if batch.commands.is_empty() {
             return;
         }
         let writes = std::mem::take(&mut batch.writes);
-        let (db, purpose) = (self.db, if writes { Purpose::Write } else { Purpose::Read });
         self.unsynced |= writes;
+        let mut next = 0;
+        while next < batch.len() {
+            next = self.run_session(bytes, batch, next, writes, output);
+            if let Some((kind, _, at)) = batch.commands.get(next).cloned() {
+                let started = Instant::now();
+                let reply = batch.with_args(bytes, |_, args| {
+                    // Invariant: `whole::defers` is true only for the commands `whole` runs.
+                    let run = whole::command(kind).expect("only whole-key commands defer");
+                    run(&self.server.driver, self.db, &args[at])
+                });
+                self.observe(kind, &reply, started.elapsed());
+                self.encode(vec![reply], output);
+                next += 1;
+            }
+        }
+        batch.clear();
+    }
+
+    /// Runs the batched commands from `from` on in one session, until one defers to `whole`;
+    /// returns the index of that one (or the batch's length).
+    fn run_session(
+        &mut self,
+        bytes: &[u8],
+        batch: &Batch,
+        from: usize,
+        writes: bool,
+        output: &mut Vec<u8>,
+    ) -> usize {
+        let (db, purpose) = (self.db, if writes { Purpose::Write } else { Purpose::Read });
         let started = Instant::now();
         let replies = batch.with_args(bytes, |commands, args| {
             self.server.driver.session(purpose, |session| {
-                let run = |(_, command, at): &(_, DataFn, Range<usize>)| {
-                    command(session, db, &args[at.clone()])
-                };
-                commands.iter().map(run).collect::<Vec<_>>()
+                let mut replies = Vec::with_capacity(commands.len() - from);
+                for (kind, command, at) in &commands[from..] {
+                    let args = &args[at.clone()];
+                    if whole::defers(session, db, kind, args) {
+                        break;
+                    }
+                    replies.push(command(session, db, args));
+                }
+                replies
             })
         });
         let replies = replies.unwrap_or_else(|error| {
-            batch.commands.iter().map(|_| super::command::op_error(error.clone())).collect()
+            batch.commands[from..].iter().map(|_| super::command::op_error(error.clone())).collect()
         });
         // The commands of a pipelined batch share one session: each is counted with its time.
         let took = started.elapsed();
-        for ((kind, _, _), reply) in batch.commands.iter().zip(&replies) {
-            let result = if matches!(reply, Reply::Error(_)) { "error" } else { "ok" };
-            self.series.observe(self.server.driver.metrics(), "redis", kind, result, took);
+        for ((kind, _, _), reply) in batch.commands[from..].iter().zip(&replies) {
+            self.observe(kind, reply, took);
         }
-        batch.clear();
+        let ran = from + replies.len();
         self.encode(replies, output);
+        ran
+    }
+
+    /// Counts a command in the request metrics.
+    fn observe(&mut self, kind: &'static str, reply: &Reply, took: std::time::Duration) {
+        let result = if matches!(reply, Reply::Error(_)) { "error" } else { "ok" };
+        self.series.observe(self.server.driver.metrics(), "redis", kind, result, took);
     }
 
     /// Turns a change into the notifications this connection subscribed to.

@@ -1,6 +1,9 @@
 //! Hash commands: `HSET`, `HMSET`, `HSETNX`, `HGET`, `HMGET`, `HGETALL`, `HDEL`, `HEXISTS`,
 //! `HLEN`, `HKEYS`, `HVALS`.
 //!
+//! The commands that read a whole hash (`HGETALL`, `HKEYS`, `HVALS`, `HLEN`) run from here
+//! inside `MULTI` only (at most [`MULTI_HASH_FIELDS_MAX`] fields); outside it, from `whole`.
+//!
 //! Each field is its own last-writer-wins entry (`chorus_proto::keyspace`), so writes to
 //! different fields on different nodes all survive. A hash's expiry is its fields' expiry: a
 //! new field takes the expiry the hash already has, as it keeps the key's TTL in Redis.
@@ -16,12 +19,25 @@ use crate::node::{OpError, Session};
 /// One field of a hash: its name, its entry name, its value.
 pub type Field = (Vec<u8>, Key, Value);
 
-/// Every live field of hash `key` in database `db`: its name, entry name and value.
+/// Most fields a command reads or rewrites in one session (inside `MULTI`, whose block is one
+/// hold of the node's lock); above it the command is refused there, and runs outside `MULTI`
+/// a page per hold (`whole`). A session store's hash has tens of fields.
+pub const MULTI_HASH_FIELDS_MAX: usize = 4096;
+
+/// Every live field of hash `key` in database `db`: its name, entry name and value; refused
+/// above [`MULTI_HASH_FIELDS_MAX`] fields.
 pub fn fields(session: &Session<'_>, db: u8, key: &[u8]) -> Result<Vec<Field>, Reply> {
     let prefix = keyspace::hash_prefix(db, key).map_err(key_error)?;
     let mut found = Vec::new();
     let mut after: Option<Key> = None;
     loop {
+        if found.len() > MULTI_HASH_FIELDS_MAX {
+            return Err(Reply::error(format!(
+                "hash of more than {MULTI_HASH_FIELDS_MAX} fields: too large for MULTI on chorus, \
+                 which runs the block in one hold of the node's lock; send the command outside \
+                 MULTI, where it works a page of fields at a time"
+            )));
+        }
         let page = session.list(&prefix, after.as_ref(), LIST_LIMIT_MAX as usize);
         let full = page.len() == LIST_LIMIT_MAX as usize;
         after = page.last().map(|(name, _)| name.clone());

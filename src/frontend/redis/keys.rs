@@ -1,10 +1,16 @@
 //! Key commands on one key at a time: `DEL`, `UNLINK`, `EXISTS`, `EXPIRE`, `PEXPIRE`,
 //! `EXPIREAT`, `PEXPIREAT`, `PERSIST`, `TTL`, `PTTL`, `TYPE`, `RENAME`, `DEBUG OBJECT`.
 //!
+//! These run a command in one session: inside `MULTI`, where the block is one hold of the
+//! node's lock, and for a hash of at most `MULTI_HASH_FIELDS_MAX` fields. Outside `MULTI`, the
+//! commands that work on a whole key (`DEL`, the expiry commands, `RENAME`, `DEBUG OBJECT`) run
+//! from `whole`, a page of fields per hold.
+//!
 //! A Redis key is either a string entry or the fields of a hash (`chorus_proto::keyspace`).
 //! An expiry change rewrites the value with the new expiry: under last-writer-wins it is a
 //! write like any other, so a concurrent `SET` on another node may win over it.
 
+use chorus_proto::keyspace;
 use chorus_proto::resp::Reply;
 use chorus_proto::{Key, Value};
 
@@ -41,7 +47,11 @@ impl Held {
 fn held(session: &Session<'_>, db: u8, key: &[u8]) -> Result<Option<Held>, Reply> {
     let name = string_key(db, key)?;
     let string = session.lookup(&name).map(|found| (name, found));
-    let fields = hashes::fields(session, db, key).unwrap_or_default();
+    // A key too long to name a hash field has none.
+    let fields = match keyspace::hash_prefix(db, key) {
+        Ok(_) => hashes::fields(session, db, key)?,
+        Err(_) => Vec::new(),
+    };
     if string.is_none() && fields.is_empty() {
         return Ok(None);
     }
@@ -143,32 +153,16 @@ fn set_expiry(
     unit_ms: i64,
     absolute: bool,
 ) -> Reply {
-    let [key, amount, condition @ ..] = args else { return arity(name) };
-    let amount = match integer(amount) {
-        Ok(amount) => amount,
+    let (key, amount, condition) = match expiry_args(args, name) {
+        Ok(parsed) => parsed,
         Err(reply) => return reply,
-    };
-    let condition = match condition {
-        [] => None,
-        [word] => Some(upper(word)),
-        _ => return syntax(),
     };
     let now_ms = session.now_ms();
     let outcome = held(session, db, key).and_then(|held| {
         let Some(held) = held else { return Ok(0) };
         let ttl_ms = ttl_ms(amount, unit_ms, absolute, now_ms)?;
         let new_at = ttl_ms.map(|ttl| now_ms + ttl);
-        let old_at = held.expires_at_ms();
-        let allowed = match condition.as_deref() {
-            None => true,
-            Some("NX") => old_at.is_none(),
-            Some("XX") => old_at.is_some(),
-            // No expiry counts as an infinite one.
-            Some("GT") => old_at.is_some_and(|old| new_at.is_some_and(|new| new > old)),
-            Some("LT") => new_at.is_some_and(|new| old_at.is_none_or(|old| new < old)),
-            Some(_) => return Err(syntax()),
-        };
-        if !allowed {
+        if !expiry_allowed(condition.as_deref(), held.expires_at_ms(), new_at)? {
             return Ok(0);
         }
         match ttl_ms {
@@ -178,6 +172,40 @@ fn set_expiry(
         Ok(1)
     });
     outcome.map_or_else(|reply| reply, Reply::Integer)
+}
+
+/// An expiry command's arguments: the key, the amount, and the condition (`NX`, `XX`, `GT`,
+/// `LT`) if one is given.
+pub fn expiry_args<'a>(
+    args: &'a Args,
+    name: &str,
+) -> Result<(&'a [u8], i64, Option<String>), Reply> {
+    let [key, amount, condition @ ..] = args else { return Err(arity(name)) };
+    let amount = integer(amount)?;
+    let condition = match condition {
+        [] => None,
+        [word] => Some(upper(word)),
+        _ => return Err(syntax()),
+    };
+    Ok((key, amount, condition))
+}
+
+/// Whether an expiry change from `old_at` to `new_at` (wall ms; `None`: none) passes the
+/// condition `NX`, `XX`, `GT` or `LT`, if given.
+pub fn expiry_allowed(
+    condition: Option<&str>,
+    old_at: Option<u64>,
+    new_at: Option<u64>,
+) -> Result<bool, Reply> {
+    Ok(match condition {
+        None => true,
+        Some("NX") => old_at.is_none(),
+        Some("XX") => old_at.is_some(),
+        // No expiry counts as an infinite one.
+        Some("GT") => old_at.is_some_and(|old| new_at.is_some_and(|new| new > old)),
+        Some("LT") => new_at.is_some_and(|new| old_at.is_none_or(|old| new < old)),
+        Some(_) => return Err(syntax()),
+    })
 }
 
 /// `PERSIST key`: 1 if the key had an expiry and now has none.

@@ -6,6 +6,8 @@
 //!   pub/sub mode, authentication, the output bound.
 //! - `server`: connection and server commands (PING, HELLO, AUTH, SELECT, INFO, CLIENT...).
 //! - `strings`, `hashes`, `keys`: data commands, each run in one session of the node.
+//! - `whole`: commands on a whole key (DEL, the expiry commands, RENAME, HGETALL...) when the
+//!   key is a large hash, outside MULTI: a page of its fields per hold of the lock.
 //! - `scan`: KEYS, SCAN, DBSIZE, FLUSHDB over a database, page by page.
 //! - `pubsub`: keyspace notifications fed by the node's watch stream.
 //!
@@ -22,6 +24,7 @@ mod pubsub;
 mod scan;
 mod server;
 mod strings;
+mod whole;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -151,7 +154,7 @@ static DATA_COMMANDS: &[(&str, DataFn, Purpose)] = &[
 ];
 
 /// The data command named `name` (upper case): its name as a static label (metrics), what
-/// runs it, and why it takes the lock.
+/// runs it in one session (a pipeline's batch, a `MULTI` block), and why it takes the lock.
 fn data_command(name: &str) -> Option<(&'static str, DataFn, Purpose)> {
     DATA_COMMANDS.iter().find(|(known, _, _)| *known == name).copied()
 }

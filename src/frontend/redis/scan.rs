@@ -1,8 +1,9 @@
 //! Commands over a whole database: `KEYS`, `SCAN`, `DBSIZE`, `FLUSHDB`, `FLUSHALL`.
 //!
-//! A database's entries are walked in pages, each page in its own short session, so a large
-//! database never holds the node's lock for long: string keys first, then hash fields (each
-//! hash reported once). `SCAN` cursors are numbers, as clients parse them (redis-py turns
+//! A database's entries are walked in pages, each in its own short hold of the node's lock
+//! that visits at most `LIST_VISIT_MAX` entries, tombstones included, so a large database (or
+//! one full of deletes not yet collected) never holds the lock for long: string keys first,
+//! then hash fields (each hash reported once). `SCAN` cursors are numbers, as clients parse them (redis-py turns
 //! them into integers): each names a position kept by the node, shared by all its
 //! connections, the oldest forgotten beyond [`SCAN_CURSORS_MAX`].
 
@@ -16,7 +17,7 @@ use chorus_proto::rpc::LIST_LIMIT_MAX;
 
 use super::command::{OwnedArgs, arity, integer, not_integer, op_error, syntax, upper};
 use super::glob;
-use crate::node::{Driver, Purpose, Session};
+use crate::node::{Driver, OpError, Purpose, Session};
 
 /// `SCAN` positions a node remembers; a client that comes back with a forgotten cursor gets
 /// an error and starts again (Redis's own cursors never expire, but hold no memory).
@@ -24,6 +25,9 @@ pub const SCAN_CURSORS_MAX: usize = 4096;
 
 /// Most entry names one page of a walk lists, in one hold of the node's lock.
 const PAGE_NAMES_MAX: usize = LIST_LIMIT_MAX as usize;
+
+/// Most holds of the node's lock one page of a walk (one `SCAN` call) takes.
+const PAGE_HOLDS_MAX: usize = 8;
 
 /// Longest `KEYS`/`SCAN MATCH` pattern: a glob is matched against every key, so its length
 /// bounds the work per key.
@@ -53,32 +57,34 @@ pub struct Cursors {
 }
 
 /// Reads up to about `count` keys of database `db` from `position`; `None` once the walk is
-/// over.
+/// over. Each page of names is its own hold of the node's lock (visiting at most
+/// `LIST_VISIT_MAX` entries, tombstones included), and one call takes at most
+/// [`PAGE_HOLDS_MAX`] of them: it may then hold fewer keys than asked, or none, with a
+/// position to go on from, as SCAN allows.
 fn page(
-    session: &Session<'_>,
+    driver: &Driver,
     db: u8,
     mut position: Position,
     count: usize,
-) -> (Vec<Vec<u8>>, Option<Position>) {
+) -> Result<(Vec<Vec<u8>>, Option<Position>), OpError> {
     let mut keys = Vec::new();
     // Names listed in this call: one big hash (many fields, one key) must not keep the walk
-    // in one hold of the lock; a page may then hold fewer keys than asked, as SCAN allows.
+    // going for long either.
     let mut listed_total = 0;
-    loop {
-        if listed_total >= PAGE_NAMES_MAX {
-            return (keys, Some(position));
+    for _ in 0..PAGE_HOLDS_MAX {
+        if listed_total >= PAGE_NAMES_MAX || keys.len() >= count {
+            break;
         }
         let prefix = if position.hashes {
             keyspace::hashes_prefix(db).to_vec()
         } else {
             keyspace::strings_prefix(db)
         };
-        let listed = session.list(&prefix, position.after.as_ref(), count.max(1));
-        let mut exhausted = listed.len() < count.max(1);
-        listed_total += listed.len();
-        for (name, _) in listed {
-            if !position.hashes && db == 0 && name.as_bytes().first() == Some(&RESERVED_BYTE) {
-                // Database 0's plain names end where the reserved ones begin.
+        let listed = driver.list_page(&prefix, position.after.as_ref(), count.max(1))?;
+        listed_total += listed.entries.len();
+        let mut exhausted = listed.resume_after.is_none();
+        for (name, _) in listed.entries {
+            if !position.hashes && plain_ended(db, &name) {
                 exhausted = true;
                 break;
             }
@@ -92,16 +98,26 @@ fn page(
             }
             position.after = Some(name);
         }
+        if let Some(resume) = listed.resume_after.filter(|_| !exhausted) {
+            // The page stopped early (its budget, or `count`): go on after the last name it
+            // visited, which may be a tombstone's.
+            exhausted = !position.hashes && plain_ended(db, &resume);
+            position.after = Some(resume);
+        }
         if exhausted {
             if position.hashes {
-                return (keys, None);
+                return Ok((keys, None));
             }
             position = Position { hashes: true, ..Position::default() };
         }
-        if keys.len() >= count {
-            return (keys, Some(position));
-        }
     }
+    Ok((keys, Some(position)))
+}
+
+/// Whether `name`, met in the walk of database `db`'s string keys, lies past them: database
+/// 0's plain names end where the reserved ones begin.
+fn plain_ended(db: u8, name: &Key) -> bool {
+    db == 0 && name.as_bytes().first() == Some(&RESERVED_BYTE)
 }
 
 /// Walks every key of database `db`, one page per short session, handing each page to `visit`
@@ -113,9 +129,7 @@ fn walk(
 ) -> Result<(), Reply> {
     let mut position = Some(Position::default());
     while let Some(from) = position.take() {
-        let (keys, next) = driver
-            .session(Purpose::Read, |session| page(session, db, from, LIST_LIMIT_MAX as usize))
-            .map_err(op_error)?;
+        let (keys, next) = page(driver, db, from, LIST_LIMIT_MAX as usize).map_err(op_error)?;
         visit(keys)?;
         position = next;
     }
@@ -194,13 +208,8 @@ fn flush(driver: &Driver, db: u8) -> Result<(), Reply> {
         if keys.is_empty() {
             return Ok(());
         }
-        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-        let deleted =
-            driver.session(Purpose::Write, |session| super::keys::del(session, db, &keys));
-        match deleted.map_err(op_error)? {
-            Reply::Error(error) => Err(Reply::Error(error)),
-            _ => Ok(()),
-        }
+        // A hash's fields are deleted a page per hold.
+        super::whole::delete_keys(driver, db, &keys).map(|_| ())
     })
 }
 
@@ -227,8 +236,7 @@ pub fn scan(driver: &Driver, cursors: &Mutex<Cursors>, db: u8, args: &OwnedArgs)
             }
         }
     };
-    let (keys, next) = match driver.session(Purpose::Read, |session| page(session, db, from, count))
-    {
+    let (keys, next) = match page(driver, db, from, count) {
         Ok(page) => page,
         Err(error) => return op_error(error),
     };
