@@ -95,6 +95,10 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Request, usize)>, RespError> {
     Decoder::default().decode(buf)
 }
 
+/// Capacity of ranges a decoder keeps to decode the next request into; a larger vector (a
+/// request of many arguments) is let go.
+const RECYCLED_ARGS_MAX: usize = 64;
+
 /// A request decoder that keeps its progress through an incomplete request between calls, so
 /// that a request arriving a few bytes at a time is read once in all rather than from its
 /// start on every read (which was quadratic in its arguments: a `*65536` request trickled in
@@ -143,7 +147,19 @@ impl Decoder {
     /// Forgets the request in progress.
     fn restart(&mut self) {
         (self.count, self.at, self.searched, self.seen) = (None, 0, 0, 0);
-        self.args = Vec::new();
+        self.args.clear();
+        if self.args.capacity() > RECYCLED_ARGS_MAX {
+            self.args = Vec::new();
+        }
+    }
+
+    /// Takes back the vector of a request's ranges once the caller is done with them, to
+    /// decode the next request into (a pipelined command then allocates nothing for them).
+    pub fn recycle(&mut self, mut args: Vec<Range<usize>>) {
+        if self.args.capacity() == 0 && args.capacity() <= RECYCLED_ARGS_MAX {
+            args.clear();
+            self.args = args;
+        }
     }
 
     fn decode_bulk(&mut self, buf: &[u8]) -> Result<Option<(Request, usize)>, RespError> {
@@ -159,7 +175,8 @@ impl Decoder {
                     return Err(RespError::TooManyArgs);
                 }
                 // Reserve by what is already here, not by what the header promises.
-                self.args = Vec::with_capacity(count.min(buf.len() / 4));
+                self.args.clear();
+                self.args.reserve(count.min(buf.len() / 4));
                 (self.count, self.at) = (Some(count), at);
                 count
             }
@@ -528,6 +545,17 @@ mod tests {
             Request::Bulk(ranges) => ranges.into_iter().map(|range| buf[range].to_vec()).collect(),
             Request::Inline(words) => words,
         }
+    }
+
+    #[test]
+    fn a_recycled_vector_of_ranges_is_decoded_into() {
+        let mut decoder = Decoder::default();
+        let ping = b"*1\r\n$4\r\nPING\r\n";
+        let Ok(Some((Request::Bulk(ranges), _))) = decoder.decode(ping) else { panic!("PING") };
+        let kept = ranges.as_ptr();
+        decoder.recycle(ranges);
+        let Ok(Some((Request::Bulk(again), _))) = decoder.decode(ping) else { panic!("PING") };
+        assert_eq!((again.as_ptr(), again), (kept, vec![8..12]), "the same vector, refilled");
     }
 
     #[test]

@@ -199,6 +199,7 @@ impl Connection {
                         }
                         step => self.step(step, bytes, &mut batch, output),
                     }
+                    self.decoder.recycle(ranges);
                 }
                 Ok(Some((resp::Request::Inline(words), used))) => {
                     consumed += used;
