@@ -555,7 +555,8 @@ mod tests {
         let kept = ranges.as_ptr();
         decoder.recycle(ranges);
         let Ok(Some((Request::Bulk(again), _))) = decoder.decode(ping) else { panic!("PING") };
-        assert_eq!((again.as_ptr(), again), (kept, vec![8..12]), "the same vector, refilled");
+        assert_eq!(again.as_ptr(), kept, "the same vector, refilled");
+        assert_eq!(again, std::iter::once(8..12).collect::<Vec<_>>());
     }
 
     #[test]
