@@ -15,19 +15,28 @@ use crate::message::Body;
 use crate::store::Update;
 use crate::version::Dot;
 
-/// Writes queued for one peer, sent together when the batching window closes.
+/// What is queued for one peer until the batching window closes: which of the queued writes
+/// go to it (indices into `Pushes::updates`) and the acknowledgements to send it.
 #[derive(Clone, Debug, Default)]
 struct Outbox {
-    updates: Vec<Update>,
-    acks_wanted: Vec<Dot>,
+    updates: Vec<usize>,
     acks: Vec<Dot>,
-    /// Bound on the encoded size of `updates`, checked against `PUSH_QUEUE_SIZE_MAX`.
+    /// Bound on the encoded size of its writes, checked against `PUSH_QUEUE_SIZE_MAX`.
     size: usize,
 }
 
-/// The eager-push state of one node: outboxes, batching deadline, tree cache.
+/// A queued write and whether its writer wants an `Ack` for it.
+#[derive(Clone, Debug)]
+struct Queued {
+    update: Update,
+    ack: bool,
+}
+
+/// The eager-push state of one node: the queued writes, kept once however many peers they go
+/// to, the per-peer outboxes, the batching deadline, and the tree cache.
 #[derive(Clone, Debug)]
 pub(crate) struct Pushes {
+    updates: Vec<Queued>,
     outboxes: BTreeMap<NodeId, Outbox>,
     flush_at_ms: Option<u64>,
     /// This node's children in each origin's tree, computed on first use and forgotten
@@ -39,11 +48,16 @@ pub(crate) struct Pushes {
     page_size: usize,
 }
 
+/// Messages a flush sends: each body goes to every peer listed with it (peers whose outboxes
+/// held the same writes share the message, so it is encoded once).
+pub(crate) type Flushed = Vec<(Vec<NodeId>, Body)>;
+
 impl Pushes {
     /// Nothing queued; pushes batched for `batch_ms`, trees `fanout` wide, messages split
     /// near `page_size`.
     pub(crate) fn new(batch_ms: u64, fanout: usize, page_size: usize) -> Pushes {
         Pushes {
+            updates: Vec::new(),
             outboxes: BTreeMap::new(),
             flush_at_ms: None,
             children: BTreeMap::new(),
@@ -84,20 +98,33 @@ impl Pushes {
         self.children.clear();
     }
 
-    /// Queues `update` for `peer`, asking for an `Ack` when `ack`. Returns false when the
-    /// peer's outbox is full and the update was dropped (anti-entropy delivers it instead).
-    pub(crate) fn queue(&mut self, peer: NodeId, update: &Update, ack: bool, now_ms: u64) -> bool {
-        let outbox = self.outboxes.entry(peer).or_default();
-        if outbox.size + update.size_bound() > PUSH_QUEUE_SIZE_MAX {
-            return false;
+    /// Queues `update` once for each of `peers`, asking for an `Ack` when `ack`. Returns how
+    /// many peers' outboxes were full, so that it was dropped for them (anti-entropy delivers
+    /// it instead).
+    pub(crate) fn queue(
+        &mut self,
+        peers: impl IntoIterator<Item = NodeId>,
+        update: &Update,
+        ack: bool,
+        now_ms: u64,
+    ) -> u64 {
+        let index = self.updates.len();
+        let (mut queued, mut dropped) = (false, 0);
+        for peer in peers {
+            let outbox = self.outboxes.entry(peer).or_default();
+            if outbox.size + update.size_bound() > PUSH_QUEUE_SIZE_MAX {
+                dropped += 1;
+                continue;
+            }
+            outbox.size += update.size_bound();
+            outbox.updates.push(index);
+            queued = true;
         }
-        outbox.size += update.size_bound();
-        outbox.updates.push(update.clone());
-        if ack {
-            outbox.acks_wanted.push(update.dot());
+        if queued {
+            self.updates.push(Queued { update: update.clone(), ack });
+            self.schedule(now_ms);
         }
-        self.schedule(now_ms);
-        true
+        dropped
     }
 
     /// Queues an acknowledgement of `dot` for its writer `peer`.
@@ -111,51 +138,61 @@ impl Pushes {
         self.flush_at_ms = Some(self.flush_at_ms.map_or(at, |current| current.min(at)));
     }
 
-    /// Empties every outbox: per peer, the messages to send, acknowledgements first, then
-    /// pushes split below the page target (a single large update goes alone).
-    pub(crate) fn take(&mut self) -> Vec<(NodeId, Vec<Body>)> {
+    /// Empties every outbox: the messages to send and to whom. Acknowledgements come first,
+    /// then pushes, split below the page target (a single large update goes alone); peers
+    /// whose outboxes hold the same writes are sent the same messages.
+    pub(crate) fn take(&mut self) -> Flushed {
         self.flush_at_ms = None;
         let outboxes = std::mem::take(&mut self.outboxes);
-        let page_size = self.page_size;
-        outboxes.into_iter().map(|(peer, outbox)| (peer, outbox.into_bodies(page_size))).collect()
+        let updates = std::mem::take(&mut self.updates);
+        let mut flushed = Flushed::new();
+        let mut shared: BTreeMap<Vec<usize>, Vec<NodeId>> = BTreeMap::new();
+        for (peer, outbox) in outboxes {
+            if !outbox.acks.is_empty() {
+                flushed.push((vec![peer], Body::Ack(outbox.acks)));
+            }
+            if !outbox.updates.is_empty() {
+                shared.entry(outbox.updates).or_default().push(peer);
+            }
+        }
+        for (indices, peers) in shared {
+            for body in bodies(&updates, &indices, self.page_size) {
+                flushed.push((peers.clone(), body));
+            }
+        }
+        flushed
     }
 
     /// Drops everything queued: the state the writes came from is gone.
     pub(crate) fn clear(&mut self) {
+        self.updates.clear();
         self.outboxes.clear();
         self.flush_at_ms = None;
     }
 }
 
-impl Outbox {
-    fn into_bodies(self, page_size: usize) -> Vec<Body> {
-        let mut bodies = Vec::new();
-        if !self.acks.is_empty() {
-            bodies.push(Body::Ack(self.acks));
+/// The pushes carrying the writes at `indices` of `queued`, split below `page_size` (a single
+/// larger write goes alone), each asking for acknowledgement of those whose writer wants it.
+fn bodies(queued: &[Queued], indices: &[usize], page_size: usize) -> Vec<Body> {
+    let mut bodies = Vec::new();
+    let (mut updates, mut acks, mut size) = (Vec::new(), Vec::new(), 0);
+    for queued in indices.iter().map(|&index| &queued[index]) {
+        let bound = queued.update.size_bound();
+        if size + bound > page_size && !updates.is_empty() {
+            bodies.push(Body::Push {
+                updates: std::mem::take(&mut updates),
+                acks: std::mem::take(&mut acks),
+            });
+            size = 0;
         }
-        let mut updates = Vec::new();
-        let mut size = 0;
-        for update in self.updates {
-            if size + update.size_bound() > page_size && !updates.is_empty() {
-                bodies.push(push(std::mem::take(&mut updates), &self.acks_wanted));
-                size = 0;
-            }
-            size += update.size_bound();
-            updates.push(update);
+        size += bound;
+        if queued.ack {
+            acks.push(queued.update.dot());
         }
-        if !updates.is_empty() {
-            bodies.push(push(updates, &self.acks_wanted));
-        }
-        bodies
+        updates.push(queued.update.clone());
     }
-}
-
-/// A push of `updates`, asking for acknowledgements of those among `acks_wanted`.
-fn push(updates: Vec<Update>, acks_wanted: &[Dot]) -> Body {
-    let acks = acks_wanted
-        .iter()
-        .filter(|dot| updates.iter().any(|u| u.dot() == **dot))
-        .copied()
-        .collect();
-    Body::Push { updates, acks }
+    if !updates.is_empty() {
+        bodies.push(Body::Push { updates, acks });
+    }
+    bodies
 }

@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use chorus_proto::rpc::ChangeKind;
-use chorus_proto::{
-    Addr, ClockCheck, Envelope, Event, Node, Stamp, Transmit, WaitId, clock_offset_text,
-};
+use chorus_proto::{ClockCheck, Envelope, Event, Node, Stamp, Transmit, WaitId, clock_offset_text};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
@@ -158,8 +156,8 @@ impl Driver {
         if let Some(persist) = self.persist.as_ref().filter(|_| changed) {
             persist.wake();
         }
-        for transmit in outbox {
-            self.transport.send(transmit);
+        if !outbox.is_empty() {
+            self.transport.send_all(outbox);
         }
     }
 }
@@ -191,8 +189,6 @@ impl Driver {
     /// holds up to 256 KiB).
     pub fn message(&self, Inbound { from, bytes }: Inbound) {
         self.transport_stats.bytes_received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        // A socket address in text is far shorter than ADDR_SIZE_MAX.
-        let Ok(from) = Addr::new(from.to_string()) else { return };
         let merged = match Envelope::decode(&bytes) {
             Ok(envelope) => {
                 let Some(mut state) = self.lock(Purpose::Gossip) else { return };
