@@ -462,7 +462,7 @@ impl Node {
     ) {
         let origin = update.stamp.node;
         let children = self.pushes.children(origin, self.config.id, &self.members);
-        let to = children.into_iter().filter(|&child| Some(child) != from && child != origin);
+        let to = children.iter().copied().filter(|&child| Some(child) != from && child != origin);
         self.stats.pushes_dropped += self.pushes.queue(to, update, ack, now_ms);
     }
 

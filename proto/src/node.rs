@@ -230,6 +230,13 @@ impl Node {
         self.after_call(now_ms);
     }
 
+    /// Whether a client waits on a queued push: a write whose writer waits for
+    /// acknowledgements, or an acknowledgement of one. A driver that spaces its flushes to
+    /// batch more writes per message flushes these at once.
+    pub fn pushes_awaited(&self) -> bool {
+        self.pushes.awaited()
+    }
+
     // Outputs.
 
     /// The next message to send. Drain until `None` after every input and command.

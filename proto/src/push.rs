@@ -7,6 +7,7 @@
 //! does not depend on the node that owns it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::clock::NodeId;
 use crate::limits::{MEMBERS_MAX, PUSH_QUEUE_SIZE_MAX};
@@ -25,6 +26,11 @@ struct Outbox {
     size: usize,
 }
 
+/// Queued writes whose room a node keeps between batches (per peer, and once for the writes
+/// themselves, about 80 bytes each): a steady stream of writes reuses its buffers instead of
+/// growing them again for every batch, and a burst gives the rest back.
+const PUSH_BATCH_KEPT: usize = 1024;
+
 /// A queued write and whether its writer wants an `Ack` for it.
 #[derive(Clone, Debug)]
 struct Queued {
@@ -39,9 +45,12 @@ pub(crate) struct Pushes {
     updates: Vec<Queued>,
     outboxes: BTreeMap<NodeId, Outbox>,
     flush_at_ms: Option<u64>,
+    /// Something queued is awaited: a write whose writer wants acknowledgements, or an
+    /// acknowledgement for one.
+    awaited: bool,
     /// This node's children in each origin's tree, computed on first use and forgotten
     /// whenever membership changes (a tree depends only on the live members).
-    children: BTreeMap<NodeId, Vec<NodeId>>,
+    children: BTreeMap<NodeId, Arc<[NodeId]>>,
     batch_ms: u64,
     fanout: usize,
     /// Size a push message aims at (`Config::delta_page_size_target`).
@@ -60,6 +69,7 @@ impl Pushes {
             updates: Vec::new(),
             outboxes: BTreeMap::new(),
             flush_at_ms: None,
+            awaited: false,
             children: BTreeMap::new(),
             batch_ms,
             fanout,
@@ -72,6 +82,11 @@ impl Pushes {
         self.flush_at_ms
     }
 
+    /// Whether a client waits on something queued (see [`crate::Node::pushes_awaited`]).
+    pub(crate) fn awaited(&self) -> bool {
+        self.awaited
+    }
+
     /// This node's (`me`) children in `origin`'s tree over the `Alive` members, cached per
     /// origin so a forwarded write costs a lookup, not a sort of every member.
     pub(crate) fn children(
@@ -79,12 +94,12 @@ impl Pushes {
         origin: NodeId,
         me: NodeId,
         members: &Members,
-    ) -> Vec<NodeId> {
+    ) -> Arc<[NodeId]> {
         if let Some(children) = self.children.get(&origin) {
             return children.clone();
         }
         let live: Vec<NodeId> = members.peers_in(&[MemberState::Alive]).map(|m| m.id).collect();
-        let children = crate::tree::children(origin, me, &live, self.fanout);
+        let children: Arc<[NodeId]> = crate::tree::children(origin, me, &live, self.fanout).into();
         // Origins include retired writers; bound the cache by the member limit.
         if self.children.len() >= MEMBERS_MAX {
             self.children.clear();
@@ -121,6 +136,7 @@ impl Pushes {
             queued = true;
         }
         if queued {
+            self.awaited |= ack;
             self.updates.push(Queued { update: update.clone(), ack });
             self.schedule(now_ms);
         }
@@ -130,6 +146,7 @@ impl Pushes {
     /// Queues an acknowledgement of `dot` for its writer `peer`.
     pub(crate) fn queue_ack(&mut self, peer: NodeId, dot: Dot, now_ms: u64) {
         self.outboxes.entry(peer).or_default().acks.push(dot);
+        self.awaited = true;
         self.schedule(now_ms);
     }
 
@@ -143,23 +160,32 @@ impl Pushes {
     /// whose outboxes hold the same writes are sent the same messages.
     pub(crate) fn take(&mut self) -> Flushed {
         self.flush_at_ms = None;
-        let outboxes = std::mem::take(&mut self.outboxes);
-        let updates = std::mem::take(&mut self.updates);
+        self.awaited = false;
         let mut flushed = Flushed::new();
-        let mut shared: BTreeMap<Vec<usize>, Vec<NodeId>> = BTreeMap::new();
-        for (peer, outbox) in outboxes {
+        let mut shared: BTreeMap<&[usize], Vec<NodeId>> = BTreeMap::new();
+        for (&peer, outbox) in &mut self.outboxes {
             if !outbox.acks.is_empty() {
-                flushed.push((vec![peer], Body::Ack(outbox.acks)));
+                flushed.push((vec![peer], Body::Ack(std::mem::take(&mut outbox.acks))));
             }
             if !outbox.updates.is_empty() {
-                shared.entry(outbox.updates).or_default().push(peer);
+                shared.entry(&outbox.updates).or_default().push(peer);
             }
         }
         for (indices, peers) in shared {
-            for body in bodies(&updates, &indices, self.page_size) {
+            for body in bodies(&self.updates, indices, self.page_size) {
                 flushed.push((peers.clone(), body));
             }
         }
+        // The buffers stay for the next batch (within a bound); a peer sent nothing goes.
+        self.outboxes.retain(|_, outbox| {
+            let used = !outbox.updates.is_empty();
+            outbox.updates.clear();
+            outbox.updates.shrink_to(PUSH_BATCH_KEPT);
+            outbox.size = 0;
+            used
+        });
+        self.updates.clear();
+        self.updates.shrink_to(PUSH_BATCH_KEPT);
         flushed
     }
 
@@ -167,6 +193,7 @@ impl Pushes {
     pub(crate) fn clear(&mut self) {
         self.updates.clear();
         self.outboxes.clear();
+        self.awaited = false;
         self.flush_at_ms = None;
     }
 }
@@ -175,7 +202,7 @@ impl Pushes {
 /// larger write goes alone), each asking for acknowledgement of those whose writer wants it.
 fn bodies(queued: &[Queued], indices: &[usize], page_size: usize) -> Vec<Body> {
     let mut bodies = Vec::new();
-    let (mut updates, mut acks, mut size) = (Vec::new(), Vec::new(), 0);
+    let (mut updates, mut acks, mut size) = (Vec::with_capacity(indices.len()), Vec::new(), 0);
     for queued in indices.iter().map(|&index| &queued[index]) {
         let bound = queued.update.size_bound();
         if size + bound > page_size && !updates.is_empty() {

@@ -138,15 +138,17 @@ impl Driver {
     }
 
     /// After a call: drains the node's outputs, wakes the timer task if the node's next
-    /// deadline is now earlier than the one it sleeps until (a push batch to flush), lets go
-    /// of the lock, then sends what the node transmitted.
+    /// deadline is now earlier than the one it sleeps until (a push batch to flush) or a
+    /// queued push is awaited, lets go of the lock, then sends what the node transmitted.
     pub(super) fn settle(&self, mut state: Guard<'_, State>) {
         state.drain();
         let next = state.node.poll_timeout();
-        let rearm = next < state.timer_ms;
-        if rearm {
+        let earlier = next < state.timer_ms;
+        if earlier {
             state.timer_ms = next;
         }
+        // Pushes a client waits on go at once, even while the timer task spaces its flushes.
+        let rearm = earlier || state.node.pushes_awaited();
         let outbox = std::mem::take(&mut state.outbox);
         let changed = state.persist_wanted || state.node.journal_pending();
         drop(state);
