@@ -7,6 +7,13 @@
 #
 #   tests/profile_vs_redis.sh                 (N = 20000; TESTS="set get"; PIPELINES="1 16")
 #   SHAPE=3 tests/profile_vs_redis.sh         (three nodes; TESTS="set")
+#   KEYS=100000 ... / CHORUS_BIN=path ...     (random keys of that many: redis-benchmark -r;
+#                                              a chorus binary built elsewhere, not built here)
+#
+# Without KEYS every SET writes the one key `key:__rand_int__`. In a cluster, an anti-entropy
+# round then claims a whole range of a writer's sequence numbers seen (the writer holds only
+# the last write), so pushes still in flight arrive as duplicates and skip the store: a
+# replica's work depends on timing. KEYS=100000 gives each write its own key.
 #
 # SHAPE=3 runs three chorus nodes joined into one cluster (every write replicated to all)
 # against a Redis primary with two replicas (replicaof), every process under callgrind; the
@@ -33,8 +40,10 @@ if ! command -v valgrind >/dev/null; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get install -y -qq --no-install-recommends valgrind >/dev/null
 fi
-cargo build --release --locked --bin chorus >&2
-chorus="${CARGO_TARGET_DIR:-target}/release/chorus"
+if [ -z "${CHORUS_BIN:-}" ]; then cargo build --release --locked --bin chorus >&2; fi
+chorus="${CHORUS_BIN:-${CARGO_TARGET_DIR:-target}/release/chorus}"
+keyspace=()
+if [ -n "${KEYS:-}" ]; then keyspace=(-r "$KEYS"); fi
 out="${OUT:-$(mktemp -d)}"
 echo "callgrind dumps in $out" >&2
 pids=()
@@ -111,7 +120,7 @@ whole() {
 count() { # server test pipeline
   local p
   for p in "${pids[@]}"; do callgrind_control -z "$p" >/dev/null 2>&1; done
-  redis-benchmark -p "$port" -t "$2" -n "$requests" -c 50 -d 64 -P "$3" -q >/dev/null
+  redis-benchmark -p "$port" -t "$2" -n "$requests" -c 50 -d 64 -P "$3" "${keyspace[@]}" -q >/dev/null
   # Replicas and peers apply what they were sent before the counters are read.
   [ "$shape" = 1 ] || sleep 2
   for p in "${pids[@]}"; do
