@@ -223,3 +223,53 @@ fn bodies(queued: &[Queued], indices: &[usize], page_size: usize) -> Vec<Body> {
     }
     bodies
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Hlc, Stamp};
+    use crate::data::{Key, Value};
+
+    fn update(seq: u64) -> Update {
+        Update {
+            key: Key::new(format!("k{seq}")).unwrap(),
+            stamp: Stamp { hlc: Hlc::new(1_000, 0), node: NodeId(1) },
+            seq,
+            value: Some(Value::new("v").unwrap()),
+            expires_at_ms: None,
+        }
+    }
+
+    fn keys(body: &Body) -> Vec<u64> {
+        match body {
+            Body::Push { updates, .. } => updates.iter().map(|u| u.seq).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn peers_with_the_same_writes_share_a_message_and_the_others_get_their_own() {
+        let (a, b, c) = (NodeId(2), NodeId(3), NodeId(4));
+        let mut pushes = Pushes::new(2, 6, 64 * 1024);
+        assert_eq!(pushes.queue([a, b, c], &update(1), false, 0), 0);
+        assert_eq!(pushes.queue([a, b], &update(2), true, 0), 0);
+        pushes.queue_ack(c, Dot { node: NodeId(9), seq: 7 }, 0);
+        assert!(pushes.awaited());
+        let flushed = pushes.take();
+        assert!(!pushes.awaited() && pushes.flush_at_ms().is_none());
+        let to = |peers: &[NodeId]| flushed.iter().filter(|(p, _)| p == peers).collect::<Vec<_>>();
+        let ab = to(&[a, b]);
+        assert_eq!(ab.len(), 1, "a and b share one push");
+        assert_eq!(keys(&ab[0].1), [1, 2]);
+        let Body::Push { acks, .. } = &ab[0].1 else { panic!("a push") };
+        assert_eq!(acks, &[Dot { node: NodeId(1), seq: 2 }], "only the waited write asks");
+        let c_only = to(&[c]);
+        assert!(matches!(c_only[0].1, Body::Ack(_)), "acknowledgements go first");
+        assert_eq!(keys(&c_only[1].1), [1]);
+        assert_eq!(flushed.len(), 3);
+        // Nothing stays queued, and the next batch starts from indices 0 again.
+        assert!(pushes.take().is_empty());
+        pushes.queue([a], &update(3), false, 0);
+        assert_eq!(keys(&pushes.take()[0].1), [3]);
+    }
+}
