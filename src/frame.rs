@@ -1,6 +1,7 @@
 //! Length-prefixed frames on QUIC streams: a big-endian `u32` length, then a postcard body.
 //! The length is checked against `MESSAGE_SIZE_MAX` before the body buffer is allocated.
 
+use bytes::Bytes;
 use chorus_proto::codec::{self, CodecError, FRAME_HEADER_SIZE};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -62,12 +63,11 @@ pub async fn read<T: DeserializeOwned>(recv: &mut quinn::RecvStream) -> Result<T
     codec::decode(&body).map_err(FrameError::Codec)
 }
 
-/// Writes an already-encoded body as one frame.
-pub async fn write_body(send: &mut quinn::SendStream, body: &[u8]) -> Result<(), FrameError> {
-    // Bodies come from the bounded encoder, so the length fits a u32.
-    let header = (body.len() as u32).to_be_bytes();
-    send.write_all(&header).await.map_err(|error| FrameError::Stream(error.to_string()))?;
-    send.write_all(body).await.map_err(|error| FrameError::Stream(error.to_string()))
+/// Writes a whole frame (length prefix included) without copying it: the stream keeps the
+/// shared buffer until the peer acknowledges it, so one message sent to several peers is one
+/// buffer in memory.
+pub async fn write_frame(send: &mut quinn::SendStream, frame: Bytes) -> Result<(), FrameError> {
+    send.write_chunk(frame).await.map_err(|error| FrameError::Stream(error.to_string()))
 }
 
 /// Encodes and writes one frame.

@@ -6,17 +6,33 @@
 # and idle timers are not counted.
 #
 #   tests/profile_vs_redis.sh                 (N = 20000; TESTS="set get"; PIPELINES="1 16")
+#   SHAPE=3 tests/profile_vs_redis.sh         (three nodes; TESTS="set")
+#   KEYS=100000 ... / CHORUS_BIN=path ...     (random keys of that many: redis-benchmark -r;
+#                                              a chorus binary built elsewhere, not built here)
+#
+# Without KEYS every SET writes the one key `key:__rand_int__`. In a cluster, an anti-entropy
+# round then claims a whole range of a writer's sequence numbers seen (the writer holds only
+# the last write), so pushes still in flight arrive as duplicates and skip the store: a
+# replica's work depends on timing. KEYS=100000 gives each write its own key.
+#
+# SHAPE=3 runs three chorus nodes joined into one cluster (every write replicated to all)
+# against a Redis primary with two replicas (replicaof), every process under callgrind; the
+# benchmark goes to the first node (the primary), and the instructions are summed over the
+# three processes. Before and after each benchmark it checks that every node still counts
+# three alive members (valgrind slows nodes down; a missed heartbeat would show there).
 #
 # Prints per test and pipeline depth: instructions per request for each, and chorus/redis.
-# The dumps stay in $OUT (default a temporary directory, printed) for callgrind_annotate.
+# The dumps stay in $OUT (default a temporary directory, printed) for callgrind_annotate
+# (KEEP=1 keeps each benchmark's dumps in $OUT/<server>-<test>-P<pipeline>/).
 # Installs valgrind, redis-server and redis-tools from Debian's packages when missing. Not
 # run by .ci/run: a measurement, not a test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 requests="${N:-20000}"
-tests="${TESTS:-set get}"
+shape="${SHAPE:-1}"
 pipelines="${PIPELINES:-1 16}"
+if [ "$shape" = 3 ]; then tests="${TESTS:-set}"; else tests="${TESTS:-set get}"; fi
 
 source tests/redis_tools.sh
 ensure_redis_tools
@@ -24,55 +40,125 @@ if ! command -v valgrind >/dev/null; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get install -y -qq --no-install-recommends valgrind >/dev/null
 fi
-cargo build --release --locked --bin chorus >&2
+if [ -z "${CHORUS_BIN:-}" ]; then cargo build --release --locked --bin chorus >&2; fi
+chorus="${CHORUS_BIN:-${CARGO_TARGET_DIR:-target}/release/chorus}"
+keyspace=()
+if [ -n "${KEYS:-}" ]; then keyspace=(-r "$KEYS"); fi
 out="${OUT:-$(mktemp -d)}"
 echo "callgrind dumps in $out" >&2
-pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; }
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-# Starts $1 (chorus|redis) under callgrind on a free port; sets pid and port.
-start() {
-  port=$(free_port)
-  case $1 in
-    chorus)
-      valgrind --tool=callgrind --callgrind-out-file="$out/$1.%p" target/release/chorus node \
-        --listen 127.0.0.1:0 --redis "127.0.0.1:$port" --log-level warn >/dev/null 2>"$out/$1.log" & ;;
-    redis)
-      valgrind --tool=callgrind --callgrind-out-file="$out/$1.%p" redis-server --bind 127.0.0.1 \
-        --port "$port" --save '' --appendonly no --logfile "" >/dev/null 2>"$out/$1.log" & ;;
-  esac
-  pid=$!
+# Waits until the Redis port $1 answers PING (a minute at most: valgrind starts slowly).
+wait_ping() {
   for _ in $(seq 1 600); do
-    redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && return
+    redis-cli -p "$1" ping 2>/dev/null | grep -q PONG && return
     sleep 0.1
   done
-  echo "$1 did not start under valgrind" >&2; exit 1
+  echo "the server on $1 did not start under valgrind" >&2; exit 1
 }
 
-# Instructions the server ran for one benchmark: zeroed, run, dumped, summed over its dumps.
-count() { # test pipeline
-  callgrind_control -z "$pid" >/dev/null
-  redis-benchmark -p "$port" -t "$1" -n "$requests" -c 50 -d 64 -P "$2" -q >/dev/null
-  rm -f "$out"/*."$pid".*[0-9] 2>/dev/null || true
-  callgrind_control -d "$pid" >/dev/null
+# Starts one server under callgrind; $1 chorus|redis, $2 its Redis port, $3 a chorus node's
+# gossip port, $4 (optional) the port to join or replicate.
+start_one() {
+  local cg=(valgrind --tool=callgrind --callgrind-out-file="$out/$1.%p")
+  case $1 in
+    chorus)
+      local args=(node --listen "127.0.0.1:$3" --redis "127.0.0.1:$2" --log-level warn)
+      [ -n "${4:-}" ] && args+=(--join "127.0.0.1:$4")
+      "${cg[@]}" "$chorus" "${args[@]}" >/dev/null 2>>"$out/$1.log" & ;;
+    redis)
+      local args=(--bind 127.0.0.1 --port "$2" --save '' --appendonly no --logfile "")
+      [ -n "${4:-}" ] && args+=(--replicaof 127.0.0.1 "$4")
+      "${cg[@]}" redis-server "${args[@]}" >/dev/null 2>>"$out/$1.log" & ;;
+  esac
+  pids+=("$!")
+  wait_ping "$2"
+}
+
+# Starts $1 (chorus|redis) in the shape; sets port (the one benchmarked), gossip (chorus's
+# first node) and pids.
+start() {
+  pids=()
+  port=$(free_port); gossip=$(free_port)
+  start_one "$1" "$port" "$gossip"
+  local n
+  local upstream=$gossip
+  [ "$1" = redis ] && upstream=$port
+  for n in $(seq 2 "$shape"); do start_one "$1" "$(free_port)" "$(free_port)" "$upstream"; done
+  settled "$1"
+}
+
+# Waits until the shape is whole: every chorus node sees $shape alive members, or the redis
+# primary $shape - 1 connected replicas (two minutes at most).
+settled() {
+  [ "$shape" = 1 ] && return
+  for _ in $(seq 1 240); do
+    [ "$(whole "$1")" = yes ] && return
+    sleep 0.5
+  done
+  echo "the $1 cluster did not form under valgrind" >&2; exit 1
+}
+
+# yes when the shape is whole (see settled), no otherwise.
+whole() {
+  case $1 in
+    chorus)
+      local alive
+      alive=$("$chorus" members --node "127.0.0.1:$gossip" 2>/dev/null | grep -c alive || true)
+      [ "$alive" -ge "$shape" ] && echo yes || echo no ;;
+    redis)
+      local connected
+      connected=$(redis-cli -p "$port" info replication | sed -n 's/^connected_slaves:\([0-9]*\).*/\1/p' | tr -d '\r')
+      [ "${connected:-0}" -ge $((shape - 1)) ] && echo yes || echo no ;;
+  esac
+}
+
+# Instructions the servers ran for one benchmark: zeroed, run, dumped, summed over every
+# process's dumps.
+count() { # server test pipeline
+  local p
+  for p in "${pids[@]}"; do callgrind_control -z "$p" >/dev/null 2>&1; done
+  redis-benchmark -p "$port" -t "$2" -n "$requests" -c 50 -d 64 -P "$3" "${keyspace[@]}" -q >/dev/null
+  # Replicas and peers apply what they were sent before the counters are read.
+  [ "$shape" = 1 ] || sleep 2
+  for p in "${pids[@]}"; do
+    rm -f "$out"/*."$p".*[0-9] 2>/dev/null || true
+    callgrind_control -d "$p" >/dev/null 2>&1
+  done
   sleep 1
-  cat "$out"/*."$pid".[0-9]* 2>/dev/null | awk '/^summary:/ { total += $2 } END { print total }'
-  rm -f "$out"/*."$pid".[0-9]*
+  [ "$(whole "$1")" = yes ] || echo "warning: the $1 cluster lost a member during $2 -P $3" >&2
+  local total=0 figure
+  for p in "${pids[@]}"; do
+    figure=$(cat "$out"/*."$p".[0-9]* 2>/dev/null | awk '/^summary:/ { total += $2 } END { print total + 0 }')
+    total=$((total + figure))
+    if [ -n "${KEEP:-}" ]; then
+      mkdir -p "$out/$1-$2-P$3"
+      cp "$out"/*."$p".[0-9]* "$out/$1-$2-P$3/"
+    fi
+    rm -f "$out"/*."$p".[0-9]*
+  done
+  echo "$total"
 }
 
 declare -A figure
 for server in chorus redis; do
   start "$server"
+  # A short uncounted run first: connections and lanes a cluster opens on its first writes
+  # (a node's bulk lane opens with its first catch-up page) are not the steady state.
+  redis-benchmark -p "$port" -t set -n 2000 -c 50 -d 64 "${keyspace[@]}" -q >/dev/null
   for test in $tests; do
     for pipeline in $pipelines; do
-      figure[$server,$test,$pipeline]=$(count "$test" "$pipeline")
+      figure[$server,$test,$pipeline]=$(count "$server" "$test" "$pipeline")
     done
   done
-  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+  for p in "${pids[@]}"; do kill "$p"; wait "$p" 2>/dev/null || true; done
+  pids=()
 done
 
-printf '%-5s %-3s %15s %15s %13s\n' test -P chorus_instr/req redis_instr/req chorus/redis
+printf '%-5s %-3s %15s %15s %13s   (%s)\n' test -P chorus_instr/req redis_instr/req chorus/redis \
+  "$([ "$shape" = 3 ] && echo '3 chorus nodes vs a Redis primary + 2 replicas, summed' || echo 'one server each')"
 for test in $tests; do
   for pipeline in $pipelines; do
     c=${figure[chorus,$test,$pipeline]} r=${figure[redis,$test,$pipeline]}

@@ -100,7 +100,17 @@ pub fn encode_with_limit<T: Serialize>(
 
 /// Encodes `message` as a frame: a `u32` length, then the body of at most `MESSAGE_SIZE_MAX`.
 pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, CodecError> {
-    let mut header = Vec::with_capacity(ENCODE_CAPACITY_INITIAL);
+    encode_frame_sized(message, ENCODE_CAPACITY_INITIAL)
+}
+
+/// Encodes `message` as a frame (see [`encode_frame`]) into a buffer that starts with room
+/// for `size_hint` bytes (capped at `MESSAGE_SIZE_MAX`), so a message whose size the caller can
+/// bound is encoded without growing the buffer step by step.
+pub fn encode_frame_sized<T: Serialize>(
+    message: &T,
+    size_hint: usize,
+) -> Result<Vec<u8>, CodecError> {
+    let mut header = Vec::with_capacity(FRAME_HEADER_SIZE + size_hint.min(MESSAGE_SIZE_MAX));
     header.resize(FRAME_HEADER_SIZE, 0);
     let mut frame = encode_into(message, header, FRAME_HEADER_SIZE + MESSAGE_SIZE_MAX)?;
     let body = frame.len() - FRAME_HEADER_SIZE;

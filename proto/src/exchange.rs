@@ -461,23 +461,20 @@ impl Node {
         now_ms: u64,
     ) {
         let origin = update.stamp.node;
-        for child in self.pushes.children(origin, self.config.id, &self.members) {
-            if Some(child) == from || child == origin {
-                continue;
-            }
-            if !self.pushes.queue(child, update, ack, now_ms) {
-                self.stats.pushes_dropped += 1;
-            }
-        }
+        let children = self.pushes.children(origin, self.config.id, &self.members);
+        let to = children.iter().copied().filter(|&child| Some(child) != from && child != origin);
+        self.stats.pushes_dropped += self.pushes.queue(to, update, ack, now_ms);
     }
 
-    /// Sends every queued push and acknowledgement to peers still known.
+    /// Sends every queued push and acknowledgement to peers still known; a message bound for
+    /// several peers is built once and shared (so the driver encodes it once).
     pub(crate) fn flush(&mut self) {
-        for (peer, bodies) in self.pushes.take() {
-            let Some(addr) = self.members.peer(peer).map(|m| m.addr.clone()) else { continue };
-            for body in bodies {
-                self.send(addr.clone(), Lane::Control, body);
-            }
+        for (peers, body) in self.pushes.take() {
+            let to: Vec<Addr> = peers
+                .iter()
+                .filter_map(|&peer| self.members.peer(peer).map(|m| m.addr.clone()))
+                .collect();
+            self.send_shared(to, Lane::Control, body);
         }
     }
 }

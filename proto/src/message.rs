@@ -249,6 +249,25 @@ pub enum Body {
     },
 }
 
+impl Body {
+    /// About how many bytes the body encodes to: a bound for pushes (the bulk of the
+    /// messages), a small default for the others (the buffer grows as needed).
+    fn size_hint(&self) -> usize {
+        const SMALL: usize = 256;
+        match self {
+            Body::Push { updates, acks } => {
+                updates.iter().map(Update::size_bound).sum::<usize>()
+                    + acks.len() * DOT_SIZE_MAX
+                    + SMALL
+            }
+            _ => SMALL,
+        }
+    }
+}
+
+/// Most bytes a `Dot` encodes to: two varint `u64`s.
+const DOT_SIZE_MAX: usize = 20;
+
 /// One gossip message: who sent it and what it says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
@@ -264,6 +283,12 @@ impl Envelope {
     /// an error here is a bug in this crate.
     pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
         codec::encode(self)
+    }
+
+    /// Encodes the message as a frame for a stream (a `u32` length, then what
+    /// [`Envelope::encode`] gives), in a buffer sized for it up front.
+    pub fn encode_frame(&self) -> Result<Vec<u8>, CodecError> {
+        codec::encode_frame_sized(self, self.body.size_hint())
     }
 
     /// Decodes a received message and checks the bounds the codec alone does not. Pure and

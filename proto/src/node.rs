@@ -6,6 +6,7 @@
 //! handling lives in `exchange.rs`.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -229,6 +230,13 @@ impl Node {
         self.after_call(now_ms);
     }
 
+    /// Whether a client waits on a queued push: a write whose writer waits for
+    /// acknowledgements, or an acknowledgement of one. A driver that spaces its flushes to
+    /// batch more writes per message flushes these at once.
+    pub fn pushes_awaited(&self) -> bool {
+        self.pushes.awaited()
+    }
+
     // Outputs.
 
     /// The next message to send. Drain until `None` after every input and command.
@@ -426,9 +434,18 @@ impl Node {
     /// `MESSAGE_SIZE_MAX` by construction (pages and pushes are sized by the bounds of their
     /// updates), which the simulator checks on every message it encodes.
     pub(crate) fn send(&mut self, to: Addr, lane: Lane, body: Body) {
-        let message = Envelope { sender: self.config.id, body };
+        let message = Arc::new(Envelope { sender: self.config.id, body });
         self.stats.messages_sent += 1;
         self.transmits.push_back(Transmit { to, lane, message });
+    }
+
+    /// Sends one message to each of `to`: the transmits share it (see [`Transmit::message`]).
+    pub(crate) fn send_shared(&mut self, to: Vec<Addr>, lane: Lane, body: Body) {
+        let message = Arc::new(Envelope { sender: self.config.id, body });
+        for to in to {
+            self.stats.messages_sent += 1;
+            self.transmits.push_back(Transmit { to, lane, message: message.clone() });
+        }
     }
 
     pub(crate) fn emit(&mut self, event: Event) {

@@ -1,7 +1,8 @@
 //! The receiving half of gossip: frames read from a peer's unidirectional streams.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
+
+use chorus_proto::Addr;
 
 use super::Firewall;
 use crate::frame;
@@ -9,8 +10,9 @@ use crate::frame;
 /// A received gossip message.
 #[derive(Debug)]
 pub struct Inbound {
-    /// The connection's remote address.
-    pub from: SocketAddr,
+    /// The connection's remote address, as the node sees addresses (its text, made once per
+    /// connection rather than per message).
+    pub from: Addr,
     /// The encoded envelope.
     pub bytes: Vec<u8>,
 }
@@ -22,18 +24,21 @@ pub async fn receive_gossip(
     deliver: impl Fn(Inbound) + Clone + Send + 'static,
     firewall: Arc<Firewall>,
 ) {
-    let from = connection.remote_address();
+    let remote = connection.remote_address();
+    // A socket address in text is far shorter than ADDR_SIZE_MAX.
+    let Ok(from) = Addr::new(remote.to_string()) else { return };
     while let Ok(mut recv) = connection.accept_uni().await {
         let deliver = deliver.clone();
         let firewall = firewall.clone();
+        let from = from.clone();
         tokio::spawn(async move {
             loop {
                 match frame::read_body(&mut recv).await {
-                    Ok(bytes) if firewall.blocks(&from) => drop(bytes),
-                    Ok(bytes) => deliver(Inbound { from, bytes }),
+                    Ok(bytes) if firewall.blocks(&remote) => drop(bytes),
+                    Ok(bytes) => deliver(Inbound { from: from.clone(), bytes }),
                     Err(frame::FrameError::Closed) => return,
                     Err(why) => {
-                        tracing::warn!(peer = %from, %why, "dropping gossip stream");
+                        tracing::warn!(peer = %remote, %why, "dropping gossip stream");
                         return;
                     }
                 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use chorus_proto::{Lane, Transmit};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -77,7 +78,8 @@ type Lanes = BTreeMap<(String, Lane), (mpsc::Sender<Queued>, Arc<AtomicUsize>)>;
 /// A message queued on a lane; its bytes count against the lane's budget until it is written
 /// or dropped.
 struct Queued {
-    bytes: Vec<u8>,
+    /// The whole frame, shared with the other lanes it was sent on.
+    bytes: Bytes,
     lane_bytes: Arc<AtomicUsize>,
 }
 
@@ -108,17 +110,31 @@ impl Transport {
         Transport { endpoint, client_config, lanes: Mutex::default(), firewall, stats }
     }
 
-    /// Encodes a message and queues it for its peer; drops and counts it if the lane is full.
-    /// Called after the driver let go of its lock, so encoding (a delta page is 256 KiB) holds
-    /// nothing but this task.
-    pub fn send(&self, transmit: Transmit) {
-        let bytes = match transmit.encode() {
-            Ok(bytes) => bytes,
-            Err(why) => {
-                tracing::error!(%why, "an outgoing gossip message did not encode (a bug)");
-                return;
-            }
-        };
+    /// Encodes each message once, however many peers it goes to (transmits that share a
+    /// message come one after another), and queues it for each of its peers. Called after the
+    /// driver let go of its lock, so encoding (a delta page is 256 KiB) holds nothing but
+    /// this task.
+    pub fn send_all(&self, transmits: Vec<Transmit>) {
+        let mut last: Option<(Transmit, Bytes)> = None;
+        for transmit in transmits {
+            let bytes = match last.take() {
+                Some((previous, bytes)) if previous.shares_message(&transmit) => bytes,
+                _ => match transmit.encode_frame() {
+                    Ok(bytes) => Bytes::from(bytes),
+                    Err(why) => {
+                        tracing::error!(%why, "an outgoing gossip message did not encode (a bug)");
+                        continue;
+                    }
+                },
+            };
+            self.queue(&transmit, bytes.clone());
+            last = Some((transmit, bytes));
+        }
+    }
+
+    /// Queues an encoded frame for `transmit`'s peer and lane; drops and counts it if the
+    /// lane is full.
+    fn queue(&self, transmit: &Transmit, bytes: Bytes) {
         let addr = String::from_utf8_lossy(transmit.to.as_bytes()).into_owned();
         let key = (addr, transmit.lane);
         // A poisoned lock only means a panic elsewhere while holding it; the map is still valid.
@@ -199,7 +215,7 @@ impl LaneTask {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            if let Err(why) = frame::write_body(send, &message.bytes).await {
+            if let Err(why) = frame::write_frame(send, message.bytes.clone()).await {
                 tracing::debug!(peer = %self.addr, %why, "send failed");
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 stream = None;

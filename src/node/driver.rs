@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use chorus_proto::rpc::ChangeKind;
-use chorus_proto::{
-    Addr, ClockCheck, Envelope, Event, Node, Stamp, Transmit, WaitId, clock_offset_text,
-};
+use chorus_proto::{ClockCheck, Envelope, Event, Node, Stamp, Transmit, WaitId, clock_offset_text};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
@@ -145,15 +143,17 @@ impl Driver {
     }
 
     /// After a call: drains the node's outputs, wakes the timer task if the node's next
-    /// deadline is now earlier than the one it sleeps until (a push batch to flush), lets go
-    /// of the lock, then sends what the node transmitted.
+    /// deadline is now earlier than the one it sleeps until (a push batch to flush) or a
+    /// queued push is awaited, lets go of the lock, then sends what the node transmitted.
     pub(super) fn settle(&self, mut state: Guard<'_, State>) {
         state.drain();
         let next = state.node.poll_timeout();
-        let rearm = next < state.timer_ms;
-        if rearm {
+        let earlier = next < state.timer_ms;
+        if earlier {
             state.timer_ms = next;
         }
+        // Pushes a client waits on go at once, even while the timer task spaces its flushes.
+        let rearm = earlier || state.node.pushes_awaited();
         let outbox = std::mem::take(&mut state.outbox);
         let changed = state.persist_wanted || state.node.journal_pending();
         drop(state);
@@ -163,8 +163,8 @@ impl Driver {
         if let Some(persist) = self.persist.as_ref().filter(|_| changed) {
             persist.wake();
         }
-        for transmit in outbox {
-            self.transport.send(transmit);
+        if !outbox.is_empty() {
+            self.transport.send_all(outbox);
         }
     }
 }
@@ -196,8 +196,6 @@ impl Driver {
     /// holds up to 256 KiB).
     pub fn message(&self, Inbound { from, bytes }: Inbound) {
         self.transport_stats.bytes_received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        // A socket address in text is far shorter than ADDR_SIZE_MAX.
-        let Ok(from) = Addr::new(from.to_string()) else { return };
         let merged = match Envelope::decode(&bytes) {
             Ok(envelope) => {
                 let Some(mut state) = self.lock(Purpose::Gossip) else { return };
