@@ -130,7 +130,7 @@ impl Driver {
     /// Subscribes to changes after a cursor (or from now): the watcher reads them from the
     /// history, the changes it missed first.
     pub fn subscribe(&self, after: Option<u64>) -> Result<Live, OpError> {
-        let state = self.lock(Purpose::Control).ok_or(OpError::ShuttingDown)?;
+        let mut state = self.lock(Purpose::Control).ok_or(OpError::ShuttingDown)?;
         state.history.subscribe(after)
     }
 
