@@ -45,6 +45,7 @@ chorus="${CHORUS_BIN:-${CARGO_TARGET_DIR:-target}/release/chorus}"
 keyspace=()
 if [ -n "${KEYS:-}" ]; then keyspace=(-r "$KEYS"); fi
 out="${OUT:-$(mktemp -d)}"
+mkdir -p "$out"
 echo "callgrind dumps in $out" >&2
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }

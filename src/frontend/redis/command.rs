@@ -8,6 +8,10 @@ use chorus_proto::resp::Reply;
 
 use crate::node::OpError;
 
+/// Most bytes of replies a connection holds before writing them: above it the client gets an
+/// error and is disconnected. 32 large values (1 MiB each) fit.
+pub const REDIS_OUTPUT_MAX: usize = 32 * 1024 * 1024;
+
 /// The arguments after the command's name, as slices of the buffer they were read into.
 pub type Args<'a> = [&'a [u8]];
 

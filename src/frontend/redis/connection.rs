@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
 use super::batch::{Batch, NAME_INLINE_MAX, Request, command_name};
-use super::command::DataFn;
+use super::command::{DataFn, REDIS_OUTPUT_MAX};
 use super::pubsub::Subscriptions;
 use super::{Server, data_command, lock, refusal, whole};
 use crate::node::{Live, Purpose, SeriesCache};
@@ -26,10 +26,6 @@ const OUTPUT_FLUSH_SIZE: usize = 64 * 1024;
 /// Pipelined data commands run in one hold of the node's lock: a pipeline of 16 SETs takes
 /// the lock once, not 16 times, while a long pipeline still lets other clients in between.
 pub const REDIS_BATCH_MAX: usize = 64;
-
-/// Most bytes of replies a connection holds before writing them: above it the client gets an
-/// error and is disconnected. 32 large values (1 MiB each) fit.
-pub const REDIS_OUTPUT_MAX: usize = 32 * 1024 * 1024;
 
 /// Most commands one `MULTI` block may queue; more abort the block (`EXECABORT`), since
 /// `EXEC` runs them all in one hold of the node's lock.

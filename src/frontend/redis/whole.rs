@@ -22,8 +22,9 @@ use chorus_proto::keyspace;
 use chorus_proto::resp::Reply;
 use chorus_proto::{Key, Value};
 
-use super::command::{Args, arity, key_error, op_error, string_key, ttl_ms, upper};
-use super::connection::REDIS_OUTPUT_MAX;
+use super::command::{
+    Args, REDIS_OUTPUT_MAX, arity, key_error, op_error, string_key, ttl_ms, upper,
+};
 use super::keys::{expiry_allowed, expiry_args};
 use crate::node::{Driver, Found, OpError, Purpose, Session};
 
