@@ -97,17 +97,22 @@ pub struct Transport {
     lanes: Mutex<Lanes>,
     firewall: Arc<Firewall>,
     stats: Arc<TransportStats>,
+    /// The node's runtime, where lane tasks run: a message may be sent from a task of the
+    /// Redis front end's own thread, whose runtime must not own a peer's lane.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Transport {
-    /// A transport dialling from `endpoint` with `client_config` (gossip ALPN).
+    /// A transport dialling from `endpoint` with `client_config` (gossip ALPN); its lanes run
+    /// on the runtime it is made on.
     pub fn new(
         endpoint: quinn::Endpoint,
         client_config: quinn::ClientConfig,
         firewall: Arc<Firewall>,
         stats: Arc<TransportStats>,
     ) -> Transport {
-        Transport { endpoint, client_config, lanes: Mutex::default(), firewall, stats }
+        let runtime = tokio::runtime::Handle::current();
+        Transport { endpoint, client_config, lanes: Mutex::default(), firewall, stats, runtime }
     }
 
     /// Encodes each message once, however many peers it goes to (transmits that share a
@@ -148,7 +153,7 @@ impl Transport {
                 firewall: self.firewall.clone(),
                 stats: self.stats.clone(),
             };
-            tokio::spawn(lane.run(receiver));
+            self.runtime.spawn(lane.run(receiver));
             lanes.insert(key.clone(), (queue, Arc::new(AtomicUsize::new(0))));
         }
         let Some((queue, lane_bytes)) = lanes.get(&key) else { return };

@@ -357,7 +357,29 @@ async fn serve_redis(
     let (listener, server) =
         redis::bind(redis_options, driver.clone()).await.map_err(StartError::FrontEnd)?;
     let addr = server.addr();
-    tasks.push(tokio::spawn(redis::serve(listener, server)));
+    let listener = listener.into_std().map_err(|error| StartError::FrontEnd(error.to_string()))?;
+    // The Redis connections run on a thread of their own, like Redis's one event loop: they
+    // do not contend with each other for the node's lock from two runtime threads. The task
+    // left here holds the thread's stop signal; aborting it (as `stop` aborts every task)
+    // stops the thread and its connections.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new().name("chorus-redis".into()).spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        let Ok(runtime) = runtime else { return };
+        runtime.block_on(async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+            tokio::select! {
+                () = redis::serve(listener, server) => {}
+                _ = stopped => {}
+            }
+        });
+    });
+    thread
+        .map_err(|error| StartError::FrontEnd(format!("cannot start the Redis thread: {error}")))?;
+    tasks.push(tokio::spawn(async move {
+        let _stop = stop;
+        std::future::pending::<()>().await
+    }));
     Ok(Some(addr))
 }
 
