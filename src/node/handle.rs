@@ -357,25 +357,31 @@ async fn serve_redis(
     let (listener, server) =
         redis::bind(redis_options, driver.clone()).await.map_err(StartError::FrontEnd)?;
     let addr = server.addr();
-    let listener = listener.into_std().map_err(|error| StartError::FrontEnd(error.to_string()))?;
     // The Redis connections run on a thread of their own, like Redis's one event loop: they
     // do not contend with each other for the node's lock from two runtime threads. The task
     // left here holds the thread's stop signal; aborting it (as `stop` aborts every task)
-    // stops the thread and its connections.
+    // stops the thread, its connections and its listener.
+    let failed = |error: std::io::Error| StartError::FrontEnd(format!("Redis front end: {error}"));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    // A runtime must not be dropped in an async context, as it would be here if what follows
+    // failed: it is then leaked, and the node fails to start.
+    let runtime = std::mem::ManuallyDrop::new(runtime.map_err(failed)?);
+    let listener = {
+        // Moved to the thread's runtime before the thread starts, so a failure stops the node.
+        let _entered = runtime.enter();
+        listener.into_std().and_then(tokio::net::TcpListener::from_std).map_err(failed)?
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new().name("chorus-redis".into()).spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-        let Ok(runtime) = runtime else { return };
+        let runtime = std::mem::ManuallyDrop::into_inner(runtime);
         runtime.block_on(async move {
-            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
             tokio::select! {
                 () = redis::serve(listener, server) => {}
                 _ = stopped => {}
             }
         });
     });
-    thread
-        .map_err(|error| StartError::FrontEnd(format!("cannot start the Redis thread: {error}")))?;
+    thread.map_err(failed)?;
     tasks.push(tokio::spawn(async move {
         let _stop = stop;
         std::future::pending::<()>().await
