@@ -132,6 +132,22 @@ fn a_large_hash_is_worked_on_a_page_of_fields_per_hold() {
     let Resp::Array(replies) = client.call(&["EXEC"]) else { panic!("EXEC") };
     assert!(matches!(&replies[0], Resp::Error(e) if e.contains("outside MULTI")), "{replies:?}");
 
+    // A string renamed onto a large hash, and a SET over one, replace every field.
+    for target in ["h3", "h4"] {
+        for chunk in (0..fields).collect::<Vec<_>>().chunks(1_000) {
+            let mut hset = vec!["HSET".to_string(), target.to_string()];
+            hset.extend(chunk.iter().flat_map(|n| [format!("f{n:05}"), format!("v{n}")]));
+            assert_eq!(call(&mut client, &hset), Resp::Integer(chunk.len() as i64));
+        }
+    }
+    assert_eq!(client.call(&["SET", "s", "1"]), Resp::Simple("OK".into()));
+    assert_eq!(client.call(&["RENAME", "s", "h3"]), Resp::Simple("OK".into()));
+    assert_eq!(client.call(&["SET", "h4", "2"]), Resp::Simple("OK".into()));
+    for (key, value) in [("h3", "1"), ("h4", "2")] {
+        assert_eq!(client.call(&["HLEN", key]), Resp::Integer(0), "{key} kept its fields");
+        assert_eq!(client.call(&["GET", key]), Resp::Bulk(value.as_bytes().to_vec()));
+    }
+
     let holds = holds_of(node, "write", || {
         assert_eq!(client.call(&["DEL", "h2", "missing"]), Resp::Integer(1));
     });

@@ -65,8 +65,10 @@ pub fn clear(session: &mut Session<'_>, db: u8, key: &[u8]) -> Result<(), OpErro
     if !session.holds_from(&keyspace::hashes_prefix(db)) {
         return Ok(());
     }
-    let Ok(fields) = fields(session, db, key) else { return Ok(()) };
-    for (_, name, _) in fields {
+    // Every field, however many: `fields` refuses a hash above `MULTI_HASH_FIELDS_MAX`, and a
+    // SET must not leave a large hash behind it (the key would be a string and a hash at once).
+    let Ok(prefix) = keyspace::hash_prefix(db, key) else { return Ok(()) };
+    for (name, _) in session.list(&prefix, None, usize::MAX) {
         session.delete(name)?;
     }
     Ok(())

@@ -57,7 +57,7 @@ static COMMANDS: &[(&str, WholeFn)] = &[
 /// pipelined `SET` + `EXPIRE`, as Lucee sends for every cache put, stays one hold).
 pub fn defers(session: &Session<'_>, db: u8, name: &str, args: &Args) -> bool {
     let keys = match name {
-        "DEL" | "UNLINK" => args,
+        "DEL" | "UNLINK" | "RENAME" => args,
         "DEBUG" => args.get(1..2).unwrap_or_default(),
         _ if command(name).is_some() => args.get(..1).unwrap_or_default(),
         _ => return false,
