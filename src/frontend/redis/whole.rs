@@ -56,6 +56,12 @@ static COMMANDS: &[(&str, WholeFn)] = &[
 /// [`HASH_FIELDS_PER_HOLD`] fields. A string key, or a small hash, runs in the batch (a
 /// pipelined `SET` + `EXPIRE`, as Lucee sends for every cache put, stays one hold).
 pub fn defers(session: &Session<'_>, db: u8, name: &str, args: &Args) -> bool {
+    // Every batched command asks, a GET or SET too: when the database holds no hash at all
+    // (no key sorts at or after its hash prefix: one look at the last key), nothing defers,
+    // and the command's name is not even looked up.
+    if !session.holds_from(&keyspace::hashes_prefix(db)) {
+        return false;
+    }
     let keys = match name {
         "DEL" | "UNLINK" | "RENAME" => args,
         "DEBUG" => args.get(1..2).unwrap_or_default(),
@@ -69,10 +75,6 @@ pub fn defers(session: &Session<'_>, db: u8, name: &str, args: &Args) -> bool {
 /// [`HASH_FIELDS_PER_HOLD`] live ones, or so many tombstones before them that one listing
 /// could not tell.
 fn large(session: &Session<'_>, db: u8, key: &[u8]) -> bool {
-    // No key at or after the database's hash prefix: no hash at all (one look at the last key).
-    if !session.holds_from(&keyspace::hashes_prefix(db)) {
-        return false;
-    }
     let Ok(prefix) = keyspace::hash_prefix(db, key) else { return false };
     let page = session.list_page(&prefix, None, HASH_FIELDS_PER_HOLD + 1);
     page.entries.len() > HASH_FIELDS_PER_HOLD || page.resume_after.is_some()
