@@ -35,7 +35,7 @@ stop_redis() {
 }
 trap stop_redis EXIT
 
-redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "${TMPDIR:-/tmp}" \
   --daemonize no --logfile "" --loglevel warning >/dev/null &
 redis_pid=$!
 for _ in $(seq 1 100); do

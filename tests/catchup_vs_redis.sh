@@ -57,7 +57,7 @@ for round in $(seq 1 "$rounds"); do
 done
 
 redis_port=$(free_port)
-redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no --daemonize no \
+redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no --daemonize no --dir "$scratch" \
   --enable-debug-command yes --logfile "" --loglevel warning >/dev/null &
 redis_pids+=($!)
 for _ in $(seq 1 100); do redis-cli -p "$redis_port" ping 2>/dev/null | grep -q PONG && break; sleep 0.05; done
@@ -65,7 +65,7 @@ redis-cli -p "$redis_port" debug populate "$keys" key 1024 >/dev/null
 for round in $(seq 1 "$rounds"); do
   replica_port=$(free_port)
   started=$(date +%s.%N)
-  redis-server --bind 127.0.0.1 --port "$replica_port" --save '' --appendonly no --daemonize no \
+  redis-server --bind 127.0.0.1 --port "$replica_port" --save '' --appendonly no --daemonize no --dir "$scratch" \
     --replicaof 127.0.0.1 "$redis_port" --logfile "" --loglevel warning >/dev/null &
   replica=$!
   redis_pids+=("$replica")

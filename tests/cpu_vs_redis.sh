@@ -38,7 +38,7 @@ trap cleanup EXIT
 start() {
   port=$(free_port)
   if [ "$1" = redis ]; then
-    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --logfile "" >/dev/null &
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$scratch" --logfile "" >/dev/null &
   else
     "$1" node --listen 127.0.0.1:0 --redis "127.0.0.1:$port" --log-level warn >/dev/null 2>&1 &
   fi

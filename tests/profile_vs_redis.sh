@@ -70,7 +70,7 @@ start_one() {
       [ -n "${4:-}" ] && args+=(--join "127.0.0.1:$4")
       "${cg[@]}" "$chorus" "${args[@]}" >/dev/null 2>>"$out/$1.log" & ;;
     redis)
-      local args=(--bind 127.0.0.1 --port "$2" --save '' --appendonly no --logfile "")
+      local args=(--bind 127.0.0.1 --port "$2" --save '' --appendonly no --dir "$out" --logfile "")
       [ -n "${4:-}" ] && args+=(--replicaof 127.0.0.1 "$4")
       "${cg[@]}" redis-server "${args[@]}" >/dev/null 2>>"$out/$1.log" & ;;
   esac
