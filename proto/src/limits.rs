@@ -133,6 +133,13 @@ pub const TREE_FANOUT: usize = 6;
 /// burst of writes share one message.
 pub const PUSH_BATCH_MS: u64 = 2;
 
+/// How long after a push last advanced a node's base for a writer (contiguously, nothing seen
+/// out of order above it) the node still tells its anti-entropy peers that it receives that
+/// writer as a stream of pushes: they leave the writer's newer writes to the pushes on their
+/// way, instead of sending them a second time in a delta page. A push lost at the tail of a
+/// stream is sent by the first round after this much quiet.
+pub const PUSH_STREAM_MS: u64 = 50;
+
 /// Most bytes of eager push waiting for one peer; beyond it pushes are dropped and counted,
 /// and anti-entropy delivers them instead. Keeps one slow peer from growing memory.
 pub const PUSH_QUEUE_SIZE_MAX: usize = 4 * 1024 * 1024;

@@ -133,6 +133,10 @@ pub struct Digest {
     pub members: Vec<Heartbeat>,
     /// The sender's version vector bases.
     pub bases: BTreeMap<NodeId, u64>,
+    /// Writers whose writes reach the sender as a stream of pushes: one advanced its base for
+    /// the writer within `PUSH_STREAM_MS`, and it holds nothing of the writer out of order.
+    /// The receiver leaves their newer writes to the pushes (`exchange.rs`).
+    pub streams: Vec<NodeId>,
     /// What the sender's state lacks by collection and what it is safe against.
     pub horizon: Horizon,
     /// How much the sender's state counts when two states are each behind the other's
@@ -344,8 +348,12 @@ impl Body {
             Body::Delta { bases, .. } => bases.len(),
             _ => 0,
         };
-        if members > 2 * MEMBERS_MAX {
-            return Err(InvalidMessage::TooManyMembers { count: members });
+        let streams = match self {
+            Body::Syn { digest, .. } | Body::SynAck { digest, .. } => digest.streams.len(),
+            _ => 0,
+        };
+        if members.max(streams) > 2 * MEMBERS_MAX {
+            return Err(InvalidMessage::TooManyMembers { count: members.max(streams) });
         }
         let horizon = match self {
             Body::Syn { digest, .. } | Body::SynAck { digest, .. } => Some(&digest.horizon),

@@ -5,7 +5,7 @@
 //! with [`Node::poll_transmit`], [`Node::poll_event`] and [`Node::poll_timeout`]. Message
 //! handling lives in `exchange.rs`.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use rand::rngs::Xoshiro256PlusPlus;
@@ -52,6 +52,9 @@ pub struct Node {
     pub(crate) left: bool,
     /// The peer a catch-up is pulling pages from, and until when it keeps that role.
     pub(crate) pulling: Option<(NodeId, u64)>,
+    /// Writers whose base a push advanced, and when it last did (`Digest::streams`); those
+    /// older than `PUSH_STREAM_MS` go each round.
+    pub(crate) streams: BTreeMap<NodeId, u64>,
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: Stats,
@@ -96,6 +99,7 @@ impl Node {
             leaving: false,
             left: false,
             pulling: None,
+            streams: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -298,6 +302,7 @@ impl Node {
     fn round(&mut self, now_ms: u64) {
         self.rounds += 1;
         self.settle_rounds = self.settle_rounds.saturating_sub(1);
+        self.streams.retain(|_, at_ms| now_ms.saturating_sub(*at_ms) <= PUSH_STREAM_MS);
         // Up to a quarter interval of jitter keeps nodes from gossiping in lockstep.
         let jitter = self.rng.random_range(0..=self.config.gossip_interval_ms / 4);
         self.next_round_ms =

@@ -56,6 +56,11 @@ impl VersionVector {
         dot.seq <= self.base(dot.node) || self.cloud.contains(&dot)
     }
 
+    /// Whether a write of `node` above its base is seen here (it arrived out of order).
+    pub fn holds_above(&self, node: NodeId) -> bool {
+        self.cloud.range(Dot { node, seq: 0 }..=Dot { node, seq: u64::MAX }).next().is_some()
+    }
+
     /// Records `dot` as seen.
     pub(crate) fn insert(&mut self, dot: Dot) {
         let base = self.base(dot.node);

@@ -51,6 +51,13 @@ pub struct Group {
     pub updates: Vec<Update>,
 }
 
+impl Group {
+    /// Whether the group carries every write of its range (it skips none replaced here).
+    pub fn is_whole(&self) -> bool {
+        self.updates.len() as u64 == self.to.saturating_sub(self.from)
+    }
+}
+
 /// What a replica lacks relative to another, or a page of it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delta {

@@ -22,6 +22,8 @@ pub struct Cluster {
     pub offsets: Vec<i64>,
     pub now: u64,
     pub latency_ms: u64,
+    /// Latencies of single links (from, to) that differ from `latency_ms`.
+    pub link_latency_ms: BTreeMap<(usize, usize), u64>,
     queue: BTreeMap<(u64, u64), (usize, usize, Vec<u8>)>,
     sequence: u64,
     blocked: BTreeSet<(usize, usize)>,
@@ -61,6 +63,7 @@ impl Cluster {
             offsets: Vec::new(),
             now: START_MS,
             latency_ms: 5,
+            link_latency_ms: BTreeMap::new(),
             queue: BTreeMap::new(),
             sequence: 0,
             blocked: BTreeSet::new(),
@@ -202,6 +205,12 @@ impl Cluster {
         }
     }
 
+    /// Cuts the link between `a` and `b` both ways (until `heal`).
+    pub fn cut(&mut self, a: usize, b: usize) {
+        self.blocked.insert((a, b));
+        self.blocked.insert((b, a));
+    }
+
     pub fn heal(&mut self) {
         self.blocked.clear();
     }
@@ -211,7 +220,8 @@ impl Cluster {
         while let Some(transmit) = node.poll_transmit() {
             let to: usize = String::from_utf8_lossy(transmit.to.as_bytes())[1..].parse().unwrap();
             self.sequence += 1;
-            let at = self.now + self.latency_ms;
+            let latency = self.link_latency_ms.get(&(index, to)).copied();
+            let at = self.now + latency.unwrap_or(self.latency_ms);
             let bytes = transmit.encode().expect("a message the node built encodes");
             self.queue.insert((at, self.sequence), (index, to, bytes));
         }
