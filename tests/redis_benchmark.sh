@@ -2,6 +2,8 @@
 # chorus's Redis door next to redis-server, measured with Redis's own tool.
 #
 #   tests/redis_benchmark.sh [N]        (default N = 100000 requests per test; ROUNDS=2)
+#   KEYS=100000 tests/redis_benchmark.sh  (random keys among that many: redis-benchmark -r;
+#                                          without it every SET and GET hits one key)
 #
 # For each shape, redis-benchmark -t set and -t get with 50 clients and 64-byte values (and again
 # pipelined with -P 16) run against redis-server and against a chorus node's Redis port, in
@@ -59,6 +61,8 @@ start_chorus() {
 
 ticks() { local sum=0; for p in "$@"; do sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$sum"; }
 hz=$(getconf CLK_TCK)
+keyspace=()
+if [ -n "${KEYS:-}" ]; then keyspace=(-r "$KEYS"); fi
 
 # Runs one test against $1 (port) with extra flags; prints "ops_per_s cpu_us_per_request",
 # the CPU summed over the pids that follow.
@@ -66,7 +70,7 @@ measure() {
   local port=$1 test=$2 pipeline=$3; shift 3
   local before after rps
   before=$(ticks "$@")
-  rps=$(redis-benchmark -p "$port" -t "$test" -c 50 -n "$requests" -d 64 -P "$pipeline" --csv -q 2>/dev/null \
+  rps=$(redis-benchmark -p "$port" -t "$test" -c 50 -n "$requests" -d 64 -P "$pipeline" "${keyspace[@]}" --csv -q 2>/dev/null \
         | awk -F'","' 'NR > 1 { gsub(/"/, "", $2); print $2; exit }')
   after=$(ticks "$@")
   awk -v rps="$rps" -v t=$((after - before)) -v hz="$hz" -v n="$requests" \

@@ -10,11 +10,13 @@ use crate::data::{Key, Value};
 use crate::horizon::Horizon;
 use crate::version::{Dot, VersionVector};
 
+mod hashed;
 mod list;
 mod ordered;
 mod slab;
 mod travel;
 
+use hashed::Hashed;
 pub use list::Listed;
 use ordered::{Ordered, Position};
 use slab::{Held, Slab};
@@ -95,6 +97,8 @@ pub struct Store {
     slab: Slab,
     /// Slab ids in key order.
     by_key: Ordered,
+    /// The same ids by a hash of their key: lookups of one key (`hashed.rs`).
+    by_hash: Hashed,
     /// Slab ids in dot order: writer, then sequence number.
     by_dot: Ordered,
     /// Slab ids of held tombstones in dot order, for collection.
@@ -123,15 +127,13 @@ impl Store {
         seek(&self.by_dot, &self.slab, dot_order, dot)
     }
 
-    /// The slab id of the entry for `key` and its place in the key index.
-    fn find(&self, key: &[u8]) -> Option<(Position, u32)> {
-        let at = self.seek_key(key);
-        let id = self.by_key.get(at)?;
-        (self.slab.get(id).key() == key).then_some((at, id))
+    /// The slab id of the entry for `key`.
+    fn find(&self, key: &[u8]) -> Option<u32> {
+        self.by_hash.find(&self.slab, key)
     }
 
     fn held(&self, key: &Key) -> Option<Held<'_>> {
-        self.find(key.as_bytes()).map(|(_, id)| self.slab.get(id))
+        self.find(key.as_bytes()).map(|id| self.slab.get(id))
     }
 
     /// The entry for `key`, tombstones and expired entries included.
@@ -175,6 +177,7 @@ impl Store {
 
     /// Number of entries held, tombstones and expired entries included.
     pub fn entry_count(&self) -> usize {
+        debug_assert_eq!(self.by_hash.len(), self.by_key.len(), "both key indexes hold every id");
         self.by_key.len()
     }
 
@@ -210,12 +213,11 @@ impl Store {
     /// Puts `update` in its key's slot if its stamp wins there; the version vector is the
     /// caller's to keep.
     fn place(&mut self, update: &Update) -> Applied {
-        let at = self.seek_key(update.key.as_bytes());
-        let held =
-            self.by_key.get(at).filter(|&id| self.slab.get(id).key() == update.key.as_bytes());
-        let Some(id) = held else {
+        let Some(id) = self.find(update.key.as_bytes()) else {
+            let at = self.seek_key(update.key.as_bytes());
             let id = self.slab.insert(update);
             self.by_key.insert(at, id);
+            self.by_hash.insert(&self.slab, id);
             self.index(id);
             return Applied::Won { previous: None };
         };
@@ -464,9 +466,11 @@ impl Store {
     }
 
     fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let (at, id) = self.find(key)?;
+        let id = self.find(key)?;
+        let at = self.seek_key(key);
         self.unindex(id);
         self.by_key.remove(at);
+        self.by_hash.remove(&self.slab, id);
         Some(self.slab.remove(id))
     }
 }
