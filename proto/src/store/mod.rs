@@ -13,12 +13,14 @@ use crate::version::{Dot, VersionVector};
 mod hashed;
 mod list;
 mod ordered;
+mod orders;
 mod slab;
 mod travel;
 
 use hashed::Hashed;
 pub use list::Listed;
 use ordered::{Ordered, Position};
+use orders::{BY_DOT, BY_EXPIRY, add, key_fence, key_fence_of, seek, take};
 use slab::{Held, Slab};
 pub use travel::{Delta, Group, Update};
 
@@ -119,12 +121,12 @@ impl Store {
 
     /// The place of `key` in the key index, or where it would go.
     fn seek_key(&self, key: &[u8]) -> Position {
-        self.by_key.seek(|id| self.slab.get(id).key() < key)
+        self.by_key.seek(key_fence(key), |id| self.slab.get(id).key() < key)
     }
 
     /// The place of `dot` in the dot index, or where it would go.
     fn seek_dot(&self, dot: Dot) -> Position {
-        seek(&self.by_dot, &self.slab, dot_order, dot)
+        seek(&self.by_dot, &self.slab, &BY_DOT, dot)
     }
 
     /// The slab id of the entry for `key`.
@@ -216,7 +218,7 @@ impl Store {
         let Some(id) = self.find(update.key.as_bytes()) else {
             let at = self.seek_key(update.key.as_bytes());
             let id = self.slab.insert(update);
-            self.by_key.insert(at, id);
+            self.by_key.insert(at, id, key_fence_of(&self.slab));
             self.by_hash.insert(&self.slab, id);
             self.index(id);
             return Applied::Won { previous: None };
@@ -377,9 +379,13 @@ impl Store {
 
     /// The held entries that expire after `after_ms`, in expiry order (then dot order).
     fn expiring_from(&self, after_ms: u64) -> impl Iterator<Item = Held<'_>> + '_ {
-        let start = self
-            .expiries
-            .seek(|id| self.slab.get(id).expires_at_ms().is_some_and(|expiry| expiry <= after_ms));
+        // Past every entry of expiry `after_ms`: its fence is that expiry's with the greatest
+        // writer.
+        let last = Dot { node: NodeId(u64::MAX), seq: u64::MAX };
+        let fence = (BY_EXPIRY.fence)(&(Some(after_ms), last));
+        let start = self.expiries.seek(fence, |id| {
+            self.slab.get(id).expires_at_ms().is_some_and(|expiry| expiry <= after_ms)
+        });
         self.expiries.iter_from(start).map(|id| self.slab.get(id))
     }
 
@@ -416,7 +422,7 @@ impl Store {
         let horizon = now_ms.saturating_sub(grace_ms);
         let mut doomed = Vec::new();
         for (&node, &seq) in stable.iter().filter(|(_, seq)| **seq > 0) {
-            let start = seek(&self.tombstones, &self.slab, dot_order, Dot { node, seq: 1 });
+            let start = seek(&self.tombstones, &self.slab, &BY_DOT, Dot { node, seq: 1 });
             let held = self.tombstones.iter_from(start).map(|id| self.slab.get(id));
             for held in held.take_while(|held| held.dot() <= Dot { node, seq }) {
                 if held.stamp().hlc.wall_ms() < horizon {
@@ -445,80 +451,34 @@ impl Store {
     fn index(&mut self, id: u32) {
         let held = self.slab.get(id);
         if held.is_tombstone() {
-            add(&mut self.tombstones, &self.slab, dot_order, id);
+            add(&mut self.tombstones, &self.slab, &BY_DOT, id);
         }
         if held.expires_at_ms().is_some() {
-            add(&mut self.expiries, &self.slab, expiry_order, id);
+            add(&mut self.expiries, &self.slab, &BY_EXPIRY, id);
         }
-        add(&mut self.by_dot, &self.slab, dot_order, id);
+        add(&mut self.by_dot, &self.slab, &BY_DOT, id);
     }
 
     /// Takes the entry `id` out of every index but the key index.
     fn unindex(&mut self, id: u32) {
         let held = self.slab.get(id);
         if held.is_tombstone() {
-            take(&mut self.tombstones, &self.slab, dot_order, id);
+            take(&mut self.tombstones, &self.slab, &BY_DOT, id);
         }
         if held.expires_at_ms().is_some() {
-            take(&mut self.expiries, &self.slab, expiry_order, id);
+            take(&mut self.expiries, &self.slab, &BY_EXPIRY, id);
         }
-        take(&mut self.by_dot, &self.slab, dot_order, id);
+        take(&mut self.by_dot, &self.slab, &BY_DOT, id);
     }
 
     fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let id = self.find(key)?;
         let at = self.seek_key(key);
         self.unindex(id);
-        self.by_key.remove(at);
+        self.by_key.remove(at, key_fence_of(&self.slab));
         self.by_hash.remove(&self.slab, id);
         Some(self.slab.remove(id))
     }
-}
-
-/// The order of the dot and tombstone indexes.
-fn dot_order(held: Held<'_>) -> Dot {
-    held.dot()
-}
-
-/// The order of the expiry index: expiry, then dot (unique, so the order is total).
-fn expiry_order(held: Held<'_>) -> (Option<u64>, Dot) {
-    (held.expires_at_ms(), held.dot())
-}
-
-/// The place of `target` in `index`, whose ids are in the order `order` gives their entries.
-fn seek<K: Ord>(
-    index: &Ordered,
-    slab: &Slab,
-    order: impl Fn(Held<'_>) -> K,
-    target: K,
-) -> Position {
-    index.seek(|id| order(slab.get(id)) < target)
-}
-
-/// The place of `id` in `index`, whose ids are in the order `order` gives their entries, then
-/// in id order. Dots are unique per write, but a peer could send two writes with one dot; the
-/// ids keep the order total, so each entry is still found and removed exactly.
-fn place_of<K: Ord>(
-    index: &Ordered,
-    slab: &Slab,
-    order: impl Fn(Held<'_>) -> K,
-    id: u32,
-) -> Position {
-    let target = (order(slab.get(id)), id);
-    index.seek(|other| (order(slab.get(other)), other) < target)
-}
-
-/// Adds `id` to `index`, in the order `order` gives.
-fn add<K: Ord>(index: &mut Ordered, slab: &Slab, order: impl Fn(Held<'_>) -> K, id: u32) {
-    let at = place_of(index, slab, order, id);
-    index.insert(at, id);
-}
-
-/// Takes `id` out of `index`, in the order `order` gives.
-fn take<K: Ord>(index: &mut Ordered, slab: &Slab, order: impl Fn(Held<'_>) -> K, id: u32) {
-    let at = place_of(index, slab, order, id);
-    debug_assert_eq!(index.get(at), Some(id), "every held entry is in its indexes");
-    index.remove(at);
 }
 
 #[cfg(test)]

@@ -5,6 +5,12 @@
 //! dot itself (16 to 32 bytes, in nodes about two thirds full). The ids carry no order of
 //! their own: every search takes a predicate that looks the entry up, so the index cannot be
 //! searched without the slab that gives its order, and the caller keeps both in step.
+//!
+//! Each chunk also keeps a *fence*: a `u128` summary of its last entry that orders like the
+//! entries but coarser (a dot exactly, a key by its first 16 bytes), so that the search for
+//! the chunk compares fences held side by side and reads entries only among chunks whose fence
+//! ties with the target's. Before fences, each step of that search read a chunk and an entry
+//! at scattered places: on 100,000 entries some 18 of a lookup's 27 cache misses.
 
 /// Ids per chunk at most. Inserting into a full chunk splits it; an insert or a removal moves
 /// at most this many ids (2 KiB), and a lookup is two binary searches.
@@ -21,6 +27,8 @@ pub(crate) struct Ordered {
     /// its room: one key overwritten again and again takes its dot out of the dot index and
     /// puts the next one in, and would otherwise free and allocate the chunk every time).
     chunks: Vec<Vec<u32>>,
+    /// The fence of each chunk's last id (0 for the sole empty chunk).
+    fences: Vec<u128>,
     len: usize,
 }
 
@@ -38,16 +46,29 @@ impl Ordered {
     }
 
     /// The first place whose id does not order before the target; `before(id)` says whether
-    /// `id` orders before it (and must be monotonic over the index: true, then false).
-    pub(crate) fn seek(&self, before: impl Fn(u32) -> bool) -> Position {
-        // Appends (ascending keys, the last writer's next dot) skip the searches.
+    /// `id` orders before it (and must be monotonic over the index: true, then false), and
+    /// `fence` is the target's fence: every id whose fence is below it orders before the
+    /// target, every id whose fence is above it does not.
+    pub(crate) fn seek(&self, fence: u128, before: impl Fn(u32) -> bool) -> Position {
         let chunks = self.chunks.len();
-        if self.chunks.last().and_then(|ids| ids.last()).is_some_and(|&id| before(id)) {
+        // Appends (ascending keys, the last writer's next dot) skip the searches.
+        let last = self.chunks.last().and_then(|ids| ids.last());
+        if self.fences.last().is_some_and(|&last| last < fence)
+            || last.is_some_and(|&id| before(id))
+        {
             return Position { chunk: chunks, index: 0 };
         }
-        let chunk = self.chunks.partition_point(|chunk| chunk.last().is_some_and(|&id| before(id)));
+        let low = self.fences.partition_point(|&other| other < fence);
+        let ties = self.fences[low..].partition_point(|&other| other == fence);
+        let tied = &self.chunks[low..low + ties];
+        let chunk = low + tied.partition_point(|ids| ids.last().is_some_and(|&id| before(id)));
         let index = self.chunks.get(chunk).map_or(0, |ids| ids.partition_point(|&id| before(id)));
         Position { chunk, index }
+    }
+
+    /// Sets the fence of chunk `chunk` from its last id.
+    fn refence(&mut self, chunk: usize, fence: &impl Fn(u32) -> u128) {
+        self.fences[chunk] = self.chunks[chunk].last().map_or(0, |&id| fence(id));
     }
 
     /// The last id, if any.
@@ -73,11 +94,12 @@ impl Ordered {
         self.chunks.iter().flatten().copied()
     }
 
-    /// Inserts `id` at `at` (a place [`Ordered::seek`] gave for it).
-    pub(crate) fn insert(&mut self, at: Position, id: u32) {
+    /// Inserts `id` at `at` (a place [`Ordered::seek`] gave for it); `fence` gives an id's fence.
+    pub(crate) fn insert(&mut self, at: Position, id: u32, fence: impl Fn(u32) -> u128) {
         self.len += 1;
         let Some(last) = self.chunks.len().checked_sub(1) else {
             self.chunks.push(vec![id]);
+            self.fences.push(fence(id));
             return;
         };
         // Past the end means at the end of the last chunk.
@@ -87,45 +109,57 @@ impl Ordered {
         };
         if self.chunks[chunk].len() < CHUNK_LEN_MAX {
             self.chunks[chunk].insert(index, id);
+            self.refence(chunk, &fence);
         } else if chunk == last && index == CHUNK_LEN_MAX {
             // Appending (ascending keys, a writer's next dot): keep the full chunk full.
             self.chunks.push(vec![id]);
+            self.fences.push(fence(id));
         } else {
             let tail = self.chunks[chunk].split_off(CHUNK_LEN_MAX / 2);
             self.chunks.insert(chunk + 1, tail);
+            self.fences.insert(chunk + 1, 0);
             match index.checked_sub(CHUNK_LEN_MAX / 2) {
                 Some(index) => self.chunks[chunk + 1].insert(index, id),
                 None => self.chunks[chunk].insert(index, id),
             }
+            self.refence(chunk, &fence);
+            self.refence(chunk + 1, &fence);
         }
     }
 
-    /// Removes and returns the id at `at`, which must hold one.
-    pub(crate) fn remove(&mut self, at: Position) -> u32 {
+    /// Removes and returns the id at `at`, which must hold one; `fence` gives an id's fence.
+    pub(crate) fn remove(&mut self, at: Position, fence: impl Fn(u32) -> u128) -> u32 {
         let id = self.chunks[at.chunk].remove(at.index);
         self.len -= 1;
         let len = self.chunks[at.chunk].len();
         if len == 0 && self.chunks.len() > 1 {
             self.chunks.remove(at.chunk);
+            self.fences.remove(at.chunk);
         } else if len < CHUNK_LEN_MIN && self.chunks.len() > 1 {
             // Pair the small chunk with its next neighbour, or its previous for the last one.
             let left = at.chunk.min(self.chunks.len() - 2);
-            self.rebalance(left);
+            self.rebalance(left, &fence);
+        } else if at.index == len {
+            self.refence(at.chunk, &fence);
         }
         id
     }
 
     /// Merges the chunks at `left` and `left + 1` when they fit in one, or shares their ids
     /// evenly between them.
-    fn rebalance(&mut self, left: usize) {
+    fn rebalance(&mut self, left: usize, fence: &impl Fn(u32) -> u128) {
         let right = self.chunks.remove(left + 1);
+        self.fences.remove(left + 1);
         let chunk = &mut self.chunks[left];
         chunk.extend(right);
         if chunk.len() > CHUNK_LEN_MAX {
             let tail = chunk.split_off(chunk.len() / 2);
             chunk.shrink_to(CHUNK_LEN_MAX);
             self.chunks.insert(left + 1, tail);
+            self.fences.insert(left + 1, 0);
+            self.refence(left + 1, fence);
         }
+        self.refence(left, fence);
     }
 }
 
@@ -137,6 +171,11 @@ mod tests {
     use rand::{RngExt, SeedableRng};
 
     use super::*;
+
+    /// A coarse fence, so that searches meet ties and resolve them by the ids.
+    fn fence(id: u32) -> u128 {
+        u128::from(id / 7)
+    }
 
     /// Random inserts and removals of numbers ordered as themselves, against a `BTreeSet`.
     fn check(seed: u64, span: u32, steps: usize, ascending: bool) {
@@ -152,22 +191,22 @@ mod tests {
                 }
                 false => rng.random_range(0..span),
             };
-            let at = ordered.seek(|id| id < value);
+            let at = ordered.seek(fence(value), |id| id < value);
             let held = ordered.get(at) == Some(value);
             assert_eq!(held, model.contains(&value), "seed {seed} step {step}");
             if held && rng.random_range(0..3) > 0 {
-                assert_eq!(ordered.remove(at), value);
+                assert_eq!(ordered.remove(at, fence), value);
                 model.remove(&value);
             } else if !held {
-                ordered.insert(at, value);
+                ordered.insert(at, value, fence);
                 model.insert(value);
             }
             if ascending && step % 3 == 0 {
                 // Overwrites remove old dots from anywhere below.
                 let old = rng.random_range(0..next);
-                let at = ordered.seek(|id| id < old);
+                let at = ordered.seek(fence(old), |id| id < old);
                 if ordered.get(at) == Some(old) {
-                    ordered.remove(at);
+                    ordered.remove(at, fence);
                     model.remove(&old);
                 }
             }
@@ -176,19 +215,26 @@ mod tests {
         let doomed: Vec<u32> =
             model.iter().copied().filter(|_| rng.random_range(0..10) > 0).collect();
         for value in doomed {
-            assert_eq!(ordered.remove(ordered.seek(|id| id < value)), value, "seed {seed}");
+            let at = ordered.seek(fence(value), |id| id < value);
+            assert_eq!(ordered.remove(at, fence), value, "seed {seed}");
             model.remove(&value);
         }
         assert_eq!(ordered.len(), model.len());
         assert!(ordered.iter().eq(model.iter().copied()), "seed {seed}");
         let last = ordered.chunks.len().saturating_sub(1);
+        assert_eq!(ordered.fences.len(), ordered.chunks.len(), "seed {seed}");
         for (index, chunk) in ordered.chunks.iter().enumerate() {
+            assert_eq!(
+                ordered.fences[index],
+                chunk.last().map_or(0, |&id| fence(id)),
+                "seed {seed}"
+            );
             assert!(chunk.len() <= CHUNK_LEN_MAX, "seed {seed}");
             assert!(!chunk.is_empty() || ordered.chunks.len() == 1, "seed {seed}");
             assert!(index == last || chunk.len() >= CHUNK_LEN_MIN, "seed {seed}");
         }
         let low = span / 2;
-        let from: Vec<u32> = ordered.iter_from(ordered.seek(|id| id < low)).collect();
+        let from: Vec<u32> = ordered.iter_from(ordered.seek(fence(low), |id| id < low)).collect();
         assert!(from.iter().copied().eq(model.range(low..).copied()), "seed {seed}");
     }
 
@@ -207,7 +253,7 @@ mod tests {
         }
         let mut ordered = Ordered::default();
         for id in 0..(CHUNK_LEN_MAX as u32 * 4) {
-            ordered.insert(ordered.seek(|held| held < id), id);
+            ordered.insert(ordered.seek(fence(id), |held| held < id), id, fence);
         }
         assert_eq!(ordered.chunks.len(), 4, "ascending inserts leave full chunks");
     }
