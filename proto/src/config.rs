@@ -70,6 +70,16 @@ pub struct Sabotage {
 }
 
 impl Config {
+    /// The secret the store's hash table hashes keys under, drawn from the seed (mixed, so
+    /// that it does not repeat the random choices the seed also drives).
+    pub fn hash_key(&self) -> u64 {
+        // SplitMix64's finaliser.
+        let mut mixed = self.seed ^ 0x9e37_79b9_7f4a_7c15;
+        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        mixed ^ (mixed >> 31)
+    }
+
     /// A configuration with every tunable at its default.
     pub fn new(id: NodeId, name: Name, addr: Addr, seed: u64) -> Config {
         Config {

@@ -34,7 +34,7 @@ impl Node {
         let previous = state.renamed(config.id).previous;
         let newest = entries.iter().map(|update| update.stamp.hlc).max().unwrap_or_default();
         let mut node = Node::new(config, now_ms);
-        node.store = Store::restore(entries, state.bases, state.horizon);
+        node.store = Store::restore(node.config.hash_key(), entries, state.bases, state.horizon);
         // Every restored stamp and the clock's last reading are observed, so this node's next
         // writes beat what it held, even if the wall clock went back while it was down. Passing
         // the reading's own time as now skips the skew check, as `renew` does.

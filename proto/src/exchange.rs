@@ -8,7 +8,7 @@
 //!    with the writes A lacks, on the bulk lane.
 //! 3. A -> B `Members` with the records B lacks, if any; then `Delta` pages for B.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand::Rng;
 
@@ -259,7 +259,8 @@ impl Node {
                 // Needed by no range when every range is whole, and on their way as pushes.
                 if delta.groups.iter().all(Group::is_whole) {
                     let count = unsettled.len();
-                    unsettled.retain(|group| !digest.streams.contains(&group.node));
+                    let streams: BTreeSet<NodeId> = digest.streams.iter().copied().collect();
+                    unsettled.retain(|group| !streams.contains(&group.node));
                     left_out |= unsettled.len() < count;
                 }
                 delta.groups.extend(unsettled);
@@ -308,7 +309,9 @@ impl Node {
     /// The writers this node receives as streams of pushes, for its digests at `now_ms`.
     fn streams(&self, now_ms: u64) -> Vec<NodeId> {
         let vector = self.store.vector();
-        let recent = |at_ms: u64| now_ms.saturating_sub(at_ms) <= PUSH_STREAM_MS;
+        // A reading ahead of now (the wall clock stepped back) counts as stale.
+        let recent =
+            |at_ms: u64| now_ms.checked_sub(at_ms).is_some_and(|age| age <= PUSH_STREAM_MS);
         let streaming = |(node, at_ms): (&NodeId, &u64)| {
             (recent(*at_ms) && !vector.holds_above(*node)).then_some(*node)
         };
@@ -485,7 +488,7 @@ impl Node {
             for outcome in self.waits.abandon() {
                 self.emit(Event::WaitDone(outcome));
             }
-            self.store = Store::new();
+            self.store = Store::keyed(self.config.hash_key());
             self.streams.clear();
             self.pushes.clear();
             self.joined = false;

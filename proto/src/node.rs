@@ -79,7 +79,7 @@ impl Node {
         );
         let mut node = Node {
             clock: Clock::new(config.id, config.clock_skew_ms_max),
-            store: Store::new(),
+            store: Store::keyed(config.hash_key()),
             members,
             rng: Xoshiro256PlusPlus::seed_from_u64(config.seed),
             seeds: Vec::new(),
@@ -302,7 +302,10 @@ impl Node {
     fn round(&mut self, now_ms: u64) {
         self.rounds += 1;
         self.settle_rounds = self.settle_rounds.saturating_sub(1);
-        self.streams.retain(|_, at_ms| now_ms.saturating_sub(*at_ms) <= PUSH_STREAM_MS);
+        // A reading ahead of now (the wall clock stepped back) counts as stale.
+        let recent =
+            |at_ms: &u64| now_ms.checked_sub(*at_ms).is_some_and(|age| age <= PUSH_STREAM_MS);
+        self.streams.retain(|_, at_ms| recent(at_ms));
         // Up to a quarter interval of jitter keeps nodes from gossiping in lockstep.
         let jitter = self.rng.random_range(0..=self.config.gossip_interval_ms / 4);
         self.next_round_ms =

@@ -6,9 +6,12 @@
 //! one probe and one read. It holds 4-byte ids (about 5 to 10 bytes per entry with the
 //! table's control bytes and spare room) and no keys: the slab has them.
 //!
-//! The hash is std's SipHash with fixed keys, so a store's table is the same on every run (the
-//! crate is deterministic); the table is only probed, never iterated, so its layout cannot
-//! leak into any order the crate produces.
+//! The hash is std's SipHash over a secret 64-bit key (from the node's seed, `Config::hash_key`)
+//! and then the key's bytes: with a fixed, public hash, anyone who can write keys could search
+//! offline for keys that all land in one probe sequence and turn every lookup into a scan, on
+//! every replica at once (found in review). A given seed gives the same table on every run, so
+//! the crate stays deterministic; the table is only probed, never iterated, so its layout
+//! cannot leak into any order the crate produces.
 
 use std::hash::{DefaultHasher, Hasher};
 
@@ -20,31 +23,42 @@ use super::slab::Slab;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Hashed {
     table: HashTable<u32>,
+    /// The secret the hash starts from.
+    secret: u64,
 }
 
-/// The hash of `key`.
-fn hash(key: &[u8]) -> u64 {
+/// The hash of `key` under `secret`.
+fn hash(secret: u64, key: &[u8]) -> u64 {
     let mut hasher = DefaultHasher::new();
+    hasher.write_u64(secret);
     hasher.write(key);
     hasher.finish()
 }
 
 impl Hashed {
+    /// An empty table hashing under `secret`.
+    pub(crate) fn keyed(secret: u64) -> Hashed {
+        Hashed { table: HashTable::new(), secret }
+    }
+
     /// The id of the entry for `key`, if one is held.
     pub(crate) fn find(&self, slab: &Slab, key: &[u8]) -> Option<u32> {
-        self.table.find(hash(key), |&id| slab.get(id).key() == key).copied()
+        self.table.find(hash(self.secret, key), |&id| slab.get(id).key() == key).copied()
     }
 
     /// Adds `id`, whose entry is in `slab` and whose key no other id has.
     pub(crate) fn insert(&mut self, slab: &Slab, id: u32) {
-        let key = slab.get(id).key();
-        self.table.insert_unique(hash(key), id, |&held| hash(slab.get(held).key()));
+        let (secret, key) = (self.secret, slab.get(id).key());
+        let rehash = |&held: &u32| hash(secret, slab.get(held).key());
+        self.table.insert_unique(hash(secret, key), id, rehash);
     }
 
     /// Takes `id` out; its entry must still be in `slab`.
     pub(crate) fn remove(&mut self, slab: &Slab, id: u32) {
         let key = slab.get(id).key();
-        if let Ok(found) = self.table.find_entry(hash(key), |&held| held == id) {
+        let found = self.table.find_entry(hash(self.secret, key), |&held| held == id);
+        debug_assert!(found.is_ok(), "every held entry is in the hash table");
+        if let Ok(found) = found {
             found.remove();
         }
     }

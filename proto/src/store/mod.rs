@@ -114,9 +114,14 @@ pub struct Store {
 }
 
 impl Store {
-    /// An empty map.
+    /// An empty map, its hash table under a fixed secret (tests, benchmarks).
     pub fn new() -> Store {
         Store::default()
+    }
+
+    /// An empty map whose hash table hashes under `secret` (a node's `Config::hash_key`).
+    pub fn keyed(secret: u64) -> Store {
+        Store { by_hash: Hashed::keyed(secret), ..Store::default() }
     }
 
     /// The place of `key` in the key index, or where it would go.
@@ -348,14 +353,15 @@ impl Store {
     }
 
     /// A replica restored from a snapshot: its held entries (as [`Store::updates`] gave them),
-    /// the version vector's `bases` and its horizon. Out-of-order dots are not restored; that
+    /// the version vector's `bases` and its horizon, hashing under `secret`. Out-of-order dots are not restored; that
     /// only costs re-sending them.
     pub fn restore(
+        secret: u64,
         updates: impl IntoIterator<Item = Update>,
         bases: BTreeMap<NodeId, u64>,
         horizon: Horizon,
     ) -> Store {
-        let mut store = Store::new();
+        let mut store = Store::keyed(secret);
         // Placed without the dot check: two rows may carry one dot (a peer can send two
         // writes with one dot once the bounded dot cloud forgets), and the restored bases
         // count it, so a row skipped here would never be sent again.
@@ -512,6 +518,26 @@ mod tests {
         assert!(store.unsettled(&BTreeMap::new(), 1).is_empty());
     }
 
+    /// Expiries at the top of the range share a fence's high half; their index keeps every
+    /// entry all the same (a peer can send any expiry; found in review).
+    #[test]
+    fn the_greatest_expiries_keep_the_expiry_index_whole() {
+        let mut store = Store::new();
+        let expiring = |key: &str, node: u64, seq: u64, expires_at_ms: Option<u64>| Update {
+            stamp: Stamp { hlc: Hlc::new(1_000 + seq, 0), node: NodeId(node) },
+            expires_at_ms,
+            ..write(seq, key)
+        };
+        for seq in 1..=1200 {
+            store.apply(expiring(&format!("a{seq}"), 5, seq, Some(u64::MAX - 1)));
+        }
+        store.apply(expiring("b", 3, 1, Some(u64::MAX)));
+        // Overwriting `b` takes its entry out of the expiry index: it must be found.
+        store.apply(expiring("b", 3, 2, None));
+        assert_eq!(store.entry_count(), 1201);
+        assert_eq!(store.expiring(u64::MAX - 2, u64::MAX).len(), 1200);
+    }
+
     #[test]
     fn two_writes_sent_with_one_dot_are_each_indexed_and_removed() {
         let mut store = Store::new();
@@ -539,7 +565,7 @@ mod tests {
         let mut twin = write(7, "b");
         twin.stamp.hlc = Hlc::new(8, 0);
         let bases = BTreeMap::from([(NodeId(1), 7)]);
-        let store = Store::restore([write(7, "a"), twin.clone()], bases, Horizon::default());
+        let store = Store::restore(0, [write(7, "a"), twin.clone()], bases, Horizon::default());
         assert_eq!(store.entry_count(), 2, "a row sharing a dot was dropped");
         assert_eq!(store.get(&twin.key, 0), twin.value);
         assert_eq!(store.vector().base(NodeId(1)), 7);

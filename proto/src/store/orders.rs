@@ -25,9 +25,15 @@ fn dot_fence(dot: &Dot) -> u128 {
     (u128::from(dot.node.0) << 64) | u128::from(dot.seq)
 }
 
+/// No expiry before every expiry, an expiry `e` as `e + 1`; the two greatest expiries share
+/// that high half, so they get no writer part (found in review: with one, an entry expiring
+/// at `u64::MAX - 1` could get a greater fence than one expiring at `u64::MAX`, and a peer
+/// sending such expiries made the index lose entries). Tied fences are told apart by reading
+/// the entries.
 fn expiry_fence((expiry, dot): &(Option<u64>, Dot)) -> u128 {
     let expiry = expiry.map_or(0, |at_ms| at_ms.saturating_add(1));
-    (u128::from(expiry) << 64) | u128::from(dot.node.0)
+    let writer = if expiry == u64::MAX { 0 } else { dot.node.0 };
+    (u128::from(expiry) << 64) | u128::from(writer)
 }
 
 /// The fence of the key index: a key's first 16 bytes, big-endian, padded with zeros (a

@@ -52,9 +52,11 @@ pub struct Group {
 }
 
 impl Group {
-    /// Whether the group carries every write of its range (it skips none replaced here).
+    /// Whether the group carries every write of its range (it skips none replaced here): one
+    /// update for each sequence number (a peer could send two writes with one dot).
     pub fn is_whole(&self) -> bool {
-        self.updates.len() as u64 == self.to.saturating_sub(self.from)
+        let ascending = self.updates.windows(2).all(|pair| pair[0].seq < pair[1].seq);
+        ascending && self.updates.len() as u64 == self.to.saturating_sub(self.from)
     }
 }
 
