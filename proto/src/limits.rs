@@ -176,7 +176,10 @@ const _: () = assert!(DELTA_PAGE_SIZE_TARGET <= MESSAGE_SIZE_MAX - MESSAGE_OVERH
 const _: () = assert!(CLOCK_SKEW_MS_MAX < GOSSIP_INTERVAL_MS * 60);
 const _: () = assert!(TOMBSTONE_GRACE_MS >= 10 * GOSSIP_INTERVAL_MS);
 const _: () = assert!(TTL_MS_MAX < WALL_MS_MAX / 2);
-const _: () = assert!(MEMBERS_MAX * 40 < MESSAGE_SIZE_MAX, "a full digest fits a message");
+const _: () = assert!(
+    MEMBERS_MAX * 48 < MESSAGE_SIZE_MAX,
+    "a full digest (with every writer a stream) fits a message"
+);
 const _: () = assert!(TREE_FANOUT >= 2);
 const _: () = assert!(0.0 < PHI_SUSPECT && PHI_SUSPECT < PHI_DEAD, "suspect comes before dead");
 // The longest time to declare a member dead (its gaps at the sampling cap) stays far below
