@@ -57,8 +57,8 @@ pub async fn run(args: NodeArgs) -> i32 {
     notify::ready();
     tokio::select! {
         () = super::shutdown_signal() => {}
-        () = handle.failed() => {
-            tracing::error!("the node's driver stopped unexpectedly; exiting so a supervisor can restart it");
+        failure = handle.failed() => {
+            tracing::error!(%failure, "the node failed; exiting so a supervisor can restart it");
             return EXIT_FAILED;
         }
     }

@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use super::batch::{Batch, NAME_INLINE_MAX, Request, command_name};
 use super::command::{DataFn, REDIS_OUTPUT_MAX};
 use super::pubsub::Subscriptions;
-use super::{Server, data_command, lock, refusal, whole};
+use super::{Server, data_command, lock, refusal, scan, whole};
 use crate::node::{Live, Purpose, SeriesCache};
 
 /// Replies buffered before they are written, even in the middle of a pipeline.
@@ -190,10 +190,10 @@ impl Connection {
                         Step::Data(kind, command, purpose) => {
                             batch.push(kind, command, purpose, &ranges[1..]);
                             if batch.len() >= REDIS_BATCH_MAX {
-                                self.run_batch(bytes, &mut batch, output);
+                                self.run_batch(bytes, &mut batch, output, stream).await?;
                             }
                         }
-                        step => self.step(step, bytes, &mut batch, output),
+                        step => self.step(step, bytes, &mut batch, output, stream).await?,
                     }
                     self.decoder.recycle(ranges);
                 }
@@ -203,51 +203,76 @@ impl Connection {
                     let (joined, ranges) = Request::join(&words);
                     let request = Request { bytes: &joined, ranges: &ranges };
                     let step = self.plan(request);
-                    self.run_batch(bytes, &mut batch, output);
+                    self.run_batch(bytes, &mut batch, output, stream).await?;
                     let mut alone = Batch::default();
                     if let Step::Data(kind, command, purpose) = step {
                         alone.push(kind, command, purpose, &ranges[1..]);
                     }
-                    self.run_batch(&joined, &mut alone, output);
-                    self.step(step, bytes, &mut batch, output);
+                    self.run_batch(&joined, &mut alone, output, stream).await?;
+                    self.step(step, bytes, &mut batch, output, stream).await?;
                 }
                 Err(error) => {
-                    self.run_batch(bytes, &mut batch, output);
+                    self.run_batch(bytes, &mut batch, output, stream).await?;
                     Reply::error(format!("Protocol error: {error}")).encode(self.resp3, output);
                     self.closing = true;
                 }
             }
             if output.len() >= OUTPUT_FLUSH_SIZE {
-                self.run_batch(bytes, &mut batch, output);
-                if !self.synced().await {
-                    return Err(std::io::ErrorKind::BrokenPipe.into());
-                }
-                stream.write_all(output).await?;
-                output.clear();
+                self.run_batch(bytes, &mut batch, output, stream).await?;
+                self.flush(output, stream).await?;
             }
         }
-        self.run_batch(bytes, &mut batch, output);
+        self.run_batch(bytes, &mut batch, output, stream).await?;
         self.batch = batch;
         Ok(consumed)
     }
 
-    /// Runs a step that is not a batched data command, after the batched ones before it.
-    fn step(&mut self, step: Step, bytes: &[u8], batch: &mut Batch, output: &mut Vec<u8>) {
+    /// Sends the replies in `output` now, once the writes behind them are durable.
+    async fn flush(&mut self, output: &mut Vec<u8>, stream: &mut TcpStream) -> std::io::Result<()> {
+        if output.is_empty() {
+            return Ok(());
+        }
+        if !self.synced().await {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        stream.write_all(output).await?;
+        output.clear();
+        Ok(())
+    }
+
+    /// Runs a step that is not a batched data command, after the batched ones before it. A
+    /// command over a whole database sends the replies before it first (they are ready, and
+    /// it may take seconds), then works a page per hold while the thread serves other clients.
+    async fn step(
+        &mut self,
+        step: Step,
+        bytes: &[u8],
+        batch: &mut Batch,
+        output: &mut Vec<u8>,
+        stream: &mut TcpStream,
+    ) -> std::io::Result<()> {
         match step {
             Step::Data(..) => {}
             Step::Replies(replies) => {
-                self.run_batch(bytes, batch, output);
+                self.run_batch(bytes, batch, output, stream).await?;
                 self.encode(replies, output);
             }
             Step::Command(name, args) => {
                 // The batched commands came first: they run, with the state they were sent
                 // in (database, protocol), before this one changes it.
-                self.run_batch(bytes, batch, output);
-                self.unsynced = true;
-                let replies = self.execute(&name, &args);
+                self.run_batch(bytes, batch, output, stream).await?;
+                let replies = if scan::walks(&name) {
+                    self.flush(output, stream).await?;
+                    self.unsynced = true;
+                    vec![self.walk_command(&name, &args).await]
+                } else {
+                    self.unsynced = true;
+                    self.execute(&name, &args)
+                };
                 self.encode(replies, output);
             }
         }
+        Ok(())
     }
 
     /// Encodes replies into `output`, unless that would take the connection's output past
@@ -269,11 +294,18 @@ impl Connection {
 
     /// Runs the batched data commands, whose arguments are ranges of `bytes`, in one
     /// session, their replies in order into `output`; empties the batch. A command on a whole
-    /// key that turns out to be a large hash ends the session: it runs a page of fields per
-    /// hold (`whole`), and the commands after it in a new session.
-    fn run_batch(&mut self, bytes: &[u8], batch: &mut Batch, output: &mut Vec<u8>) {
+    /// key that turns out to be a large hash ends the session: the replies before it are sent,
+    /// it runs a page of fields per hold (`whole`) while the thread serves other clients, and
+    /// the commands after it run in a new session.
+    async fn run_batch(
+        &mut self,
+        bytes: &[u8],
+        batch: &mut Batch,
+        output: &mut Vec<u8>,
+        stream: &mut TcpStream,
+    ) -> std::io::Result<()> {
         if batch.commands.is_empty() {
-            return;
+            return Ok(());
         }
         let writes = std::mem::take(&mut batch.writes);
         self.unsynced |= writes;
@@ -281,18 +313,17 @@ impl Connection {
         while next < batch.len() {
             next = self.run_session(bytes, batch, next, writes, output);
             if let Some((kind, _, at)) = batch.commands.get(next).cloned() {
+                self.flush(output, stream).await?;
                 let started = Instant::now();
-                let reply = batch.with_args(bytes, |_, args| {
-                    // Invariant: `whole::defers` is true only for the commands `whole` runs.
-                    let run = whole::command(kind).expect("only whole-key commands defer");
-                    run(&self.server.driver, self.db, &args[at])
-                });
+                let args = batch.args_of(bytes, at);
+                let reply = whole::run(kind, &self.server.driver, self.db, &args).await;
                 self.observe(kind, &reply, started.elapsed());
                 self.encode(vec![reply], output);
                 next += 1;
             }
         }
         batch.clear();
+        Ok(())
     }
 
     /// Runs the batched commands from `from` on in one session, until one defers to `whole`;

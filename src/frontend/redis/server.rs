@@ -20,7 +20,6 @@ pub const REDIS_VERSION: &str = "7.2.0";
 impl Connection {
     /// Runs a connection or server command; `None` if `name` is none of them.
     pub(super) fn server_command(&mut self, name: &str, args: &OwnedArgs) -> Option<Reply> {
-        let driver = &self.server.driver;
         let reply = match name {
             "PING" => match args {
                 [] => Reply::Simple("PONG".into()),
@@ -43,15 +42,24 @@ impl Connection {
             "INFO" => self.info(),
             "COMMAND" => command(args),
             "CONFIG" => self.config(args),
-            "KEYS" => scan::keys(driver, self.db, args),
-            "SCAN" => scan::scan(driver, &self.server.cursors, self.db, args),
-            "DBSIZE" => scan::dbsize(driver, self.db),
-            "FLUSHDB" => scan::flushdb(driver, self.db, args),
-            "FLUSHALL" => scan::flushall(driver, args),
             "UNWATCH" => Reply::ok(),
             _ => return None,
         };
         Some(reply)
+    }
+
+    /// Runs a database-wide command (`scan::walks`) a page per hold of the lock: the Redis
+    /// thread serves its other clients between pages.
+    pub(super) async fn walk_command(&self, name: &str, args: &OwnedArgs) -> Reply {
+        let (driver, db) = (&self.server.driver, self.db);
+        match name {
+            "KEYS" => scan::keys(driver, db, args).await,
+            "SCAN" => scan::scan(driver, &self.server.cursors, db, args).await,
+            "DBSIZE" => scan::dbsize(driver, db).await,
+            "FLUSHDB" => scan::flushdb(driver, db, args).await,
+            "FLUSHALL" => scan::flushall(driver, args).await,
+            _ => Reply::error(format!("{name} is not a database-wide command")),
+        }
     }
 
     /// `AUTH [username] password`. Without a configured password every `AUTH` succeeds, so an
