@@ -71,7 +71,7 @@ pub struct Connection {
     pub(super) closing: bool,
     /// Commands that may have written ran since the replies were last sent: with a data
     /// directory under `--fsync always`, the replies wait until those writes are on disk.
-    unsynced: bool,
+    pub(super) unsynced: bool,
     /// Handles to this connection's request metrics.
     series: SeriesCache,
     /// The data commands of the read being run (kept to reuse its vectors).
@@ -234,7 +234,11 @@ impl Connection {
     }
 
     /// Sends the replies in `output` now, once the writes behind them are durable.
-    async fn flush(&mut self, output: &mut Vec<u8>, stream: &mut TcpStream) -> std::io::Result<()> {
+    pub(super) async fn flush(
+        &mut self,
+        output: &mut Vec<u8>,
+        stream: &mut TcpStream,
+    ) -> std::io::Result<()> {
         if output.is_empty() {
             return Ok(());
         }
@@ -277,27 +281,10 @@ impl Connection {
         Ok(())
     }
 
-    /// Runs a command over a whole database (`scan::walks`): sends the replies before it
-    /// first (they are ready, and it may take seconds), then works a page per hold of the
-    /// lock while the Redis thread serves its other clients.
-    async fn walk(
-        &mut self,
-        name: &str,
-        args: &[Vec<u8>],
-        output: &mut Vec<u8>,
-        stream: &mut TcpStream,
-    ) -> std::io::Result<()> {
-        self.flush(output, stream).await?;
-        self.unsynced = true;
-        let reply = self.walk_command(name, args).await;
-        self.encode(vec![reply], output);
-        Ok(())
-    }
-
     /// Encodes replies into `output`, unless that would take the connection's output past
     /// [`REDIS_OUTPUT_MAX`]: then the client gets an error and the connection is closed (a
     /// 3 KB `MGET` of one 1 MiB value repeated must not make the node allocate gigabytes).
-    fn encode(&mut self, replies: Vec<Reply>, output: &mut Vec<u8>) {
+    pub(super) fn encode(&mut self, replies: Vec<Reply>, output: &mut Vec<u8>) {
         for reply in replies {
             if output.len().saturating_add(reply.encoded_len()) > REDIS_OUTPUT_MAX {
                 let why = format!(

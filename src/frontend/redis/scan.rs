@@ -36,7 +36,7 @@ pub const REDIS_PATTERN_SIZE_MAX: usize = 1024;
 /// Most keys `KEYS` returns: beyond it, the client is told to use `SCAN`.
 pub const KEYS_RESULT_MAX: usize = 1_000_000;
 
-/// The commands over a whole database, run by `Connection::walk_command`.
+/// The commands over a whole database, run by `Connection::walk` (in `server`).
 const COMMANDS: &[&str] = &["KEYS", "SCAN", "DBSIZE", "FLUSHDB", "FLUSHALL"];
 
 /// Whether `name` (upper case) is a command over a whole database: it works a page per hold of

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 
 use chorus_proto::keyspace::DATABASES;
 use chorus_proto::resp::Reply;
+use tokio::net::TcpStream;
 
 use super::command::{OwnedArgs, arity, integer, syntax, upper};
 use super::connection::Connection;
@@ -48,18 +49,29 @@ impl Connection {
         Some(reply)
     }
 
-    /// Runs a database-wide command (`scan::walks`) a page per hold of the lock: the Redis
-    /// thread serves its other clients between pages.
-    pub(super) async fn walk_command(&self, name: &str, args: &OwnedArgs) -> Reply {
+    /// Runs a command over a whole database (`scan::walks`): sends the replies before it
+    /// first (they are ready, and it may take seconds), then works a page per hold of the
+    /// lock while the Redis thread serves its other clients.
+    pub(super) async fn walk(
+        &mut self,
+        name: &str,
+        args: &OwnedArgs,
+        output: &mut Vec<u8>,
+        stream: &mut TcpStream,
+    ) -> std::io::Result<()> {
+        self.flush(output, stream).await?;
+        self.unsynced = true;
         let (driver, db) = (&self.server.driver, self.db);
-        match name {
+        let reply = match name {
             "KEYS" => scan::keys(driver, db, args).await,
             "SCAN" => scan::scan(driver, &self.server.cursors, db, args).await,
             "DBSIZE" => scan::dbsize(driver, db).await,
             "FLUSHDB" => scan::flushdb(driver, db, args).await,
             "FLUSHALL" => scan::flushall(driver, args).await,
             _ => Reply::error(format!("{name} is not a database-wide command")),
-        }
+        };
+        self.encode(vec![reply], output);
+        Ok(())
     }
 
     /// `AUTH [username] password`. Without a configured password every `AUTH` succeeds, so an
