@@ -63,8 +63,9 @@ struct RedisThread {
 pub struct FrontEnds {
     redis: Option<RedisThread>,
     http: Option<JoinHandle<()>>,
-    /// Where they listen.
+    /// Where the Redis front end listens, when served.
     pub redis_addr: Option<SocketAddr>,
+    /// Where the HTTP front end listens, when served.
     pub http_addr: Option<SocketAddr>,
 }
 
