@@ -27,5 +27,8 @@ pub use chorus_proto::{Config, DataError, Hlc, Key, MemberState, NodeId, Stamp, 
 pub use frontend::http::HttpOptions;
 pub use frontend::redis::RedisOptions;
 pub use gossip::Firewall;
-pub use node::{Clock, LISTEN_DEFAULT, NodeHandle, NodeOptions, NotReady, Readiness, StartError};
+pub use node::{
+    Clock, FRONT_END_STOP_TIMEOUT, LISTEN_DEFAULT, NodeFailure, NodeHandle, NodeOptions, NotReady,
+    Readiness, StartError,
+};
 pub use store::{DataDirError, Fsync};

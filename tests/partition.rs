@@ -167,6 +167,6 @@ async fn a_healed_partition_keeps_the_highest_stamp_everywhere_and_no_delete_com
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for node in nodes {
-        node.stop();
+        node.stop().await;
     }
 }

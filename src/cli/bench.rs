@@ -95,7 +95,7 @@ async fn bench(mut args: BenchArgs) -> Result<(), String> {
         _ => Ok(None),
     };
     for node in local {
-        node.stop();
+        node.stop().await;
     }
     let (put, get, propagation) = result?;
     if let Some(healed) = healed? {

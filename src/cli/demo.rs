@@ -78,7 +78,7 @@ async fn demo(count: usize, json: bool) -> Result<(), String> {
         "messages_sent_node1": stats.counter("messages_sent").unwrap_or(0), "seconds": started.elapsed().as_secs_f64(),
     }));
     for node in demo.nodes {
-        node.stop();
+        node.stop().await;
     }
     Ok(())
 }

@@ -23,9 +23,12 @@ pub async fn run(args: NodeArgs) -> i32 {
     };
     // Logged before joining, so a node that cannot join still says where it listens.
     tracing::info!(name = %handle.name(), id = %handle.id(), redis = ?handle.redis_addr(), http = ?handle.http_addr(), listen = %handle.addr(), "listening");
+    // Watched from here on: a node that never joins must not run on with a dead part either.
+    let mut readiness = handle.readiness_watch();
     let signalled = tokio::select! {
-        () = handle.ready() => false,
+        _ = readiness.wait_for(Result::is_ok) => false,
         () = super::shutdown_signal() => true,
+        failure = handle.failed() => return failed(failure),
     };
     if signalled {
         // Not ready yet (joining, catching up, or its clock off), but it may have taken
@@ -57,10 +60,7 @@ pub async fn run(args: NodeArgs) -> i32 {
     notify::ready();
     tokio::select! {
         () = super::shutdown_signal() => {}
-        () = handle.failed() => {
-            tracing::error!("the node's driver stopped unexpectedly; exiting so a supervisor can restart it");
-            return EXIT_FAILED;
-        }
+        failure = handle.failed() => return failed(failure),
     }
     notify::stopping();
     drain(&handle, drain_for).await;
@@ -70,6 +70,12 @@ pub async fn run(args: NodeArgs) -> i32 {
         tracing::warn!("no peer confirmed this node's writes before the shutdown deadline");
     }
     0
+}
+
+/// Logs why the node failed; the exit code that tells a supervisor to restart it.
+fn failed(failure: chorus::NodeFailure) -> i32 {
+    tracing::error!(%failure, "the node failed; exiting so a supervisor can restart it");
+    EXIT_FAILED
 }
 
 /// The node's options from its command line.

@@ -418,7 +418,7 @@ mod tests {
         }
         let idle = client.lock_idle().len();
         assert!((2..=IDLE_STREAMS_MAX).contains(&idle), "{idle} idle streams");
-        node.stop();
+        node.stop().await;
     }
 
     #[tokio::test]
@@ -434,7 +434,7 @@ mod tests {
         drop(abandoned);
         client.put("k", "new", WriteOptions::default()).await.expect("put");
         assert_eq!(text(client.get("k").await.expect("get")), Some("new".into()));
-        node.stop();
+        node.stop().await;
     }
 
     /// Runs the futures concurrently on this task and returns their outputs in order.

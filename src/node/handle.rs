@@ -13,11 +13,12 @@ use tokio::task::JoinHandle;
 
 use super::clock::{Clock, WallClock};
 use super::driver::Driver;
+use super::front_ends::{FrontEnds, NodeFailure};
 use super::persist;
 use super::ready::{NotReady, Readiness};
 use super::timers::run_timers;
-use crate::frontend::http::{self, HttpOptions};
-use crate::frontend::redis::{self, RedisOptions};
+use crate::frontend::http::HttpOptions;
+use crate::frontend::redis::RedisOptions;
 use crate::frontend::rpc;
 use crate::gossip::{self, Firewall, Transport, TransportStats};
 use crate::store::{DataDirError, Fsync, Persist};
@@ -119,9 +120,8 @@ pub struct NodeHandle {
     ready: watch::Receiver<Readiness>,
     firewall: Arc<Firewall>,
     endpoint: quinn::Endpoint,
-    redis: Option<SocketAddr>,
-    http: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
+    front_ends: FrontEnds,
 }
 
 impl NodeHandle {
@@ -170,26 +170,21 @@ impl NodeHandle {
         let (ready_sender, ready) = watch::channel(initial);
         let driver = Driver::new(node, transport, ready_sender, stats.clone(), clock, persist);
         // The timer task first: `failed` watches it.
-        let mut tasks = vec![
+        let tasks = vec![
             tokio::spawn(run_timers(driver.clone())),
             tokio::spawn(accept(endpoint.clone(), driver.clone(), firewall.clone())),
             tokio::spawn(warn_until_joined(ready.clone(), seeds, stats)),
             tokio::spawn(persist::run_writer(driver.clone())),
         ];
-        let front_ends = match serve_redis(&options, &driver, &mut tasks).await {
-            Ok(redis) => {
-                serve_http(&options, &driver, &ready, &mut tasks).await.map(|http| (redis, http))
-            }
-            Err(error) => Err(error),
-        };
-        let (redis, http) = match front_ends {
-            Ok(addrs) => addrs,
+        let (redis, http) = (options.redis.as_ref(), options.http.as_ref());
+        let front_ends = match FrontEnds::start(redis, http, &driver, &ready).await {
+            Ok(front_ends) => front_ends,
             Err(error) => {
                 tasks.iter().for_each(JoinHandle::abort);
-                return Err(error);
+                return Err(StartError::FrontEnd(error));
             }
         };
-        Ok(NodeHandle { id, name, addr, driver, ready, firewall, endpoint, redis, http, tasks })
+        Ok(NodeHandle { id, name, addr, driver, ready, firewall, endpoint, tasks, front_ends })
     }
 
     /// The node's identity.
@@ -209,12 +204,12 @@ impl NodeHandle {
 
     /// The address the Redis front end listens on, when it is served.
     pub fn redis_addr(&self) -> Option<SocketAddr> {
-        self.redis
+        self.front_ends.redis_addr
     }
 
     /// The address the HTTP front end listens on, when it is served.
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http
+        self.front_ends.http_addr
     }
 
     /// The node's operations (the driver's tests; later, front ends served beside the RPC).
@@ -266,29 +261,39 @@ impl NodeHandle {
         // Whatever `--fsync` let wait goes to disk now.
         self.driver.commit().await;
         let endpoint = self.endpoint.clone();
-        self.stop();
+        self.stop().await;
         let _ = tokio::time::timeout(CLOSE_FLUSH, endpoint.wait_idle()).await;
         handed_off
     }
 
-    /// Completes if the driver's timer task ends on its own, which only a bug can cause (a
-    /// panic in the node, which poisons the driver's lock, or in the task itself):
-    /// the node then serves nothing, and its process should exit so a supervisor restarts it.
-    pub async fn failed(&mut self) {
-        match self.tasks.first_mut() {
-            Some(driver) => {
-                let _ = driver.await;
+    /// Completes if the node stops serving though nobody asked it to, which only a bug can
+    /// cause: the driver's timer task ends (a panic in the node, which poisons the driver's
+    /// lock, or in the task itself), or a front end's accept loop panics or returns. The node
+    /// then serves nothing, or nothing on that port, and its process should exit so a
+    /// supervisor restarts it. Says why.
+    pub async fn failed(&mut self) -> NodeFailure {
+        let driver = async {
+            match self.tasks.first_mut() {
+                Some(driver) => {
+                    let _ = driver.await;
+                }
+                None => std::future::pending().await,
             }
-            None => std::future::pending().await,
+        };
+        tokio::select! {
+            () = driver => NodeFailure::Driver,
+            failure = self.front_ends.failed() => failure,
         }
     }
 
-    /// Stops at once, as a crash would (no departure, no handoff).
-    pub fn stop(self) {
+    /// Stops at once, as a crash would (no departure, no handoff). Returns once the Redis and
+    /// HTTP listeners are closed: their ports can be bound again (a node restarted in place).
+    pub async fn stop(self) {
         for task in &self.tasks {
             task.abort();
         }
         self.endpoint.close(0u32.into(), b"node stopping");
+        self.front_ends.stop().await;
     }
 }
 
@@ -345,64 +350,6 @@ fn cluster_keys(options: &NodeOptions) -> Result<Vec<ClusterKey>, StartError> {
     }
     tracing::warn!("no cluster key given: using the built-in development key, loopback only");
     Ok(vec![ClusterKey::development()])
-}
-
-/// Starts the Redis front end when asked for; its address.
-async fn serve_redis(
-    options: &NodeOptions,
-    driver: &Arc<Driver>,
-    tasks: &mut Vec<JoinHandle<()>>,
-) -> Result<Option<SocketAddr>, StartError> {
-    let Some(redis_options) = &options.redis else { return Ok(None) };
-    let (listener, server) =
-        redis::bind(redis_options, driver.clone()).await.map_err(StartError::FrontEnd)?;
-    let addr = server.addr();
-    // The Redis connections run on a thread of their own, like Redis's one event loop: they
-    // do not contend with each other for the node's lock from two runtime threads. The task
-    // left here holds the thread's stop signal; aborting it (as `stop` aborts every task)
-    // stops the thread, its connections and its listener.
-    let failed = |error: std::io::Error| StartError::FrontEnd(format!("Redis front end: {error}"));
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-    // A runtime must not be dropped in an async context, as it would be here if what follows
-    // failed: it is then leaked, and the node fails to start.
-    let runtime = std::mem::ManuallyDrop::new(runtime.map_err(failed)?);
-    let listener = {
-        // Moved to the thread's runtime before the thread starts, so a failure stops the node.
-        let _entered = runtime.enter();
-        listener.into_std().and_then(tokio::net::TcpListener::from_std).map_err(failed)?
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::Builder::new().name("chorus-redis".into()).spawn(move || {
-        let runtime = std::mem::ManuallyDrop::into_inner(runtime);
-        runtime.block_on(async move {
-            tokio::select! {
-                () = redis::serve(listener, server) => {}
-                _ = stopped => {}
-            }
-        });
-    });
-    thread.map_err(failed)?;
-    tasks.push(tokio::spawn(async move {
-        let _stop = stop;
-        std::future::pending::<()>().await
-    }));
-    Ok(Some(addr))
-}
-
-/// Starts the HTTP front end when asked for; its address.
-async fn serve_http(
-    options: &NodeOptions,
-    driver: &Arc<Driver>,
-    ready: &watch::Receiver<Readiness>,
-    tasks: &mut Vec<JoinHandle<()>>,
-) -> Result<Option<SocketAddr>, StartError> {
-    let Some(http_options) = &options.http else { return Ok(None) };
-    let (listener, server) = http::bind(http_options, driver.clone(), ready.clone())
-        .await
-        .map_err(StartError::FrontEnd)?;
-    let addr = listener.local_addr().map_err(|error| StartError::FrontEnd(error.to_string()))?;
-    tasks.push(tokio::spawn(http::serve(listener, server)));
-    Ok(Some(addr))
 }
 
 /// Accepts connections and routes them by ALPN: gossip to the driver, RPC to the server.

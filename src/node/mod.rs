@@ -2,6 +2,8 @@
 //! the watch history, write waits, and the protocol-neutral operations every front end uses.
 //!
 //! - `handle`: [`NodeHandle`] starts a node and steers it (leave, shutdown, stop).
+//! - `front_ends`: the Redis thread and the HTTP task as the node runs them: stopped and
+//!   waited for, and watched for an end nobody asked for ([`NodeFailure`]).
 //! - `driver`: the `proto::Node` behind the lock, and the drain contract.
 //! - `ops`: the operations front ends call (get, write, list, members, stats, subscribe);
 //!   `outcome`: what they answer (`OpError`, `Written`).
@@ -14,6 +16,7 @@
 
 mod clock;
 mod driver;
+mod front_ends;
 mod handle;
 mod history;
 mod lock;
@@ -32,6 +35,7 @@ mod tests;
 
 pub use clock::Clock;
 pub use driver::Driver;
+pub use front_ends::{FRONT_END_STOP_TIMEOUT, NodeFailure};
 pub use handle::{LISTEN_DEFAULT, NodeHandle, NodeOptions, StartError};
 pub use history::Live;
 pub use lock::Purpose;

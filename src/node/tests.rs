@@ -42,7 +42,7 @@ async fn a_ttl_expires_in_virtual_time_and_watchers_hear_of_it() {
     let change = expired.expect("the expiry comes within seconds of the TTL").expect("a change");
     assert_eq!((change.kind, change.key), (ChangeKind::Expire, key("flags/a")));
     assert!(driver.get(&key("flags/a")).expect("read").is_none(), "expired keys read absent");
-    node.stop();
+    node.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -57,7 +57,7 @@ async fn a_wait_for_more_nodes_than_live_members_is_refused_without_taking_a_slo
     assert!(driver.get(&key("flags/b")).expect("read").is_none(), "a refused write is not applied");
     let stats = driver.stats().expect("stats");
     assert_eq!(stats.counter("waits_pending"), Some(0));
-    node.stop();
+    node.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -71,7 +71,7 @@ async fn every_lock_site_is_counted_by_purpose() {
     for name in ["lock_read_holds", "lock_write_holds", "lock_timer_holds", "lock_flush_holds"] {
         assert!(stats.counter(name).is_some_and(|holds| holds > 0), "{name}: {stats:?}");
     }
-    node.stop();
+    node.stop().await;
 }
 
 /// Pushes are flushed as soon as they are due, so a session's second write can find the
@@ -116,8 +116,8 @@ async fn a_session_drains_between_its_writes() {
     });
     assert_eq!(written.expect("the lock is not poisoned").expect("every write taken").len(), 5);
     assert!(driver.get(&key("batch/4")).expect("the node still serves").is_some());
-    first.stop();
-    second.stop();
+    first.stop().await;
+    second.stop().await;
 }
 
 /// Three nodes on loopback, the third with its clock `offset` off: it is not ready and
@@ -167,7 +167,7 @@ async fn a_skewed_node_refuses_writes_until_corrected(offset_ms: i64) {
     let refused = matches!(written, Err(OpError::ClockUnchecked | OpError::ClockOffset { .. }));
     assert!(refused, "a write right after the jump: {written:?}");
     for node in [first, second, skewed] {
-        node.stop();
+        node.stop().await;
     }
 }
 
@@ -185,5 +185,5 @@ async fn a_node_two_seconds_behind_refuses_writes_until_corrected() {
 async fn a_lone_node_without_seeds_is_ready_at_once() {
     let node = node().await;
     assert_eq!(node.readiness(), Ok(()));
-    node.stop();
+    node.stop().await;
 }

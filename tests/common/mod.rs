@@ -184,6 +184,12 @@ impl Node {
         Node::spawn_at(name, "127.0.0.1:0", &seeds, key, dir)
     }
 
+    /// Starts `chorus node` alone on 127.0.0.1 port 0 with `env` added to its environment
+    /// (the test-only fault switch), without waiting.
+    pub fn spawn_with_env(name: &str, env: &[(&str, &str)], dir: &Path) -> Process {
+        Node::spawn_with("127.0.0.1:0", &[], name, env, dir)
+    }
+
     /// Starts `chorus node` on `listen` with every address in `seeds` as `--join` (its own
     /// address may be among them), without waiting.
     pub fn spawn_at(
@@ -191,6 +197,18 @@ impl Node {
         listen: &str,
         seeds: &[String],
         key: Option<&str>,
+        dir: &Path,
+    ) -> Process {
+        let env: Vec<(&str, &str)> =
+            key.map(|key| ("CHORUS_CLUSTER_KEY", key)).into_iter().collect();
+        Node::spawn_with(listen, seeds, name, &env, dir)
+    }
+
+    fn spawn_with(
+        listen: &str,
+        seeds: &[String],
+        name: &str,
+        env: &[(&str, &str)],
         dir: &Path,
     ) -> Process {
         let mut args = vec![
@@ -207,9 +225,7 @@ impl Node {
         for seed in seeds {
             args.extend(["--join", seed.as_str()]);
         }
-        let env: Vec<(&str, &str)> =
-            key.map(|key| ("CHORUS_CLUSTER_KEY", key)).into_iter().collect();
-        Process::start(name, &args, &env, dir)
+        Process::start(name, &args, env, dir)
     }
 
     /// Waits for `process` to print its ready line and returns the node.

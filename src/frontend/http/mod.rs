@@ -142,7 +142,10 @@ pub async fn serve(listener: TcpListener, http: Arc<Http>) {
         // Reap finished connections so the set stays as small as the live ones.
         while connections.try_join_next().is_some() {}
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
-        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let (stream, peer) = super::accept(&listener, "http").await;
+        if super::test_fault("http-accept-panic") {
+            panic!("test fault: the HTTP accept loop panics");
+        }
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
         let connection = builder.serve_connection(TokioIo::new(stream), service);

@@ -98,6 +98,12 @@ impl Batch {
         self.writes = false;
     }
 
+    /// The arguments `at` (a command's range) as slices of `bytes`, collected (for a command
+    /// that leaves the batch's session).
+    pub fn args_of<'a>(&self, bytes: &'a [u8], at: Range<usize>) -> Vec<&'a [u8]> {
+        self.args[at].iter().map(|range| &bytes[range.clone()]).collect()
+    }
+
     /// Calls `run` with the commands and every argument as a slice of `bytes` (each
     /// command's range indexes those).
     pub fn with_args<R>(

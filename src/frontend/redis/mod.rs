@@ -8,7 +8,10 @@
 //! - `strings`, `hashes`, `keys`: data commands, each run in one session of the node.
 //! - `whole`: commands on a whole key (DEL, the expiry commands, RENAME, HGETALL...) when the
 //!   key is a large hash, outside MULTI: a page of its fields per hold of the lock.
-//! - `scan`: KEYS, SCAN, DBSIZE, FLUSHDB over a database, page by page.
+//! - `scan`: KEYS, SCAN, DBSIZE, FLUSHDB, FLUSHALL over a database, page by page.
+//!
+//! The commands that work over many holds of the lock (`scan`, `whole`) yield the Redis thread
+//! after each page, so the node's other Redis clients are served while they run.
 //! - `pubsub`: keyspace notifications fed by the node's watch stream.
 //!
 //! The protocol's codec and limits live in `chorus_proto::resp`; databases and hash fields
@@ -95,15 +98,28 @@ pub async fn bind(
     Ok((listener, Arc::new(server)))
 }
 
-/// Accepts clients until the task is aborted, at most [`REDIS_CONNECTIONS_MAX`] at once.
+/// Accepts clients until its thread is stopped, at most [`REDIS_CONNECTIONS_MAX`] at once. A
+/// connection that panics ends alone, logged; the loop itself returns only on a test fault.
 pub async fn serve(listener: TcpListener, server: Arc<Server>) {
     let permits = Arc::new(Semaphore::new(REDIS_CONNECTIONS_MAX));
     let mut connections = tokio::task::JoinSet::new();
     loop {
         // Reap finished connections so the set stays as small as the live ones.
-        while connections.try_join_next().is_some() {}
+        while let Some(ended) = connections.try_join_next() {
+            if let Err(error) = ended
+                && error.is_panic()
+            {
+                tracing::error!(%error, "a Redis connection panicked: it is closed, the others go on");
+            }
+        }
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
-        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let (stream, peer) = super::accept(&listener, "redis").await;
+        if super::test_fault("redis-accept-panic") {
+            panic!("test fault: the Redis accept loop panics");
+        }
+        if super::test_fault("redis-accept-return") {
+            return;
+        }
         let _ = stream.set_nodelay(true);
         let server = server.clone();
         connections.spawn(async move {

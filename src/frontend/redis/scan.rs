@@ -36,6 +36,15 @@ pub const REDIS_PATTERN_SIZE_MAX: usize = 1024;
 /// Most keys `KEYS` returns: beyond it, the client is told to use `SCAN`.
 pub const KEYS_RESULT_MAX: usize = 1_000_000;
 
+/// The commands over a whole database, run by `Connection::walk` (in `server`).
+const COMMANDS: &[&str] = &["KEYS", "SCAN", "DBSIZE", "FLUSHDB", "FLUSHALL"];
+
+/// Whether `name` (upper case) is a command over a whole database: it works a page per hold of
+/// the lock, and its connection sends the replies before it first.
+pub fn walks(name: &str) -> bool {
+    COMMANDS.contains(&name)
+}
+
 /// Where a walk of one database stands.
 #[derive(Clone, Debug, Default)]
 pub struct Position {
@@ -61,7 +70,7 @@ pub struct Cursors {
 /// `LIST_VISIT_MAX` entries, tombstones included), and one call takes at most
 /// [`PAGE_HOLDS_MAX`] of them: it may then hold fewer keys than asked, or none, with a
 /// position to go on from, as SCAN allows.
-fn page(
+async fn page(
     driver: &Driver,
     db: u8,
     mut position: Position,
@@ -110,6 +119,8 @@ fn page(
             }
             position = Position { hashes: true, ..Position::default() };
         }
+        // Other clients of this Redis thread are served between pages.
+        tokio::task::yield_now().await;
     }
     Ok((keys, Some(position)))
 }
@@ -120,20 +131,28 @@ fn plain_ended(db: u8, name: &Key) -> bool {
     db == 0 && name.as_bytes().first() == Some(&RESERVED_BYTE)
 }
 
-/// Walks every key of database `db`, one page per short session, handing each page to `visit`
-/// after the lock is released (matching a pattern, counting or deleting take their own time).
-fn walk(
-    driver: &Driver,
+/// A walk over every key of one database, one page per short session: each page is handed
+/// out after the lock is released (matching a pattern, counting or deleting take their own
+/// time), and the Redis thread serves its other clients between pages.
+struct Walk<'a> {
+    driver: &'a Driver,
     db: u8,
-    mut visit: impl FnMut(Vec<Vec<u8>>) -> Result<(), Reply>,
-) -> Result<(), Reply> {
-    let mut position = Some(Position::default());
-    while let Some(from) = position.take() {
-        let (keys, next) = page(driver, db, from, LIST_LIMIT_MAX as usize).map_err(op_error)?;
-        visit(keys)?;
-        position = next;
+    position: Option<Position>,
+}
+
+impl<'a> Walk<'a> {
+    fn new(driver: &'a Driver, db: u8) -> Walk<'a> {
+        Walk { driver, db, position: Some(Position::default()) }
     }
-    Ok(())
+
+    /// The next page of keys; `None` once the walk is over.
+    async fn next(&mut self) -> Result<Option<Vec<Vec<u8>>>, Reply> {
+        let Some(from) = self.position.take() else { return Ok(None) };
+        let count = LIST_LIMIT_MAX as usize;
+        let (keys, next) = page(self.driver, self.db, from, count).await.map_err(op_error)?;
+        self.position = next;
+        Ok(Some(keys))
+    }
 }
 
 /// A pattern within [`REDIS_PATTERN_SIZE_MAX`], runs of `*` collapsed (they match the same).
@@ -151,70 +170,78 @@ fn pattern(raw: &[u8]) -> Result<Vec<u8>, Reply> {
 }
 
 /// `KEYS pattern`.
-pub fn keys(driver: &Driver, db: u8, args: &OwnedArgs) -> Reply {
+pub async fn keys(driver: &Driver, db: u8, args: &OwnedArgs) -> Reply {
     let [raw] = args else { return arity("keys") };
     let pattern = match pattern(raw) {
         Ok(pattern) => pattern,
         Err(reply) => return reply,
     };
-    let mut found = Vec::new();
-    let walked = walk(driver, db, |keys| {
-        found.extend(keys.into_iter().filter(|key| glob::matches(&pattern, key)));
-        if found.len() > KEYS_RESULT_MAX {
-            return Err(Reply::error(format!("more than {KEYS_RESULT_MAX} keys match: use SCAN")));
+    let (mut found, mut walk) = (Vec::new(), Walk::new(driver, db));
+    loop {
+        match walk.next().await {
+            Ok(Some(keys)) => {
+                found.extend(keys.into_iter().filter(|key| glob::matches(&pattern, key)));
+                if found.len() > KEYS_RESULT_MAX {
+                    return Reply::error(format!(
+                        "more than {KEYS_RESULT_MAX} keys match: use SCAN"
+                    ));
+                }
+            }
+            Ok(None) => return Reply::Array(found.into_iter().map(Reply::Bulk).collect()),
+            Err(reply) => return reply,
         }
-        Ok(())
-    });
-    walked
-        .map_or_else(|reply| reply, |()| Reply::Array(found.into_iter().map(Reply::Bulk).collect()))
+    }
 }
 
 /// `DBSIZE`.
-pub fn dbsize(driver: &Driver, db: u8) -> Reply {
-    let mut count = 0;
-    let walked = walk(driver, db, |keys| {
-        count += keys.len() as i64;
-        Ok(())
-    });
-    walked.map_or_else(|reply| reply, |()| Reply::Integer(count))
+pub async fn dbsize(driver: &Driver, db: u8) -> Reply {
+    let (mut count, mut walk) = (0, Walk::new(driver, db));
+    loop {
+        match walk.next().await {
+            Ok(Some(keys)) => count += keys.len() as i64,
+            Ok(None) => return Reply::Integer(count),
+            Err(reply) => return reply,
+        }
+    }
 }
 
 /// `FLUSHDB [ASYNC|SYNC]`: deletes every key of the database (a tombstone each).
-pub fn flushdb(driver: &Driver, db: u8, args: &OwnedArgs) -> Reply {
+pub async fn flushdb(driver: &Driver, db: u8, args: &OwnedArgs) -> Reply {
     if args.len() > 1 {
         return syntax();
     }
-    match flush(driver, db) {
+    match flush(driver, db).await {
         Ok(()) => Reply::ok(),
         Err(reply) => reply,
     }
 }
 
 /// `FLUSHALL [ASYNC|SYNC]`: every database.
-pub fn flushall(driver: &Driver, args: &OwnedArgs) -> Reply {
+pub async fn flushall(driver: &Driver, args: &OwnedArgs) -> Reply {
     if args.len() > 1 {
         return syntax();
     }
     for db in 0..DATABASES {
-        if let Err(reply) = flush(driver, db) {
+        if let Err(reply) = flush(driver, db).await {
             return reply;
         }
     }
     Reply::ok()
 }
 
-fn flush(driver: &Driver, db: u8) -> Result<(), Reply> {
-    walk(driver, db, |keys| {
-        if keys.is_empty() {
-            return Ok(());
+async fn flush(driver: &Driver, db: u8) -> Result<(), Reply> {
+    let mut walk = Walk::new(driver, db);
+    while let Some(keys) = walk.next().await? {
+        if !keys.is_empty() {
+            // A hash's fields are deleted a page per hold.
+            super::whole::delete_keys(driver, db, &keys).await?;
         }
-        // A hash's fields are deleted a page per hold.
-        super::whole::delete_keys(driver, db, &keys).map(|_| ())
-    })
+    }
+    Ok(())
 }
 
 /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`.
-pub fn scan(driver: &Driver, cursors: &Mutex<Cursors>, db: u8, args: &OwnedArgs) -> Reply {
+pub async fn scan(driver: &Driver, cursors: &Mutex<Cursors>, db: u8, args: &OwnedArgs) -> Reply {
     let [cursor, options @ ..] = args else { return arity("scan") };
     let Ok(cursor) = std::str::from_utf8(cursor).unwrap_or("").parse::<u64>() else {
         return Reply::error("invalid cursor");
@@ -236,7 +263,7 @@ pub fn scan(driver: &Driver, cursors: &Mutex<Cursors>, db: u8, args: &OwnedArgs)
             }
         }
     };
-    let (keys, next) = match page(driver, db, from, count) {
+    let (keys, next) = match page(driver, db, from, count).await {
         Ok(page) => page,
         Err(error) => return op_error(error),
     };

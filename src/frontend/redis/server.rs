@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 
 use chorus_proto::keyspace::DATABASES;
 use chorus_proto::resp::Reply;
+use tokio::net::TcpStream;
 
 use super::command::{OwnedArgs, arity, integer, syntax, upper};
 use super::connection::Connection;
@@ -20,7 +21,6 @@ pub const REDIS_VERSION: &str = "7.2.0";
 impl Connection {
     /// Runs a connection or server command; `None` if `name` is none of them.
     pub(super) fn server_command(&mut self, name: &str, args: &OwnedArgs) -> Option<Reply> {
-        let driver = &self.server.driver;
         let reply = match name {
             "PING" => match args {
                 [] => Reply::Simple("PONG".into()),
@@ -43,15 +43,35 @@ impl Connection {
             "INFO" => self.info(),
             "COMMAND" => command(args),
             "CONFIG" => self.config(args),
-            "KEYS" => scan::keys(driver, self.db, args),
-            "SCAN" => scan::scan(driver, &self.server.cursors, self.db, args),
-            "DBSIZE" => scan::dbsize(driver, self.db),
-            "FLUSHDB" => scan::flushdb(driver, self.db, args),
-            "FLUSHALL" => scan::flushall(driver, args),
             "UNWATCH" => Reply::ok(),
             _ => return None,
         };
         Some(reply)
+    }
+
+    /// Runs a command over a whole database (`scan::walks`): sends the replies before it
+    /// first (they are ready, and it may take seconds), then works a page per hold of the
+    /// lock while the Redis thread serves its other clients.
+    pub(super) async fn walk(
+        &mut self,
+        name: &str,
+        args: &OwnedArgs,
+        output: &mut Vec<u8>,
+        stream: &mut TcpStream,
+    ) -> std::io::Result<()> {
+        self.flush(output, stream).await?;
+        self.unsynced = true;
+        let (driver, db) = (&self.server.driver, self.db);
+        let reply = match name {
+            "KEYS" => scan::keys(driver, db, args).await,
+            "SCAN" => scan::scan(driver, &self.server.cursors, db, args).await,
+            "DBSIZE" => scan::dbsize(driver, db).await,
+            "FLUSHDB" => scan::flushdb(driver, db, args).await,
+            "FLUSHALL" => scan::flushall(driver, args).await,
+            _ => Reply::error(format!("{name} is not a database-wide command")),
+        };
+        self.encode(vec![reply], output);
+        Ok(())
     }
 
     /// `AUTH [username] password`. Without a configured password every `AUTH` succeeds, so an

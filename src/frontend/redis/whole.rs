@@ -8,7 +8,8 @@
 //! over several holds of the node's lock, before the commands after it: each page of at most [`HASH_FIELDS_PER_HOLD`] fields is listed in one hold (which visits
 //! at most `LIST_VISIT_MAX` entries, tombstones included) and, for a write, deleted or rewritten
 //! in the next. A hash of 100,000 fields thus never holds the lock for long, and the node goes
-//! on serving gossip and other clients in between.
+//! on serving gossip and other clients in between: the command yields the Redis thread after
+//! each page, so the node's other Redis clients are served too.
 //!
 //! The cost is atomicity on this node: while a large hash is deleted, renamed or given an
 //! expiry, another client of this node may see it partly done, as clients of the other nodes
@@ -31,24 +32,21 @@ use crate::node::{Driver, Found, OpError, Purpose, Session};
 /// Most hash fields one hold of the node's lock lists, deletes or rewrites.
 pub const HASH_FIELDS_PER_HOLD: usize = 256;
 
-/// A whole-key command: runs over as many holds of the lock as the key needs.
-pub type WholeFn = fn(&Driver, u8, &Args) -> Reply;
-
-/// The whole-key commands: name (upper case), what runs it.
-static COMMANDS: &[(&str, WholeFn)] = &[
-    ("DEL", del),
-    ("UNLINK", del),
-    ("EXPIRE", expire),
-    ("PEXPIRE", pexpire),
-    ("EXPIREAT", expireat),
-    ("PEXPIREAT", pexpireat),
-    ("PERSIST", persist),
-    ("RENAME", rename),
-    ("HGETALL", hgetall),
-    ("HKEYS", hkeys),
-    ("HVALS", hvals),
-    ("HLEN", hlen),
-    ("DEBUG", debug),
+/// The whole-key commands (upper case).
+static COMMANDS: &[&str] = &[
+    "DEL",
+    "UNLINK",
+    "EXPIRE",
+    "PEXPIRE",
+    "EXPIREAT",
+    "PEXPIREAT",
+    "PERSIST",
+    "RENAME",
+    "HGETALL",
+    "HKEYS",
+    "HVALS",
+    "HLEN",
+    "DEBUG",
 ];
 
 /// Whether a whole-key command, batched with its pipeline's neighbours, must leave the batch
@@ -65,7 +63,7 @@ pub fn defers(session: &Session<'_>, db: u8, name: &str, args: &Args) -> bool {
     let keys = match name {
         "DEL" | "UNLINK" | "RENAME" => args,
         "DEBUG" => args.get(1..2).unwrap_or_default(),
-        _ if command(name).is_some() => args.get(..1).unwrap_or_default(),
+        _ if COMMANDS.contains(&name) => args.get(..1).unwrap_or_default(),
         _ => return false,
     };
     keys.iter().any(|key| large(session, db, key))
@@ -80,9 +78,30 @@ fn large(session: &Session<'_>, db: u8, key: &[u8]) -> bool {
     page.entries.len() > HASH_FIELDS_PER_HOLD || page.resume_after.is_some()
 }
 
-/// The whole-key command named `name` (upper case), if it is one.
-pub fn command(name: &str) -> Option<WholeFn> {
-    COMMANDS.iter().find(|(known, _)| *known == name).map(|(_, run)| *run)
+/// Runs the whole-key command named `name` (upper case; one [`defers`] deferred) over as many
+/// holds of the lock as the key needs; the Redis thread serves its other clients in between.
+pub async fn run(name: &str, driver: &Driver, db: u8, args: &Args<'_>) -> Reply {
+    match name {
+        "DEL" | "UNLINK" => del(driver, db, args).await,
+        "EXPIRE" => set_expiry(driver, db, args, "expire", 1_000, false).await,
+        "PEXPIRE" => set_expiry(driver, db, args, "pexpire", 1, false).await,
+        "EXPIREAT" => set_expiry(driver, db, args, "expireat", 1_000, true).await,
+        "PEXPIREAT" => set_expiry(driver, db, args, "pexpireat", 1, true).await,
+        "PERSIST" => persist(driver, db, args).await,
+        "RENAME" => rename(driver, db, args).await,
+        "HGETALL" => hgetall(driver, db, args).await,
+        "HKEYS" => hkeys(driver, db, args).await,
+        "HVALS" => hvals(driver, db, args).await,
+        "HLEN" => hlen(driver, db, args).await,
+        "DEBUG" => debug(driver, db, args).await,
+        _ => Reply::error(format!("{name} is not a command on a whole key")),
+    }
+}
+
+/// Lets the Redis thread serve its other clients: between the pages of a command on a whole
+/// key, once a page's hold of the lock is over.
+async fn between_pages() {
+    tokio::task::yield_now().await;
 }
 
 /// Runs `work` in one session taken for `purpose`; its error, or the node's, as a reply.
@@ -96,7 +115,7 @@ fn step<R>(
 
 /// Hands every page of live fields under `prefix` to `work`, each page listed in one hold of
 /// the lock and handled after it.
-fn pages(
+async fn pages(
     driver: &Driver,
     prefix: &[u8],
     mut work: impl FnMut(Vec<(Key, Value)>) -> Result<(), Reply>,
@@ -112,6 +131,7 @@ fn pages(
             Some(name) => after = Some(name),
             None => return Ok(()),
         }
+        between_pages().await;
     }
 }
 
@@ -142,7 +162,7 @@ impl Probe {
 }
 
 /// Reads what key `key` of database `db` holds: its string, and its hash's first field.
-fn probe(driver: &Driver, db: u8, key: &[u8]) -> Result<Probe, Reply> {
+async fn probe(driver: &Driver, db: u8, key: &[u8]) -> Result<Probe, Reply> {
     let string_name = string_key(db, key)?;
     let prefix = keyspace::hash_prefix(db, key).ok();
     let (string, now_ms) = step(driver, Purpose::Read, |session| {
@@ -158,6 +178,7 @@ fn probe(driver: &Driver, db: u8, key: &[u8]) -> Result<Probe, Reply> {
                 Some(name) => after = Some(name),
                 None => break,
             }
+            between_pages().await;
         }
     }
     let hash = match first {
@@ -176,7 +197,7 @@ fn ttl_until(at: Option<u64>, now_ms: u64) -> Option<u64> {
 
 /// Deletes every field of hash `key` of database `db`, a page per hold; whether this node
 /// held any of them live.
-fn delete_fields(driver: &Driver, db: u8, key: &[u8]) -> Result<bool, Reply> {
+async fn delete_fields(driver: &Driver, db: u8, key: &[u8]) -> Result<bool, Reply> {
     // A key too long to name a hash field has none.
     let Ok(prefix) = keyspace::hash_prefix(db, key) else { return Ok(false) };
     let mut deleted = false;
@@ -190,14 +211,19 @@ fn delete_fields(driver: &Driver, db: u8, key: &[u8]) -> Result<bool, Reply> {
         })?;
         deleted |= any;
         Ok(())
-    })?;
+    })
+    .await?;
     Ok(deleted)
 }
 
 /// Deletes every entry `keys` of database `db` hold: their strings, [`HASH_FIELDS_PER_HOLD`]
 /// keys per hold, then their hashes' fields, a page per hold; how many keys this node held
 /// (`DEL`, `FLUSHDB`).
-pub fn delete_keys(driver: &Driver, db: u8, keys: &[impl AsRef<[u8]>]) -> Result<i64, Reply> {
+pub async fn delete_keys(
+    driver: &Driver,
+    db: u8,
+    keys: &[impl AsRef<[u8]> + Sync],
+) -> Result<i64, Reply> {
     let mut held = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(HASH_FIELDS_PER_HOLD) {
         let names =
@@ -205,29 +231,33 @@ pub fn delete_keys(driver: &Driver, db: u8, keys: &[impl AsRef<[u8]>]) -> Result
         held.extend(step(driver, Purpose::Write, |session| {
             names.into_iter().map(|name| session.delete(name)).collect::<Result<Vec<_>, _>>()
         })?);
+        between_pages().await;
     }
     for (key, held) in keys.iter().zip(&mut held) {
-        *held |= delete_fields(driver, db, key.as_ref())?;
+        *held |= delete_fields(driver, db, key.as_ref()).await?;
+        // Most keys are strings, their listing one short hold: tokio's budget yields once
+        // every few dozen of them rather than after each.
+        tokio::task::consume_budget().await;
     }
     Ok(held.into_iter().filter(|held| *held).count() as i64)
 }
 
 /// Deletes every entry key `key` of database `db` holds.
-fn delete_key(driver: &Driver, db: u8, key: &[u8]) -> Result<(), Reply> {
-    delete_keys(driver, db, &[key]).map(|_| ())
+async fn delete_key(driver: &Driver, db: u8, key: &[u8]) -> Result<(), Reply> {
+    delete_keys(driver, db, &[key]).await.map(|_| ())
 }
 
 /// `DEL key [key ...]` and `UNLINK`: how many of the keys this node held.
-pub fn del(driver: &Driver, db: u8, args: &Args) -> Reply {
+async fn del(driver: &Driver, db: u8, args: &Args<'_>) -> Reply {
     if args.is_empty() {
         return arity("del");
     }
-    delete_keys(driver, db, args).map_or_else(|reply| reply, Reply::Integer)
+    delete_keys(driver, db, args).await.map_or_else(|reply| reply, Reply::Integer)
 }
 
 /// Writes what the key holds again with the absolute expiry `at` (`None`: none): its string in
 /// one hold, its fields a page per hold, each with its value as held in that hold.
-fn rewrite(driver: &Driver, probe: &Probe, at: Option<u64>) -> Result<(), Reply> {
+async fn rewrite(driver: &Driver, probe: &Probe, at: Option<u64>) -> Result<(), Reply> {
     if probe.string.is_some() {
         step(driver, Purpose::Write, |session| {
             if let Some(found) = session.lookup(&probe.string_name) {
@@ -251,39 +281,22 @@ fn rewrite(driver: &Driver, probe: &Probe, at: Option<u64>) -> Result<(), Reply>
             Ok(())
         })
     })
+    .await
 }
 
-/// `EXPIRE key seconds [NX|XX|GT|LT]`.
-pub fn expire(driver: &Driver, db: u8, args: &Args) -> Reply {
-    set_expiry(driver, db, args, "expire", 1_000, false)
-}
-
-/// `PEXPIRE key milliseconds [NX|XX|GT|LT]`.
-pub fn pexpire(driver: &Driver, db: u8, args: &Args) -> Reply {
-    set_expiry(driver, db, args, "pexpire", 1, false)
-}
-
-/// `EXPIREAT key unix-seconds [NX|XX|GT|LT]`.
-pub fn expireat(driver: &Driver, db: u8, args: &Args) -> Reply {
-    set_expiry(driver, db, args, "expireat", 1_000, true)
-}
-
-/// `PEXPIREAT key unix-milliseconds [NX|XX|GT|LT]`.
-pub fn pexpireat(driver: &Driver, db: u8, args: &Args) -> Reply {
-    set_expiry(driver, db, args, "pexpireat", 1, true)
-}
-
-fn set_expiry(
+/// `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT key amount [NX|XX|GT|LT]`, in units of
+/// `unit_ms`, relative or absolute.
+async fn set_expiry(
     driver: &Driver,
     db: u8,
-    args: &Args,
+    args: &Args<'_>,
     name: &str,
     unit_ms: i64,
     absolute: bool,
 ) -> Reply {
-    let outcome = (|| {
+    let outcome: Result<i64, Reply> = async {
         let (key, amount, condition) = expiry_args(args, name)?;
-        let probe = probe(driver, db, key)?;
+        let probe = probe(driver, db, key).await?;
         if !probe.exists() {
             return Ok(0);
         }
@@ -292,33 +305,36 @@ fn set_expiry(
             return Ok(0);
         }
         match new_at {
-            Some(at) => rewrite(driver, &probe, Some(at))?,
+            Some(at) => rewrite(driver, &probe, Some(at)).await?,
             // An expiry in the past deletes the key.
-            None => {
-                delete_key(driver, db, key)?;
-            }
+            None => delete_key(driver, db, key).await?,
         }
         Ok(1)
-    })();
+    }
+    .await;
     outcome.map_or_else(|reply| reply, Reply::Integer)
 }
 
 /// `PERSIST key`: 1 if the key had an expiry and now has none.
-pub fn persist(driver: &Driver, db: u8, args: &Args) -> Reply {
+async fn persist(driver: &Driver, db: u8, args: &Args<'_>) -> Reply {
     let [key] = args else { return arity("persist") };
-    let outcome = probe(driver, db, key).and_then(|probe| match probe.expires_at_ms() {
-        Some(_) => rewrite(driver, &probe, None).map(|()| 1),
-        None => Ok(0),
-    });
+    let outcome: Result<i64, Reply> = async {
+        let probe = probe(driver, db, key).await?;
+        match probe.expires_at_ms() {
+            Some(_) => rewrite(driver, &probe, None).await.map(|()| 1),
+            None => Ok(0),
+        }
+    }
+    .await;
     outcome.map_or_else(|reply| reply, Reply::Integer)
 }
 
 /// `RENAME key newkey`: the value (and expiry) written under the new name, the old deleted;
 /// a hash moves a page of fields per hold.
-pub fn rename(driver: &Driver, db: u8, args: &Args) -> Reply {
+async fn rename(driver: &Driver, db: u8, args: &Args<'_>) -> Reply {
     let [from, to] = args else { return arity("rename") };
-    let outcome = (|| {
-        let probe = probe(driver, db, from)?;
+    let outcome: Result<(), Reply> = async {
+        let probe = probe(driver, db, from).await?;
         if !probe.exists() {
             return Err(Reply::error("no such key"));
         }
@@ -331,7 +347,7 @@ pub fn rename(driver: &Driver, db: u8, args: &Args) -> Reply {
             return Ok(());
         }
         let at = probe.expires_at_ms();
-        delete_key(driver, db, to)?;
+        delete_key(driver, db, to).await?;
         step(driver, Purpose::Write, |session| {
             if let Some(found) = session.lookup(&probe.string_name) {
                 session.put(target, found.value, ttl_until(at, session.now_ms()))?;
@@ -340,15 +356,18 @@ pub fn rename(driver: &Driver, db: u8, args: &Args) -> Reply {
             Ok(())
         })?;
         match (&probe.prefix, target_prefix) {
-            (Some(prefix), Some(target_prefix)) => move_fields(driver, prefix, &target_prefix, at),
+            (Some(prefix), Some(target_prefix)) => {
+                move_fields(driver, prefix, &target_prefix, at).await
+            }
             _ => Ok(()),
         }
-    })();
+    }
+    .await;
     outcome.map_or_else(|reply| reply, |()| Reply::ok())
 }
 
 /// Moves every field under `prefix` to the same field under `target`, expiring at `at`.
-fn move_fields(
+async fn move_fields(
     driver: &Driver,
     prefix: &[u8],
     target: &[u8],
@@ -372,15 +391,16 @@ fn move_fields(
             Ok(())
         })
     })
+    .await
 }
 
 /// Reads every field of the hash named by `args` a page per hold, handing each field and value
 /// to `add`, which says how many bytes of reply it kept: a reply above the connection's output
 /// limit is refused before it is all read.
-fn read_hash(
+async fn read_hash(
     driver: &Driver,
     db: u8,
-    args: &Args,
+    args: &Args<'_>,
     name: &str,
     mut add: impl FnMut(Vec<u8>, Value) -> usize,
 ) -> Result<(), Reply> {
@@ -398,62 +418,67 @@ fn read_hash(
         }
         Ok(())
     })
+    .await
 }
 
 /// A reply item's encoded size beyond its bytes: a header line and its end.
 const ITEM_OVERHEAD: usize = 32;
 
 /// `HGETALL key`: a map (RESP3) or field, value, field, value... (RESP2).
-pub fn hgetall(driver: &Driver, db: u8, args: &Args) -> Reply {
+async fn hgetall(driver: &Driver, db: u8, args: &Args<'_>) -> Reply {
     let mut pairs = Vec::new();
     let read = read_hash(driver, db, args, "hgetall", |field, value| {
         let size = field.len() + value.len() + 2 * ITEM_OVERHEAD;
         pairs.push((Reply::Bulk(field), Reply::Value(value)));
         size
-    });
+    })
+    .await;
     read.map_or_else(|reply| reply, |()| Reply::Map(pairs))
 }
 
 /// `HKEYS key`.
-pub fn hkeys(driver: &Driver, db: u8, args: &Args) -> Reply {
+async fn hkeys(driver: &Driver, db: u8, args: &Args<'_>) -> Reply {
     let mut fields = Vec::new();
     let read = read_hash(driver, db, args, "hkeys", |field, _| {
         let size = field.len() + ITEM_OVERHEAD;
         fields.push(Reply::Bulk(field));
         size
-    });
+    })
+    .await;
     read.map_or_else(|reply| reply, |()| Reply::Array(fields))
 }
 
 /// `HVALS key`.
-pub fn hvals(driver: &Driver, db: u8, args: &Args) -> Reply {
+async fn hvals(driver: &Driver, db: u8, args: &Args<'_>) -> Reply {
     let mut values = Vec::new();
     let read = read_hash(driver, db, args, "hvals", |_, value| {
         let size = value.len() + ITEM_OVERHEAD;
         values.push(Reply::Value(value));
         size
-    });
+    })
+    .await;
     read.map_or_else(|reply| reply, |()| Reply::Array(values))
 }
 
 /// `HLEN key`.
-pub fn hlen(driver: &Driver, db: u8, args: &Args) -> Reply {
+async fn hlen(driver: &Driver, db: u8, args: &Args<'_>) -> Reply {
     let mut count = 0;
     let read = read_hash(driver, db, args, "hlen", |_, _| {
         count += 1;
         0
-    });
+    })
+    .await;
     read.map_or_else(|reply| reply, |()| Reply::Integer(count))
 }
 
 /// `DEBUG OBJECT key`, in Redis's format (Lucee reads `serializedlength` from it).
-pub fn debug(driver: &Driver, db: u8, args: &Args) -> Reply {
+async fn debug(driver: &Driver, db: u8, args: &Args<'_>) -> Reply {
     let [subcommand, key] = args else { return arity("debug") };
     if upper(subcommand) != "OBJECT" {
         return Reply::error("DEBUG supports only OBJECT here");
     }
-    let outcome = (|| {
-        let probe = probe(driver, db, key)?;
+    let outcome: Result<String, Reply> = async {
+        let probe = probe(driver, db, key).await?;
         let (encoding, mut length) = match &probe.string {
             Some(found) => ("raw", found.value.len()),
             None => ("hashtable", 0),
@@ -465,13 +490,15 @@ pub fn debug(driver: &Driver, db: u8, args: &Args) -> Reply {
                     .map(|(name, value)| name.as_bytes().len() - prefix.len() + value.len());
                 length += sizes.sum::<usize>();
                 Ok(())
-            })?,
+            })
+            .await?,
             _ if !probe.exists() => return Err(Reply::error("no such key")),
             _ => {}
         }
         Ok(format!(
             "Value at:0x0 refcount:1 encoding:{encoding} serializedlength:{length} lru:0 lru_seconds_idle:0"
         ))
-    })();
+    }
+    .await;
     outcome.map_or_else(|reply| reply, |text| Reply::Simple(text.into()))
 }
