@@ -66,6 +66,21 @@ impl Ordered {
         Position { chunk, index }
     }
 
+    /// The place of `id`, whose fence is `fence`, if the index holds it. Only the chunks that
+    /// can hold it are read, and only their ids: no entry is looked up, where a search reads
+    /// one at every step (on 100,000 entries, some 9 reads scattered through memory).
+    pub(crate) fn find_id(&self, fence: u128, id: u32) -> Option<Position> {
+        // The first chunk whose last fence is not below the id's, the chunks tied with it,
+        // and the first one past them (its last entry orders after the id, but it may hold it).
+        let low = self.fences.partition_point(|&other| other < fence);
+        let ties = self.fences[low..].partition_point(|&other| other == fence);
+        let high = (low + ties + 1).min(self.chunks.len());
+        (low..high).find_map(|chunk| {
+            let index = self.chunks[chunk].iter().position(|&held| held == id)?;
+            Some(Position { chunk, index })
+        })
+    }
+
     /// Sets the fence of chunk `chunk` from its last id.
     fn refence(&mut self, chunk: usize, fence: &impl Fn(u32) -> u128) {
         self.fences[chunk] = self.chunks[chunk].last().map_or(0, |&id| fence(id));
@@ -194,6 +209,8 @@ mod tests {
             let at = ordered.seek(fence(value), |id| id < value);
             let held = ordered.get(at) == Some(value);
             assert_eq!(held, model.contains(&value), "seed {seed} step {step}");
+            let found = ordered.find_id(fence(value), value);
+            assert_eq!(found, held.then_some(at), "seed {seed} step {step}");
             if held && rng.random_range(0..3) > 0 {
                 assert_eq!(ordered.remove(at, fence), value);
                 model.remove(&value);

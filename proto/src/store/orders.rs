@@ -71,9 +71,13 @@ pub(super) fn add<K: Ord>(index: &mut Ordered, slab: &Slab, order: &Order<K>, id
     index.insert(at, id, |id| (order.fence)(&(order.key)(slab.get(id))));
 }
 
-/// Takes `id` out of `index`, in `order`.
+/// Takes `id` out of `index`, in `order`: found by its fence and then by the id itself
+/// (`Ordered::find_id`), without reading other entries.
 pub(super) fn take<K: Ord>(index: &mut Ordered, slab: &Slab, order: &Order<K>, id: u32) {
-    let at = place_of(index, slab, order, id);
-    debug_assert_eq!(index.get(at), Some(id), "every held entry is in its indexes");
-    index.remove(at, |id| (order.fence)(&(order.key)(slab.get(id))));
+    let fence = |id| (order.fence)(&(order.key)(slab.get(id)));
+    let found = index.find_id(fence(id), id);
+    debug_assert!(found.is_some(), "every held entry is in its indexes");
+    if let Some(at) = found {
+        index.remove(at, fence);
+    }
 }
