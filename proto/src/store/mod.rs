@@ -538,6 +538,28 @@ mod tests {
         assert_eq!(store.expiring(u64::MAX - 2, u64::MAX).len(), 1200);
     }
 
+    /// Entries of one writer sharing one expiry (an `EXPIRE` on a whole hash) tie on their
+    /// fence across many chunks: an overwrite finds its entry by a search then, not by
+    /// scanning every tied id (found in review: quadratic).
+    #[test]
+    fn entries_sharing_an_expiry_leave_the_expiry_index_one_by_one() {
+        let mut store = Store::new();
+        let expiring = |key: &str, seq: u64, expires_at_ms: Option<u64>| Update {
+            expires_at_ms,
+            ..write(seq, key)
+        };
+        for seq in 1..=3000 {
+            store.apply(expiring(&format!("f{seq:04}"), seq, Some(1_000_000)));
+        }
+        for seq in 1..=3000 {
+            store.apply(expiring(&format!("f{seq:04}"), 3000 + seq, None));
+            if seq % 1000 == 0 {
+                assert_eq!(store.expiring(0, u64::MAX).len(), 3000 - seq as usize);
+            }
+        }
+        assert_eq!(store.entry_count(), 3000);
+    }
+
     #[test]
     fn two_writes_sent_with_one_dot_are_each_indexed_and_removed() {
         let mut store = Store::new();

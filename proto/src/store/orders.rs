@@ -72,10 +72,12 @@ pub(super) fn add<K: Ord>(index: &mut Ordered, slab: &Slab, order: &Order<K>, id
 }
 
 /// Takes `id` out of `index`, in `order`: found by its fence and then by the id itself
-/// (`Ordered::find_id`), without reading other entries.
+/// (`Ordered::find_id`), without reading other entries; by a search when many chunks tie.
 pub(super) fn take<K: Ord>(index: &mut Ordered, slab: &Slab, order: &Order<K>, id: u32) {
     let fence = |id| (order.fence)(&(order.key)(slab.get(id)));
-    let found = index.find_id(fence(id), id);
+    let searched =
+        || Some(place_of(index, slab, order, id)).filter(|&at| index.get(at) == Some(id));
+    let found = index.find_id(fence(id), id).or_else(searched);
     debug_assert!(found.is_some(), "every held entry is in its indexes");
     if let Some(at) = found {
         index.remove(at, fence);

@@ -348,7 +348,10 @@ impl Connection {
                 self.flush(output, stream).await?;
                 let started = Instant::now();
                 let args = batch.args_of(bytes, at);
+                // Invariant: the semaphore is never closed.
+                let turn = self.server.long.acquire().await.expect("never closed");
                 let reply = whole::run(kind, &self.server.driver, self.db, &args).await;
+                drop(turn);
                 self.observe(kind, &reply, started.elapsed());
                 self.encode(vec![reply], output);
                 next += 1;

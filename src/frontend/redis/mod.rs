@@ -42,6 +42,13 @@ use command::DataFn;
 /// Client connections one node serves at once; more wait to be accepted.
 pub const REDIS_CONNECTIONS_MAX: usize = 1024;
 
+/// Long commands (the database walks, whole-key commands on a large hash) running at once on
+/// one node. They yield between pages so other clients are served, but each may gather a
+/// large reply (up to `REDIS_OUTPUT_MAX`, or a million keys for `KEYS`): one at a time keeps
+/// that memory to one reply's worth, as when they did not yield (found in review: 1,024
+/// connections each running `KEYS *` could exhaust memory). The others wait their turn.
+pub const REDIS_LONG_COMMANDS_MAX: usize = 1;
+
 /// How a node serves Redis.
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
@@ -61,6 +68,8 @@ pub struct Server {
     notify: Mutex<pubsub::NotifyFlags>,
     next_client_id: AtomicU64,
     connected: AtomicU64,
+    /// Turns of the long commands (`REDIS_LONG_COMMANDS_MAX`).
+    long: Semaphore,
 }
 
 impl Server {
@@ -94,6 +103,7 @@ pub async fn bind(
         notify: Mutex::default(),
         next_client_id: AtomicU64::new(1),
         connected: AtomicU64::new(0),
+        long: Semaphore::new(REDIS_LONG_COMMANDS_MAX),
     };
     Ok((listener, Arc::new(server)))
 }

@@ -62,6 +62,8 @@ impl Connection {
         self.flush(output, stream).await?;
         self.unsynced = true;
         let (driver, db) = (&self.server.driver, self.db);
+        // Invariant: the semaphore is never closed.
+        let turn = self.server.long.acquire().await.expect("never closed");
         let reply = match name {
             "KEYS" => scan::keys(driver, db, args).await,
             "SCAN" => scan::scan(driver, &self.server.cursors, db, args).await,
@@ -70,6 +72,7 @@ impl Connection {
             "FLUSHALL" => scan::flushall(driver, args).await,
             _ => Reply::error(format!("{name} is not a database-wide command")),
         };
+        drop(turn);
         self.encode(vec![reply], output);
         Ok(())
     }
