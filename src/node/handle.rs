@@ -274,6 +274,8 @@ impl NodeHandle {
     pub async fn failed(&mut self) -> NodeFailure {
         let driver = async {
             match self.tasks.first_mut() {
+                // Polling a finished handle again would panic: a second call says it again.
+                Some(driver) if driver.is_finished() => {}
                 Some(driver) => {
                     let _ = driver.await;
                 }
