@@ -309,11 +309,8 @@ impl Node {
     /// The writers this node receives as streams of pushes, for its digests at `now_ms`.
     fn streams(&self, now_ms: u64) -> Vec<NodeId> {
         let vector = self.store.vector();
-        // A reading ahead of now (the wall clock stepped back) counts as stale.
-        let recent =
-            |at_ms: u64| now_ms.checked_sub(at_ms).is_some_and(|age| age <= PUSH_STREAM_MS);
         let streaming = |(node, at_ms): (&NodeId, &u64)| {
-            (recent(*at_ms) && !vector.holds_above(*node)).then_some(*node)
+            (streams_recently(*at_ms, now_ms) && !vector.holds_above(*node)).then_some(*node)
         };
         self.streams.iter().filter_map(streaming).collect()
     }
@@ -455,6 +452,12 @@ impl Node {
         let _ = self.clock.observe(update.stamp.hlc, now_ms);
         self.changed(update, applied, now_ms);
     }
+}
+
+/// Whether a push that advanced a writer's base at `at_ms` still makes it a stream at
+/// `now_ms`. A reading ahead of now (the wall clock stepped back) counts as stale.
+pub(crate) fn streams_recently(at_ms: u64, now_ms: u64) -> bool {
+    now_ms.checked_sub(at_ms).is_some_and(|age| age <= PUSH_STREAM_MS)
 }
 
 /// Whether a message says its sender is leaving (a leaving node is not told to reset).

@@ -302,10 +302,7 @@ impl Node {
     fn round(&mut self, now_ms: u64) {
         self.rounds += 1;
         self.settle_rounds = self.settle_rounds.saturating_sub(1);
-        // A reading ahead of now (the wall clock stepped back) counts as stale.
-        let recent =
-            |at_ms: &u64| now_ms.checked_sub(*at_ms).is_some_and(|age| age <= PUSH_STREAM_MS);
-        self.streams.retain(|_, at_ms| recent(at_ms));
+        self.streams.retain(|_, at_ms| crate::exchange::streams_recently(*at_ms, now_ms));
         // Up to a quarter interval of jitter keeps nodes from gossiping in lockstep.
         let jitter = self.rng.random_range(0..=self.config.gossip_interval_ms / 4);
         self.next_round_ms =
@@ -442,13 +439,16 @@ impl Node {
     /// `MESSAGE_SIZE_MAX` by construction (pages and pushes are sized by the bounds of their
     /// updates), which the simulator checks on every message it encodes.
     pub(crate) fn send(&mut self, to: Addr, lane: Lane, body: Body) {
-        let message = Arc::new(Envelope { sender: self.config.id, body });
-        self.stats.messages_sent += 1;
-        self.transmits.push_back(Transmit { to, lane, message });
+        self.send_shared([to], lane, body);
     }
 
     /// Sends one message to each of `to`: the transmits share it (see [`Transmit::message`]).
-    pub(crate) fn send_shared(&mut self, to: Vec<Addr>, lane: Lane, body: Body) {
+    pub(crate) fn send_shared(
+        &mut self,
+        to: impl IntoIterator<Item = Addr>,
+        lane: Lane,
+        body: Body,
+    ) {
         let message = Arc::new(Envelope { sender: self.config.id, body });
         for to in to {
             self.stats.messages_sent += 1;

@@ -36,6 +36,13 @@ fn expiry_fence((expiry, dot): &(Option<u64>, Dot)) -> u128 {
     (u128::from(expiry) << 64) | u128::from(writer)
 }
 
+/// The fence of a search past every entry that expires at `at_ms` or earlier: that expiry's
+/// fence with the greatest writer.
+pub(super) fn after_expiry_fence(at_ms: u64) -> u128 {
+    let last = Dot { node: crate::clock::NodeId(u64::MAX), seq: u64::MAX };
+    expiry_fence(&(Some(at_ms), last))
+}
+
 /// The fence of the key index: a key's first 16 bytes, big-endian, padded with zeros (a
 /// padding zero sorts no later than any byte, so the fence never disagrees with byte order).
 pub(super) fn key_fence(key: &[u8]) -> u128 {

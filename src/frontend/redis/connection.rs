@@ -348,8 +348,7 @@ impl Connection {
                 self.flush(output, stream).await?;
                 let started = Instant::now();
                 let args = batch.args_of(bytes, at);
-                // Invariant: the semaphore is never closed.
-                let turn = self.server.long.acquire().await.expect("never closed");
+                let turn = self.server.long_turn().await;
                 let reply = whole::run(kind, &self.server.driver, self.db, &args).await;
                 drop(turn);
                 self.observe(kind, &reply, started.elapsed());

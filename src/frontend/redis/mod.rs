@@ -77,6 +77,12 @@ impl Server {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+
+    /// A long command's turn (`REDIS_LONG_COMMANDS_MAX`), held until dropped.
+    async fn long_turn(&self) -> tokio::sync::SemaphorePermit<'_> {
+        // Invariant: the semaphore is never closed.
+        self.long.acquire().await.expect("never closed")
+    }
 }
 
 /// Binds the Redis listener; refuses an address other than loopback without a password.

@@ -62,8 +62,7 @@ impl Connection {
         self.flush(output, stream).await?;
         self.unsynced = true;
         let (driver, db) = (&self.server.driver, self.db);
-        // Invariant: the semaphore is never closed.
-        let turn = self.server.long.acquire().await.expect("never closed");
+        let turn = self.server.long_turn().await;
         let reply = match name {
             "KEYS" => scan::keys(driver, db, args).await,
             "SCAN" => scan::scan(driver, &self.server.cursors, db, args).await,
