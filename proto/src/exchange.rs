@@ -15,9 +15,9 @@ use rand::Rng;
 use crate::clock::{Clock, NodeId};
 use crate::event::Event;
 use crate::horizon::Horizon;
-use crate::limits::{PUSH_STREAM_MS, SYNC_PAGES_MAX};
+use crate::limits::SYNC_PAGES_MAX;
 use crate::message::{Addr, Body, Digest, Envelope, MessageError, Record, ResetReason};
-use crate::node::Node;
+use crate::node::{Node, streams_recently};
 use crate::store::{Applied, Delta, Group, Store, Update};
 use crate::transmit::Lane;
 use crate::version::Dot;
@@ -452,12 +452,6 @@ impl Node {
         let _ = self.clock.observe(update.stamp.hlc, now_ms);
         self.changed(update, applied, now_ms);
     }
-}
-
-/// Whether a push that advanced a writer's base at `at_ms` still makes it a stream at
-/// `now_ms`. A reading ahead of now (the wall clock stepped back) counts as stale.
-pub(crate) fn streams_recently(at_ms: u64, now_ms: u64) -> bool {
-    now_ms.checked_sub(at_ms).is_some_and(|age| age <= PUSH_STREAM_MS)
 }
 
 /// Whether a message says its sender is leaving (a leaving node is not told to reset).

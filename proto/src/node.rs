@@ -62,6 +62,12 @@ pub struct Node {
     pub(crate) disk: Option<DiskLog>,
 }
 
+/// Whether a push that advanced a writer's base at `at_ms` still makes it a stream at
+/// `now_ms`. A reading ahead of now (the wall clock stepped back) counts as stale.
+pub(crate) fn streams_recently(at_ms: u64, now_ms: u64) -> bool {
+    now_ms.checked_sub(at_ms).is_some_and(|age| age <= PUSH_STREAM_MS)
+}
+
 /// Anti-entropy rounds between collection passes.
 const COLLECT_EVERY_ROUNDS: u64 = 8;
 
@@ -302,7 +308,7 @@ impl Node {
     fn round(&mut self, now_ms: u64) {
         self.rounds += 1;
         self.settle_rounds = self.settle_rounds.saturating_sub(1);
-        self.streams.retain(|_, at_ms| crate::exchange::streams_recently(*at_ms, now_ms));
+        self.streams.retain(|_, at_ms| streams_recently(*at_ms, now_ms));
         // Up to a quarter interval of jitter keeps nodes from gossiping in lockstep.
         let jitter = self.rng.random_range(0..=self.config.gossip_interval_ms / 4);
         self.next_round_ms =
