@@ -92,7 +92,7 @@ start() {
 }
 
 # Waits until the shape is whole: every chorus node sees $shape alive members, or the redis
-# primary $shape - 1 connected replicas (two minutes at most).
+# primary $shape - 1 replicas online (two minutes at most).
 settled() {
   [ "$shape" = 1 ] && return
   for _ in $(seq 1 240); do
@@ -110,9 +110,7 @@ whole() {
       alive=$("$chorus" members --node "127.0.0.1:$gossip" 2>/dev/null | grep -c alive || true)
       [ "$alive" -ge "$shape" ] && echo yes || echo no ;;
     redis)
-      local connected
-      connected=$(redis-cli -p "$port" info replication | sed -n 's/^connected_slaves:\([0-9]*\).*/\1/p' | tr -d '\r')
-      [ "${connected:-0}" -ge $((shape - 1)) ] && echo yes || echo no ;;
+      [ "$(replicas_online "$port")" -ge $((shape - 1)) ] && echo yes || echo no ;;
   esac
 }
 

@@ -92,7 +92,8 @@ start_redis "$primary"; primary_pids+=("$pid")
 start_chorus; seed=$listen; cluster=$port; cluster_pids=("$pid")
 start_chorus "$seed"; cluster_pids+=("$pid")
 start_chorus "$seed"; cluster_pids+=("$pid")
-sleep 2  # replicas sync and the cluster forms
+wait_replicas_online "$primary" 2
+sleep 2  # the cluster forms
 
 printf "%-8s %-10s %12s %12s %6s   %10s %10s %6s\n" shape test "redis ops/s" "chorus ops/s" ratio "redis us" "chorus us" ratio
 for round in $(seq 1 "$rounds"); do

@@ -25,3 +25,22 @@ free_port() {
   echo "no free port found" >&2
   return 1
 }
+
+# The replicas of the Redis primary on port $1 that finished their first sync
+# (`state=online` in INFO replication). A replica counts in `connected_slaves` as soon as it
+# connects, but receives the primary's writes only once its sync is done, which Redis 7's
+# diskless sync delays by 5 seconds (`repl-diskless-sync-delay`): a benchmark started before
+# then measures a primary that replicates nothing.
+replicas_online() {
+  redis-cli -p "$1" info replication | grep -c 'state=online' || true
+}
+
+# Waits until the Redis primary on port $1 has $2 replicas online (60 s at most).
+wait_replicas_online() {
+  for _ in $(seq 1 600); do
+    [ "$(replicas_online "$1")" -ge "$2" ] && return
+    sleep 0.1
+  done
+  echo "the replicas of redis-server on $1 did not come online" >&2
+  return 1
+}

@@ -47,6 +47,9 @@ pub struct TransportStats {
     pub bytes_received: AtomicU64,
     /// Received gossip messages that failed to decode or validate.
     pub messages_invalid: AtomicU64,
+    /// Packets quinn declared lost on the lanes' connections (and sent again): on a healthy
+    /// network, a receive buffer too small for the load (`GOSSIP_RECEIVE_BUFFER`).
+    pub packets_lost: AtomicU64,
     /// Why the last connection attempt to a peer failed, by peer address; an address leaves
     /// once a connection to it opens (a node that cannot join says why from this).
     failures: Mutex<BTreeMap<String, String>>,
@@ -183,6 +186,8 @@ struct LaneTask {
 impl LaneTask {
     async fn run(self, mut queue: mpsc::Receiver<Queued>) {
         let mut stream: Option<(quinn::Connection, quinn::SendStream)> = None;
+        // Packets of the current connection already counted as lost.
+        let mut lost_counted = 0;
         let mut retry_at = Instant::now();
         // A refused cluster key is reported once per run of failures, not every retry.
         let mut refused_reported = false;
@@ -198,6 +203,7 @@ impl LaneTask {
                 match self.open().await {
                     Ok(opened) => {
                         stream = Some(opened);
+                        lost_counted = 0;
                         refused_reported = false;
                         self.stats.set_failure(&self.addr, None);
                     }
@@ -220,7 +226,11 @@ impl LaneTask {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            if let Err(why) = frame::write_frame(send, message.bytes.clone()).await {
+            let written = frame::write_frame(send, message.bytes.clone()).await;
+            let lost = connection.stats().path.lost_packets;
+            self.stats.packets_lost.fetch_add(lost.saturating_sub(lost_counted), Ordering::Relaxed);
+            lost_counted = lost_counted.max(lost);
+            if let Err(why) = written {
                 tracing::debug!(peer = %self.addr, %why, "send failed");
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 stream = None;

@@ -133,7 +133,7 @@ impl NodeHandle {
             identity.server_config(&[ALPN_GOSSIP, ALPN_RPC]).map_err(StartError::Tls)?;
         let gossip_config = identity.client_config(ALPN_GOSSIP).map_err(StartError::Tls)?;
         // Bound first, so the port is known (port 0) before the endpoint's keys are derived.
-        let socket = std::net::UdpSocket::bind(options.listen).map_err(StartError::Bind)?;
+        let socket = gossip::bind_socket(options.listen).map_err(StartError::Bind)?;
         let addr = socket.local_addr().map_err(StartError::Bind)?;
         let advertised = options.advertise.clone().unwrap_or_else(|| addr.to_string());
         // The same reset keys as any earlier process on this address: see `endpoint_config`.

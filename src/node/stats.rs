@@ -78,6 +78,7 @@ fn protocol_counters(stats: &Stats, transport: &TransportStats) -> Vec<Counter> 
         ("updates_applied", stats.updates_applied),
         ("updates_duplicate", stats.updates_duplicate),
         ("messages_dropped", stats.pushes_dropped + load(&transport.dropped)),
+        ("packets_lost", load(&transport.packets_lost)),
         ("events_dropped", stats.events_dropped),
         ("collected", stats.collected),
         ("resets", stats.resets),

@@ -23,9 +23,14 @@ const MEMBER_STATES: [&str; 4] = ["alive", "suspect", "dead", "left"];
 
 /// Named counters that are a family of their own: the counter's name in `chorus stats`, the
 /// metric's name (`_total` is added), and its help.
-const COUNTERS: [(&str, &str, &str); 9] = [
+const COUNTERS: [(&str, &str, &str); 10] = [
     ("messages_invalid", "gossip_messages_invalid", "Gossip messages that did not decode, dropped"),
     ("messages_dropped", "gossip_messages_dropped", "Gossip messages dropped on a full queue"),
+    (
+        "packets_lost",
+        "gossip_packets_lost",
+        "Gossip packets lost and sent again (on a healthy network: a full receive buffer)",
+    ),
     ("events_dropped", "events_dropped", "Node events dropped on a full queue"),
     ("collected", "tombstones_collected", "Tombstones collected once every member saw them"),
     ("resets", "resets", "Times this node reset its identity or state (the fence)"),

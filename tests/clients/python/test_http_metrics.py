@@ -27,6 +27,7 @@ FAMILIES = {
     "chorus_propagation_lag_seconds": "histogram",
     "chorus_gossip_messages": "counter",
     "chorus_gossip_bytes": "counter",
+    "chorus_gossip_packets_lost": "counter",
     "chorus_members": "gauge",
     "chorus_keys": "gauge",
     "chorus_tombstones": "gauge",
