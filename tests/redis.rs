@@ -321,3 +321,30 @@ fn an_unauthenticated_client_cannot_send_a_large_request() {
     assert!(matches!(&refused, Some(Resp::Error(e)) if e.starts_with("NOAUTH")), "{refused:?}");
     assert_eq!(client.read(), None, "the connection is closed");
 }
+
+/// A `KEYS` reply longer than one part (`ENCODE_PART`, 4,096 keys) is encoded part by part with
+/// the Redis thread yielding between parts: it still arrives whole, in RESP2 and RESP3, and
+/// the pipelined command after it is answered after it.
+#[test]
+fn a_keys_reply_encoded_in_parts_arrives_whole_and_in_order() {
+    let cluster = Cluster::start("redis_keys_parts", &["a"]);
+    let mut client = redis(cluster.node("a"));
+    let names: Vec<String> = (0..10_000).map(|n| format!("part:{n}")).collect();
+    for chunk in names.chunks(2_000) {
+        let mut args = vec!["MSET"];
+        chunk.iter().for_each(|name| args.extend([name.as_str(), "v"]));
+        assert_eq!(client.call(&args), Resp::Simple("OK".into()));
+    }
+    let expected: std::collections::BTreeSet<Vec<u8>> =
+        names.iter().map(|name| name.as_bytes().to_vec()).collect();
+    for hello in ["2", "3"] {
+        assert!(matches!(client.call(&["HELLO", hello]), Resp::Array(_) | Resp::Map(_)));
+        client.send(&[b"KEYS", b"part:*"]);
+        client.send(&[b"PING"]);
+        let Some(Resp::Array(keys)) = client.read() else { panic!("KEYS gives an array") };
+        let got: std::collections::BTreeSet<Vec<u8>> =
+            keys.iter().map(|key| key.bytes().to_vec()).collect();
+        assert_eq!((keys.len(), got == expected), (10_000, true), "RESP{hello}");
+        assert_eq!(client.read(), Some(Resp::Simple("PONG".into())), "RESP{hello}");
+    }
+}

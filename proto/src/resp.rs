@@ -429,24 +429,35 @@ impl Reply {
         Reply::Bulk(text.into().into_bytes())
     }
 
-    /// An upper bound of the reply's encoded size in either protocol version, computed without
-    /// encoding: what a connection checks against its output limit before encoding.
+    /// The reply's encoded size, the larger of the two protocol versions' where they differ
+    /// (exact but for doubles, bounded), computed without encoding: what a connection checks
+    /// against its output limit before encoding. It was a bound of 24 bytes per header, which
+    /// put a `KEYS *` reply of a million 11-byte keys (18 MB) at 37 MB, above the 32 MiB limit.
     pub fn encoded_len(&self) -> usize {
-        // A header line: type byte, up to 20 digits and a sign, CRLF.
-        const HEADER: usize = 24;
         match self {
             Reply::Simple(text) => text.len() + 3,
             Reply::Error(text) => text.len() + 3,
-            Reply::Integer(_) | Reply::Null | Reply::Boolean(_) => HEADER,
-            Reply::Double(_) => 2 * HEADER + 16,
-            Reply::Bulk(bytes) => HEADER + bytes.len() + 2,
-            Reply::Value(value) => HEADER + value.len() + 2,
-            Reply::Array(items) | Reply::Set(items) | Reply::Push(items) => {
-                items.iter().fold(HEADER, |size, item| size.saturating_add(item.encoded_len()))
+            Reply::Integer(number) => {
+                number_line_len(number.unsigned_abs()) + usize::from(*number < 0)
             }
-            Reply::Map(pairs) => pairs.iter().fold(HEADER, |size, (key, value)| {
-                size.saturating_add(key.encoded_len()).saturating_add(value.encoded_len())
-            }),
+            // `$-1` in RESP2, `_` in RESP3; `:1` or `#t`.
+            Reply::Null => 5,
+            Reply::Boolean(_) => 4,
+            // A shortest round-trip decimal, at most 24 characters, as a line or a bulk string.
+            Reply::Double(_) => 2 * number_line_len(u64::MAX) + 24,
+            Reply::Bulk(bytes) => bulk_len(bytes.len()),
+            Reply::Value(value) => bulk_len(value.len()),
+            Reply::Array(items) | Reply::Set(items) | Reply::Push(items) => {
+                items.iter().fold(number_line_len(items.len() as u64), |size, item| {
+                    size.saturating_add(item.encoded_len())
+                })
+            }
+            // RESP2 counts a map's keys and values (`*2N`), RESP3 its pairs (`%N`).
+            Reply::Map(pairs) => {
+                pairs.iter().fold(number_line_len(2 * pairs.len() as u64), |size, (key, value)| {
+                    size.saturating_add(key.encoded_len()).saturating_add(value.encoded_len())
+                })
+            }
         }
     }
 
@@ -484,6 +495,17 @@ impl Reply {
     }
 }
 
+/// The length of a number's line without its sign: type byte, digits, CRLF.
+fn number_line_len(number: u64) -> usize {
+    let digits = number.checked_ilog10().map_or(1, |log| log as usize + 1);
+    1 + digits + 2
+}
+
+/// The length of a bulk string of `len` bytes.
+fn bulk_len(len: usize) -> usize {
+    number_line_len(len as u64) + len + 2
+}
+
 fn line(out: &mut Vec<u8>, kind: u8, text: &[u8]) {
     out.push(kind);
     // A line must not break the framing: an error or status text never carries CR or LF.
@@ -516,6 +538,12 @@ fn bulk(out: &mut Vec<u8>, bytes: &[u8]) {
     number_line(out, b'$', bytes.len() as i64);
     out.extend_from_slice(bytes);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the header of an array of `count` replies (the same in RESP2 and RESP3): a caller
+/// encoding a long array in parts writes it, then each reply with [`Reply::encode`].
+pub fn encode_array_header(count: usize, out: &mut Vec<u8>) {
+    number_line(out, b'*', count as i64);
 }
 
 fn aggregate(out: &mut Vec<u8>, kind: u8, count: usize, items: &[Reply], resp3: bool) {
@@ -685,6 +713,24 @@ mod tests {
                     out.len(),
                     reply.encoded_len()
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn encoded_len_is_exact_for_strings_integers_and_arrays() {
+        let keys = (0..1_234).map(|n| Reply::text(format!("key:{n:0width$}", width = n % 13)));
+        let replies = [
+            Reply::Array(keys.collect()),
+            Reply::Array(vec![Reply::Integer(0), Reply::Integer(-9), Reply::Integer(i64::MIN)]),
+            Reply::Array(vec![Reply::Integer(i64::MAX), Reply::Integer(10), Reply::Bulk(vec![])]),
+            Reply::Set(vec![Reply::Simple("OK".into()), Reply::error("no")]),
+        ];
+        for reply in replies {
+            for resp3 in [false, true] {
+                let mut out = Vec::new();
+                reply.encode(resp3, &mut out);
+                assert_eq!(out.len(), reply.encoded_len(), "{reply:?} (resp3 {resp3})");
             }
         }
     }
