@@ -181,6 +181,11 @@ async fn load(test: Test, clients: &[Arc<Client>], args: &BenchArgs) -> Figures 
                     Err(_) => errors += 1,
                 }
                 finished.fetch_add(1, Ordering::Relaxed);
+                // A closed connection would fail every request it took at once, eating the
+                // others' share: its requests go to the clients still connected.
+                if client.is_closed() {
+                    break;
+                }
             }
             (latencies, errors)
         });

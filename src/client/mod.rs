@@ -6,7 +6,7 @@
 //! because opening, accepting and closing a stream per request cost more than the request.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chorus_proto::rpc::{Change, MemberInfo, Request, Response, RpcError, StatsReport, WaitReport};
@@ -14,7 +14,7 @@ use chorus_proto::{DataError, Key, Stamp, Value, WaitLevel};
 
 use crate::frame::{self, FrameError};
 use crate::gossip;
-use crate::tls::{ALPN_RPC, ClusterKey, SERVER_NAME, TlsIdentity, tls_alert};
+use crate::tls::{self, ALPN_RPC, ClusterKey, SERVER_NAME, TlsIdentity, tls_alert};
 
 /// How long connecting to a node may take.
 pub const CLIENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -102,40 +102,54 @@ impl Client {
         keys: &[ClusterKey],
         timeout: Duration,
     ) -> Result<Client, ClientError> {
-        let mut clients = Client::open(addr, keys, 1, timeout).await?;
+        let mut clients = Client::open(addr, keys, 1, timeout, None).await?;
         // Invariant: connect_many returns `count` clients or an error.
         clients.pop().ok_or_else(|| ClientError::Protocol("no connection".into()))
     }
 
     /// Opens `count` clients of the node at `addr`, each with a connection of its own, all
     /// from one local endpoint (one UDP socket, one TLS identity): what a load generator
-    /// such as `chorus bench` needs, without a socket and a certificate per connection.
+    /// such as `chorus bench` needs, without a socket and a certificate per connection. Their
+    /// connections live under the nodes' idle timeout (`tls::load_transport_config`).
     pub async fn connect_many(
         addr: &str,
         keys: &[ClusterKey],
         count: usize,
     ) -> Result<Vec<Client>, ClientError> {
-        Client::open(addr, keys, count, CLIENT_CONNECT_TIMEOUT).await
+        let transport = Some(tls::load_transport_config());
+        Client::open(addr, keys, count, CLIENT_CONNECT_TIMEOUT, transport).await
     }
 
+    /// Whether the client's connection is closed: every request would fail at once.
+    pub fn is_closed(&self) -> bool {
+        self.connection.close_reason().is_some()
+    }
+
+    /// `count` clients; `transport` replaces the clients' usual one.
     async fn open(
         addr: &str,
         keys: &[ClusterKey],
         count: usize,
         timeout: Duration,
+        transport: Option<Arc<quinn::TransportConfig>>,
     ) -> Result<Vec<Client>, ClientError> {
         let target = gossip::resolve(addr).await.map_err(ClientError::Unreachable)?;
         let keys = if keys.is_empty() { vec![ClusterKey::development()] } else { keys.to_vec() };
         let identity = TlsIdentity::new(&keys).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let config =
+        let mut config =
             identity.client_config(ALPN_RPC).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if let Some(transport) = transport {
+            config.transport_config(transport);
+        }
         let bind: SocketAddr =
             if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
         let endpoint =
             quinn::Endpoint::client(bind).map_err(|e| ClientError::Unreachable(e.to_string()))?;
-        // Handshakes go in waves of `CONNECT_WAVE_MAX`, each with its own timeout from when
-        // it starts: 500 handshakes sharing one 5 s deadline timed out on 2 cores although
-        // the node served every client.
+        // Handshakes go in waves of `CONNECT_WAVE_MAX`, and the timeout bounds the wait for
+        // the next one to finish, not each from its start: 500 handshakes sharing one 5 s
+        // deadline timed out on 2 cores although the node served every client, and so did
+        // some of a wave of them on 2 cores under a load of 12, while the others went on
+        // finishing. A node that answers none still fails the first after `timeout`.
         let mut clients = Vec::with_capacity(count);
         while clients.len() < count {
             let wave = (count - clients.len()).min(CONNECT_WAVE_MAX);
@@ -144,12 +158,12 @@ impl Client {
                 let attempt = endpoint
                     .connect_with(config.clone(), target, SERVER_NAME)
                     .map_err(|e| ClientError::Unreachable(e.to_string()))?;
-                connecting.push(tokio::time::timeout(timeout, attempt));
+                connecting.push(attempt);
             }
             // The handshakes of a wave run concurrently: the connection driver tasks make
             // progress on all of them while this awaits the first.
             for attempt in connecting {
-                let connection = match attempt.await {
+                let connection = match tokio::time::timeout(timeout, attempt).await {
                     Err(_) => return Err(ClientError::Unreachable(format!("{addr}: no answer"))),
                     Ok(Err(error)) => return Err(connection_error(addr, &error)),
                     Ok(Ok(connection)) => connection,
