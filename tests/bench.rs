@@ -61,8 +61,8 @@ fn bench_measures_running_nodes() {
     assert_figures(&report, "propagation", 10);
 }
 
-/// 500 clients, each with its own connection: handshakes in waves, each with its own timeout
-/// (sharing one 5 s deadline, 500 handshakes timed out on 2 cores).
+/// 500 clients, each with its own connection: handshakes in waves, the timeout bounding the wait
+/// for each in turn (sharing one 5 s deadline, 500 handshakes timed out on 2 cores).
 #[test]
 fn bench_connects_five_hundred_clients() {
     let output =

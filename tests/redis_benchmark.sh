@@ -96,14 +96,35 @@ wait_replicas_online "$primary" 2
 sleep 2  # the cluster forms
 
 printf "%-8s %-10s %12s %12s %6s   %10s %10s %6s\n" shape test "redis ops/s" "chorus ops/s" ratio "redis us" "chorus us" ratio
+rows="$scratch/rows"
 for round in $(seq 1 "$rounds"); do
   for pipeline in 1 16; do
     for test in set get; do
       report "1 node" "$test" "$pipeline" "$(measure "$redis1" "$test" "$pipeline" "$redis1_pid")" \
-        "$(measure "$chorus1" "$test" "$pipeline" "$chorus1_pid")"
+        "$(measure "$chorus1" "$test" "$pipeline" "$chorus1_pid")" | tee -a "$rows"
       report "3 nodes" "$test" "$pipeline" "$(measure "$primary" "$test" "$pipeline" "${primary_pids[@]}")" \
-        "$(measure "$cluster" "$test" "$pipeline" "${cluster_pids[@]}")"
+        "$(measure "$cluster" "$test" "$pipeline" "${cluster_pids[@]}")" | tee -a "$rows"
     done
   done
 done
 echo "(round $rounds of $rounds; us = server CPU microseconds per request, all server processes of the shape)"
+# The median of each test's ratios over the rounds, and their range.
+echo
+printf "%-8s %-10s %22s   %22s\n" shape test "ops ratio: median (range)" "CPU ratio: median (range)"
+sort -s -k1,2 -k3,5 "$rows" | awk '
+  function show(   n, i, j, t) {
+    n = count
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) {
+      if (ops[j] < ops[i]) { t = ops[i]; ops[i] = ops[j]; ops[j] = t }
+      if (cpu[j] < cpu[i]) { t = cpu[i]; cpu[i] = cpu[j]; cpu[j] = t }
+    }
+    printf "%-8s %-10s %8.2f (%.2f-%.2f)   %8.2f (%.2f-%.2f)\n", shape, test,
+      (n % 2 ? ops[(n + 1) / 2] : (ops[n / 2] + ops[n / 2 + 1]) / 2), ops[1], ops[n],
+      (n % 2 ? cpu[(n + 1) / 2] : (cpu[n / 2] + cpu[n / 2 + 1]) / 2), cpu[1], cpu[n]
+  }
+  { key = $1 " " $2 " " $3 " " $4 " " $5
+    if (key != last && count) show()
+    if (key != last) { count = 0; last = key; shape = $1 " " $2; test = $3 " " $4 " " $5 }
+    count++; ops[count] = $8; cpu[count] = $11 }
+  END { if (count) show() }'
+echo "(ratios chorus/redis: ops above 1 is chorus faster; CPU below 1 is chorus cheaper)"

@@ -443,8 +443,8 @@ impl Reply {
             // `$-1` in RESP2, `_` in RESP3; `:1` or `#t`.
             Reply::Null => 5,
             Reply::Boolean(_) => 4,
-            // A shortest round-trip decimal, at most 24 characters, as a line or a bulk string.
-            Reply::Double(_) => 2 * number_line_len(u64::MAX) + 24,
+            // A line or a bulk string of at most `DOUBLE_TEXT_MAX` characters.
+            Reply::Double(_) => 2 * number_line_len(u64::MAX) + DOUBLE_TEXT_MAX,
             Reply::Bulk(bytes) => bulk_len(bytes.len()),
             Reply::Value(value) => bulk_len(value.len()),
             Reply::Array(items) | Reply::Set(items) | Reply::Push(items) => {
@@ -552,6 +552,10 @@ fn aggregate(out: &mut Vec<u8>, kind: u8, count: usize, items: &[Reply], resp3: 
         item.encode(resp3, out);
     }
 }
+
+/// The longest text `format_double` writes: 17 significant digits, a sign, and `0.0000` or an
+/// exponent such as `e-308` (`-1.2345678901234567e-308`, `-0.000012345678901234567`).
+const DOUBLE_TEXT_MAX: usize = 24;
 
 fn format_double(number: f64) -> String {
     if number.is_infinite() {
@@ -699,9 +703,16 @@ mod tests {
     #[test]
     fn encoded_len_bounds_the_encoding() {
         let value = crate::data::Value::new(vec![b'v'; 1000]).expect("valid");
+        let doubles = [-1.234_567_890_123_456_7e-308, -1.234_567_890_123_456_7e-5, f64::NAN];
+        let doubles = doubles.into_iter().chain([f64::INFINITY, f64::NEG_INFINITY, -0.0, 1e300]);
+        for double in doubles {
+            assert!(format_double(double).len() <= DOUBLE_TEXT_MAX, "{}", format_double(double));
+        }
+        let pairs = (0..5).map(|n| (Reply::Integer(n), Reply::Double(-1.234_567_890_123_456_7e-5)));
         let replies = [
             map_of_everything(value),
             Reply::Push(vec![Reply::text("message"), Reply::Null, Reply::Integer(-12_345)]),
+            Reply::Map(pairs.collect()),
         ];
         for reply in replies {
             for resp3 in [false, true] {

@@ -196,6 +196,8 @@ async fn load(test: Test, clients: &[Arc<Client>], args: &BenchArgs) -> Figures 
         latencies.extend(some);
         errors += failed;
     }
+    // Requests no client took (every connection closed) failed too: done + errors = requests.
+    errors += args.requests.saturating_sub(issued.load(Ordering::Relaxed));
     let elapsed = started.elapsed();
     progress.stop();
     figures(latencies, errors, elapsed)

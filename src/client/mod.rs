@@ -13,7 +13,7 @@ use chorus_proto::rpc::{Change, MemberInfo, Request, Response, RpcError, StatsRe
 use chorus_proto::{DataError, Key, Stamp, Value, WaitLevel};
 
 use crate::frame::{self, FrameError};
-use crate::gossip;
+use crate::gossip::{self, GOSSIP_RECEIVE_BUFFER};
 use crate::tls::{self, ALPN_RPC, ClusterKey, SERVER_NAME, TlsIdentity, tls_alert};
 
 /// How long connecting to a node may take.
@@ -144,12 +144,15 @@ impl Client {
         let bind: SocketAddr =
             if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
         let endpoint =
-            quinn::Endpoint::client(bind).map_err(|e| ClientError::Unreachable(e.to_string()))?;
-        // Handshakes go in waves of `CONNECT_WAVE_MAX`, and the timeout bounds the wait for
-        // the next one to finish, not each from its start: 500 handshakes sharing one 5 s
-        // deadline timed out on 2 cores although the node served every client, and so did
-        // some of a wave of them on 2 cores under a load of 12, while the others went on
-        // finishing. A node that answers none still fails the first after `timeout`.
+            client_endpoint(bind).map_err(|e| ClientError::Unreachable(e.to_string()))?;
+        // Handshakes go in waves of `CONNECT_WAVE_MAX`, awaited in order, each for at most
+        // `timeout` from when the one before it finished, not from its own start: 500
+        // handshakes sharing one 5 s deadline timed out on 2 cores although the node served
+        // every client, and so did some of a wave of 64 on 2 cores under a load of 12, while
+        // the others went on finishing. A node that answers none fails the first after
+        // `timeout`. No deadline bounds the whole: a node that keeps finishing handshakes is
+        // alive, however loaded (a cap of `timeout` per wave failed 2 of 10 runs under that
+        // load).
         let mut clients = Vec::with_capacity(count);
         while clients.len() < count {
             let wave = (count - clients.len()).min(CONNECT_WAVE_MAX);
@@ -369,6 +372,16 @@ impl Watch {
             Err(error) => Some(Err(ClientError::Unreachable(error.to_string()))),
         }
     }
+}
+
+/// A client endpoint on `bind`. Its socket gets the nodes' receive buffer, at best (silently:
+/// every CLI command opens one): `chorus bench` runs hundreds of connections through it, and
+/// handshake packets dropped by a full buffer wait out loss timers.
+fn client_endpoint(bind: SocketAddr) -> std::io::Result<quinn::Endpoint> {
+    let socket = std::net::UdpSocket::bind(bind)?;
+    let _best_effort = socket2::SockRef::from(&socket).set_recv_buffer_size(GOSSIP_RECEIVE_BUFFER);
+    let runtime = Arc::new(quinn::TokioRuntime);
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
 }
 
 fn connection_error(addr: &str, error: &quinn::ConnectionError) -> ClientError {

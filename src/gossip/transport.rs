@@ -1,6 +1,6 @@
-//! Node-to-node transport: one quinn endpoint per node, one connection per peer, and per peer
-//! two lanes (long-lived unidirectional streams): control (digests, pushes, acks) and bulk
-//! (catch-up pages), so a large sync never delays heartbeats.
+//! Node-to-node transport: one quinn endpoint per node and, per peer, two lanes, each a
+//! connection of its own with one long-lived unidirectional stream: control (digests, pushes,
+//! acks) and bulk (catch-up pages), so a large sync never delays heartbeats.
 //!
 //! Sending never blocks the driver: each lane has a bounded queue, and a message that finds
 //! it full (a slow or unreachable peer) is dropped and counted; anti-entropy repairs the loss.
@@ -192,7 +192,10 @@ impl LaneTask {
         // A refused cluster key is reported once per run of failures, not every retry.
         let mut refused_reported = false;
         while let Some(message) = queue.recv().await {
-            if stream.as_ref().is_some_and(|(connection, _)| connection.close_reason().is_some()) {
+            if let Some((connection, _)) =
+                stream.as_ref().filter(|(c, _)| c.close_reason().is_some())
+            {
+                self.count_lost(connection, &mut lost_counted);
                 stream = None;
             }
             if stream.is_none() {
@@ -227,15 +230,20 @@ impl LaneTask {
                 continue;
             }
             let written = frame::write_frame(send, message.bytes.clone()).await;
-            let lost = connection.stats().path.lost_packets;
-            self.stats.packets_lost.fetch_add(lost.saturating_sub(lost_counted), Ordering::Relaxed);
-            lost_counted = lost_counted.max(lost);
+            self.count_lost(connection, &mut lost_counted);
             if let Err(why) = written {
                 tracing::debug!(peer = %self.addr, %why, "send failed");
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 stream = None;
             }
         }
+    }
+
+    /// Adds the packets `connection` lost since the last count (`counted`) to the stats.
+    fn count_lost(&self, connection: &quinn::Connection, counted: &mut u64) {
+        let lost = connection.stats().path.lost_packets;
+        self.stats.packets_lost.fetch_add(lost.saturating_sub(*counted), Ordering::Relaxed);
+        *counted = (*counted).max(lost);
     }
 
     async fn open(&self) -> Result<(quinn::Connection, quinn::SendStream), OpenError> {

@@ -29,7 +29,7 @@ const COUNTERS: [(&str, &str, &str); 10] = [
     (
         "packets_lost",
         "gossip_packets_lost",
-        "Gossip packets lost and sent again (on a healthy network: a full receive buffer)",
+        "Gossip packets this node sent that were lost (on a healthy network: a full receive buffer at the peer)",
     ),
     ("events_dropped", "events_dropped", "Node events dropped on a full queue"),
     ("collected", "tombstones_collected", "Tombstones collected once every member saw them"),
