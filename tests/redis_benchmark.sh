@@ -4,12 +4,14 @@
 #   tests/redis_benchmark.sh [N]        (default N = 100000 requests per test; ROUNDS=2)
 #   KEYS=100000 tests/redis_benchmark.sh  (random keys among that many: redis-benchmark -r;
 #                                          without it every SET and GET hits one key)
+#   DETAIL=1 tests/redis_benchmark.sh     (also each server process's CPU ticks, on stderr)
 #
 # For each shape, redis-benchmark -t set and -t get with 50 clients and 64-byte values (and again
 # pipelined with -P 16) run against redis-server and against a chorus node's Redis port, in
 # alternating rounds of one run. It prints ops/s and the servers' CPU time per request (user +
 # system, from /proc, summed over every server process of the shape), each side by side with the
-# ratio chorus/redis (ops/s: above 1 is chorus faster; CPU: below 1 is chorus cheaper).
+# ratio chorus/redis (ops/s: above 1 is chorus faster; CPU: below 1 is chorus cheaper), and
+# at the end each test's median ratios over the rounds, with their range.
 #
 # Shapes: one node against one redis-server; three chorus nodes (every write replicated to all)
 # against a Redis primary with two replicas (replicaof). Installs redis-server and redis-tools
@@ -65,15 +67,20 @@ keyspace=()
 if [ -n "${KEYS:-}" ]; then keyspace=(-r "$KEYS"); fi
 
 # Runs one test against $1 (port) with extra flags; prints "ops_per_s cpu_us_per_request",
-# the CPU summed over the pids that follow.
+# the CPU summed over the pids that follow. With DETAIL=1, also each process's CPU ticks
+# (first the node or primary the benchmark talks to) on stderr.
 measure() {
   local port=$1 test=$2 pipeline=$3; shift 3
-  local before after rps
-  before=$(ticks "$@")
+  local before=() after=() rps p sum=0 each=""
+  for p in "$@"; do before+=("$(ticks "$p")"); done
   rps=$(redis-benchmark -p "$port" -t "$test" -c 50 -n "$requests" -d 64 -P "$pipeline" "${keyspace[@]}" --csv -q 2>/dev/null \
         | awk -F'","' 'NR > 1 { gsub(/"/, "", $2); print $2; exit }')
-  after=$(ticks "$@")
-  awk -v rps="$rps" -v t=$((after - before)) -v hz="$hz" -v n="$requests" \
+  for p in "$@"; do after+=("$(ticks "$p")"); done
+  for p in "${!after[@]}"; do
+    sum=$((sum + after[p] - before[p])); each="$each $((after[p] - before[p]))"
+  done
+  [ "${DETAIL:-}" = 1 ] && echo "    $test -P $pipeline on port $port: CPU ticks per process:$each" >&2
+  awk -v rps="$rps" -v t="$sum" -v hz="$hz" -v n="$requests" \
     'BEGIN { printf "%.0f %.2f\n", rps, t / hz * 1e6 / n }'
 }
 
