@@ -322,11 +322,12 @@ fn an_unauthenticated_client_cannot_send_a_large_request() {
     assert_eq!(client.read(), None, "the connection is closed");
 }
 
-/// A `KEYS` reply longer than one part (`ENCODE_PART`, 4,096 keys) is encoded part by part with
-/// the Redis thread yielding between parts: it still arrives whole, in RESP2 and RESP3, and
-/// the pipelined command after it is answered after it.
+/// A long command's reply longer than one part (`ENCODE_PART`, 4,096 elements) is encoded part
+/// by part with the Redis thread yielding between parts: a `KEYS` reply (an array) and an
+/// `HGETALL` reply (a map in RESP3) still arrive whole, in RESP2 and RESP3, and the pipelined
+/// command after each is answered after it.
 #[test]
-fn a_keys_reply_encoded_in_parts_arrives_whole_and_in_order() {
+fn long_replies_encoded_in_parts_arrive_whole_and_in_order() {
     let cluster = Cluster::start("redis_keys_parts", &["a"]);
     let mut client = redis(cluster.node("a"));
     let names: Vec<String> = (0..10_000).map(|n| format!("part:{n}")).collect();
@@ -345,6 +346,31 @@ fn a_keys_reply_encoded_in_parts_arrives_whole_and_in_order() {
         let got: std::collections::BTreeSet<Vec<u8>> =
             keys.iter().map(|key| key.bytes().to_vec()).collect();
         assert_eq!((keys.len(), got == expected), (10_000, true), "RESP{hello}");
+        assert_eq!(client.read(), Some(Resp::Simple("PONG".into())), "RESP{hello}");
+    }
+    let values: Vec<String> = names.iter().map(|name| format!("value of {name}")).collect();
+    let mut hset = vec!["HSET", "big"];
+    names.iter().zip(&values).for_each(|(name, value)| hset.extend([name.as_str(), value]));
+    assert_eq!(client.call(&hset), Resp::Integer(10_000));
+    for hello in ["2", "3"] {
+        assert!(matches!(client.call(&["HELLO", hello]), Resp::Array(_) | Resp::Map(_)));
+        client.send(&[b"HGETALL", b"big"]);
+        client.send(&[b"PING"]);
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = match client.read() {
+            Some(Resp::Map(pairs)) => {
+                pairs.iter().map(|(f, v)| (f.bytes().to_vec(), v.bytes().to_vec())).collect()
+            }
+            Some(Resp::Array(flat)) => {
+                flat.chunks(2).map(|p| (p[0].bytes().to_vec(), p[1].bytes().to_vec())).collect()
+            }
+            other => panic!("HGETALL gives a map or an array: {other:?}"),
+        };
+        let with_its_value = |(field, value): &&(Vec<u8>, Vec<u8>)| {
+            *value == format!("value of {}", String::from_utf8_lossy(field)).into_bytes()
+        };
+        let got: std::collections::BTreeSet<Vec<u8>> =
+            fields.iter().filter(with_its_value).map(|(field, _)| field.clone()).collect();
+        assert_eq!((fields.len(), got == expected), (10_000, true), "RESP{hello}");
         assert_eq!(client.read(), Some(Resp::Simple("PONG".into())), "RESP{hello}");
     }
 }

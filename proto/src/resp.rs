@@ -461,6 +461,23 @@ impl Reply {
         }
     }
 
+    /// Appends the header line of an aggregate reply (array, set, push or map) for protocol
+    /// version `resp3` and returns true; writes nothing and returns false for any other reply.
+    /// The elements follow as their own encodings, a map's as key then value: a caller may
+    /// encode a long reply a part at a time (the Redis front end does, yielding between parts).
+    pub fn encode_head(&self, resp3: bool, out: &mut Vec<u8>) -> bool {
+        let (kind, count) = match self {
+            Reply::Array(items) => (b'*', items.len()),
+            Reply::Set(items) => (if resp3 { b'~' } else { b'*' }, items.len()),
+            Reply::Push(items) => (if resp3 { b'>' } else { b'*' }, items.len()),
+            Reply::Map(pairs) if resp3 => (b'%', pairs.len()),
+            Reply::Map(pairs) => (b'*', 2 * pairs.len()),
+            _ => return false,
+        };
+        number_line(out, kind, count as i64);
+        true
+    }
+
     /// Appends the reply's encoding to `out`, for protocol version `resp3` (else RESP2).
     pub fn encode(&self, resp3: bool, out: &mut Vec<u8>) {
         match self {
@@ -471,17 +488,12 @@ impl Reply {
             Reply::Value(value) => bulk(out, value.as_bytes()),
             Reply::Null if resp3 => out.extend_from_slice(b"_\r\n"),
             Reply::Null => out.extend_from_slice(b"$-1\r\n"),
-            Reply::Array(items) => aggregate(out, b'*', items.len(), items, resp3),
-            Reply::Set(items) => {
-                aggregate(out, if resp3 { b'~' } else { b'*' }, items.len(), items, resp3)
-            }
-            Reply::Push(items) => {
-                aggregate(out, if resp3 { b'>' } else { b'*' }, items.len(), items, resp3)
+            Reply::Array(items) | Reply::Set(items) | Reply::Push(items) => {
+                self.encode_head(resp3, out);
+                items.iter().for_each(|item| item.encode(resp3, out));
             }
             Reply::Map(pairs) => {
-                let (kind, count) =
-                    if resp3 { (b'%', pairs.len()) } else { (b'*', pairs.len() * 2) };
-                number_line(out, kind, count as i64);
+                self.encode_head(resp3, out);
                 for (key, value) in pairs {
                     key.encode(resp3, out);
                     value.encode(resp3, out);
@@ -538,19 +550,6 @@ fn bulk(out: &mut Vec<u8>, bytes: &[u8]) {
     number_line(out, b'$', bytes.len() as i64);
     out.extend_from_slice(bytes);
     out.extend_from_slice(b"\r\n");
-}
-
-/// Appends the header of an array of `count` replies (the same in RESP2 and RESP3): a caller
-/// encoding a long array in parts writes it, then each reply with [`Reply::encode`].
-pub fn encode_array_header(count: usize, out: &mut Vec<u8>) {
-    number_line(out, b'*', count as i64);
-}
-
-fn aggregate(out: &mut Vec<u8>, kind: u8, count: usize, items: &[Reply], resp3: bool) {
-    number_line(out, kind, count as i64);
-    for item in items {
-        item.encode(resp3, out);
-    }
 }
 
 /// The longest text `format_double` writes: 17 significant digits, a sign, and `0.0000` or an

@@ -13,7 +13,7 @@ use chorus_proto::rpc::{Change, MemberInfo, Request, Response, RpcError, StatsRe
 use chorus_proto::{DataError, Key, Stamp, Value, WaitLevel};
 
 use crate::frame::{self, FrameError};
-use crate::gossip::{self, GOSSIP_RECEIVE_BUFFER};
+use crate::gossip;
 use crate::tls::{self, ALPN_RPC, ClusterKey, SERVER_NAME, TlsIdentity, tls_alert};
 
 /// How long connecting to a node may take.
@@ -374,12 +374,11 @@ impl Watch {
     }
 }
 
-/// A client endpoint on `bind`. Its socket gets the nodes' receive buffer, at best (silently:
-/// every CLI command opens one): `chorus bench` runs hundreds of connections through it, and
+/// A client endpoint on `bind`. Its socket asks for the nodes' receive buffer, silently
+/// (every CLI command opens one): `chorus bench` runs hundreds of connections through it, and
 /// handshake packets dropped by a full buffer wait out loss timers.
 fn client_endpoint(bind: SocketAddr) -> std::io::Result<quinn::Endpoint> {
-    let socket = std::net::UdpSocket::bind(bind)?;
-    let _best_effort = socket2::SockRef::from(&socket).set_recv_buffer_size(GOSSIP_RECEIVE_BUFFER);
+    let (socket, _granted) = gossip::bind_buffered(bind)?;
     let runtime = Arc::new(quinn::TokioRuntime);
     quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
 }

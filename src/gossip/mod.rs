@@ -20,25 +20,36 @@ pub use transport::{Transport, TransportStats};
 /// none. Kernel memory, used only while packets wait; Linux caps it at `net.core.rmem_max`.
 pub const GOSSIP_RECEIVE_BUFFER: usize = 4 * 1024 * 1024;
 
-/// Binds the gossip socket on `listen` and asks for a [`GOSSIP_RECEIVE_BUFFER`]-byte receive
-/// buffer, at best: the log says when the kernel gives less or refuses (BSDs refuse a size
-/// above `kern.ipc.maxsockbuf`), and the node goes on with what it has.
-pub fn bind_socket(listen: SocketAddr) -> std::io::Result<UdpSocket> {
-    let socket = UdpSocket::bind(listen)?;
+/// Binds a UDP socket on `addr` and asks for a [`GOSSIP_RECEIVE_BUFFER`]-byte receive buffer,
+/// at best. Returns the socket, and the buffer the kernel granted or why it refused (BSDs
+/// refuse a size above `kern.ipc.maxsockbuf`); the socket is usable either way.
+pub fn bind_buffered(addr: SocketAddr) -> std::io::Result<(UdpSocket, std::io::Result<usize>)> {
+    let socket = UdpSocket::bind(addr)?;
     let sock = socket2::SockRef::from(&socket);
-    if let Err(error) = sock.set_recv_buffer_size(GOSSIP_RECEIVE_BUFFER) {
-        tracing::warn!(%error, wanted = GOSSIP_RECEIVE_BUFFER, "the kernel refused the gossip socket's receive buffer size; going on with its default");
-        return Ok(socket);
-    }
-    // Linux reports twice what it grants (the other half is its bookkeeping).
-    let reported = sock.recv_buffer_size()?;
-    let granted = if cfg!(target_os = "linux") { reported / 2 } else { reported };
-    if granted < GOSSIP_RECEIVE_BUFFER {
-        tracing::info!(
-            granted,
-            wanted = GOSSIP_RECEIVE_BUFFER,
-            "the kernel capped the gossip socket's receive buffer (net.core.rmem_max): under heavy writes, packets peers send here may drop and be resent; raise it to at least {GOSSIP_RECEIVE_BUFFER}"
-        );
+    let granted = sock.set_recv_buffer_size(GOSSIP_RECEIVE_BUFFER).and_then(|()| {
+        // Linux reports twice what it grants (the other half is its bookkeeping).
+        let reported = sock.recv_buffer_size()?;
+        Ok(if cfg!(target_os = "linux") { reported / 2 } else { reported })
+    });
+    Ok((socket, granted))
+}
+
+/// Binds the gossip socket on `listen` ([`bind_buffered`]); the log says when the kernel gave
+/// less receive buffer than asked, or refused, and the node goes on with what it has.
+pub fn bind_socket(listen: SocketAddr) -> std::io::Result<UdpSocket> {
+    let (socket, granted) = bind_buffered(listen)?;
+    match granted {
+        Err(error) => {
+            tracing::warn!(%error, wanted = GOSSIP_RECEIVE_BUFFER, "the kernel refused the gossip socket's receive buffer size; going on with its default");
+        }
+        Ok(granted) if granted < GOSSIP_RECEIVE_BUFFER => {
+            tracing::info!(
+                granted,
+                wanted = GOSSIP_RECEIVE_BUFFER,
+                "the kernel capped the gossip socket's receive buffer (net.core.rmem_max): under heavy writes, packets peers send here may drop and be resent; raise it to at least {GOSSIP_RECEIVE_BUFFER}"
+            );
+        }
+        Ok(_) => {}
     }
     Ok(socket)
 }

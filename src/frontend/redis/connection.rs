@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
 use super::batch::{Batch, NAME_INLINE_MAX, Request, command_name};
-use super::command::{DataFn, REDIS_OUTPUT_MAX};
+use super::command::DataFn;
 use super::pubsub::Subscriptions;
 use super::{Server, data_command, lock, refusal, scan, whole};
 use crate::node::{Live, Purpose, SeriesCache};
@@ -281,23 +281,6 @@ impl Connection {
         Ok(())
     }
 
-    /// Encodes replies into `output`, unless that would take the connection's output past
-    /// [`REDIS_OUTPUT_MAX`]: then the client gets an error and the connection is closed (a
-    /// 3 KB `MGET` of one 1 MiB value repeated must not make the node allocate gigabytes).
-    pub(super) fn encode(&mut self, replies: Vec<Reply>, output: &mut Vec<u8>) {
-        for reply in replies {
-            if output.len().saturating_add(reply.encoded_len()) > REDIS_OUTPUT_MAX {
-                let why = format!(
-                    "reply above this connection's output limit of {REDIS_OUTPUT_MAX} bytes"
-                );
-                Reply::error(why).encode(self.resp3, output);
-                self.closing = true;
-                return;
-            }
-            reply.encode(self.resp3, output);
-        }
-    }
-
     /// Runs the batched data commands and empties the batch (`run_now`, then `run_deferred`).
     async fn run_batch(
         &mut self,
@@ -348,11 +331,12 @@ impl Connection {
                 self.flush(output, stream).await?;
                 let started = Instant::now();
                 let args = batch.args_of(bytes, at);
-                let turn = self.server.long_turn().await;
-                let reply = whole::run(kind, &self.server.driver, self.db, &args).await;
-                drop(turn);
+                let server = self.server.clone();
+                let turn = server.long_turn().await;
+                let reply = whole::run(kind, &server.driver, self.db, &args).await;
                 self.observe(kind, &reply, started.elapsed());
-                self.encode(vec![reply], output);
+                self.encode_long(reply, output).await;
+                drop(turn);
                 next += 1;
                 if next < batch.len() {
                     next = self.run_session(bytes, batch, next, batch.writes, output);

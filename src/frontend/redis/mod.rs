@@ -23,6 +23,7 @@ mod connection;
 mod glob;
 mod hashes;
 mod keys;
+mod output;
 mod pubsub;
 mod scan;
 mod server;

@@ -5,10 +5,10 @@
 use std::sync::atomic::Ordering;
 
 use chorus_proto::keyspace::DATABASES;
-use chorus_proto::resp::{Reply, encode_array_header};
+use chorus_proto::resp::Reply;
 use tokio::net::TcpStream;
 
-use super::command::{OwnedArgs, REDIS_OUTPUT_MAX, arity, integer, syntax, upper};
+use super::command::{OwnedArgs, arity, integer, syntax, upper};
 use super::connection::Connection;
 use super::pubsub::NotifyFlags;
 use super::{lock, scan};
@@ -17,10 +17,6 @@ use crate::frontend::same_secret;
 /// The Redis version chorus answers to: clients choose their commands by it, and chorus
 /// serves what Redis 7.2 clients send on connect (`HELLO 3`, `CLIENT SETINFO`).
 pub const REDIS_VERSION: &str = "7.2.0";
-
-/// Elements of a database-wide command's reply encoded between two yields of the Redis thread
-/// (about 100 KB of output for short keys).
-pub const ENCODE_PART: usize = 4096;
 
 impl Connection {
     /// Runs a connection or server command; `None` if `name` is none of them.
@@ -76,31 +72,9 @@ impl Connection {
             "FLUSHALL" => scan::flushall(driver, args).await,
             _ => Reply::error(format!("{name} is not a database-wide command")),
         };
-        self.encode_in_parts(reply, output).await;
+        self.encode_long(reply, output).await;
         drop(turn);
         Ok(())
-    }
-
-    /// Encodes a database-wide command's reply, an array of up to a million keys for `KEYS`,
-    /// yielding the Redis thread after every [`ENCODE_PART`] elements (and dropping them as it
-    /// goes), so that its other clients are served meanwhile.
-    async fn encode_in_parts(&mut self, reply: Reply, output: &mut Vec<u8>) {
-        let fits = output.len().saturating_add(reply.encoded_len()) <= REDIS_OUTPUT_MAX;
-        let items = match reply {
-            Reply::Array(items) if fits && items.len() > ENCODE_PART => items,
-            // Small, or refused for its size by `encode`.
-            reply => return self.encode(vec![reply], output),
-        };
-        encode_array_header(items.len(), output);
-        let mut items = items.into_iter();
-        loop {
-            let mut part = items.by_ref().take(ENCODE_PART).peekable();
-            if part.peek().is_none() {
-                return;
-            }
-            part.for_each(|item| item.encode(self.resp3, output));
-            tokio::task::yield_now().await;
-        }
     }
 
     /// `AUTH [username] password`. Without a configured password every `AUTH` succeeds, so an
