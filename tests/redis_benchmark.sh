@@ -4,7 +4,11 @@
 #   tests/redis_benchmark.sh [N]        (default N = 100000 requests per test; ROUNDS=2)
 #   KEYS=100000 tests/redis_benchmark.sh  (random keys among that many: redis-benchmark -r;
 #                                          without it every SET and GET hits one key)
-#   DETAIL=1 tests/redis_benchmark.sh     (also each server process's CPU ticks, on stderr)
+#   DETAIL=1 tests/redis_benchmark.sh     (also each server process's CPU ticks, and how often
+#                                          redis-benchmark slept and woke, on stderr)
+#   PIN=1 tests/redis_benchmark.sh        (redis-benchmark on CPU 0, every server on the other
+#                                          CPUs, with taskset: less noise than the scheduler's
+#                                          placement; needs 2 CPUs or more)
 #
 # For each shape, redis-benchmark -t set and -t get with 50 clients and 64-byte values (and again
 # pipelined with -P 16) run against redis-server and against a chorus node's Redis port, in
@@ -33,22 +37,30 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$scratch"; }
 trap cleanup EXIT
 
-# Starts redis-server on a free port (a replica of $1 when given); sets $port and $pid.
+# Starts redis-server on a free port (a replica of $1 when given); sets $port and $pid. A port
+# taken meanwhile (by a node's own port 0) makes it try another.
 start_redis() {
-  port=$(free_port)
-  local args=(--port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no --dir "$scratch" --logfile "$scratch/redis-$port.log")
-  [ -n "${1:-}" ] && args+=(--replicaof 127.0.0.1 "$1")
-  redis-server "${args[@]}" &
-  pid=$!; pids+=("$pid")
-  for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && return; sleep 0.05; done
-  echo "redis-server on $port did not start" >&2; exit 1
+  for _ in 1 2 3; do
+    port=$(free_port)
+    local args=(--port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no --dir "$scratch" --logfile "$scratch/redis-$port.log")
+    [ -n "${1:-}" ] && args+=(--replicaof 127.0.0.1 "$1")
+    "${pin_server[@]}" redis-server "${args[@]}" &
+    pid=$!; pids+=("$pid")
+    # Its own process answering, not another server on that port.
+    for _ in $(seq 1 100); do
+      redis-cli -p "$port" info server 2>/dev/null | grep -q "^process_id:$pid" && return
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.05
+    done
+  done
+  echo "redis-server did not start" >&2; exit 1
 }
 
 # Starts a chorus node serving Redis (joining $1 when given); sets $port, $pid and $listen.
 start_chorus() {
   local name="n$RANDOM" args=(node --listen 127.0.0.1:0 --redis 127.0.0.1:0 --log-level warn)
   [ -n "${1:-}" ] && args+=(--join "$1")
-  "$chorus" "${args[@]}" --name "$name" >"$scratch/$name.out" 2>"$scratch/$name.err" &
+  "${pin_server[@]}" "$chorus" "${args[@]}" --name "$name" >"$scratch/$name.out" 2>"$scratch/$name.err" &
   pid=$!; pids+=("$pid")
   for _ in $(seq 1 300); do
     if grep -q '^ready' "$scratch/$name.out"; then
@@ -63,6 +75,12 @@ start_chorus() {
 
 ticks() { local sum=0; for p in "$@"; do sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$sum"; }
 hz=$(getconf CLK_TCK)
+pin_bench=(); pin_server=()
+if [ "${PIN:-}" = 1 ]; then
+  cpus=$(nproc)
+  [ "$cpus" -ge 2 ] || { echo "PIN=1 needs 2 CPUs or more" >&2; exit 1; }
+  pin_bench=(taskset -c 0); pin_server=(taskset -c "1-$((cpus - 1))")
+fi
 keyspace=()
 if [ -n "${KEYS:-}" ]; then keyspace=(-r "$KEYS"); fi
 
@@ -71,15 +89,24 @@ if [ -n "${KEYS:-}" ]; then keyspace=(-r "$KEYS"); fi
 # (first the node or primary the benchmark talks to) on stderr.
 measure() {
   local port=$1 test=$2 pipeline=$3; shift 3
-  local before=() after=() rps p sum=0 each=""
+  local before=() after=() rps p sum=0 each="" bench=()
+  bench=("${pin_bench[@]}" redis-benchmark -p "$port" -t "$test" -c 50 -n "$requests" -d 64 -P "$pipeline" "${keyspace[@]}" --csv -q)
+  # With DETAIL=1 the benchmark runs under Python, which reads its context switches.
+  [ "${DETAIL:-}" = 1 ] && bench=(python3 -c 'import resource, subprocess, sys
+code = subprocess.run(sys.argv[2:]).returncode
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write(f"{usage.ru_nvcsw}\n")
+sys.exit(code)' "$scratch/switches" "${bench[@]}")
   for p in "$@"; do before+=("$(ticks "$p")"); done
-  rps=$(redis-benchmark -p "$port" -t "$test" -c 50 -n "$requests" -d 64 -P "$pipeline" "${keyspace[@]}" --csv -q 2>/dev/null \
-        | awk -F'","' 'NR > 1 { gsub(/"/, "", $2); print $2; exit }')
+  rps=$("${bench[@]}" 2>/dev/null | awk -F'","' 'NR > 1 { gsub(/"/, "", $2); print $2; exit }')
   for p in "$@"; do after+=("$(ticks "$p")"); done
   for p in "${!after[@]}"; do
     sum=$((sum + after[p] - before[p])); each="$each $((after[p] - before[p]))"
   done
-  [ "${DETAIL:-}" = 1 ] && echo "    $test -P $pipeline on port $port: CPU ticks per process:$each" >&2
+  if [ "${DETAIL:-}" = 1 ]; then
+    echo "    $test -P $pipeline on port $port: CPU ticks per process:$each;" \
+      "redis-benchmark slept $(awk -v n="$requests" '{ printf "%.1f", $1 * 1000 / n }' "$scratch/switches") times per 1,000 requests" >&2
+  fi
   awk -v rps="$rps" -v t="$sum" -v hz="$hz" -v n="$requests" \
     'BEGIN { printf "%.0f %.2f\n", rps, t / hz * 1e6 / n }'
 }

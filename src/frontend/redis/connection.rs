@@ -122,9 +122,11 @@ impl Connection {
                 },
                 change = next_change(&mut self.changes) => self.notify(change, &mut output),
             }
-            if !output.is_empty()
-                && (!self.synced().await || stream.write_all(&output).await.is_err())
-            {
+            if output.is_empty() {
+                continue;
+            }
+            super::others_first().await;
+            if !self.synced().await || stream.write_all(&output).await.is_err() {
                 return;
             }
             output.clear();
