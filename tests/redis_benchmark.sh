@@ -48,12 +48,13 @@ start_redis() {
     pid=$!; pids+=("$pid")
     # Its own process answering, not another server on that port.
     for _ in $(seq 1 100); do
-      redis-cli -p "$port" info server 2>/dev/null | grep -q "^process_id:$pid" && return
+      redis-cli -p "$port" info server 2>/dev/null | tr -d '\r' | grep -qx "process_id:$pid" && return
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.05
     done
+    kill "$pid" 2>/dev/null || true
   done
-  echo "redis-server did not start" >&2; exit 1
+  echo "redis-server did not start (last try: port $port, log $scratch/redis-$port.log)" >&2; exit 1
 }
 
 # Starts a chorus node serving Redis (joining $1 when given); sets $port, $pid and $listen.
@@ -79,14 +80,19 @@ pin_bench=(); pin_server=()
 if [ "${PIN:-}" = 1 ]; then
   cpus=$(nproc)
   [ "$cpus" -ge 2 ] || { echo "PIN=1 needs 2 CPUs or more" >&2; exit 1; }
+  taskset -c 0 true || { echo "PIN=1: this process may not run on CPU 0" >&2; exit 1; }
   pin_bench=(taskset -c 0); pin_server=(taskset -c "1-$((cpus - 1))")
+fi
+if [ "${DETAIL:-}" = 1 ] && ! command -v python3 >/dev/null; then
+  echo "DETAIL=1 needs python3 (it reads the benchmark's context switches)" >&2; exit 1
 fi
 keyspace=()
 if [ -n "${KEYS:-}" ]; then keyspace=(-r "$KEYS"); fi
 
 # Runs one test against $1 (port) with extra flags; prints "ops_per_s cpu_us_per_request",
 # the CPU summed over the pids that follow. With DETAIL=1, also each process's CPU ticks
-# (first the node or primary the benchmark talks to) on stderr.
+# (first the node or primary the benchmark talks to) and how often redis-benchmark slept
+# (blocked waiting for replies: its voluntary context switches), on stderr.
 measure() {
   local port=$1 test=$2 pipeline=$3; shift 3
   local before=() after=() rps p sum=0 each="" bench=()
@@ -97,6 +103,7 @@ code = subprocess.run(sys.argv[2:]).returncode
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 open(sys.argv[1], "w").write(f"{usage.ru_nvcsw}\n")
 sys.exit(code)' "$scratch/switches" "${bench[@]}")
+  rm -f "$scratch/switches"
   for p in "$@"; do before+=("$(ticks "$p")"); done
   rps=$("${bench[@]}" 2>/dev/null | awk -F'","' 'NR > 1 { gsub(/"/, "", $2); print $2; exit }')
   for p in "$@"; do after+=("$(ticks "$p")"); done

@@ -2,7 +2,7 @@
 //!
 //! Pipelined requests are answered in one write. A subscribed connection also receives the
 //! node's changes as keyspace notifications; one that falls behind the node's change stream
-//! (a slow subscriber) is told so and dropped, never buffered without bound.
+//! (a slow subscriber) skips what it missed, counted, and is never buffered without bound.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -111,21 +111,29 @@ impl Connection {
             if input.capacity() - input.len() < INPUT_READ_SIZE / 4 {
                 input.reserve(INPUT_READ_SIZE);
             }
-            tokio::select! {
+            // Replies to requests wait for the thread's other ready connections; notifications
+            // go at once, so that a subscriber drains its changes as fast as they come.
+            let replies = tokio::select! {
                 read = stream.read_buf(&mut input) => match read {
                     Ok(0) | Err(_) => return,
                     Ok(_) => {
                         if self.requests(&mut input, &mut output, &mut stream).await.is_err() {
                             return;
                         }
+                        true
                     }
                 },
-                change = next_change(&mut self.changes) => self.notify(change, &mut output),
-            }
+                change = next_change(&mut self.changes) => {
+                    self.notify(change, &mut output);
+                    false
+                }
+            };
             if output.is_empty() {
                 continue;
             }
-            super::others_first().await;
+            if replies {
+                super::others_first().await;
+            }
             if !self.synced().await || stream.write_all(&output).await.is_err() {
                 return;
             }

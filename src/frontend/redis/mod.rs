@@ -245,16 +245,21 @@ async fn others_first() {
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
+    /// The primitive under `Connection::run`'s replies: on the Redis thread's kind of runtime
+    /// (current-thread, a FIFO run queue), the tasks ready before it run first.
     #[tokio::test]
-    async fn a_connection_replies_after_the_others_ready_to_run() {
+    async fn others_first_lets_the_tasks_already_ready_run_first() {
         let steps = Arc::new(Mutex::new(Vec::new()));
         let step = |steps: &Arc<Mutex<Vec<&'static str>>>, what| steps.lock().unwrap().push(what);
         let first = tokio::spawn({
             let steps = steps.clone();
             async move {
                 step(&steps, "first ran its requests");
-                super::others_first().await;
+                // A requeue without a wake would hang here: fail instead.
+                let requeued = tokio::time::timeout(Duration::from_secs(10), super::others_first());
+                requeued.await.expect("others_first woke its task");
                 step(&steps, "first wrote");
             }
         });
