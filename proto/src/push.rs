@@ -171,8 +171,13 @@ impl Pushes {
                 shared.entry(&outbox.updates).or_default().push(peer);
             }
         }
-        for (indices, peers) in shared {
-            for body in bodies(&self.updates, indices, self.page_size) {
+        // The last group to send a write takes it rather than a copy (usually every peer is
+        // in one group): no reference counts touched twice, and fewer left for the thread
+        // that drops the sent messages.
+        let mut queued: Vec<Option<Queued>> = self.updates.drain(..).map(Some).collect();
+        let groups = shared.len();
+        for (group, (indices, peers)) in shared.into_iter().enumerate() {
+            for body in bodies(&mut queued, indices, self.page_size, group + 1 == groups) {
                 flushed.push((peers.clone(), body));
             }
         }
@@ -200,11 +205,25 @@ impl Pushes {
 
 /// The pushes carrying the writes at `indices` of `queued`, split below `page_size` (a single
 /// larger write goes alone), each asking for acknowledgement of those whose writer wants it.
-fn bodies(queued: &[Queued], indices: &[usize], page_size: usize) -> Vec<Body> {
+/// The `last` group to use the writes takes them out of `queued`; the others copy them.
+fn bodies(
+    queued: &mut [Option<Queued>],
+    indices: &[usize],
+    page_size: usize,
+    last: bool,
+) -> Vec<Body> {
     let mut bodies = Vec::new();
     let (mut updates, mut acks, mut size) = (Vec::with_capacity(indices.len()), Vec::new(), 0);
-    for queued in indices.iter().map(|&index| &queued[index]) {
-        let bound = queued.update.size_bound();
+    for &index in indices {
+        let (update, ack) = match &mut queued[index] {
+            Some(queued) if !last => (queued.update.clone(), queued.ack),
+            slot => match slot.take() {
+                Some(Queued { update, ack }) => (update, ack),
+                // Each group lists an index once, and only the last takes it.
+                None => continue,
+            },
+        };
+        let bound = update.size_bound();
         if size + bound > page_size && !updates.is_empty() {
             bodies.push(Body::Push {
                 updates: std::mem::take(&mut updates),
@@ -213,10 +232,10 @@ fn bodies(queued: &[Queued], indices: &[usize], page_size: usize) -> Vec<Body> {
             size = 0;
         }
         size += bound;
-        if queued.ack {
-            acks.push(queued.update.dot());
+        if ack {
+            acks.push(update.dot());
         }
-        updates.push(queued.update.clone());
+        updates.push(update);
     }
     if !updates.is_empty() {
         bodies.push(Body::Push { updates, acks });
