@@ -9,6 +9,9 @@
 #   PIN=1 tests/redis_benchmark.sh        (redis-benchmark on CPU 0, every server on the other
 #                                          CPUs, with taskset: less noise than the scheduler's
 #                                          placement; needs 2 CPUs or more)
+#   TLS=1 tests/redis_benchmark.sh        (Redis's replicas replicate over TLS, as chorus's nodes
+#                                          always do over QUIC; clients stay on plain TCP for
+#                                          both; certificates made with openssl)
 #
 # For each shape, redis-benchmark -t set and -t get with 50 clients and 64-byte values (and again
 # pipelined with -P 16) run against redis-server and against a chorus node's Redis port, in
@@ -37,12 +40,18 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$scratch"; }
 trap cleanup EXIT
 
-# Starts redis-server on a free port (a replica of $1 when given); sets $port and $pid. A port
-# taken meanwhile (by a node's own port 0) makes it try another.
+# Starts redis-server on a free port (a replica of $1 when given: the primary's replication
+# port, which with TLS=1 is its TLS port); sets $port, $replication_port and $pid. A port taken
+# meanwhile (by a node's own port 0) makes it try another.
 start_redis() {
   for _ in 1 2 3; do
-    port=$(free_port)
+    port=$(free_port); replication_port=$port
     local args=(--port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no --dir "$scratch" --logfile "$scratch/redis-$port.log")
+    if [ "${TLS:-}" = 1 ]; then
+      replication_port=$(free_port)
+      args+=(--tls-port "$replication_port" --tls-replication yes --tls-cert-file "$scratch/tls.crt"
+        --tls-key-file "$scratch/tls.key" --tls-ca-cert-file "$scratch/ca.crt")
+    fi
     [ -n "${1:-}" ] && args+=(--replicaof 127.0.0.1 "$1")
     "${pin_server[@]}" redis-server "${args[@]}" &
     pid=$!; pids+=("$pid")
@@ -82,6 +91,16 @@ if [ "${PIN:-}" = 1 ]; then
   [ "$cpus" -ge 2 ] || { echo "PIN=1 needs 2 CPUs or more" >&2; exit 1; }
   taskset -c 0 true || { echo "PIN=1: this process may not run on CPU 0" >&2; exit 1; }
   pin_bench=(taskset -c 0); pin_server=(taskset -c "1-$((cpus - 1))")
+fi
+if [ "${TLS:-}" = 1 ]; then
+  command -v openssl >/dev/null || { echo "TLS=1 needs openssl" >&2; exit 1; }
+  # One certificate for every Redis server, signed by a CA of this run (replicas check it).
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=ca \
+    -keyout "$scratch/ca.key" -out "$scratch/ca.crt" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+    -keyout "$scratch/tls.key" -out "$scratch/tls.csr" 2>/dev/null
+  openssl x509 -req -in "$scratch/tls.csr" -CA "$scratch/ca.crt" -CAkey "$scratch/ca.key" \
+    -CAcreateserial -days 1 -out "$scratch/tls.crt" 2>/dev/null
 fi
 if [ "${DETAIL:-}" = 1 ] && ! command -v python3 >/dev/null; then
   echo "DETAIL=1 needs python3 (it reads the benchmark's context switches)" >&2; exit 1
@@ -127,9 +146,9 @@ report() {
 
 start_redis; redis1=$port; redis1_pid=$pid
 start_chorus; chorus1=$port; chorus1_pid=$pid
-start_redis; primary=$port; primary_pids=("$pid")
-start_redis "$primary"; primary_pids+=("$pid")
-start_redis "$primary"; primary_pids+=("$pid")
+start_redis; primary=$port; primary_replication=$replication_port; primary_pids=("$pid")
+start_redis "$primary_replication"; primary_pids+=("$pid")
+start_redis "$primary_replication"; primary_pids+=("$pid")
 start_chorus; seed=$listen; cluster=$port; cluster_pids=("$pid")
 start_chorus "$seed"; cluster_pids+=("$pid")
 start_chorus "$seed"; cluster_pids+=("$pid")
