@@ -48,7 +48,7 @@ start_redis() {
     port=$(free_port); replication_port=$port
     local args=(--port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no --dir "$scratch" --logfile "$scratch/redis-$port.log")
     if [ "${TLS:-}" = 1 ]; then
-      replication_port=$(free_port)
+      until [ "$replication_port" != "$port" ]; do replication_port=$(free_port); done
       args+=(--tls-port "$replication_port" --tls-replication yes --tls-cert-file "$scratch/tls.crt"
         --tls-key-file "$scratch/tls.key" --tls-ca-cert-file "$scratch/ca.crt")
     fi
@@ -63,7 +63,9 @@ start_redis() {
     done
     kill "$pid" 2>/dev/null || true
   done
-  echo "redis-server did not start (last try: port $port, log $scratch/redis-$port.log)" >&2; exit 1
+  echo "redis-server did not start (last try: port $port); its log:" >&2
+  tail -n 5 "$scratch/redis-$port.log" >&2 2>/dev/null || true
+  exit 1
 }
 
 # Starts a chorus node serving Redis (joining $1 when given); sets $port, $pid and $listen.
@@ -89,18 +91,21 @@ pin_bench=(); pin_server=()
 if [ "${PIN:-}" = 1 ]; then
   cpus=$(nproc)
   [ "$cpus" -ge 2 ] || { echo "PIN=1 needs 2 CPUs or more" >&2; exit 1; }
+  command -v taskset >/dev/null || { echo "PIN=1 needs taskset (util-linux)" >&2; exit 1; }
   taskset -c 0 true || { echo "PIN=1: this process may not run on CPU 0" >&2; exit 1; }
   pin_bench=(taskset -c 0); pin_server=(taskset -c "1-$((cpus - 1))")
 fi
 if [ "${TLS:-}" = 1 ]; then
   command -v openssl >/dev/null || { echo "TLS=1 needs openssl" >&2; exit 1; }
   # One certificate for every Redis server, signed by a CA of this run (replicas check it).
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=ca \
-    -keyout "$scratch/ca.key" -out "$scratch/ca.crt" 2>/dev/null
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
-    -keyout "$scratch/tls.key" -out "$scratch/tls.csr" 2>/dev/null
-  openssl x509 -req -in "$scratch/tls.csr" -CA "$scratch/ca.crt" -CAkey "$scratch/ca.key" \
-    -CAcreateserial -days 1 -out "$scratch/tls.crt" 2>/dev/null
+  {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=ca \
+      -addext basicConstraints=critical,CA:TRUE -keyout "$scratch/ca.key" -out "$scratch/ca.crt" &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+      -keyout "$scratch/tls.key" -out "$scratch/tls.csr" &&
+    openssl x509 -req -in "$scratch/tls.csr" -CA "$scratch/ca.crt" -CAkey "$scratch/ca.key" \
+      -CAcreateserial -days 1 -out "$scratch/tls.crt"
+  } 2>"$scratch/openssl.err" || { echo "TLS=1: openssl could not make the certificates:" >&2; cat "$scratch/openssl.err" >&2; exit 1; }
 fi
 if [ "${DETAIL:-}" = 1 ] && ! command -v python3 >/dev/null; then
   echo "DETAIL=1 needs python3 (it reads the benchmark's context switches)" >&2; exit 1

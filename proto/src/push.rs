@@ -215,13 +215,19 @@ fn bodies(
     let mut bodies = Vec::new();
     let (mut updates, mut acks, mut size) = (Vec::with_capacity(indices.len()), Vec::new(), 0);
     for &index in indices {
-        let (update, ack) = match &mut queued[index] {
+        let slot = &mut queued[index];
+        let (update, ack) = match slot {
             Some(queued) if !last => (queued.update.clone(), queued.ack),
-            slot => match slot.take() {
+            Some(_) => match slot.take() {
                 Some(Queued { update, ack }) => (update, ack),
-                // Each group lists an index once, and only the last takes it.
                 None => continue,
             },
+            None => {
+                // Each group lists an index once, and only the last takes it: a bug otherwise
+                // (anti-entropy would still deliver the write).
+                debug_assert!(false, "a queued write was taken before its last group");
+                continue;
+            }
         };
         let bound = update.size_bound();
         if size + bound > page_size && !updates.is_empty() {

@@ -103,7 +103,8 @@ impl Connection {
         }
     }
 
-    /// Serves the client until it leaves, breaks the protocol, or falls behind.
+    /// Serves the client until it leaves, breaks the protocol, or its replies outgrow
+    /// `REDIS_OUTPUT_MAX`.
     pub async fn run(mut self, mut stream: TcpStream) {
         let mut input = Vec::with_capacity(INPUT_READ_SIZE);
         let mut output = Vec::new();
