@@ -189,20 +189,30 @@ impl Live {
             // Marked seen before the history is read: a change recorded after this read
             // wakes `changed` below.
             self.latest.borrow_and_update();
-            match lock(&self.changes).after(self.after) {
-                Ok(Some(change)) => {
-                    self.after = change.cursor;
-                    return Ok(change);
-                }
-                Ok(None) if closed => return Err(RecvError::Closed),
-                Ok(None) => {}
-                Err(missed) => {
-                    self.after += missed;
-                    return Err(RecvError::Lagged(missed));
-                }
+            if let Some(next) = self.try_recv() {
+                return next;
+            }
+            if closed {
+                return Err(RecvError::Closed);
             }
             if self.latest.changed().await.is_err() {
                 closed = true;
+            }
+        }
+    }
+
+    /// As [`Live::recv`], without waiting: `None` when the history holds no change after this
+    /// watcher's cursor yet (a subscriber drains what is there into one write).
+    pub fn try_recv(&mut self) -> Option<Result<Change, RecvError>> {
+        match lock(&self.changes).after(self.after) {
+            Ok(Some(change)) => {
+                self.after = change.cursor;
+                Some(Ok(change))
+            }
+            Ok(None) => None,
+            Err(missed) => {
+                self.after += missed;
+                Some(Err(RecvError::Lagged(missed)))
             }
         }
     }
@@ -263,6 +273,26 @@ mod tests {
         let mut resumed = Live { after: 9, ..live };
         assert_eq!(futures_now(resumed.recv()).map(|c| c.map(|c| c.cursor)), Some(Ok(10)));
         assert_eq!(futures_now(resumed.recv()), Some(Err(RecvError::Closed)));
+    }
+
+    #[test]
+    fn try_recv_drains_what_is_held_in_order_and_reports_a_lag() {
+        let mut history = History::with_limits(4, usize::MAX);
+        let mut live = history.subscribe(None).expect("subscribed");
+        assert!(live.try_recv().is_none(), "nothing yet");
+        for round in 0..3 {
+            put(&mut history, &format!("k{round}"), 1);
+        }
+        let cursors: Vec<u64> =
+            std::iter::from_fn(|| live.try_recv()).map(|c| c.expect("held").cursor).collect();
+        assert_eq!(cursors, [1, 2, 3]);
+        for round in 3..10 {
+            put(&mut history, &format!("k{round}"), 1);
+        }
+        assert_eq!(live.try_recv(), Some(Err(RecvError::Lagged(3))));
+        assert_eq!(live.try_recv().map(|c| c.map(|c| c.cursor)), Some(Ok(7)));
+        drop(history);
+        assert_eq!(live.try_recv().map(|c| c.map(|c| c.cursor)), Some(Ok(8)), "held after a stop");
     }
 
     #[test]

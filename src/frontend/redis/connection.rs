@@ -126,6 +126,13 @@ impl Connection {
                 },
                 change = next_change(&mut self.changes) => {
                     self.notify(change, &mut output);
+                    // The changes already recorded go in the same write, up to a bound.
+                    while output.len() < OUTPUT_FLUSH_SIZE {
+                        let Some(change) = self.changes.as_mut().and_then(Live::try_recv) else {
+                            break;
+                        };
+                        self.notify(change, &mut output);
+                    }
                     false
                 }
             };
