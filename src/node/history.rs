@@ -202,7 +202,8 @@ impl Live {
     }
 
     /// As [`Live::recv`], without waiting: `None` when the history holds no change after this
-    /// watcher's cursor yet (a subscriber drains what is there into one write).
+    /// watcher's cursor yet, and never `Closed` (a subscriber drains what is there into one
+    /// write, and its next `recv` says when the node stopped).
     pub fn try_recv(&mut self) -> Option<Result<Change, RecvError>> {
         match lock(&self.changes).after(self.after) {
             Ok(Some(change)) => {

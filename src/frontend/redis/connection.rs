@@ -19,11 +19,11 @@ use tokio::sync::broadcast;
 use super::batch::{Batch, NAME_INLINE_MAX, Request, command_name};
 use super::command::DataFn;
 use super::pubsub::Subscriptions;
-use super::{Server, data_command, lock, refusal, scan, whole};
+use super::{Server, data_command, refusal, scan, whole};
 use crate::node::{Live, Purpose, SeriesCache};
 
 /// Replies buffered before they are written, even in the middle of a pipeline.
-const OUTPUT_FLUSH_SIZE: usize = 64 * 1024;
+pub(super) const OUTPUT_FLUSH_SIZE: usize = 64 * 1024;
 
 /// Pipelined data commands run in one hold of the node's lock: a pipeline of 16 SETs takes
 /// the lock once, not 16 times, while a long pipeline still lets other clients in between.
@@ -66,8 +66,8 @@ pub struct Connection {
     pub(super) authenticated: bool,
     pub(super) name: Option<Vec<u8>>,
     multi: Option<Multi>,
-    subscriptions: Subscriptions,
-    changes: Option<Live>,
+    pub(super) subscriptions: Subscriptions,
+    pub(super) changes: Option<Live>,
     pub(super) closing: bool,
     /// Commands that may have written ran since the replies were last sent: with a data
     /// directory under `--fsync always`, the replies wait until those writes are on disk.
@@ -125,14 +125,7 @@ impl Connection {
                     }
                 },
                 change = next_change(&mut self.changes) => {
-                    self.notify(change, &mut output);
-                    // The changes already recorded go in the same write, up to a bound.
-                    while output.len() < OUTPUT_FLUSH_SIZE {
-                        let Some(change) = self.changes.as_mut().and_then(Live::try_recv) else {
-                            break;
-                        };
-                        self.notify(change, &mut output);
-                    }
+                    self.notify_all(change, &mut output).await;
                     false
                 }
             };
@@ -407,29 +400,6 @@ impl Connection {
     fn observe(&mut self, kind: &'static str, reply: &Reply, took: std::time::Duration) {
         let result = if matches!(reply, Reply::Error(_)) { "error" } else { "ok" };
         self.series.observe(self.server.driver.metrics(), "redis", kind, result, took);
-    }
-
-    /// Turns a change into the notifications this connection subscribed to.
-    fn notify(
-        &mut self,
-        change: Result<Change, broadcast::error::RecvError>,
-        output: &mut Vec<u8>,
-    ) {
-        match change {
-            Ok(change) => {
-                let flags = lock(&self.server.notify).clone();
-                for message in self.subscriptions.messages(&change, &flags) {
-                    message.encode(self.resp3, output);
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                // Notifications are at most once, as in Redis: a subscriber that fell behind
-                // the node's change stream (a burst of writes, or a slow reader) skips what it
-                // missed, counted, rather than being disconnected or buffered without bound.
-                self.server.driver.count_by("redis_notifications_", "missed", missed);
-            }
-            Err(broadcast::error::RecvError::Closed) => self.closing = true,
-        }
     }
 
     /// Decides what one request does: a data command, to run with its neighbours in one

@@ -1,11 +1,15 @@
 //! How a connection's replies become bytes: each checked against the connection's output
-//! limit before it is encoded, and a long command's reply encoded a part at a time, the Redis
-//! thread yielding between parts.
+//! limit before it is encoded, a long command's reply encoded a part at a time, the Redis
+//! thread yielding between parts, and a subscriber's changes turned into notifications.
 
 use chorus_proto::resp::Reply;
+use chorus_proto::rpc::Change;
+use tokio::sync::broadcast;
 
 use super::command::REDIS_OUTPUT_MAX;
-use super::connection::Connection;
+use super::connection::{Connection, OUTPUT_FLUSH_SIZE};
+use super::lock;
+use crate::node::Live;
 
 /// Elements of a long command's reply encoded between two yields of the Redis thread (about
 /// 100 KB of output for short keys).
@@ -78,6 +82,56 @@ impl Connection {
                 .await
             }
             _ => {}
+        }
+    }
+}
+
+/// Changes a subscriber takes from the change stream in one turn of the Redis thread: enough
+/// to keep up with pipelined writers (taken one per turn, it fell behind and skipped most).
+const NOTIFY_DRAIN_MAX: usize = 1024;
+
+impl Connection {
+    /// Turns `first` and the changes already recorded after it into notifications in
+    /// `output`, up to `OUTPUT_FLUSH_SIZE` of them; after `NOTIFY_DRAIN_MAX` changes (which may
+    /// write nothing, if this connection is not subscribed to them) the thread's other clients
+    /// run first.
+    pub(super) async fn notify_all(
+        &mut self,
+        first: Result<Change, broadcast::error::RecvError>,
+        output: &mut Vec<u8>,
+    ) {
+        self.notify(first, output);
+        let mut drained = 0;
+        while output.len() < OUTPUT_FLUSH_SIZE && drained < NOTIFY_DRAIN_MAX {
+            let Some(change) = self.changes.as_mut().and_then(Live::try_recv) else { break };
+            self.notify(change, output);
+            drained += 1;
+        }
+        if drained == NOTIFY_DRAIN_MAX {
+            super::others_first().await;
+        }
+    }
+
+    /// Turns a change into the notifications this connection subscribed to.
+    fn notify(
+        &mut self,
+        change: Result<Change, broadcast::error::RecvError>,
+        output: &mut Vec<u8>,
+    ) {
+        match change {
+            Ok(change) => {
+                let flags = lock(&self.server.notify).clone();
+                for message in self.subscriptions.messages(&change, &flags) {
+                    message.encode(self.resp3, output);
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                // Notifications are at most once, as in Redis: a subscriber that fell behind
+                // the node's change stream (a burst of writes, or a slow reader) skips what it
+                // missed, counted, rather than being disconnected or buffered without bound.
+                self.server.driver.count_by("redis_notifications_", "missed", missed);
+            }
+            Err(broadcast::error::RecvError::Closed) => self.closing = true,
         }
     }
 }
