@@ -13,8 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/redis_tools.sh
 ensure_redis_tools
-if [ -z "${CHORUS_BIN:-}" ]; then cargo build --release --locked --bin chorus >&2; fi
-node_bin="${CHORUS_BIN:-${CARGO_TARGET_DIR:-target}/release/chorus}"
+node_bin=$(chorus_release_bin)
 scratch=$(mktemp -d)
 source tests/node_tools.sh
 pids=()

@@ -18,8 +18,7 @@ if ! command -v perf >/dev/null; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get install -y -qq --no-install-recommends linux-perf >/dev/null
 fi
-if [ -z "${CHORUS_BIN:-}" ]; then cargo build --release --locked --bin chorus >&2; fi
-node_bin="${CHORUS_BIN:-${CARGO_TARGET_DIR:-target}/release/chorus}"
+node_bin=$(chorus_release_bin)
 shape="${SHAPE:-1}" test="${T:-set}" pipeline="${P:-16}" requests="${N:-300000}"
 keyspace=(); if [ -n "${KEYS-100000}" ]; then keyspace=(-r "${KEYS-100000}"); fi
 scratch=$(mktemp -d)

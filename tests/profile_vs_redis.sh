@@ -40,8 +40,7 @@ if ! command -v valgrind >/dev/null; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get install -y -qq --no-install-recommends valgrind >/dev/null
 fi
-if [ -z "${CHORUS_BIN:-}" ]; then cargo build --release --locked --bin chorus >&2; fi
-chorus="${CHORUS_BIN:-${CARGO_TARGET_DIR:-target}/release/chorus}"
+chorus=$(chorus_release_bin)
 keyspace=()
 if [ -n "${KEYS:-}" ]; then keyspace=(-r "$KEYS"); fi
 out="${OUT:-$(mktemp -d)}"

@@ -32,9 +32,7 @@ rounds="${ROUNDS:-2}"
 
 source tests/redis_tools.sh
 ensure_redis_tools
-# CHORUS_BIN: a chorus binary built elsewhere (not built here).
-if [ -z "${CHORUS_BIN:-}" ]; then cargo build --release --locked --bin chorus >&2; fi
-chorus="${CHORUS_BIN:-${CARGO_TARGET_DIR:-target}/release/chorus}"
+chorus=$(chorus_release_bin)
 scratch=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$scratch"; }

@@ -44,3 +44,11 @@ wait_replicas_online() {
   echo "the replicas of redis-server on $1 did not come online" >&2
   return 1
 }
+
+# The chorus binary a measuring script runs: CHORUS_BIN when set (built elsewhere), else this
+# tree's release build, built now. Used as `bin=$(chorus_release_bin)`, so a failed build stops
+# the script.
+chorus_release_bin() {
+  if [ -z "${CHORUS_BIN:-}" ]; then cargo build --release --locked --bin chorus >&2 || return 1; fi
+  echo "${CHORUS_BIN:-${CARGO_TARGET_DIR:-target}/release/chorus}"
+}

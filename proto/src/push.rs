@@ -189,7 +189,7 @@ impl Pushes {
             outbox.size = 0;
             used
         });
-        self.updates.clear();
+        // Drained above; its room stays for the next batch, within the bound.
         self.updates.shrink_to(PUSH_BATCH_KEPT);
         flushed
     }
