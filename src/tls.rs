@@ -58,6 +58,30 @@ pub const CLIENT_IDLE_TIMEOUT_MS: u32 = 4_000;
 
 const _: () = assert!(CLIENT_KEEP_ALIVE_INTERVAL.as_millis() * 3 <= CLIENT_IDLE_TIMEOUT_MS as u128);
 
+/// Largest UDP payload a node sends to or accepts from another node: the ceiling of QUIC's
+/// path MTU discovery, which starts at 1,200 bytes and settles within 20 bytes of what the
+/// path carries. quinn's default ceiling is 1,452 (an Ethernet path); with this one, under
+/// load, a loopback or jumbo-frame path (9,001 bytes inside an AWS VPC) carries about a
+/// quarter of the packets for the same writes, each encrypted, framed, tracked and
+/// acknowledged on its own. It is no higher because quinn sends up to
+/// `QUINN_TRANSMIT_SEGMENTS` packets in one segmented `sendmsg` (GSO), which must fit one
+/// IPv4 UDP datagram: beyond that the kernel refuses the batch, quinn-udp drops it without a
+/// word (quinn-rs/quinn#2199), and loss detection takes the MTU back to 1,200 (seen at 9,000).
+pub const UDP_PAYLOAD_MAX: u16 = 6_550;
+
+/// Packets quinn 0.11 puts in one segmented send: a copy of `MAX_TRANSMIT_SEGMENTS` in quinn's
+/// `connection.rs`, which quinn does not export. A quinn upgrade that raises it fails
+/// `gossip::tests::loopback_gossip_finds_the_largest_packets_and_keeps_them`.
+const QUINN_TRANSMIT_SEGMENTS: usize = 10;
+
+/// The largest UDP payload of one IPv4 datagram (IPv6 allows 20 bytes more).
+const UDP_DATAGRAM_MAX_IPV4: usize = 65_535 - 20 - 8;
+
+const _: () = assert!(
+    UDP_PAYLOAD_MAX >= 1_200
+        && UDP_PAYLOAD_MAX as usize * QUINN_TRANSMIT_SEGMENTS <= UDP_DATAGRAM_MAX_IPV4
+);
+
 /// Prefix of a key's text form, so a key pasted in the wrong place is recognised.
 const KEY_PREFIX: &str = "chorus-key-";
 const KEY_LEN: usize = 32;
@@ -243,6 +267,11 @@ pub fn endpoint_config(key: &ClusterKey, address: &str) -> Result<quinn::Endpoin
     let cid_key = u64::from_le_bytes(cid_key[..8].try_into().expect("8 of 32 bytes"));
     let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &reset_key);
     let mut config = quinn::EndpointConfig::new(Arc::new(reset_key));
+    // Advertised to peers as the largest datagram this node takes. quinn sizes its receive
+    // buffer by it: 32 slots of 64 segments, 13 MB of address space (3 MB at 1,472), of
+    // which the kernel fills at most 64 KiB a slot, about 2 MiB.
+    // Safe: quinn takes 1,200 to 65,527, and the constant's assertion keeps it in range.
+    config.max_udp_payload_size(UDP_PAYLOAD_MAX).expect("a UDP payload size quinn takes");
     config.cid_generator(move || {
         Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
     });
@@ -373,18 +402,30 @@ pub fn load_transport_config() -> Arc<quinn::TransportConfig> {
     transport_config_with(CLIENT_KEEP_ALIVE_INTERVAL, IDLE_TIMEOUT_MS)
 }
 
+/// The transport between nodes (a gossip dial, and the server side of every connection):
+/// packets up to `UDP_PAYLOAD_MAX`. A client keeps quinn's 1,452-byte ceiling: its requests
+/// are small, and 500 `chorus bench` clients probing 6,550-byte packets at once would crowd
+/// the node's socket during their handshakes.
 fn transport_config() -> Arc<quinn::TransportConfig> {
-    transport_config_with(KEEP_ALIVE_INTERVAL, IDLE_TIMEOUT_MS)
+    let mut transport = transport_with(KEEP_ALIVE_INTERVAL, IDLE_TIMEOUT_MS);
+    let mut discovery = quinn::MtuDiscoveryConfig::default();
+    discovery.upper_bound(UDP_PAYLOAD_MAX);
+    transport.mtu_discovery_config(Some(discovery));
+    Arc::new(transport)
 }
 
 fn transport_config_with(
     keep_alive: Duration,
     idle_timeout_ms: u32,
 ) -> Arc<quinn::TransportConfig> {
+    Arc::new(transport_with(keep_alive, idle_timeout_ms))
+}
+
+fn transport_with(keep_alive: Duration, idle_timeout_ms: u32) -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(keep_alive));
     transport.max_idle_timeout(Some(quinn::VarInt::from_u32(idle_timeout_ms).into()));
-    Arc::new(transport)
+    transport
 }
 
 /// The TLS alert in a connection error, whichever side raised it: QUIC carries an alert

@@ -86,4 +86,71 @@ mod tests {
         // Linux grants the request capped at rmem_max, and reports it doubled.
         assert_eq!(granted, 2 * GOSSIP_RECEIVE_BUFFER.min(max), "default {default}, max {max}");
     }
+
+    /// Two nodes' endpoints on loopback (its MTU is 65,536) find `UDP_PAYLOAD_MAX`-byte packets
+    /// and keep them through an 8 MiB write. The test fails if quinn ever packs more packets
+    /// into one segmented send than `UDP_PAYLOAD_MAX` allows for: the kernel would refuse the
+    /// batches, quinn would count their packets lost and take the MTU back to 1,200 (as with a
+    /// 9,000-byte ceiling). Losses alone are not asserted: a busy machine whose kernel caps the
+    /// receive buffer (`GOSSIP_RECEIVE_BUFFER`) may drop a few packets of any size. Without
+    /// segmentation offload (no GSO) quinn sends a packet at a time and this passes anyway.
+    #[tokio::test]
+    async fn loopback_gossip_finds_the_largest_packets_and_keeps_them() {
+        use crate::tls::{ALPN_GOSSIP, ClusterKey, SERVER_NAME, TlsIdentity, UDP_PAYLOAD_MAX};
+        const WRITE: usize = 8 * 1024 * 1024;
+        let key = ClusterKey::generate();
+        let identity = TlsIdentity::new(std::slice::from_ref(&key)).unwrap();
+        let endpoint = |server: Option<quinn::ServerConfig>| {
+            let socket = bind_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+            let address = socket.local_addr().unwrap().to_string();
+            let config = crate::tls::endpoint_config(&key, &address).unwrap();
+            let runtime = std::sync::Arc::new(quinn::TokioRuntime);
+            quinn::Endpoint::new(config, server, socket, runtime).unwrap()
+        };
+        let receiver = endpoint(Some(identity.server_config(&[ALPN_GOSSIP]).unwrap()));
+        let sender = endpoint(None);
+        let address = receiver.local_addr().unwrap();
+        let received = tokio::spawn(async move {
+            let connection = receiver.accept().await.unwrap().await.unwrap();
+            // The last stream is the large one; the connection stays open until it is read.
+            loop {
+                let mut stream = connection.accept_uni().await.unwrap();
+                let read = stream.read_to_end(WRITE).await.unwrap().len();
+                if read == WRITE {
+                    return (connection, read);
+                }
+            }
+        });
+        let config = identity.client_config(ALPN_GOSSIP).unwrap();
+        let connection = sender.connect_with(config, address, SERVER_NAME).unwrap().await.unwrap();
+        let send = |bytes: Vec<u8>| {
+            let connection = connection.clone();
+            async move {
+                let mut stream = connection.open_uni().await.unwrap();
+                stream.write_all(&bytes).await.unwrap();
+                stream.finish().unwrap();
+                stream.stopped().await.unwrap();
+            }
+        };
+        // Discovery probes as data flows: small writes until it is done, 20 at most.
+        let timeout = std::time::Duration::from_secs(30);
+        let discovered = async {
+            for _ in 0..20 {
+                if connection.stats().path.current_mtu == UDP_PAYLOAD_MAX {
+                    break;
+                }
+                send(vec![1; 64 * 1024]).await;
+            }
+        };
+        tokio::time::timeout(timeout, discovered).await.unwrap();
+        let found = connection.stats().path;
+        assert_eq!(found.current_mtu, UDP_PAYLOAD_MAX, "{found:?}");
+        tokio::time::timeout(timeout, send(vec![2; WRITE])).await.unwrap();
+        let after = connection.stats().path;
+        assert_eq!(after.current_mtu, UDP_PAYLOAD_MAX, "{after:?}");
+        // Fewer packets than half a 1,452-byte ceiling would need: the large ones carried it.
+        assert!(after.sent_packets - found.sent_packets < (WRITE / 1_452 / 2) as u64, "{after:?}");
+        let (_open, read) = tokio::time::timeout(timeout, received).await.unwrap().unwrap();
+        assert_eq!(read, WRITE);
+    }
 }
