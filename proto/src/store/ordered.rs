@@ -83,7 +83,7 @@ impl Ordered {
         }
         let high = (low + ties + 1).min(self.chunks.len());
         (low..high).find_map(|chunk| {
-            let index = self.chunks[chunk].iter().position(|&held| held == id)?;
+            let index = position_of(&self.chunks[chunk], id)?;
             Some(Position { chunk, index })
         })
     }
@@ -185,6 +185,27 @@ impl Ordered {
     }
 }
 
+/// Ids [`position_of`] compares at a time, without a branch between them.
+const SCAN_LANES: usize = 16;
+
+/// Where `id` is in `ids`, if anywhere. Every overwrite scans a chunk of the dot index (up to
+/// `CHUNK_LEN_MAX` ids) for its old dot's id; comparing `SCAN_LANES` ids before each branch
+/// lets the compiler use vector compares (SSE2, which every x86-64 build has), where
+/// `position` branches on every id. Under `SHAPE=3 KEYS=100000 tests/profile_vs_redis.sh`,
+/// `find_id` went from 346 to 161 instructions per overwrite on a replica.
+fn position_of(ids: &[u32], id: u32) -> Option<usize> {
+    let groups = ids.chunks_exact(SCAN_LANES);
+    let rest = groups.remainder();
+    for (group, held) in groups.enumerate() {
+        if held.iter().fold(false, |hit, &other| hit | (other == id)) {
+            let index = held.iter().position(|&other| other == id)?;
+            return Some(group * SCAN_LANES + index);
+        }
+    }
+    let index = rest.iter().position(|&other| other == id)?;
+    Some(ids.len() - rest.len() + index)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -266,6 +287,17 @@ mod tests {
         let low = span / 2;
         let from: Vec<u32> = ordered.iter_from(ordered.seek(fence(low), |id| id < low)).collect();
         assert!(from.iter().copied().eq(model.range(low..).copied()), "seed {seed}");
+    }
+
+    #[test]
+    fn position_of_finds_what_position_finds() {
+        for len in [0, 1, SCAN_LANES - 1, SCAN_LANES, SCAN_LANES + 1, 3 * SCAN_LANES + 5] {
+            let ids: Vec<u32> = (0..len as u32).map(|n| n.wrapping_mul(2_654_435_761)).collect();
+            for &id in ids.iter().chain(&[7, u32::MAX]) {
+                let expected = ids.iter().position(|&other| other == id);
+                assert_eq!(position_of(&ids, id), expected, "len {len}, id {id}");
+            }
+        }
     }
 
     #[test]
