@@ -307,3 +307,40 @@ fn a_truncated_corrupt_or_foreign_data_file_is_refused_and_left_alone() {
         Node::await_ready(spawn("again", "127.0.0.1:0", &[], &data, &[], scratch.path()), None);
     node.await_value("k49", Some(b"value"));
 }
+
+/// Blocks of 512 bytes the full-disk test lets a node's files reach: room for the data file
+/// as created (72 KiB) and a few dozen 64 KiB values, well short of the writes it makes.
+const FULL_DISK_BLOCKS: u64 = 4_096;
+
+#[test]
+fn a_node_whose_data_directory_fails_is_not_ready_and_says_why() {
+    let scratch = Scratch::new("persist_full");
+    let data = scratch.path().join("data");
+    let data = data.to_str().expect("a UTF-8 path");
+    let args = ["node", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--name", "full"];
+    let args = [&args[..], &["--data-dir", data]].concat();
+    let process = Process::start_file_limited("full", &args, &[], scratch.path(), FULL_DISK_BLOCKS);
+    let node = Node::await_ready(process, None);
+    let http = node.http();
+    assert_eq!(http.get("/ready").status, 200);
+    // 64 KiB values until the data file passes the limit (at most 16 MiB of them).
+    let value = vec![b'v'; 64 * 1024];
+    let failed = (0..256).find_map(|i| {
+        let written = http.put(&format!("/v1/kv/k{i}"), &value);
+        (written.status != 200).then_some((i, written))
+    });
+    let Some((first_failed, written)) = failed else {
+        panic!("no write failed past the file size limit\n{}", node.process.log_tail())
+    };
+    assert!(first_failed > 0, "the first write already failed\n{}", node.process.log_tail());
+    assert_eq!(written.status, 500, "{}", written.text());
+    assert_eq!(written.json()["error"], "not_durable", "{}", written.text());
+    // Not ready, saying why, from the failure on; later writes fail at once; reads go on.
+    let ready = http.get("/ready");
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    assert!(ready.text().contains("the data directory failed"), "{}", ready.text());
+    assert_eq!(http.put("/v1/kv/after", b"small").status, 500);
+    assert_eq!(http.get("/v1/kv/k0").status, 200);
+    assert_eq!(http.get("/health").status, 200);
+    assert!(node.process.log().contains("writing the data directory failed"));
+}

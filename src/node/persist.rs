@@ -16,8 +16,9 @@
 //!
 //! Commits are serialised (one at a time, in batch order). A commit that fails stops the
 //! writer for good: later batches would write rows beside a missing one, and the file would
-//! claim writes it lacks. The file keeps its last good commit, which is a consistent state, and
-//! every write waiting for durability gets the error.
+//! claim writes it lacks. The file keeps its last good commit, which is a consistent state,
+//! every write waiting for durability gets the error, and the node is not ready from then on
+//! (`NotReady::DataDir`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -92,7 +93,13 @@ impl Driver {
             Err(error) => Some(format!("the writer thread failed: {error}")),
         };
         if let Some(why) = &failed {
-            tracing::error!(file = %persist.dir.path().display(), %why, "writing the data directory failed; this node no longer persists, and writes waiting to be durable fail; restart it once the disk is fixed (it restores its last good commit and syncs the rest from its peers)");
+            tracing::error!(file = %persist.dir.path().display(), %why, "writing the data directory failed; this node no longer persists, is not ready, and writes waiting to be durable fail; restart it once the disk is fixed (it restores its last good commit and syncs the rest from its peers)");
+            // Not ready from now on: a load balancer or platform takes the instance out
+            // rather than sending it writes that all fail.
+            if let Some(mut state) = self.lock(Purpose::Persist) {
+                state.ready_inputs.data_dir_failed = Some(why.clone());
+                self.settle(state);
+            }
         }
         let ok = failed.is_none();
         persist.durable.send_modify(|durable| match failed {

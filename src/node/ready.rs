@@ -29,6 +29,10 @@ pub enum NotReady {
     /// The node is stopping: it takes no new writes and hands its writes to a peer.
     #[error("draining: the node is stopping")]
     Draining,
+    /// Writing the data directory failed: the node persists nothing more, and every write
+    /// through it fails as not durable, until it is restarted on a working disk.
+    #[error("the data directory failed ({0}): restart the node once the disk is fixed")]
+    DataDir(String),
 }
 
 /// The node's readiness: `Ok` when ready, else why not.
@@ -49,6 +53,8 @@ pub(super) struct ReadyInputs {
     pub(super) bound_ms: u64,
     /// A graceful leave has begun.
     pub(super) draining: bool,
+    /// Why writing the data directory failed, once it did (it never recovers by itself).
+    pub(super) data_dir_failed: Option<String>,
 }
 
 impl ReadyInputs {
@@ -67,12 +73,15 @@ impl ReadyInputs {
         self.bound_ms = node.config().clock_skew_ms_max;
     }
 
-    /// The predicate of DESIGN 7.1. Draining comes first: a load balancer must stop sending.
-    /// A clock beyond the bound comes next: it lasts until someone fixes it, where joining
-    /// and catching up pass by themselves.
+    /// The predicate of DESIGN 7.1, and a data directory that can still be written. Draining
+    /// comes first: a load balancer must stop sending. A failed data directory and a clock
+    /// beyond the bound come next: they last until someone fixes them, where joining and
+    /// catching up pass by themselves.
     pub(super) fn readiness(&self) -> Readiness {
         if self.draining {
             Err(NotReady::Draining)
+        } else if let Some(why) = &self.data_dir_failed {
+            Err(NotReady::DataDir(why.clone()))
         } else if let ClockCheck::Off { offset_ms } = self.clock {
             Err(NotReady::ClockOffset { offset_ms, bound_ms: self.bound_ms })
         } else if !self.joined {
@@ -99,6 +108,7 @@ mod tests {
             clock: ClockCheck::Within,
             bound_ms: 500,
             draining: false,
+            data_dir_failed: None,
         }
     }
 
@@ -112,6 +122,20 @@ mod tests {
         assert_eq!(inputs.readiness(), Err(NotReady::Draining));
         inputs.joined = false;
         assert_eq!(inputs.readiness(), Err(NotReady::Draining));
+    }
+
+    #[test]
+    fn a_failed_data_directory_is_not_ready_until_restart_and_says_why() {
+        let failed = Some("File too large (os error 27)".to_string());
+        let inputs = ReadyInputs { data_dir_failed: failed.clone(), ..ready() };
+        let why = inputs.readiness().unwrap_err();
+        assert_eq!(why, NotReady::DataDir("File too large (os error 27)".to_string()));
+        assert!(why.to_string().contains("restart the node once the disk is fixed"), "{why}");
+        let clock = ClockCheck::Off { offset_ms: 2_000 };
+        let inputs = ReadyInputs { data_dir_failed: failed.clone(), clock, ..ready() };
+        assert!(matches!(inputs.readiness(), Err(NotReady::DataDir(_))), "before the clock");
+        let inputs = ReadyInputs { data_dir_failed: failed, draining: true, ..ready() };
+        assert_eq!(inputs.readiness(), Err(NotReady::Draining), "draining still first");
     }
 
     #[test]

@@ -61,11 +61,12 @@ impl std::fmt::Display for Output {
 /// running the tests must not change what they test.
 fn command(args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env_remove("CHORUS_CLUSTER_KEY")
-        .env_remove("CHORUS_NODE")
-        .env_remove("RUST_LOG");
+    command.args(args);
+    without_chorus_settings(command)
+}
+
+fn without_chorus_settings(mut command: Command) -> Command {
+    command.env_remove("CHORUS_CLUSTER_KEY").env_remove("CHORUS_NODE").env_remove("RUST_LOG");
     command
 }
 
@@ -132,9 +133,30 @@ pub struct Process {
 impl Process {
     /// Starts `chorus ARGS` with `env`, its stderr going to `DIR/LABEL.log`.
     pub fn start(label: &str, args: &[&str], env: &[(&str, &str)], dir: &Path) -> Process {
+        Process::spawn(label, command(args), env, dir)
+    }
+
+    /// Starts `chorus ARGS` as [`Process::start`] does, with every file it writes limited to
+    /// `blocks` blocks of 512 bytes (`ulimit -f`, through `sh`) and the signal for going past
+    /// the limit ignored: a write past it then fails with `EFBIG`, as on a full disk, and the
+    /// process goes on.
+    pub fn start_file_limited(
+        label: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        dir: &Path,
+        blocks: u64,
+    ) -> Process {
+        let mut command = Command::new("sh");
+        let script = "trap '' XFSZ; ulimit -f \"$1\"; shift; exec \"$@\"";
+        command.args(["-c", script, "sh", &blocks.to_string(), BIN]).args(args);
+        Process::spawn(label, without_chorus_settings(command), env, dir)
+    }
+
+    fn spawn(label: &str, mut command: Command, env: &[(&str, &str)], dir: &Path) -> Process {
         let stderr = dir.join(format!("{label}.log"));
         let log = std::fs::File::create(&stderr).expect("create a log file");
-        let mut child = command(args)
+        let mut child = command
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
