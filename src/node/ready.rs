@@ -29,8 +29,9 @@ pub enum NotReady {
     /// The node is stopping: it takes no new writes and hands its writes to a peer.
     #[error("draining: the node is stopping")]
     Draining,
-    /// Writing the data directory failed: the node persists nothing more, and every write
-    /// through it fails as not durable, until it is restarted on a working disk.
+    /// Writing the data directory failed: the node persists nothing more until it is
+    /// restarted on a working disk (under `--fsync always`, every write through it fails as
+    /// not durable meanwhile).
     #[error("the data directory failed ({0}): restart the node once the disk is fixed")]
     DataDir(String),
 }
