@@ -1,8 +1,8 @@
 //! Data directories (`--data-dir`, issue 14) through the real binary: a whole cluster killed at
 //! once under load keeps every acknowledged write and every delete; an old copy of a data
 //! directory never brings back a delete the cluster has since collected; a damaged or foreign
-//! file is refused with a clear message and left as it is. `tests/bench_persist.sh` measures
-//! durable write throughput.
+//! file is refused with a clear message and left as it is; a node whose disk fills is not
+//! ready and says why. `tests/bench_persist.sh` measures durable write throughput.
 
 mod common;
 
