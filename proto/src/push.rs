@@ -171,13 +171,8 @@ impl Pushes {
                 shared.entry(&outbox.updates).or_default().push(peer);
             }
         }
-        // The last group to send a write takes it rather than a copy (usually every peer is
-        // in one group): no reference counts touched twice, and fewer left for the thread
-        // that drops the sent messages.
-        let mut queued: Vec<Option<Queued>> = self.updates.drain(..).map(Some).collect();
-        let groups = shared.len();
-        for (group, (indices, peers)) in shared.into_iter().enumerate() {
-            for body in bodies(&mut queued, indices, self.page_size, group + 1 == groups) {
+        for (indices, peers) in shared {
+            for body in bodies(&self.updates, indices, self.page_size) {
                 flushed.push((peers.clone(), body));
             }
         }
@@ -189,7 +184,7 @@ impl Pushes {
             outbox.size = 0;
             used
         });
-        // Drained above; its room stays for the next batch, within the bound.
+        self.updates.clear();
         self.updates.shrink_to(PUSH_BATCH_KEPT);
         flushed
     }
@@ -205,31 +200,11 @@ impl Pushes {
 
 /// The pushes carrying the writes at `indices` of `queued`, split below `page_size` (a single
 /// larger write goes alone), each asking for acknowledgement of those whose writer wants it.
-/// The `last` group to use the writes takes them out of `queued`; the others copy them.
-fn bodies(
-    queued: &mut [Option<Queued>],
-    indices: &[usize],
-    page_size: usize,
-    last: bool,
-) -> Vec<Body> {
+fn bodies(queued: &[Queued], indices: &[usize], page_size: usize) -> Vec<Body> {
     let mut bodies = Vec::new();
     let (mut updates, mut acks, mut size) = (Vec::with_capacity(indices.len()), Vec::new(), 0);
-    for &index in indices {
-        let slot = &mut queued[index];
-        let (update, ack) = match slot {
-            Some(queued) if !last => (queued.update.clone(), queued.ack),
-            Some(_) => match slot.take() {
-                Some(Queued { update, ack }) => (update, ack),
-                None => continue,
-            },
-            None => {
-                // Each group lists an index once, and only the last takes it: a bug otherwise
-                // (anti-entropy would still deliver the write).
-                debug_assert!(false, "a queued write was taken before its last group");
-                continue;
-            }
-        };
-        let bound = update.size_bound();
+    for queued in indices.iter().map(|&index| &queued[index]) {
+        let bound = queued.update.size_bound();
         if size + bound > page_size && !updates.is_empty() {
             bodies.push(Body::Push {
                 updates: std::mem::take(&mut updates),
@@ -238,10 +213,10 @@ fn bodies(
             size = 0;
         }
         size += bound;
-        if ack {
-            acks.push(update.dot());
+        if queued.ack {
+            acks.push(queued.update.dot());
         }
-        updates.push(update);
+        updates.push(queued.update.clone());
     }
     if !updates.is_empty() {
         bodies.push(Body::Push { updates, acks });
