@@ -148,8 +148,9 @@ mod tests {
         tokio::time::timeout(timeout, send(vec![2; WRITE])).await.unwrap();
         let after = connection.stats().path;
         assert_eq!(after.current_mtu, UDP_PAYLOAD_MAX, "{after:?}");
-        // Fewer packets than half a 1,452-byte ceiling would need: the large ones carried it.
-        assert!(after.sent_packets - found.sent_packets < (WRITE / 1_452 / 2) as u64, "{after:?}");
+        // Fewer than a third of the packets a 1,452-byte ceiling needs (about 5,800): the
+        // large ones carried it (about 1,300 here, the figure the README quotes).
+        assert!(after.sent_packets - found.sent_packets < (WRITE / 1_452 / 3) as u64, "{after:?}");
         let (_open, read) = tokio::time::timeout(timeout, received).await.unwrap().unwrap();
         assert_eq!(read, WRITE);
     }
