@@ -9,6 +9,11 @@
 #   SHAPE=3 tests/profile_vs_redis.sh         (three nodes; TESTS="set")
 #   KEYS=100000 ... / CHORUS_BIN=path ...     (random keys of that many: redis-benchmark -r;
 #                                              a chorus binary built elsewhere, not built here)
+#   TTL=3600 ...                              (every SET with that expiry, as in
+#                                              tests/redis_benchmark.sh)
+#   KEYS=100000 WARM=300000 ...               (that many uncounted SETs -P 16 first, default
+#                                              2000: with most keys already there, the counted
+#                                              SETs overwrite, the steady state of a cache)
 #
 # Without KEYS every SET writes the one key `key:__rand_int__`. In a cluster, an anti-entropy
 # round then claims a whole range of a writer's sequence numbers seen (the writer holds only
@@ -118,7 +123,8 @@ whole() {
 count() { # server test pipeline
   local p
   for p in "${pids[@]}"; do callgrind_control -z "$p" >/dev/null 2>&1; done
-  redis-benchmark -p "$port" -t "$2" -n "$requests" -c 50 -d 64 -P "$3" "${keyspace[@]}" -q >/dev/null
+  redis_test_args "$2"
+  redis-benchmark -p "$port" -n "$requests" -c 50 -d 64 -P "$3" "${keyspace[@]}" -q "${test_args[@]}" >/dev/null
   # Replicas and peers apply what they were sent before the counters are read.
   [ "$shape" = 1 ] || sleep 2
   for p in "${pids[@]}"; do
@@ -145,7 +151,8 @@ for server in chorus redis; do
   start "$server"
   # A short uncounted run first: connections and lanes a cluster opens on its first writes
   # (a node's bulk lane opens with its first catch-up page) are not the steady state.
-  redis-benchmark -p "$port" -t set -n 2000 -c 50 -d 64 "${keyspace[@]}" -q >/dev/null
+  redis_test_args set
+  redis-benchmark -p "$port" -n "${WARM:-2000}" -c 50 -d 64 -P 16 "${keyspace[@]}" -q "${test_args[@]}" >/dev/null
   for test in $tests; do
     for pipeline in $pipelines; do
       figure[$server,$test,$pipeline]=$(count "$server" "$test" "$pipeline")

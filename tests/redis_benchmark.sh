@@ -9,6 +9,8 @@
 #   PIN=1 tests/redis_benchmark.sh        (redis-benchmark on CPU 0, every server on the other
 #                                          CPUs, with taskset: less noise than the scheduler's
 #                                          placement; needs 2 CPUs or more)
+#   TTL=3600 tests/redis_benchmark.sh     (every SET gives its key that expiry, as a session
+#                                          or cache store does: SET key <64 bytes> EX 3600)
 #   TLS=1 tests/redis_benchmark.sh        (Redis's replicas replicate over TLS, as chorus's nodes
 #                                          always do over QUIC; clients stay on plain TCP for
 #                                          both; certificates made with openssl)
@@ -118,7 +120,8 @@ if [ -n "${KEYS:-}" ]; then keyspace=(-r "$KEYS"); fi
 measure() {
   local port=$1 test=$2 pipeline=$3; shift 3
   local before=() after=() rps p sum=0 each="" bench=()
-  bench=("${pin_bench[@]}" redis-benchmark -p "$port" -t "$test" -c 50 -n "$requests" -d 64 -P "$pipeline" "${keyspace[@]}" --csv -q)
+  redis_test_args "$test"
+  bench=("${pin_bench[@]}" redis-benchmark -p "$port" -c 50 -n "$requests" -d 64 -P "$pipeline" "${keyspace[@]}" --csv -q "${test_args[@]}")
   # With DETAIL=1 the benchmark runs under Python, which reads its context switches.
   [ "${DETAIL:-}" = 1 ] && bench=(python3 -c 'import resource, subprocess, sys
 code = subprocess.run(sys.argv[2:]).returncode

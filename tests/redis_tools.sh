@@ -52,3 +52,14 @@ chorus_release_bin() {
   if [ -z "${CHORUS_BIN:-}" ]; then cargo build --release --locked --bin chorus >&2 || return 1; fi
   echo "${CHORUS_BIN:-${CARGO_TARGET_DIR:-target}/release/chorus}"
 }
+
+# Sets the array `test_args` to redis-benchmark's arguments for test $1 (set or get): `-t $1`;
+# with TTL (seconds) set, the SET as a command of its own that gives its key that expiry, as a
+# session or cache store does (`-t set` has none), with a 64-byte value, on key:__rand_int__
+# like `-t set` (so `-r` and the GETs see the same keys).
+redis_test_args() {
+  test_args=(-t "$1")
+  if [ "$1" = set ] && [ -n "${TTL:-}" ]; then
+    test_args=(set key:__rand_int__ "$(printf 'x%.0s' $(seq 64))" EX "$TTL")
+  fi
+}

@@ -292,7 +292,10 @@ impl Node {
         if self.pushes.flush_at_ms().is_some_and(|at| at <= now_ms) {
             self.flush();
         }
-        if self.store.next_expiry(self.expiry_cursor_ms).is_some_and(|at| at <= now_ms) {
+        // Within the cursor's millisecond no expiry can fall due (the window is empty).
+        let due = now_ms > self.expiry_cursor_ms
+            && self.store.next_expiry(self.expiry_cursor_ms).is_some_and(|at| at <= now_ms);
+        if due {
             for key in self.store.expiring(self.expiry_cursor_ms, now_ms) {
                 self.emit(Event::Expire { key });
             }

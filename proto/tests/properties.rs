@@ -982,6 +982,41 @@ fn expired_entries_read_as_absent_from_their_expiry_on() {
     });
 }
 
+/// `Store::next_expiry` keeps its last answer between calls (`store/expiry.rs`): asked at any
+/// time, between writes, overwrites, deletions and collections, it still gives the first expiry
+/// after that time among the entries held.
+#[test]
+fn the_next_expiry_stays_right_between_writes_and_collections() {
+    let write = (small_key(), option::weighted(0.8, 0..4u8), option::weighted(0.7, 1..40u64));
+    let step = prop_oneof![
+        3 => write.prop_map(Ok),
+        2 => (0..45u64, any::<bool>()).prop_map(Err),
+    ];
+    check(256, vec(step, 0..60), |steps| {
+        let mut store = Store::new();
+        for (index, step) in steps.into_iter().enumerate() {
+            let seq = index as u64 + 1;
+            match step {
+                Ok((key, value_index, expires_at_ms)) => {
+                    let stamp = Stamp { hlc: Hlc::new(seq, 0), node: NodeId(1) };
+                    let value = value_index.map(value);
+                    apply(&mut store, Update { key, stamp, seq, value, expires_at_ms })?;
+                }
+                // Collection drops expired entries and tombstones, which leave the index.
+                Err((now_ms, true)) => {
+                    store.collect(&BTreeMap::from([(NodeId(1), seq)]), now_ms, 0);
+                }
+                Err((at_ms, false)) => {
+                    let held = store.updates().filter_map(|update| update.expires_at_ms);
+                    let next = held.filter(|&expiry| expiry > at_ms).min();
+                    prop_assert_eq!(store.next_expiry(at_ms), next, "asked at {}", at_ms);
+                }
+            }
+        }
+        Ok(())
+    });
+}
+
 #[test]
 fn expiring_lists_keys_in_expiry_order() {
     let write = (small_key(), option::of(0..4u8), option::weighted(0.6, 1..60u64));

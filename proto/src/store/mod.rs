@@ -10,6 +10,7 @@ use crate::data::{Key, Value};
 use crate::horizon::Horizon;
 use crate::version::{Dot, VersionVector};
 
+mod expiry;
 mod hashed;
 mod list;
 mod ordered;
@@ -17,10 +18,11 @@ mod orders;
 mod slab;
 mod travel;
 
+use expiry::NextExpiry;
 use hashed::Hashed;
 pub use list::Listed;
 use ordered::{Ordered, Position};
-use orders::{BY_DOT, BY_EXPIRY, add, after_expiry_fence, key_fence, key_fence_of, seek, take};
+use orders::{BY_DOT, BY_EXPIRY, add, key_fence, key_fence_of, seek, take};
 use slab::{Held, Slab};
 pub use travel::{Delta, Group, Update};
 
@@ -108,6 +110,8 @@ pub struct Store {
     /// Slab ids of held entries that have an expiry, in expiry order (then dot order), for
     /// expiry events and collection.
     expiries: Ordered,
+    /// The last answer of [`Store::next_expiry`], while it holds.
+    next_expiry: NextExpiry,
     vector: VersionVector,
     /// What this state lacks by collection and what its content is safe against.
     horizon: Horizon,
@@ -383,30 +387,6 @@ impl Store {
         self.expiries.iter().map(|id| self.slab.get(id))
     }
 
-    /// The held entries that expire after `after_ms`, in expiry order (then dot order).
-    fn expiring_from(&self, after_ms: u64) -> impl Iterator<Item = Held<'_>> + '_ {
-        let start = self.expiries.seek(after_expiry_fence(after_ms), |id| {
-            self.slab.get(id).expires_at_ms().is_some_and(|expiry| expiry <= after_ms)
-        });
-        self.expiries.iter_from(start).map(|id| self.slab.get(id))
-    }
-
-    /// Keys whose expiry falls in `(after_ms, up_to_ms]`, in expiry order (then dot order).
-    pub fn expiring(&self, after_ms: u64, up_to_ms: u64) -> Vec<Key> {
-        if after_ms >= up_to_ms {
-            return Vec::new();
-        }
-        (self.expiring_from(after_ms))
-            .take_while(|held| held.expires_at_ms() <= Some(up_to_ms))
-            .map(|held| Key::held(held.key()))
-            .collect()
-    }
-
-    /// The first expiry strictly after `after_ms`, to schedule the next expiry event.
-    pub fn next_expiry(&self, after_ms: u64) -> Option<u64> {
-        self.expiring_from(after_ms).next()?.expires_at_ms()
-    }
-
     /// Drops tombstones and expired entries that every member has seen (`stable`) and that
     /// died more than `grace_ms` before `now_ms`. Returns how many were dropped.
     pub fn collect(&mut self, stable: &BTreeMap<NodeId, u64>, now_ms: u64, grace_ms: u64) -> usize {
@@ -455,8 +435,9 @@ impl Store {
         if held.is_tombstone() {
             add(&mut self.tombstones, &self.slab, &BY_DOT, id);
         }
-        if held.expires_at_ms().is_some() {
+        if let Some(expiry_ms) = held.expires_at_ms() {
             add(&mut self.expiries, &self.slab, &BY_EXPIRY, id);
+            self.next_expiry.added(expiry_ms);
         }
         add(&mut self.by_dot, &self.slab, &BY_DOT, id);
     }
@@ -467,8 +448,9 @@ impl Store {
         if held.is_tombstone() {
             take(&mut self.tombstones, &self.slab, &BY_DOT, id);
         }
-        if held.expires_at_ms().is_some() {
+        if let Some(expiry_ms) = held.expires_at_ms() {
             take(&mut self.expiries, &self.slab, &BY_EXPIRY, id);
+            self.next_expiry.removed(expiry_ms);
         }
         take(&mut self.by_dot, &self.slab, &BY_DOT, id);
     }
