@@ -2,7 +2,8 @@
 # Instructions per request of the Redis door next to redis-server, counted by callgrind
 # (valgrind): counts, unlike timings, hardly move on a busy machine, so they show what a change
 # to the request path costs. Each server runs under callgrind; its counters are zeroed just
-# before `redis-benchmark -t TEST -n N -c 50 -d 64 [-P 16]` and dumped just after, so start-up
+# before `redis-benchmark -t TEST -n N -c 50 -d 64 [-P 16]` (with TTL, the SET command of
+# `redis_test_args`) and dumped just after, so start-up
 # and idle timers are not counted.
 #
 #   tests/profile_vs_redis.sh                 (N = 20000; TESTS="set get"; PIPELINES="1 16")
@@ -48,6 +49,7 @@ fi
 chorus=$(chorus_release_bin)
 keyspace=()
 if [ -n "${KEYS:-}" ]; then keyspace=(-r "$KEYS"); fi
+redis_test_args set  # stops here if TTL is not a number of seconds
 out="${OUT:-$(mktemp -d)}"
 mkdir -p "$out"
 echo "callgrind dumps in $out" >&2
@@ -151,8 +153,11 @@ for server in chorus redis; do
   start "$server"
   # A short uncounted run first: connections and lanes a cluster opens on its first writes
   # (a node's bulk lane opens with its first catch-up page) are not the steady state.
+  # WARM's longer run is pipelined; the default stays unpipelined, long enough on three nodes
+  # under valgrind for an anti-entropy round to open the bulk lane.
   redis_test_args set
-  redis-benchmark -p "$port" -n "${WARM:-2000}" -c 50 -d 64 -P 16 "${keyspace[@]}" -q "${test_args[@]}" >/dev/null
+  redis-benchmark -p "$port" -n "${WARM:-2000}" -c 50 -d 64 -P "$([ -n "${WARM:-}" ] && echo 16 || echo 1)" \
+    "${keyspace[@]}" -q "${test_args[@]}" >/dev/null
   for test in $tests; do
     for pipeline in $pipelines; do
       figure[$server,$test,$pipeline]=$(count "$server" "$test" "$pipeline")

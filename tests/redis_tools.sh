@@ -57,8 +57,12 @@ chorus_release_bin() {
 # with TTL (seconds) set, the SET as a command of its own that gives its key that expiry, as a
 # session or cache store does (`-t set` has none), with a 64-byte value, on key:__rand_int__
 # like `-t set` (so `-r` and the GETs see the same keys).
+# redis-benchmark ignores -d for a command given in full: the value here is the 64 bytes.
 redis_test_args() {
   test_args=(-t "$1")
+  if [ -n "${TTL:-}" ] && ! [ "$TTL" -gt 0 ] 2>/dev/null; then
+    echo "TTL must be a whole number of seconds above 0, not '$TTL'" >&2; exit 1
+  fi
   if [ "$1" = set ] && [ -n "${TTL:-}" ]; then
     test_args=(set key:__rand_int__ "$(printf 'x%.0s' $(seq 64))" EX "$TTL")
   fi

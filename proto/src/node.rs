@@ -28,6 +28,9 @@ use crate::wait::{WaitId, WaitLevel, Waits};
 use crate::write::{Write, WriteError, Written};
 
 /// One chorus replica. See the crate documentation for the drain contract.
+///
+/// `Send`, not `Sync`: the store keeps its last expiry answer in a `Cell` (`store/expiry.rs`),
+/// and a node is only ever used by one thread at a time, behind its driver's lock.
 #[derive(Debug)]
 pub struct Node {
     pub(crate) config: Config,
@@ -61,6 +64,12 @@ pub struct Node {
     /// The journal for a data directory, when the node keeps one (`durable.rs`).
     pub(crate) disk: Option<DiskLog>,
 }
+
+// The driver's tasks run on any thread of its runtime: a node must stay `Send`.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Node>();
+};
 
 /// Whether a push that advanced a writer's base at `at_ms` still makes it a stream at
 /// `now_ms`. A reading ahead of now (the wall clock stepped back) counts as stale.
@@ -292,7 +301,7 @@ impl Node {
         if self.pushes.flush_at_ms().is_some_and(|at| at <= now_ms) {
             self.flush();
         }
-        // Within the cursor's millisecond no expiry can fall due (the window is empty).
+        // Until the clock passes the cursor no expiry can fall due (the window is empty).
         let due = now_ms > self.expiry_cursor_ms
             && self.store.next_expiry(self.expiry_cursor_ms).is_some_and(|at| at <= now_ms);
         if due {

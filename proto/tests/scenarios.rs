@@ -5,7 +5,9 @@ mod harness;
 
 use chorus_proto::limits::PUSH_STREAM_MS;
 use chorus_proto::message::{Body, Envelope};
-use chorus_proto::{ClockCheck, MessageError, Value, WaitLevel, Write, WriteError};
+use chorus_proto::{
+    ClockCheck, Config, MessageError, Name, Node, Value, WaitLevel, Write, WriteError,
+};
 use chorus_proto::{Delta, Event, Group, Key, MemberState, NodeId, ResetReason, Stamp, Update};
 use harness::Cluster;
 
@@ -347,6 +349,29 @@ fn a_ttl_entry_expires_on_every_node_at_the_same_moment() {
     cluster.run_for(2_600);
     assert!(cluster.everywhere("cache/page", None));
     assert!((0..3).all(|i| cluster.events[i].iter().any(|e| matches!(e, Event::Expire { .. }))));
+}
+
+/// An expiry is announced once, in the millisecond it falls due, however often the node is
+/// called in that millisecond, and not again once the clock steps back: `Node::after_call`
+/// looks for due expiries only when the clock has passed the millisecond it last looked at.
+#[test]
+fn an_expiry_is_announced_once_in_the_millisecond_it_falls_due() {
+    let config = Config::new(NodeId(7), Name::new("lone").unwrap(), harness::addr(0), 7);
+    let start = harness::START_MS;
+    let mut node = Node::new(config, start);
+    let write = Write { ttl_ms: Some(10), ..Write::put(harness::key("k"), harness::value("v")) };
+    node.write(start, write).unwrap();
+    let mut expiries_at = |now_ms| {
+        while node.poll_transmit().is_some() {}
+        while node.poll_event().is_some() {}
+        node.handle_timeout(now_ms);
+        while node.poll_transmit().is_some() {}
+        std::iter::from_fn(|| node.poll_event())
+            .filter(|event| matches!(event, Event::Expire { .. }))
+            .count()
+    };
+    let steps = [9, 9, 10, 10, 9, 11].map(|after| expiries_at(start + after));
+    assert_eq!(steps, [0, 0, 1, 0, 0, 0]);
 }
 
 #[test]

@@ -1,11 +1,12 @@
 //! The store's expiry searches: the entries expiring in a window, and the first expiry after a
 //! time, whose last answer `NextExpiry` keeps for as long as it stays right.
 //!
-//! The node asks after every call (`Node::after_call`) and again for its timer
-//! (`Node::poll_timeout`). Each answer is a search of the expiry index that reads an entry at
-//! every step: on 100,000 keys with a TTL, about nine reads scattered through memory, twice a
-//! write. An answer for `after_ms` holds for every later time below it, and a write changes it
-//! only when its expiry comes first, so most writes keep it.
+//! The node asks for its timer after every call that takes the lock (`Node::poll_timeout`), and
+//! for due expiries once the clock passes the millisecond it last looked at
+//! (`Node::after_call`). Each answer was a search of the expiry index, reading an entry at
+//! every step of a binary search. An answer for `after_ms` holds for every later time below
+//! it; an entry joining the index changes it only if it expires after `after_ms` and before
+//! the answer, one leaving only if it expires at the answer; so most writes keep it.
 
 use std::cell::Cell;
 
