@@ -6,6 +6,7 @@
 # DESIGN section 8 is at most 1.5).
 #
 #   tests/memory_vs_redis.sh [KEYS]        (default 1000000)
+#   CHORUS_BIN=path tests/memory_vs_redis.sh  (a chorus binary built elsewhere, not built here)
 #
 # Installs redis-server and redis-tools from Debian's packages when missing. A measurement, not a
 # test: not run by .ci/run.
@@ -16,8 +17,7 @@ keys="${1:-1000000}"
 
 source tests/redis_tools.sh
 ensure_redis_tools
-cargo build --release --locked --bin chorus >&2
-chorus="${CARGO_TARGET_DIR:-target}/release/chorus"
+chorus=$(chorus_release_bin)
 scratch=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$scratch"; }
