@@ -107,7 +107,7 @@ pub struct Store {
     by_dot: Ordered,
     /// Slab ids of held tombstones in dot order, for collection.
     tombstones: Ordered,
-    /// Slab ids of held entries that have an expiry, in expiry order (then dot order), for
+    /// Slab ids of held entries that have an expiry, in expiry order (then sequence number, then writer), for
     /// expiry events and collection.
     expiries: Ordered,
     /// The last answer of [`Store::next_expiry`], while it holds.
@@ -382,7 +382,7 @@ impl Store {
         self.by_key.iter().map(|id| self.slab.get(id).update())
     }
 
-    /// The held entries that have an expiry, in expiry order (then dot order).
+    /// The held entries that have an expiry, in expiry order (then sequence number, then writer).
     fn with_expiry(&self) -> impl Iterator<Item = Held<'_>> + '_ {
         self.expiries.iter().map(|id| self.slab.get(id))
     }
@@ -516,10 +516,10 @@ mod tests {
         assert_eq!(store.expiring(u64::MAX - 2, u64::MAX).len(), 1200);
     }
 
-    /// Entries of one writer sharing one expiry (an `EXPIRE` on a whole hash) tie on their
-    /// fence across many chunks, so an overwrite takes its entry out through the search
-    /// (`take`'s fallback; a missed entry fails the index's debug assertion). That the search
-    /// avoids scanning every tied id, quadratic in review, is a matter of time: not asserted.
+    /// Entries of one writer sharing one expiry (an `EXPIRE` on a whole hash, or a pipelined
+    /// stream's writes in one millisecond) span many chunks, but their sequence numbers give
+    /// each its own fence: every one is found by its id (`Ordered::find_id`), without the
+    /// search that reads entries (which the greatest expiries above still take), and leaves.
     #[test]
     fn entries_sharing_an_expiry_leave_the_expiry_index_one_by_one() {
         let mut store = Store::new();
@@ -530,6 +530,8 @@ mod tests {
         for seq in 1..=3000 {
             store.apply(expiring(&format!("f{seq:04}"), seq, Some(1_000_000)));
         }
+        let fence = |id| (BY_EXPIRY.fence)(&(BY_EXPIRY.key)(store.slab.get(id)));
+        assert!(store.expiries.iter().all(|id| store.expiries.find_id(fence(id), id).is_some()));
         for seq in 1..=3000 {
             store.apply(expiring(&format!("f{seq:04}"), 3000 + seq, None));
             if seq % 1000 == 0 {
