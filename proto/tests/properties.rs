@@ -1020,6 +1020,33 @@ fn the_next_expiry_stays_right_between_writes_and_collections() {
     });
 }
 
+/// The expiry index orders one expiry's entries by sequence number, then writer
+/// (`store/orders.rs`), and a search past an expiry passes all of them, however many chunks
+/// they fill.
+#[test]
+fn expiring_orders_one_expiry_by_sequence_number_then_writer() {
+    let mut store = Store::new();
+    let expiring = |key: &str, node: u64, seq: u64, expires_at_ms: u64| Update {
+        key: Key::new(key).unwrap(),
+        stamp: Stamp { hlc: Hlc::new(seq, 0), node: NodeId(node) },
+        seq,
+        value: Some(value(0)),
+        expires_at_ms: Some(expires_at_ms),
+    };
+    for seq in 1..=3000 {
+        store.apply(expiring(&format!("f{seq:04}"), 1, seq, 1_000_000));
+    }
+    store.apply(expiring("later", 1, 3001, 2_000_000));
+    let keys = |names: &[&str]| names.iter().map(|name| Key::new(*name).unwrap()).collect();
+    let expected: Vec<Key> = keys(&["later"]);
+    assert_eq!(store.expiring(1_000_000, u64::MAX), expected);
+    for (key, node, seq) in [("a", 3, 4), ("b", 2, 5), ("c", 2, 4)] {
+        store.apply(expiring(key, node, seq, 3_000_000));
+    }
+    let expected: Vec<Key> = keys(&["c", "a", "b"]);
+    assert_eq!(store.expiring(2_000_000, u64::MAX), expected);
+}
+
 #[test]
 fn expiring_lists_keys_in_expiry_order() {
     let write = (small_key(), option::of(0..4u8), option::weighted(0.6, 1..60u64));

@@ -16,7 +16,8 @@ use super::slab::Held;
 use crate::data::Key;
 
 impl Store {
-    /// The held entries that expire after `after_ms`, in expiry order (then sequence number, then writer).
+    /// The held entries that expire after `after_ms`, in expiry order (then sequence number,
+    /// then writer).
     pub(super) fn expiring_from(&self, after_ms: u64) -> impl Iterator<Item = Held<'_>> + '_ {
         let start = self.expiries.seek(after_expiry_fence(after_ms), |id| {
             self.slab.get(id).expires_at_ms().is_some_and(|expiry| expiry <= after_ms)
@@ -24,7 +25,8 @@ impl Store {
         self.expiries.iter_from(start).map(|id| self.slab.get(id))
     }
 
-    /// Keys whose expiry falls in `(after_ms, up_to_ms]`, in expiry order (then sequence number, then writer).
+    /// Keys whose expiry falls in `(after_ms, up_to_ms]`, in expiry order (then sequence
+    /// number, then writer).
     pub fn expiring(&self, after_ms: u64, up_to_ms: u64) -> Vec<Key> {
         if after_ms >= up_to_ms {
             return Vec::new();

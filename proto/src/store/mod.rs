@@ -107,8 +107,8 @@ pub struct Store {
     by_dot: Ordered,
     /// Slab ids of held tombstones in dot order, for collection.
     tombstones: Ordered,
-    /// Slab ids of held entries that have an expiry, in expiry order (then sequence number, then writer), for
-    /// expiry events and collection.
+    /// Slab ids of held entries that have an expiry, in expiry order (then sequence number,
+    /// then writer), for expiry events and collection.
     expiries: Ordered,
     /// The last answer of [`Store::next_expiry`], while it holds.
     next_expiry: NextExpiry,

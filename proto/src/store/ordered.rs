@@ -77,8 +77,9 @@ impl Ordered {
         let low = self.fences.partition_point(|&other| other < fence);
         let ties = self.fences[low..].partition_point(|&other| other == fence);
         if ties > 1 {
-            // Many entries share the fence (an expiry set on a whole hash at once): scanning
-            // them all on every removal would cost their number each time (found in review).
+            // Many entries share the fence (the two greatest expiries, or a hundred writers
+            // with one expiry and sequence number): scanning them all on every removal would
+            // cost their number each time (found in review).
             return None;
         }
         let high = (low + ties + 1).min(self.chunks.len());

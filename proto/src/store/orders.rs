@@ -47,7 +47,8 @@ fn expiry_fence((expiry, seq, _): &(Option<u64>, u64, NodeId)) -> u128 {
 }
 
 /// The fence of a search past every entry that expires at `at_ms` or earlier: that expiry's
-/// fence with the greatest sequence number.
+/// fence with the greatest sequence number (none for the two greatest expiries, whose fences
+/// tie: the search reads the entries there).
 pub(super) fn after_expiry_fence(at_ms: u64) -> u128 {
     expiry_fence(&(Some(at_ms), u64::MAX, NodeId(u64::MAX)))
 }
