@@ -90,10 +90,12 @@ impl Ordered {
     }
 
     /// Where in chunk `chunk` an entry with fence `fence` probably is: as far into the chunk
-    /// as the fence is between the previous chunk's last fence and this chunk's. For the dot
-    /// index that is how far its sequence number is into the chunk's range of them, where an
-    /// overwrite stream leaves the held ones spread about evenly; a poor guess only costs the
-    /// scan of [`position_near`] more steps.
+    /// as the fence is between the previous chunk's last fence (0 for the first chunk) and
+    /// this chunk's. In the dot index, where the previous chunk ends with the same writer, that
+    /// is how far its sequence number is into the chunk's range of them, where an overwrite
+    /// stream leaves the held ones spread about evenly; elsewhere (the first chunk, a chunk
+    /// after another writer's or another millisecond's) the guess is poor, which only costs
+    /// the scan of [`position_near`] more steps.
     fn guess(&self, chunk: usize, fence: u128) -> usize {
         let floor = chunk.checked_sub(1).map_or(0, |before| self.fences[before]);
         let span = self.fences[chunk].saturating_sub(floor);
@@ -331,6 +333,21 @@ mod tests {
         let low = span / 2;
         let from: Vec<u32> = ordered.iter_from(ordered.seek(fence(low), |id| id < low)).collect();
         assert!(from.iter().copied().eq(model.range(low..).copied()), "seed {seed}");
+    }
+
+    /// The guess is the fence's share of the span from the previous chunk's last fence.
+    #[test]
+    fn the_guess_is_how_far_the_fence_lies_into_its_chunk() {
+        let ordered = Ordered {
+            chunks: vec![(0..10).collect(), (10..20).collect(), (20..30).collect()],
+            fences: vec![100, 200, 200],
+            len: 30,
+        };
+        let guesses = [(0, 50), (1, 100), (1, 150), (1, 200), (2, 200)];
+        let guesses = guesses.map(|(chunk, fence)| ordered.guess(chunk, fence));
+        // Halfway from 0 in the first; from the start to the end of the second; none in a
+        // chunk whose fence ties with the one before.
+        assert_eq!(guesses, [5, 0, 5, 10, 0]);
     }
 
     #[test]
