@@ -3,8 +3,7 @@
 # (valgrind): counts, unlike timings, hardly move on a busy machine, so they show what a change
 # to the request path costs. Each server runs under callgrind; its counters are zeroed just
 # before `redis-benchmark -t TEST -n N -c 50 -d 64 [-P 16]` (with TTL, the SET command of
-# `redis_test_args`) and dumped just after, so start-up
-# and idle timers are not counted.
+# `redis_test_args`) and dumped just after, so start-up and idle timers are not counted.
 #
 #   tests/profile_vs_redis.sh                 (N = 20000; TESTS="set get"; PIPELINES="1 16")
 #   SHAPE=3 tests/profile_vs_redis.sh         (three nodes; TESTS="set")
@@ -12,9 +11,10 @@
 #                                              a chorus binary built elsewhere, not built here)
 #   TTL=3600 ...                              (every SET with that expiry, as in
 #                                              tests/redis_benchmark.sh)
-#   KEYS=100000 WARM=300000 ...               (that many uncounted SETs -P 16 first, default
-#                                              2000: with most keys already there, the counted
-#                                              SETs overwrite, the steady state of a cache)
+#   KEYS=100000 WARM=300000 ...               (that many uncounted SETs first, pipelined -P 16;
+#                                              without WARM, 2000 unpipelined: with most keys
+#                                              already there, the counted SETs overwrite, the
+#                                              steady state of a cache)
 #
 # Without KEYS every SET writes the one key `key:__rand_int__`. In a cluster, an anti-entropy
 # round then claims a whole range of a writer's sequence numbers seen (the writer holds only
@@ -49,7 +49,7 @@ fi
 chorus=$(chorus_release_bin)
 keyspace=()
 if [ -n "${KEYS:-}" ]; then keyspace=(-r "$KEYS"); fi
-redis_test_args set  # stops here if TTL is not a number of seconds
+check_ttl
 out="${OUT:-$(mktemp -d)}"
 mkdir -p "$out"
 echo "callgrind dumps in $out" >&2
@@ -148,16 +148,18 @@ count() { # server test pipeline
   echo "$total"
 }
 
+# WARM's longer run is pipelined; the default one is not, so that on three nodes under valgrind
+# it lasts an anti-entropy round, which opens the bulk lane.
+warm_pipeline=1
+[ -n "${WARM:-}" ] && warm_pipeline=16
 declare -A figure
 for server in chorus redis; do
   start "$server"
   # A short uncounted run first: connections and lanes a cluster opens on its first writes
   # (a node's bulk lane opens with its first catch-up page) are not the steady state.
-  # WARM's longer run is pipelined; the default stays unpipelined, long enough on three nodes
-  # under valgrind for an anti-entropy round to open the bulk lane.
   redis_test_args set
-  redis-benchmark -p "$port" -n "${WARM:-2000}" -c 50 -d 64 -P "$([ -n "${WARM:-}" ] && echo 16 || echo 1)" \
-    "${keyspace[@]}" -q "${test_args[@]}" >/dev/null
+  redis-benchmark -p "$port" -n "${WARM:-2000}" -c 50 -d 64 -P "$warm_pipeline" "${keyspace[@]}" \
+    -q "${test_args[@]}" >/dev/null
   for test in $tests; do
     for pipeline in $pipelines; do
       figure[$server,$test,$pipeline]=$(count "$server" "$test" "$pipeline")

@@ -112,7 +112,7 @@ if [ "${DETAIL:-}" = 1 ] && ! command -v python3 >/dev/null; then
 fi
 keyspace=()
 if [ -n "${KEYS:-}" ]; then keyspace=(-r "$KEYS"); fi
-redis_test_args set  # stops here if TTL is not a number of seconds
+check_ttl
 
 # Runs one test against $1 (port) with extra flags; prints "ops_per_s cpu_us_per_request",
 # the CPU summed over the pids that follow. With DETAIL=1, also each process's CPU ticks

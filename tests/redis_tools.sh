@@ -53,16 +53,20 @@ chorus_release_bin() {
   echo "${CHORUS_BIN:-${CARGO_TARGET_DIR:-target}/release/chorus}"
 }
 
-# Sets the array `test_args` to redis-benchmark's arguments for test $1 (set or get): `-t $1`;
-# with TTL (seconds) set, the SET as a command of its own that gives its key that expiry, as a
-# session or cache store does (`-t set` has none), with a 64-byte value, on key:__rand_int__
-# like `-t set` (so `-r` and the GETs see the same keys).
-# redis-benchmark ignores -d for a command given in full: the value here is the 64 bytes.
-redis_test_args() {
-  test_args=(-t "$1")
+# Stops the script unless TTL is unset or a whole number of seconds above 0.
+check_ttl() {
   if [ -n "${TTL:-}" ] && ! [ "$TTL" -gt 0 ] 2>/dev/null; then
     echo "TTL must be a whole number of seconds above 0, not '$TTL'" >&2; exit 1
   fi
+}
+
+# Sets the array `test_args` to redis-benchmark's arguments for test $1 (set or get): `-t $1`;
+# with TTL (seconds, see check_ttl) set, the SET as a command of its own that gives its key that
+# expiry, as a session or cache store does (`-t set` has none), with a 64-byte value, on
+# key:__rand_int__ like `-t set` (so `-r` and the GETs see the same keys). redis-benchmark
+# ignores -d for a command given in full: the value here is the 64 bytes.
+redis_test_args() {
+  test_args=(-t "$1")
   if [ "$1" = set ] && [ -n "${TTL:-}" ]; then
     test_args=(set key:__rand_int__ "$(printf 'x%.0s' $(seq 64))" EX "$TTL")
   fi
