@@ -6,6 +6,8 @@
 #
 #   tests/perf_top.sh                     (SHAPE=1, T=set, P=16, N=300000, KEYS=100000)
 #   SHAPE=3 KEYS= tests/perf_top.sh       (three nodes, one key)
+#   TTL=3600 SHAPE=3 tests/perf_top.sh    (every SET gives its key that expiry, as a session store
+#                                          does: SET key <64 bytes> EX 3600)
 #
 # Records the first node (and, with SHAPE=3, the second, a replica). CHORUS_BIN names a
 # binary built elsewhere. Installs redis-tools and perf (linux-perf) from Debian's packages
@@ -21,6 +23,8 @@ fi
 node_bin=$(chorus_release_bin)
 shape="${SHAPE:-1}" test="${T:-set}" pipeline="${P:-16}" requests="${N:-300000}"
 keyspace=(); if [ -n "${KEYS-100000}" ]; then keyspace=(-r "${KEYS-100000}"); fi
+check_ttl
+redis_test_args "$test"
 scratch=$(mktemp -d)
 source tests/node_tools.sh
 recorders=()
@@ -35,7 +39,7 @@ if [ "$shape" = 3 ]; then
   sleep 2
 fi
 port=$(sed -n 's/.* redis=127.0.0.1:\([0-9]*\).*/\1/p' "$scratch/a.out")
-bench() { redis-benchmark -p "$port" -t "$test" -c 50 -d 64 -P "$pipeline" "${keyspace[@]}" -q "$@"; }
+bench() { redis-benchmark -p "$port" -c 50 -d 64 -P "$pipeline" "${keyspace[@]}" -q "$@" "${test_args[@]}"; }
 bench -n 50000 >/dev/null   # warm up: the store holds the keyspace before recording
 ticks() { awk '{print $14 + $15}' "/proc/$(cat "$scratch/$1.pid")/stat"; }
 declare -A before
@@ -54,5 +58,5 @@ recorders=()
 for name in "${names[@]}"; do
   echo "== node $name: hottest symbols"
   perf report -i "$scratch/$name.perf" --no-children --sort sym --stdio 2>/dev/null \
-    | grep -v '^#' | grep '%' | grep -v '^ *[|-]' | head -"${TOP:-15}"
+    | grep -v '^#' | grep '%' | grep -v '^ *[|-]' | head -"${TOP:-15}" || true  # head closes the pipe
 done

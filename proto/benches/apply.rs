@@ -176,6 +176,50 @@ fn puts_per_second(count: usize, key_count: usize) -> f64 {
     count as f64 / elapsed.as_secs_f64()
 }
 
+/// Nanoseconds per overwrite, as a replica applies a Redis client's `SET key value EX 3600`
+/// stream: `ENTRY_COUNT` keys, 16-byte keys and 64-byte values, every one with an expiry, all
+/// written once, then `count` overwrites by one writer, of keys drawn at random. Each update is
+/// made just before it is applied (a key and a value allocated and copied, a stamp taken), as a
+/// replica decodes it, and that is timed too. Every overwrite finds its key through the hash
+/// index and moves its entry in the dot and expiry indexes; on this many keys those reads miss
+/// the cache, as they do in a node.
+fn ttl_overwrite_ns(count: usize) -> f64 {
+    let (elapsed, _) = best_of(|| {
+        let mut writer = Writer::new(1);
+        let mut put = |index: usize| {
+            let mut update = writer.put(index, true, &[7; 64]);
+            update.expires_at_ms = Some(EPOCH_MS + 3_600_000 + update.seq / 1_000);
+            update
+        };
+        let mut store = Store::new();
+        for index in 0..ENTRY_COUNT {
+            store.apply(put(index));
+        }
+        // Random keys, as redis-benchmark's `-r` draws them: a stride through the keys (a
+        // multiple modulo a power of two) overwrites each chunk of the indexes front to back,
+        // which no client does and which misleads their guesses.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let start = Instant::now();
+        for _ in 0..count {
+            let index = (splitmix64(&mut state) % ENTRY_COUNT as u64) as usize;
+            black_box(store.apply(put(index)));
+        }
+        let elapsed = start.elapsed();
+        assert_eq!(store.entry_count(), ENTRY_COUNT);
+        (elapsed, store)
+    });
+    elapsed.as_secs_f64() * 1e9 / count as f64
+}
+
+/// The next number of the SplitMix64 generator (Steele, Lea and Flood, 2014) from `state`.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// A store holding `ENTRY_COUNT` entries from `WRITER_COUNT` nodes, 16-byte keys and values.
 fn source_store() -> Store {
     let mut writers: Vec<Writer> = (0..WRITER_COUNT).map(|node| Writer::new(node + 1)).collect();
@@ -345,6 +389,7 @@ fn main() {
     report("local_puts_per_s", local, ">= 1000000", Some(local >= 1_000_000.0));
     let overwrite = puts_per_second(PUT_COUNT, OVERWRITE_KEY_COUNT);
     report("overwrite_puts_per_s", overwrite, ">= 1000000", Some(overwrite >= 1_000_000.0));
+    println!("ttl_overwrite_100k_keys_ns={:.0}", ttl_overwrite_ns(PUT_COUNT));
     delta_merge();
     metadata();
     println!("apply_1m_snapshot_updates_ms={:.0}", snapshot_apply_ms());

@@ -531,7 +531,8 @@ mod tests {
             store.apply(expiring(&format!("f{seq:04}"), seq, Some(1_000_000)));
         }
         let fence = |id| (BY_EXPIRY.fence)(&(BY_EXPIRY.key)(store.slab.get(id)));
-        assert!(store.expiries.iter().all(|id| store.expiries.find_id(fence(id), id).is_some()));
+        let found = |id| store.expiries.find_id(fence(id), id, BY_EXPIRY.spread).is_some();
+        assert!(store.expiries.iter().all(found));
         for seq in 1..=3000 {
             store.apply(expiring(&format!("f{seq:04}"), 3000 + seq, None));
             if seq % 1000 == 0 {

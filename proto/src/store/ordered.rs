@@ -70,8 +70,14 @@ impl Ordered {
     /// two chunks that fence allows; `None` otherwise (absent, or more chunks tie with the
     /// fence: the caller searches then). Only those chunks' ids are read: no entry is looked
     /// up, where a search reads one at every step (on 100,000 entries, some 9 reads scattered
-    /// through memory).
-    pub(crate) fn find_id(&self, fence: u128, id: u32) -> Option<Position> {
+    /// through memory). `spread` picks the part of a fence to interpolate for where in its
+    /// chunk the id probably is ([`Ordered::guess`]).
+    pub(crate) fn find_id(
+        &self,
+        fence: u128,
+        id: u32,
+        spread: fn(u128) -> u128,
+    ) -> Option<Position> {
         // The first chunk whose last fence is not below the id's, the chunks tied with it,
         // and the first one past them (its last entry orders after the id, but it may hold it).
         let low = self.fences.partition_point(|&other| other < fence);
@@ -84,21 +90,27 @@ impl Ordered {
         }
         let high = (low + ties + 1).min(self.chunks.len());
         (low..high).find_map(|chunk| {
-            let index = position_near(&self.chunks[chunk], id, self.guess(chunk, fence))?;
+            let index = position_near(&self.chunks[chunk], id, self.guess(chunk, fence, spread))?;
             Some(Position { chunk, index })
         })
     }
 
     /// Where in chunk `chunk` an entry with fence `fence` probably is: as far into the chunk
-    /// as the fence is between the previous chunk's last fence (0 for the first chunk) and
-    /// this chunk's. In the dot index, where the previous chunk ends with the same writer, that
-    /// is how far its sequence number is into the chunk's range of them, where an overwrite
-    /// stream leaves the held ones spread about evenly; elsewhere (the first chunk, a chunk
-    /// after another writer's or another millisecond's) the guess is poor, which only costs
-    /// the scan of [`position_near`] more steps.
-    fn guess(&self, chunk: usize, fence: u128) -> usize {
+    /// as `spread` of the fence is between `spread` of the previous chunk's last fence (0 for
+    /// the first chunk) and of this chunk's; as far as the whole fence is, when `spread` of
+    /// the three is not in that order. In the dot index, where the previous chunk ends with the
+    /// same writer, that is how far its sequence number is into the chunk's range of them,
+    /// where an overwrite stream leaves the held ones spread about evenly; elsewhere (the
+    /// first chunk, a chunk after another writer's) the guess is poor, which only costs the
+    /// scan of [`position_near`] more steps.
+    fn guess(&self, chunk: usize, fence: u128, spread: fn(u128) -> u128) -> usize {
         let floor = chunk.checked_sub(1).map_or(0, |before| self.fences[before]);
-        let span = self.fences[chunk].saturating_sub(floor);
+        let ceiling = self.fences[chunk];
+        let (floor, ceiling, fence) = match (spread(floor), spread(fence), spread(ceiling)) {
+            (low, at, high) if low <= at && at <= high => (low, high, at),
+            _ => (floor, ceiling, fence),
+        };
+        let span = ceiling.saturating_sub(floor);
         let len = self.chunks[chunk].len();
         if span == 0 {
             return 0;
@@ -284,7 +296,7 @@ mod tests {
             let held = ordered.get(at) == Some(value);
             assert_eq!(held, model.contains(&value), "seed {seed} step {step}");
             // Exactly where the search says, unless more chunks tie than it scans.
-            let found = ordered.find_id(fence(value), value);
+            let found = ordered.find_id(fence(value), value, |fence| fence);
             let tied = ordered.fences.iter().filter(|&&other| other == fence(value)).count();
             if tied <= 1 {
                 assert_eq!(found, held.then_some(at), "seed {seed} step {step}");
@@ -344,10 +356,30 @@ mod tests {
             len: 30,
         };
         let guesses = [(0, 50), (1, 100), (1, 150), (1, 200), (2, 200)];
-        let guesses = guesses.map(|(chunk, fence)| ordered.guess(chunk, fence));
+        let guesses = guesses.map(|(chunk, fence)| ordered.guess(chunk, fence, |fence| fence));
         // Halfway from 0 in the first; from the start to the end of the second; none in a
         // chunk whose fence ties with the one before.
         assert_eq!(guesses, [5, 0, 5, 10, 0]);
+    }
+
+    /// A writer's stream with one TTL, a hundred writes to a millisecond: a chunk spans
+    /// milliseconds, and the expiry index's guess follows the sequence numbers within it, where
+    /// the whole fences would place an entry only to its millisecond.
+    #[test]
+    fn the_expiry_index_guesses_by_sequence_number_across_milliseconds() {
+        let fence = |at_ms: u128, seq: u128| (at_ms << 64) | seq;
+        let ordered = Ordered {
+            chunks: vec![(0..100).collect(), (100..200).collect()],
+            // Sequence numbers 1,000 to 1,099 expire at 5 ms, 1,100 to 1,199 at 6 and 7 ms.
+            fences: vec![fence(5, 1_099), fence(7, 1_199)],
+            len: 200,
+        };
+        let spread = crate::store::orders::BY_EXPIRY.spread;
+        // Sequence number 1,110 is the 11th of the second chunk.
+        assert_eq!(ordered.guess(1, fence(6, 1_110), spread), 11);
+        assert_eq!(ordered.guess(1, fence(6, 1_110), |fence| fence), 50, "whole fences");
+        // A spread that is out of order (another writer's numbers) falls back to the fences.
+        assert_eq!(ordered.guess(1, fence(6, 900), spread), 50);
     }
 
     #[test]
