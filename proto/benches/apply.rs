@@ -1,7 +1,8 @@
 //! Benchmark of the protocol core against the "proto apply" and "metadata" targets (README,
-//! Performance): local puts per second on one core, overwrites, merging a 100k-entry delta (and
-//! encoding and decoding it), and the bytes each live entry costs beyond its key and value, in
-//! memory and on the wire.
+//! Performance): local puts per second on one core, overwrites, overwrites and new keys with a
+//! TTL on a store of 100,000 keys (where its reads miss the cache), collecting expired entries,
+//! merging a 100k-entry delta (and encoding and decoding it), and the bytes each live entry
+//! costs beyond its key and value, in memory and on the wire.
 //!
 //! Run with `cargo bench -p chorus-proto --bench apply`. Each figure is printed as
 //! `name=value`, followed by its target when there is one. Timings are the best of a few
@@ -158,6 +159,14 @@ impl Writer {
             expires_at_ms: None,
         }
     }
+
+    /// A put of a 64-byte value under the key `key/{index:012}` that expires an hour after its
+    /// stamp, as `SET key value EX 3600` writes a session.
+    fn put_with_ttl(&mut self, index: usize) -> Update {
+        let mut update = self.put(index, true, &[7; 64]);
+        update.expires_at_ms = Some(update.stamp.hlc.wall_ms() + 3_600_000);
+        update
+    }
 }
 
 /// Puts per second of `count` puts over `key_count` keys into one store.
@@ -186,11 +195,7 @@ fn puts_per_second(count: usize, key_count: usize) -> f64 {
 fn ttl_overwrite_ns(count: usize) -> f64 {
     let (elapsed, _) = best_of(|| {
         let mut writer = Writer::new(1);
-        let mut put = |index: usize| {
-            let mut update = writer.put(index, true, &[7; 64]);
-            update.expires_at_ms = Some(EPOCH_MS + 3_600_000 + update.seq / 1_000);
-            update
-        };
+        let mut put = |index: usize| writer.put_with_ttl(index);
         let mut store = Store::new();
         for index in 0..ENTRY_COUNT {
             store.apply(put(index));
@@ -209,6 +214,50 @@ fn ttl_overwrite_ns(count: usize) -> f64 {
         (elapsed, store)
     });
     elapsed.as_secs_f64() * 1e9 / count as f64
+}
+
+/// Nanoseconds per new key with a TTL (a new session): `count` keys drawn at random among a
+/// billion, each made just before it is applied, into a store that holds `ENTRY_COUNT`
+/// such keys already.
+fn new_key_ns(count: usize) -> f64 {
+    let (elapsed, _) = best_of(|| {
+        let mut writer = Writer::new(1);
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut put = |index: usize| writer.put_with_ttl(index);
+        let mut store = Store::new();
+        for _ in 0..ENTRY_COUNT {
+            store.apply(put((splitmix64(&mut state) % 1_000_000_000) as usize));
+        }
+        let start = Instant::now();
+        for _ in 0..count {
+            black_box(store.apply(put((splitmix64(&mut state) % 1_000_000_000) as usize)));
+        }
+        (start.elapsed(), store)
+    });
+    elapsed.as_secs_f64() * 1e9 / count as f64
+}
+
+/// Milliseconds to collect `ENTRY_COUNT` expired entries (keys drawn at random among a
+/// billion, as sessions' are), once every writer's writes are stable.
+fn collect_expired_ms() -> f64 {
+    let (elapsed, _) = best_of(|| {
+        let mut writer = Writer::new(1);
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut store = Store::new();
+        while store.entry_count() < ENTRY_COUNT {
+            let index = (splitmix64(&mut state) % 1_000_000_000) as usize;
+            let mut update = writer.put(index, true, &[7; 64]);
+            update.expires_at_ms = Some(EPOCH_MS + 1_000);
+            store.apply(update);
+        }
+        let stable = store.vector().bases().clone();
+        let start = Instant::now();
+        let collected = store.collect(&stable, EPOCH_MS + 3_600_000, 0);
+        let elapsed = start.elapsed();
+        assert_eq!(collected, ENTRY_COUNT);
+        (elapsed, store)
+    });
+    milliseconds(elapsed)
 }
 
 /// The next number of the SplitMix64 generator (Steele, Lea and Flood, 2014) from `state`.
@@ -390,6 +439,8 @@ fn main() {
     let overwrite = puts_per_second(PUT_COUNT, OVERWRITE_KEY_COUNT);
     report("overwrite_puts_per_s", overwrite, ">= 1000000", Some(overwrite >= 1_000_000.0));
     println!("ttl_overwrite_100k_keys_ns={:.0}", ttl_overwrite_ns(PUT_COUNT));
+    println!("new_key_ttl_100k_keys_ns={:.0}", new_key_ns(200_000));
+    println!("collect_100k_expired_ms={:.1}", collect_expired_ms());
     delta_merge();
     metadata();
     println!("apply_1m_snapshot_updates_ms={:.0}", snapshot_apply_ms());

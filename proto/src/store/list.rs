@@ -70,8 +70,7 @@ impl Store {
         // Start at the prefix, or just after `start_after` when that lies beyond it.
         let start = match start_after {
             Some(key) if key.as_bytes() >= prefix => {
-                let fence = super::orders::key_fence(key.as_bytes());
-                self.by_key.seek(fence, |id| self.slab.get(id).key() <= key.as_bytes())
+                self.by_key.seek(key.as_bytes(), |id| self.slab.get(id).key() <= key.as_bytes())
             }
             _ => self.seek_key(prefix),
         };

@@ -12,6 +12,7 @@ use crate::version::{Dot, VersionVector};
 
 mod expiry;
 mod hashed;
+mod keyed;
 mod list;
 mod ordered;
 mod orders;
@@ -20,9 +21,10 @@ mod travel;
 
 use expiry::NextExpiry;
 use hashed::Hashed;
+use keyed::Keyed;
 pub use list::Listed;
 use ordered::{Ordered, Position};
-use orders::{BY_DOT, BY_EXPIRY, add, key_fence, key_fence_of, seek, take};
+use orders::{BY_DOT, BY_EXPIRY, add, seek, take};
 use slab::{Held, Slab};
 pub use travel::{Delta, Group, Update};
 
@@ -100,7 +102,7 @@ pub struct Store {
     /// Every held entry.
     slab: Slab,
     /// Slab ids in key order.
-    by_key: Ordered,
+    by_key: Keyed,
     /// The same ids by a hash of their key: lookups of one key (`hashed.rs`).
     by_hash: Hashed,
     /// Slab ids in dot order: writer, then sequence number.
@@ -130,7 +132,7 @@ impl Store {
 
     /// The place of `key` in the key index, or where it would go.
     fn seek_key(&self, key: &[u8]) -> Position {
-        self.by_key.seek(key_fence(key), |id| self.slab.get(id).key() < key)
+        self.by_key.seek(key, |id| self.slab.get(id).key() < key)
     }
 
     /// The place of `dot` in the dot index, or where it would go.
@@ -227,7 +229,7 @@ impl Store {
         let Some(id) = self.find(update.key.as_bytes()) else {
             let at = self.seek_key(update.key.as_bytes());
             let id = self.slab.insert(update);
-            self.by_key.insert(at, id, key_fence_of(&self.slab));
+            self.by_key.insert(&self.slab, at, id);
             self.by_hash.insert(&self.slab, id);
             self.index(id);
             return Applied::Won { previous: None };
@@ -457,9 +459,12 @@ impl Store {
 
     fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let id = self.find(key)?;
-        let at = self.seek_key(key);
+        // Found among the ids of the chunks its fence allows, reading no other entry; by a
+        // search only when keys sharing their first 16 bytes span chunks.
+        let at = self.by_key.find_id(key, id).unwrap_or_else(|| self.seek_key(key));
+        debug_assert_eq!(self.by_key.get(at), Some(id), "every held entry is in the key index");
         self.unindex(id);
-        self.by_key.remove(at, key_fence_of(&self.slab));
+        self.by_key.remove(&self.slab, at);
         self.by_hash.remove(&self.slab, id);
         Some(self.slab.remove(id))
     }

@@ -35,8 +35,32 @@ pub(crate) struct Ordered {
 /// A place in an [`Ordered`]: valid until the next insert or removal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Position {
-    chunk: usize,
-    index: usize,
+    pub(crate) chunk: usize,
+    pub(crate) index: usize,
+}
+
+/// How an insert changed the chunks (for an index that keeps something per chunk beside them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Inserted {
+    /// The id went into an existing chunk, at this place.
+    Into(Position),
+    /// The id is alone in a new chunk, this one.
+    Alone(usize),
+    /// Chunk `chunk` was full: its second half became chunk `chunk + 1`, then the id went in
+    /// at `at` (in one of the two).
+    Split { chunk: usize, at: Position },
+}
+
+/// How a removal changed the chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Removed {
+    /// The id left its chunk, from this place.
+    From(Position),
+    /// The id was its chunk's last, and the chunk went.
+    Chunk(usize),
+    /// The id left `at`, which fell below the minimum: chunks `left` and `left + 1` were
+    /// merged into `left`, and split again evenly when `split` (so that there are still two).
+    Rebalanced { at: Position, left: usize, split: bool },
 }
 
 impl Ordered {
@@ -50,6 +74,17 @@ impl Ordered {
     /// `fence` is the target's fence: every id whose fence is below it orders before the
     /// target, every id whose fence is above it does not.
     pub(crate) fn seek(&self, fence: u128, before: impl Fn(u32) -> bool) -> Position {
+        self.seek_within(fence, &before, |_, ids| ids.partition_point(|&id| before(id)))
+    }
+
+    /// [`Ordered::seek`], with `within(chunk, ids)` finding the first place in the chunk whose
+    /// id does not order before the target.
+    pub(crate) fn seek_within(
+        &self,
+        fence: u128,
+        before: &impl Fn(u32) -> bool,
+        within: impl FnOnce(usize, &[u32]) -> usize,
+    ) -> Position {
         let chunks = self.chunks.len();
         // Appends (ascending keys, the last writer's next dot) skip the searches.
         let last = self.chunks.last().and_then(|ids| ids.last());
@@ -62,7 +97,7 @@ impl Ordered {
         let ties = self.fences[low..].partition_point(|&other| other == fence);
         let tied = &self.chunks[low..low + ties];
         let chunk = low + tied.partition_point(|ids| ids.last().is_some_and(|&id| before(id)));
-        let index = self.chunks.get(chunk).map_or(0, |ids| ids.partition_point(|&id| before(id)));
+        let index = self.chunks.get(chunk).map_or(0, |ids| within(chunk, ids));
         Position { chunk, index }
     }
 
@@ -149,12 +184,17 @@ impl Ordered {
     }
 
     /// Inserts `id` at `at` (a place [`Ordered::seek`] gave for it); `fence` gives an id's fence.
-    pub(crate) fn insert(&mut self, at: Position, id: u32, fence: impl Fn(u32) -> u128) {
+    pub(crate) fn insert(
+        &mut self,
+        at: Position,
+        id: u32,
+        fence: impl Fn(u32) -> u128,
+    ) -> Inserted {
         self.len += 1;
         let Some(last) = self.chunks.len().checked_sub(1) else {
             self.chunks.push(vec![id]);
             self.fences.push(fence(id));
-            return;
+            return Inserted::Alone(0);
         };
         // Past the end means at the end of the last chunk.
         let (chunk, index) = match at.chunk > last {
@@ -163,50 +203,63 @@ impl Ordered {
         };
         if self.chunks[chunk].len() < CHUNK_LEN_MAX {
             self.chunks[chunk].insert(index, id);
-            self.refence(chunk, &fence);
+            // Only a new last id moves the fence; reading the last entry for nothing would be
+            // a cache miss on every insert of a new key.
+            if index + 1 == self.chunks[chunk].len() {
+                self.refence(chunk, &fence);
+            }
+            Inserted::Into(Position { chunk, index })
         } else if chunk == last && index == CHUNK_LEN_MAX {
             // Appending (ascending keys, a writer's next dot): keep the full chunk full.
             self.chunks.push(vec![id]);
             self.fences.push(fence(id));
+            Inserted::Alone(chunk + 1)
         } else {
             let tail = self.chunks[chunk].split_off(CHUNK_LEN_MAX / 2);
             self.chunks.insert(chunk + 1, tail);
             self.fences.insert(chunk + 1, 0);
-            match index.checked_sub(CHUNK_LEN_MAX / 2) {
-                Some(index) => self.chunks[chunk + 1].insert(index, id),
-                None => self.chunks[chunk].insert(index, id),
-            }
+            let at = match index.checked_sub(CHUNK_LEN_MAX / 2) {
+                Some(index) => Position { chunk: chunk + 1, index },
+                None => Position { chunk, index },
+            };
+            self.chunks[at.chunk].insert(at.index, id);
             self.refence(chunk, &fence);
             self.refence(chunk + 1, &fence);
+            Inserted::Split { chunk, at }
         }
     }
 
     /// Removes and returns the id at `at`, which must hold one; `fence` gives an id's fence.
-    pub(crate) fn remove(&mut self, at: Position, fence: impl Fn(u32) -> u128) -> u32 {
-        let id = self.chunks[at.chunk].remove(at.index);
+    pub(crate) fn remove(&mut self, at: Position, fence: impl Fn(u32) -> u128) -> Removed {
+        self.chunks[at.chunk].remove(at.index);
         self.len -= 1;
         let len = self.chunks[at.chunk].len();
         if len == 0 && self.chunks.len() > 1 {
             self.chunks.remove(at.chunk);
             self.fences.remove(at.chunk);
+            Removed::Chunk(at.chunk)
         } else if len < CHUNK_LEN_MIN && self.chunks.len() > 1 {
             // Pair the small chunk with its next neighbour, or its previous for the last one.
             let left = at.chunk.min(self.chunks.len() - 2);
-            self.rebalance(left, &fence);
-        } else if at.index == len {
-            self.refence(at.chunk, &fence);
+            let split = self.rebalance(left, &fence);
+            Removed::Rebalanced { at, left, split }
+        } else {
+            if at.index == len {
+                self.refence(at.chunk, &fence);
+            }
+            Removed::From(at)
         }
-        id
     }
 
-    /// Merges the chunks at `left` and `left + 1` when they fit in one, or shares their ids
-    /// evenly between them.
-    fn rebalance(&mut self, left: usize, fence: &impl Fn(u32) -> u128) {
+    /// Merges the chunks at `left` and `left + 1`, and splits the result evenly again when it
+    /// does not fit in one; says whether it split.
+    fn rebalance(&mut self, left: usize, fence: &impl Fn(u32) -> u128) -> bool {
         let right = self.chunks.remove(left + 1);
         self.fences.remove(left + 1);
         let chunk = &mut self.chunks[left];
         chunk.extend(right);
-        if chunk.len() > CHUNK_LEN_MAX {
+        let split = chunk.len() > CHUNK_LEN_MAX;
+        if split {
             let tail = chunk.split_off(chunk.len() / 2);
             chunk.shrink_to(CHUNK_LEN_MAX);
             self.chunks.insert(left + 1, tail);
@@ -214,6 +267,18 @@ impl Ordered {
             self.refence(left + 1, fence);
         }
         self.refence(left, fence);
+        split
+    }
+
+    /// Number of chunks.
+    #[cfg(test)]
+    pub(crate) fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// The ids of chunk `chunk`, in order.
+    pub(crate) fn chunk(&self, chunk: usize) -> &[u32] {
+        &self.chunks[chunk]
     }
 }
 
@@ -304,7 +369,7 @@ mod tests {
                 assert!(found.is_none() || found == held.then_some(at), "seed {seed} step {step}");
             }
             if held && rng.random_range(0..3) > 0 {
-                assert_eq!(ordered.remove(at, fence), value);
+                ordered.remove(at, fence);
                 model.remove(&value);
             } else if !held {
                 ordered.insert(at, value, fence);
@@ -325,7 +390,8 @@ mod tests {
             model.iter().copied().filter(|_| rng.random_range(0..10) > 0).collect();
         for value in doomed {
             let at = ordered.seek(fence(value), |id| id < value);
-            assert_eq!(ordered.remove(at, fence), value, "seed {seed}");
+            assert_eq!(ordered.get(at), Some(value), "seed {seed}");
+            ordered.remove(at, fence);
             model.remove(&value);
         }
         assert_eq!(ordered.len(), model.len());
