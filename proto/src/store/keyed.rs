@@ -13,9 +13,10 @@
 //! A chunk's prefix may be shorter than what its keys share, never longer. An insert whose key
 //! does not start with it shortens it, and the tags follow without reading an entry (every
 //! key started with the old prefix, so its new tag is the bytes given up, then its old tag).
-//! A split lengthens each half's prefix to what its first and last keys share, reading the
-//! half's keys only when that grew: a chunk whose keys were once mixed (the first chunk of a
-//! store, holding every key family) would otherwise keep tags that all tie.
+//! A split, or a merge of two chunks, lengthens each resulting chunk's prefix to what its first
+//! and last keys share, reading the chunk's keys only when that grew: a chunk whose keys were
+//! once mixed (the first chunk of a store, holding every key family) would otherwise pass its
+//! short prefix on, and its descendants' tags would all tie.
 
 use super::ordered::{CHUNK_LEN_MAX, Inserted, Ordered, Position, Removed};
 use super::orders::{key_fence, key_fence_of};
@@ -148,10 +149,12 @@ impl Keyed {
         self.ordered.seek_within(key_fence(key), &before, within)
     }
 
-    /// Inserts `id`, whose entry is in `slab`, at `at` (a place [`Keyed::seek`] gave for it).
-    pub(crate) fn insert(&mut self, slab: &Slab, at: Position, id: u32) {
+    /// Inserts `id`, whose entry is in `slab`, at `at` (a place [`Keyed::seek`] gave for it);
+    /// says how the chunks changed.
+    pub(crate) fn insert(&mut self, slab: &Slab, at: Position, id: u32) -> Inserted {
         let key = slab.get(id).key();
-        match self.ordered.insert(at, id, key_fence_of(slab)) {
+        let inserted = self.ordered.insert(at, id, key_fence_of(slab));
+        match inserted {
             Inserted::Into(at) => self.tagged[at.chunk].insert(at.index, key),
             Inserted::Alone(chunk) => {
                 self.tagged.insert(chunk, Tagged { prefix: key.to_vec(), tags: vec![0] });
@@ -165,11 +168,13 @@ impl Keyed {
                 self.lengthen(slab, chunk + 1);
             }
         }
+        inserted
     }
 
-    /// Removes the id at `at`, which must hold one.
-    pub(crate) fn remove(&mut self, slab: &Slab, at: Position) {
-        match self.ordered.remove(at, key_fence_of(slab)) {
+    /// Removes the id at `at`, which must hold one; says how the chunks changed.
+    pub(crate) fn remove(&mut self, slab: &Slab, at: Position) -> Removed {
+        let removed = self.ordered.remove(at, key_fence_of(slab));
+        match removed {
             Removed::From(at) => {
                 self.tagged[at.chunk].tags.remove(at.index);
             }
@@ -186,11 +191,17 @@ impl Keyed {
                 merged.tags.extend(right.tags);
                 if split {
                     let tags = merged.tags.split_off(merged.tags.len() / 2);
+                    // As `Ordered::rebalance` shrinks the ids: the merge grew the room.
+                    merged.tags.shrink_to(CHUNK_LEN_MAX);
                     let prefix = merged.prefix.clone();
                     self.tagged.insert(left + 1, Tagged { prefix, tags });
+                    self.lengthen(slab, left + 1);
                 }
+                // The merged prefix is what both shared; the keys may share more.
+                self.lengthen(slab, left);
             }
         }
+        removed
     }
 
     /// Retags chunk `chunk` when its first and last keys share more than its prefix.
@@ -260,6 +271,8 @@ mod tests {
     /// prefixes that shorten and lengthen.
     #[test]
     fn keeps_key_order_and_true_tags_under_random_inserts_and_removals() {
+        // How often each way of changing the chunks happened, and removals found by id.
+        let (mut changes, mut removals, mut found_by_id) = (BTreeMap::new(), 0, 0);
         for seed in 0..8 {
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
             let (mut keyed, mut slab) = (Keyed::default(), Slab::default());
@@ -282,11 +295,12 @@ mod tests {
                     let after = keyed.seek(&key, |id| slab.get(id).key() <= &key[..]);
                     let next = model.range(key.clone()..).find(|(other, _)| **other != key);
                     assert_eq!(keyed.get(after), next.map(|(_, &id)| id), "{context}");
+                    let shrink = !grow && model.len() > 2 * CHUNK_LEN_MAX;
                     match model.get(&key).copied() {
-                        Some(_) if !grow || rng.random_range(0..4) == 0 => {
+                        Some(_) if shrink || (grow && rng.random_range(0..4) == 0) => {
                             // A run of neighbours goes, in the shrinking phase: one chunk
                             // empties while the next stays full, and they share ids again.
-                            let run = if grow { 1 } else { rng.random_range(1..40) };
+                            let run = if grow { 1 } else { rng.random_range(1..300) };
                             let doomed: Vec<(Vec<u8>, u32)> = model
                                 .range(key.clone()..)
                                 .take(run)
@@ -296,7 +310,9 @@ mod tests {
                                 let at = keyed.seek(&key, |id| slab.get(id).key() < &key[..]);
                                 let found = keyed.find_id(&key, id);
                                 assert!(found.is_none() || found == Some(at), "{context}");
-                                keyed.remove(&slab, at);
+                                found_by_id += usize::from(found.is_some());
+                                *changes.entry(removed(keyed.remove(&slab, at))).or_insert(0) += 1;
+                                removals += 1;
                                 slab.remove(id);
                                 model.remove(&key);
                                 let index = held_keys.iter().position(|held| *held == key);
@@ -305,13 +321,14 @@ mod tests {
                         }
                         None if grow => {
                             let id = slab.insert(&update(&key));
-                            keyed.insert(&slab, at, id);
+                            let change = inserted(keyed.insert(&slab, at, id));
+                            *changes.entry(change).or_insert(0) += 1;
                             model.insert(key.clone(), id);
                             held_keys.push(key);
                         }
                         _ => {}
                     }
-                    if step % 250 == 0 {
+                    if step % 50 == 0 {
                         check_tags(&keyed, &slab, &context);
                     }
                 }
@@ -319,6 +336,30 @@ mod tests {
                 assert!(keyed.iter().eq(model.values().copied()), "{context}");
                 check_tags(&keyed, &slab, &context);
             }
+        }
+        // Every way of changing the chunks was taken but a chunk dropping whole, which a
+        // chunk below a quarter full merging first leaves to the sole chunk's last id.
+        let taken = ["into", "alone", "split", "from", "merged", "merged and split"];
+        assert!(taken.iter().all(|name| changes.contains_key(name)), "{changes:?}");
+        assert!(found_by_id * 2 > removals, "{found_by_id} of {removals} found by id");
+    }
+
+    /// The name of a change to the chunks, to count them.
+    fn inserted(change: Inserted) -> &'static str {
+        match change {
+            Inserted::Into(_) => "into",
+            Inserted::Alone(_) => "alone",
+            Inserted::Split { .. } => "split",
+        }
+    }
+
+    /// The name of a change to the chunks, to count them.
+    fn removed(change: Removed) -> &'static str {
+        match change {
+            Removed::From(_) => "from",
+            Removed::Chunk(_) => "chunk",
+            Removed::Rebalanced { split: false, .. } => "merged",
+            Removed::Rebalanced { split: true, .. } => "merged and split",
         }
     }
 
