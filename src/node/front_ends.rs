@@ -36,6 +36,14 @@ pub enum NodeFailure {
     /// The HTTP front end's task ended.
     #[error("the HTTP front end stopped: {0}")]
     Http(String),
+    /// The QUIC accept loop ended: no peer, CLI or client can connect any more.
+    #[error("the node's QUIC accept loop stopped: {0}")]
+    Accept(String),
+    /// The data directory's writer panicked: writes waiting to be durable would wait forever.
+    /// (It also ends when the directory fails, which is no failure of the node: readiness
+    /// reports it, and the node goes on serving from memory.)
+    #[error("the data directory's writer stopped: {0}")]
+    Writer(String),
 }
 
 /// How the Redis thread's serving ended.
@@ -236,7 +244,7 @@ async fn http_failed(http: &mut Option<JoinHandle<()>>) -> NodeFailure {
 }
 
 /// A panic's message, when it has one.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|text| text.to_string())

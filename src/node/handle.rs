@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::clock::{Clock, WallClock};
 use super::driver::Driver;
-use super::front_ends::{FrontEnds, NodeFailure};
+use super::front_ends::{FrontEnds, NodeFailure, panic_message};
 use super::persist;
 use super::ready::{NotReady, Readiness};
 use super::timers::run_timers;
@@ -120,8 +120,30 @@ pub struct NodeHandle {
     ready: watch::Receiver<Readiness>,
     firewall: Arc<Firewall>,
     endpoint: quinn::Endpoint,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Tasks,
     front_ends: FrontEnds,
+}
+
+/// A node's own tasks.
+struct Tasks {
+    /// The driver's timer task, which `failed` watches.
+    timers: JoinHandle<()>,
+    /// The QUIC accept loop, which `failed` watches (`None` once it reported).
+    accept: Option<JoinHandle<()>>,
+    /// The data directory's writer, which `failed` watches for a panic (`None` once it ended).
+    writer: Option<JoinHandle<()>>,
+    /// The task that warns until the node joined.
+    joining: JoinHandle<()>,
+}
+
+impl Tasks {
+    fn abort(&self) {
+        self.timers.abort();
+        self.joining.abort();
+        for task in [&self.accept, &self.writer].into_iter().flatten() {
+            task.abort();
+        }
+    }
 }
 
 impl NodeHandle {
@@ -169,18 +191,17 @@ impl NodeHandle {
         let initial = if seeds.is_empty() { Ok(()) } else { Err(NotReady::Joining) };
         let (ready_sender, ready) = watch::channel(initial);
         let driver = Driver::new(node, transport, ready_sender, stats.clone(), clock, persist);
-        // The timer task first: `failed` watches it.
-        let tasks = vec![
-            tokio::spawn(run_timers(driver.clone())),
-            tokio::spawn(accept(endpoint.clone(), driver.clone(), firewall.clone())),
-            tokio::spawn(warn_until_joined(ready.clone(), seeds, stats)),
-            tokio::spawn(persist::run_writer(driver.clone())),
-        ];
+        let tasks = Tasks {
+            timers: tokio::spawn(run_timers(driver.clone())),
+            accept: Some(tokio::spawn(accept(endpoint.clone(), driver.clone(), firewall.clone()))),
+            writer: Some(tokio::spawn(persist::run_writer(driver.clone()))),
+            joining: tokio::spawn(warn_until_joined(ready.clone(), seeds, stats)),
+        };
         let (redis, http) = (options.redis.as_ref(), options.http.as_ref());
         let front_ends = match FrontEnds::start(redis, http, &driver, &ready).await {
             Ok(front_ends) => front_ends,
             Err(error) => {
-                tasks.iter().for_each(JoinHandle::abort);
+                tasks.abort();
                 return Err(StartError::FrontEnd(error));
             }
         };
@@ -268,22 +289,22 @@ impl NodeHandle {
 
     /// Completes if the node stops serving though nobody asked it to, which only a bug can
     /// cause: the driver's timer task ends (a panic in the node, which poisons the driver's
-    /// lock, or in the task itself), or a front end's accept loop panics or returns. The node
-    /// then serves nothing, or nothing on that port, and its process should exit so a
-    /// supervisor restarts it. Says why.
+    /// lock, or in the task itself), the QUIC accept loop or a front end's ends, or the data
+    /// directory's writer panics. The node then serves nothing, or nothing on that port, or
+    /// leaves durable writes waiting, and its process should exit so a supervisor restarts it.
+    /// Says why.
     pub async fn failed(&mut self) -> NodeFailure {
-        let driver = async {
-            match self.tasks.first_mut() {
-                // Polling a finished handle again would panic: a second call says it again.
-                Some(driver) if driver.is_finished() => {}
-                Some(driver) => {
-                    let _ = driver.await;
-                }
-                None => std::future::pending().await,
+        let tasks = &mut self.tasks;
+        let timers = async {
+            // Polling a finished handle again would panic: a second call says it again.
+            if !tasks.timers.is_finished() {
+                let _ = (&mut tasks.timers).await;
             }
         };
         tokio::select! {
-            () = driver => NodeFailure::Driver,
+            () = timers => NodeFailure::Driver,
+            why = task_failed(&mut tasks.accept, true) => NodeFailure::Accept(why),
+            why = task_failed(&mut tasks.writer, false) => NodeFailure::Writer(why),
             failure = self.front_ends.failed() => failure,
         }
     }
@@ -291,9 +312,7 @@ impl NodeHandle {
     /// Stops at once, as a crash would (no departure, no handoff). Returns once the Redis and
     /// HTTP listeners are closed: their ports can be bound again (a node restarted in place).
     pub async fn stop(self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.tasks.abort();
         self.endpoint.close(0u32.into(), b"node stopping");
         self.front_ends.stop().await;
     }
@@ -352,6 +371,23 @@ fn cluster_keys(options: &NodeOptions) -> Result<Vec<ClusterKey>, StartError> {
     }
     tracing::warn!("no cluster key given: using the built-in development key, loopback only");
     Ok(vec![ClusterKey::development()])
+}
+
+/// Completes when `task` ends by a panic, or by returning when `returning_fails`; says how.
+/// Never completes without a task, or once it reported (the handle is taken then: polling a
+/// finished one again would panic).
+async fn task_failed(task: &mut Option<JoinHandle<()>>, returning_fails: bool) -> String {
+    let Some(handle) = task.as_mut() else { return std::future::pending().await };
+    let ended = handle.await;
+    *task = None;
+    match ended {
+        Ok(()) if !returning_fails => std::future::pending().await,
+        Ok(()) => "it returned".to_string(),
+        Err(error) if error.is_panic() => {
+            format!("it panicked: {}", panic_message(error.into_panic().as_ref()))
+        }
+        Err(error) => format!("its task ended: {error}"),
+    }
 }
 
 /// Accepts connections and routes them by ALPN: gossip to the driver, RPC to the server.
@@ -478,4 +514,39 @@ fn host_name() -> String {
         .map(|name| name.trim().to_string())
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "chorus".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A QUIC accept loop that ends leaves the node unreachable for peers and clients while
+    /// everything else looks well: `failed` says so, and the process exits.
+    #[tokio::test]
+    async fn a_node_whose_quic_accept_loop_ends_has_failed() {
+        let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let mut node = NodeHandle::start(NodeOptions::new(listen, Vec::new())).await.unwrap();
+        // Closing the endpoint ends the loop as a panic in it would, without ending the rest.
+        node.endpoint.close(0u32.into(), b"test");
+        let failure = tokio::time::timeout(Duration::from_secs(10), node.failed()).await;
+        assert!(matches!(failure, Ok(NodeFailure::Accept(_))), "{failure:?}");
+        node.stop().await;
+    }
+
+    /// The writer's panic is a failure; its return (a failed directory, or none) is not.
+    #[tokio::test]
+    async fn a_task_fails_by_panicking_and_by_returning_only_when_that_fails() {
+        let mut panicked = Some(tokio::spawn(async { panic!("a bug") }));
+        assert!(task_failed(&mut panicked, false).await.contains("a bug"));
+        assert!(panicked.is_none(), "reported once");
+        let mut returned = Some(tokio::spawn(async {}));
+        let waited = Duration::from_millis(200);
+        assert!(tokio::time::timeout(waited, task_failed(&mut returned, false)).await.is_err());
+        let mut returned = Some(tokio::spawn(async {}));
+        assert_eq!(task_failed(&mut returned, true).await, "it returned");
+        // Reported: a second call waits.
+        assert!(tokio::time::timeout(waited, task_failed(&mut returned, true)).await.is_err());
+    }
 }
