@@ -36,12 +36,14 @@ pub enum NodeFailure {
     /// The HTTP front end's task ended.
     #[error("the HTTP front end stopped: {0}")]
     Http(String),
-    /// The QUIC accept loop ended: no peer, CLI or client can connect any more.
-    #[error("the node's QUIC accept loop stopped: {0}")]
+    /// The QUIC accept loop ended (a panic, or quinn closing the endpoint on a fatal socket
+    /// error): no peer, CLI or client can connect any more.
+    #[error("the node's QUIC accept loop stopped (no peer or client can connect): {0}")]
     Accept(String),
-    /// The data directory's writer panicked: writes waiting to be durable would wait forever.
-    /// (It also ends when the directory fails, which is no failure of the node: readiness
-    /// reports it, and the node goes on serving from memory.)
+    /// The data directory's writer task panicked: writes waiting to be durable would wait
+    /// forever. (It also ends when the directory fails, a panic in the blocking write
+    /// included, which is no failure of the node: readiness reports it, and the node goes on
+    /// serving from memory.)
     #[error("the data directory's writer stopped: {0}")]
     Writer(String),
 }

@@ -128,9 +128,10 @@ pub struct NodeHandle {
 struct Tasks {
     /// The driver's timer task, which `failed` watches.
     timers: JoinHandle<()>,
-    /// The QUIC accept loop, which `failed` watches (`None` once it reported).
+    /// The QUIC accept loop, which `failed` watches (`None` once `failed` reported its end).
     accept: Option<JoinHandle<()>>,
-    /// The data directory's writer, which `failed` watches for a panic (`None` once it ended).
+    /// The data directory's writer, which `failed` watches for a panic (`None` once `failed`
+    /// saw it end).
     writer: Option<JoinHandle<()>>,
     /// The task that warns until the node joined.
     joining: JoinHandle<()>,
@@ -373,9 +374,10 @@ fn cluster_keys(options: &NodeOptions) -> Result<Vec<ClusterKey>, StartError> {
     Ok(vec![ClusterKey::development()])
 }
 
-/// Completes when `task` ends by a panic, or by returning when `returning_fails`; says how.
-/// Never completes without a task, or once it reported (the handle is taken then: polling a
-/// finished one again would panic).
+/// Completes when `task` ends by a panic (or is cancelled, which only an abort or the runtime's
+/// shutdown does), or by returning when `returning_fails`; says how. Never completes without a
+/// task, or once it reported (the handle is taken then: polling a finished one again would
+/// panic).
 async fn task_failed(task: &mut Option<JoinHandle<()>>, returning_fails: bool) -> String {
     let Some(handle) = task.as_mut() else { return std::future::pending().await };
     let ended = handle.await;
@@ -528,6 +530,9 @@ mod tests {
     async fn a_node_whose_quic_accept_loop_ends_has_failed() {
         let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
         let mut node = NodeHandle::start(NodeOptions::new(listen, Vec::new())).await.unwrap();
+        // Without a data directory the writer returns at once: no failure.
+        let quiet = tokio::time::timeout(Duration::from_millis(500), node.failed()).await;
+        assert!(quiet.is_err(), "{quiet:?}");
         // Closing the endpoint ends the loop as a panic in it would, without ending the rest.
         node.endpoint.close(0u32.into(), b"test");
         let failure = tokio::time::timeout(Duration::from_secs(10), node.failed()).await;
@@ -536,7 +541,7 @@ mod tests {
     }
 
     /// The writer's panic is a failure; its return (a failed directory, or none) is not.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_task_fails_by_panicking_and_by_returning_only_when_that_fails() {
         let mut panicked = Some(tokio::spawn(async { panic!("a bug") }));
         assert!(task_failed(&mut panicked, false).await.contains("a bug"));
@@ -544,6 +549,7 @@ mod tests {
         let mut returned = Some(tokio::spawn(async {}));
         let waited = Duration::from_millis(200);
         assert!(tokio::time::timeout(waited, task_failed(&mut returned, false)).await.is_err());
+        assert!(returned.is_none(), "it ended and was judged no failure");
         let mut returned = Some(tokio::spawn(async {}));
         assert_eq!(task_failed(&mut returned, true).await, "it returned");
         // Reported: a second call waits.
