@@ -6,9 +6,9 @@
 //! compares tags, held side by side, and reads entries only among the ids whose tags tie with
 //! the key's. Without tags it read an entry at every step of a binary search: 9 steps in a
 //! chunk of 512, each two cache misses (the slab slot, then the entry) on a store that does not
-//! fit in the cache, and `perf` put half of a new key's time there (`new_key_ns` in
-//! `benches/apply.rs`). Every new key takes that search, on every node, as does every read of
-//! a range (lists, scans). Tags cost 4 bytes an entry.
+//! fit in the cache, and `perf` put half of a new key's time there (`new_key_ttl_100k_keys_ns`
+//! in `benches/apply.rs`). Every new key takes that search, on every node, as does every read
+//! of a range (lists, scans). Tags cost 4 bytes an entry, 6 with the chunks' spare room.
 //!
 //! A chunk's prefix may be shorter than what its keys share, never longer. An insert whose key
 //! does not start with it shortens it, and the tags follow without reading an entry (every

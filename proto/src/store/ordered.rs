@@ -184,6 +184,7 @@ impl Ordered {
     }
 
     /// Inserts `id` at `at` (a place [`Ordered::seek`] gave for it); `fence` gives an id's fence.
+    /// Says how the chunks changed.
     pub(crate) fn insert(
         &mut self,
         at: Position,
@@ -229,7 +230,8 @@ impl Ordered {
         }
     }
 
-    /// Removes and returns the id at `at`, which must hold one; `fence` gives an id's fence.
+    /// Removes the id at `at`, which must hold one; `fence` gives an id's fence. Says how the
+    /// chunks changed.
     pub(crate) fn remove(&mut self, at: Position, fence: impl Fn(u32) -> u128) -> Removed {
         self.chunks[at.chunk].remove(at.index);
         self.len -= 1;
