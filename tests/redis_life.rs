@@ -55,8 +55,9 @@ async fn a_stopped_node_frees_its_redis_and_http_ports_before_stop_returns() {
     }
 }
 
-/// A front end's accept loop that panics or returns (the test-only fault switch, read by
-/// debug builds only) stops `chorus node` with exit 1 and an error line naming it.
+/// A front end's accept loop, or the QUIC one that peers and the CLI connect through, that
+/// panics or returns (the test-only fault switch, read by debug builds only) stops `chorus
+/// node` with exit 1 and an error line naming it.
 #[test]
 fn a_front_end_that_stops_by_itself_stops_the_node_with_an_error() {
     if !cfg!(debug_assertions) {
@@ -68,15 +69,21 @@ fn a_front_end_that_stops_by_itself_stops_the_node_with_an_error() {
         ("redis-accept-panic", "the Redis front end stopped: its accept loop panicked"),
         ("redis-accept-return", "the Redis front end stopped: its accept loop returned"),
         ("http-accept-panic", "the HTTP front end stopped: its accept loop panicked"),
+        ("quic-accept-panic", "the node's QUIC accept loop stopped"),
     ];
     for (fault, logged) in faults {
         let process = Node::spawn_with_env(fault, &[("CHORUS_TEST_FAULT", fault)], scratch.path());
         let mut node = Node::await_ready(process, None);
-        let door = match fault.starts_with("redis") {
-            true => node.ready.redis.clone().expect("Redis"),
-            false => node.ready.http.clone().expect("HTTP"),
-        };
-        let _client = TcpStream::connect(&door).expect("connect to the front end");
+        if fault.starts_with("quic") {
+            // The CLI's connection is the first the loop takes; the node dies under it.
+            let _ = node.cli(&["stats"]);
+        } else {
+            let door = match fault.starts_with("redis") {
+                true => node.ready.redis.clone().expect("Redis"),
+                false => node.ready.http.clone().expect("HTTP"),
+            };
+            let _client = TcpStream::connect(&door).expect("connect to the front end");
+        }
         let status = node.process.wait_exit(EXIT_TIMEOUT);
         let log = node.process.log_tail();
         assert_eq!(status.and_then(|status| status.code()), Some(1), "{fault}: {status:?}\n{log}");

@@ -226,11 +226,11 @@ fn new_key_ns(count: usize) -> f64 {
         let mut put = |index: usize| writer.put_with_ttl(index);
         let mut store = Store::new();
         for _ in 0..ENTRY_COUNT {
-            store.apply(put((splitmix64(&mut state) % 1_000_000_000) as usize));
+            store.apply(put(new_key_index(&mut state)));
         }
         let start = Instant::now();
         for _ in 0..count {
-            black_box(store.apply(put((splitmix64(&mut state) % 1_000_000_000) as usize)));
+            black_box(store.apply(put(new_key_index(&mut state))));
         }
         (start.elapsed(), store)
     });
@@ -245,7 +245,7 @@ fn collect_expired_ms() -> f64 {
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut store = Store::new();
         while store.entry_count() < ENTRY_COUNT {
-            let index = (splitmix64(&mut state) % 1_000_000_000) as usize;
+            let index = new_key_index(&mut state);
             let mut update = writer.put(index, true, &[7; 64]);
             update.expires_at_ms = Some(EPOCH_MS + 1_000);
             store.apply(update);
@@ -258,6 +258,11 @@ fn collect_expired_ms() -> f64 {
         (elapsed, store)
     });
     milliseconds(elapsed)
+}
+
+/// A key index drawn at random among a billion, as new sessions' keys are: seldom one held.
+fn new_key_index(state: &mut u64) -> usize {
+    (splitmix64(state) % 1_000_000_000) as usize
 }
 
 /// The next number of the SplitMix64 generator (Steele, Lea and Flood, 2014) from `state`.

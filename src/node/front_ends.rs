@@ -233,20 +233,32 @@ async fn redis_failed(redis: &mut Option<RedisThread>) -> NodeFailure {
 
 /// Completes when the HTTP task ends by itself; never without one.
 async fn http_failed(http: &mut Option<JoinHandle<()>>) -> NodeFailure {
-    let Some(task) = http.as_mut() else { return std::future::pending().await };
-    let why = match task.await {
-        Ok(()) => "its accept loop returned".to_string(),
+    NodeFailure::Http(format!("its accept loop {}", task_failed(http, true).await))
+}
+
+/// Completes when `task` ends by a panic (or is cancelled, which only an abort or the runtime's
+/// shutdown does), or by returning when `returning_fails`; says how ("returned", "panicked:
+/// ..."). Never completes without a task, or once it reported (the handle is taken then:
+/// polling a finished one again would panic).
+pub(super) async fn task_failed(
+    task: &mut Option<JoinHandle<()>>,
+    returning_fails: bool,
+) -> String {
+    let Some(handle) = task.as_mut() else { return std::future::pending().await };
+    let ended = handle.await;
+    *task = None;
+    match ended {
+        Ok(()) if !returning_fails => std::future::pending().await,
+        Ok(()) => "returned".to_string(),
         Err(error) if error.is_panic() => {
-            format!("its accept loop panicked: {}", panic_message(error.into_panic().as_ref()))
+            format!("panicked: {}", panic_message(error.into_panic().as_ref()))
         }
-        Err(error) => format!("its task ended: {error}"),
-    };
-    *http = None;
-    NodeFailure::Http(why)
+        Err(error) => format!("ended: {error}"),
+    }
 }
 
 /// A panic's message, when it has one.
-pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|text| text.to_string())

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::clock::{Clock, WallClock};
 use super::driver::Driver;
-use super::front_ends::{FrontEnds, NodeFailure, panic_message};
+use super::front_ends::{FrontEnds, NodeFailure, task_failed};
 use super::persist;
 use super::ready::{NotReady, Readiness};
 use super::timers::run_timers;
@@ -304,8 +304,8 @@ impl NodeHandle {
         };
         tokio::select! {
             () = timers => NodeFailure::Driver,
-            why = task_failed(&mut tasks.accept, true) => NodeFailure::Accept(why),
-            why = task_failed(&mut tasks.writer, false) => NodeFailure::Writer(why),
+            why = task_failed(&mut tasks.accept, true) => NodeFailure::Accept(format!("it {why}")),
+            why = task_failed(&mut tasks.writer, false) => NodeFailure::Writer(format!("it {why}")),
             failure = self.front_ends.failed() => failure,
         }
     }
@@ -374,27 +374,12 @@ fn cluster_keys(options: &NodeOptions) -> Result<Vec<ClusterKey>, StartError> {
     Ok(vec![ClusterKey::development()])
 }
 
-/// Completes when `task` ends by a panic (or is cancelled, which only an abort or the runtime's
-/// shutdown does), or by returning when `returning_fails`; says how. Never completes without a
-/// task, or once it reported (the handle is taken then: polling a finished one again would
-/// panic).
-async fn task_failed(task: &mut Option<JoinHandle<()>>, returning_fails: bool) -> String {
-    let Some(handle) = task.as_mut() else { return std::future::pending().await };
-    let ended = handle.await;
-    *task = None;
-    match ended {
-        Ok(()) if !returning_fails => std::future::pending().await,
-        Ok(()) => "it returned".to_string(),
-        Err(error) if error.is_panic() => {
-            format!("it panicked: {}", panic_message(error.into_panic().as_ref()))
-        }
-        Err(error) => format!("its task ended: {error}"),
-    }
-}
-
 /// Accepts connections and routes them by ALPN: gossip to the driver, RPC to the server.
 async fn accept(endpoint: quinn::Endpoint, driver: Arc<Driver>, firewall: Arc<Firewall>) {
     while let Some(incoming) = endpoint.accept().await {
+        if crate::frontend::test_fault("quic-accept-panic") {
+            panic!("test fault: quic-accept-panic");
+        }
         if firewall.blocks(&incoming.remote_address()) {
             incoming.refuse();
             continue;
@@ -551,7 +536,7 @@ mod tests {
         assert!(tokio::time::timeout(waited, task_failed(&mut returned, false)).await.is_err());
         assert!(returned.is_none(), "it ended and was judged no failure");
         let mut returned = Some(tokio::spawn(async {}));
-        assert_eq!(task_failed(&mut returned, true).await, "it returned");
+        assert_eq!(task_failed(&mut returned, true).await, "returned");
         // Reported: a second call waits.
         assert!(tokio::time::timeout(waited, task_failed(&mut returned, true)).await.is_err());
     }

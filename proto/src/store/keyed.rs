@@ -337,8 +337,8 @@ mod tests {
                 check_tags(&keyed, &slab, &context);
             }
         }
-        // Every way of changing the chunks was taken but a chunk dropping whole, which a
-        // chunk below a quarter full merging first leaves to the sole chunk's last id.
+        // Every way of changing the chunks was taken but a chunk dropping whole, which needs a
+        // chunk of one id (a chunk below a quarter full merges first): the ascending test.
         let taken = ["into", "alone", "split", "from", "merged", "merged and split"];
         assert!(taken.iter().all(|name| changes.contains_key(name)), "{changes:?}");
         assert!(found_by_id * 2 > removals, "{found_by_id} of {removals} found by id");
@@ -379,6 +379,15 @@ mod tests {
         assert_eq!(keyed.tagged[1].prefix, b"session/0000");
         let tags = &keyed.tagged[1].tags;
         assert!(tags.windows(2).all(|pair| pair[0] < pair[1]), "distinct tags: no entry read");
+        // One more key starts a chunk of its own; removing it drops the chunk whole.
+        let key = b"session/99999999";
+        let at = keyed.seek(key, |id| slab.get(id).key() < &key[..]);
+        let id = slab.insert(&update(key));
+        assert_eq!(inserted(keyed.insert(&slab, at, id)), "alone");
+        let at = keyed.seek(key, |id| slab.get(id).key() < &key[..]);
+        assert_eq!(removed(keyed.remove(&slab, at)), "chunk");
+        slab.remove(id);
+        check_tags(&keyed, &slab, "a chunk dropped whole");
     }
 
     /// A store's first chunk holds every key family, so its prefix shrinks to nothing; the
