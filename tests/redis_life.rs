@@ -1,13 +1,13 @@
-//! The life of a node's Redis (and HTTP) front end: stopping a node frees its ports before
-//! `stop` returns; a front end whose accept loop panics or returns stops the process with an
-//! error; a command that works a page per hold (`DBSIZE`, `FLUSHDB`, `HLEN` of a large hash)
-//! lets the node's other Redis clients be served while it runs. Orders of events, never
-//! timings.
+//! The life of a node's Redis (and HTTP) front end: stopping a node frees its ports (QUIC,
+//! Redis, HTTP) before `stop` returns; a front end whose accept loop panics or returns stops
+//! the process with an error; a command that works a page per hold (`DBSIZE`, `FLUSHDB`,
+//! `HLEN` of a large hash) lets the node's other Redis clients be served while it runs.
+//! Orders of events, never timings.
 
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use chorus::{HttpOptions, NodeHandle, NodeOptions, RedisOptions};
@@ -23,20 +23,26 @@ const ATTEMPTS: usize = 3;
 /// How long a reply may take before the test fails.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A node started in this process, stopped (`stop`, or `shutdown` every other round), and
-/// started again on the same Redis and HTTP addresses at once, with a client connected to
-/// the old one: each start binds, and the ports bind right after each stop returns.
+/// A node started in this process and joined to a peer, stopped (`stop`, or `shutdown` every
+/// other round), and started again on the same QUIC, Redis and HTTP addresses at once, with a
+/// Redis and an HTTP client connected to the old one: each start binds, and every port binds
+/// right after each stop returns (the QUIC one once the connections to the peer closed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_node_frees_its_redis_and_http_ports_before_stop_returns() {
-    let (mut redis, mut http): (SocketAddr, SocketAddr) =
-        (([127, 0, 0, 1], 0).into(), ([127, 0, 0, 1], 0).into());
+async fn a_stopped_node_frees_its_ports_before_stop_returns() {
+    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let peer = NodeHandle::start(NodeOptions::new(loopback, Vec::new())).await.expect("the peer");
+    let (mut listen, mut redis, mut http) = (loopback, loopback, loopback);
     for round in 0..ROUNDS {
-        let mut options = NodeOptions::new(([127, 0, 0, 1], 0).into(), Vec::new());
+        let mut options = NodeOptions::new(listen, Vec::new());
+        options.join = vec![peer.addr().to_string()];
         options.redis = Some(RedisOptions { listen: redis, password: None });
         options.http = Some(HttpOptions { listen: http, token: None });
-        let node = NodeHandle::start(options)
+        let mut node = NodeHandle::start(options)
             .await
             .unwrap_or_else(|error| panic!("round {round}: start on the same addresses: {error}"));
+        let joined = tokio::time::timeout(REPLY_TIMEOUT, node.ready()).await;
+        assert!(joined.is_ok(), "round {round}: the node did not join its peer");
+        listen = node.addr();
         (redis, http) = (node.redis_addr().expect("Redis"), node.http_addr().expect("HTTP"));
         // A client served, and still connected when the node stops.
         let mut client = Redis::connect(&redis.to_string());
@@ -47,12 +53,15 @@ async fn a_stopped_node_frees_its_redis_and_http_ports_before_stop_returns() {
         } else {
             node.shutdown().await;
         }
+        let quic = UdpSocket::bind(listen).map(drop);
+        assert!(quic.is_ok(), "round {round}: QUIC port {listen} still bound: {quic:?}");
         for (door, addr) in [("Redis", redis), ("HTTP", http)] {
             let bound = TcpListener::bind(addr);
             assert!(bound.is_ok(), "round {round}: {door} port {addr} still bound: {bound:?}");
         }
         drop((client, held));
     }
+    peer.stop().await;
 }
 
 /// A front end's accept loop, or the QUIC one that peers and the CLI connect through, that

@@ -78,6 +78,12 @@ impl TransportStats {
 /// Each peer lane's queue, by peer address and lane.
 type Lanes = BTreeMap<(String, Lane), (mpsc::Sender<Queued>, Arc<AtomicUsize>)>;
 
+/// What a transport holds until it is closed.
+struct Open {
+    endpoint: quinn::Endpoint,
+    lanes: Lanes,
+}
+
 /// A message queued on a lane; its bytes count against the lane's budget until it is written
 /// or dropped.
 struct Queued {
@@ -94,10 +100,10 @@ impl Drop for Queued {
 
 /// The sending half: a queue per peer and lane, each drained by its own task.
 pub struct Transport {
-    endpoint: quinn::Endpoint,
     client_config: quinn::ClientConfig,
-    /// Each peer lane's queue; the lock is held only to find or open one.
-    lanes: Mutex<Lanes>,
+    /// The endpoint and each peer lane's queue, until `close`; the lock is held only to find
+    /// or open a lane.
+    open: Mutex<Option<Open>>,
     firewall: Arc<Firewall>,
     stats: Arc<TransportStats>,
     /// The node's runtime, where lane tasks run: a message may be sent from a task of the
@@ -115,7 +121,21 @@ impl Transport {
         stats: Arc<TransportStats>,
     ) -> Transport {
         let runtime = tokio::runtime::Handle::current();
-        Transport { endpoint, client_config, lanes: Mutex::default(), firewall, stats, runtime }
+        let open = Mutex::new(Some(Open { endpoint, lanes: Lanes::new() }));
+        Transport { client_config, open, firewall, stats, runtime }
+    }
+
+    /// Lets go of the endpoint and ends every lane (each after the message it is writing);
+    /// what is sent after is dropped. The node's QUIC socket closes only once nothing holds
+    /// the endpoint, and a stopped node may outlive its driver's last user.
+    pub fn close(&self) {
+        drop(self.lock_open().take());
+    }
+
+    fn lock_open(&self) -> std::sync::MutexGuard<'_, Option<Open>> {
+        // A poisoned lock only means a panic elsewhere while holding it; what it guards is
+        // still valid.
+        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Encodes each message once, however many peers it goes to (transmits that share a
@@ -145,12 +165,15 @@ impl Transport {
     fn queue(&self, transmit: &Transmit, bytes: Bytes) {
         let addr = String::from_utf8_lossy(transmit.to.as_bytes()).into_owned();
         let key = (addr, transmit.lane);
-        // A poisoned lock only means a panic elsewhere while holding it; the map is still valid.
-        let mut lanes = self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut open = self.lock_open();
+        let Some(Open { endpoint, lanes }) = open.as_mut() else {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
         if lanes.get(&key).is_none_or(|(queue, _)| queue.is_closed()) {
             let (queue, receiver) = mpsc::channel(LANE_QUEUE_MAX);
             let lane = LaneTask {
-                endpoint: self.endpoint.clone(),
+                endpoint: endpoint.clone(),
                 client_config: self.client_config.clone(),
                 addr: key.0.clone(),
                 firewall: self.firewall.clone(),

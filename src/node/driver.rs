@@ -37,7 +37,7 @@ use crate::store::Persist;
 pub struct Driver {
     state: TimedMutex<State>,
     /// Sends transmits to peers; its own lanes are behind their own small lock.
-    transport: Transport,
+    pub(super) transport: Transport,
     /// Wakes the timer task when a call moved the node's next deadline earlier.
     pub(super) rearm: Notify,
     pub(super) transport_stats: Arc<TransportStats>,

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chorus_proto::{Addr, Config, Name, Node, NodeId};
@@ -36,8 +36,15 @@ pub const SHUTDOWN_FLUSH: Duration = Duration::from_millis(300);
 /// How often a node that has seeds but has not joined says why, at WARN.
 pub const JOIN_WARN_INTERVAL: Duration = Duration::from_secs(5);
 
-/// How long a shutdown waits for its connections' close to reach the peers.
-pub const CLOSE_FLUSH: Duration = Duration::from_millis(200);
+/// How long `stop` (and so a shutdown) waits for quinn to close the QUIC socket, which it
+/// does once every connection finished closing: three probe timeouts after the close, during
+/// which the close is sent again to a peer that did not get it. Between nodes that exchanged
+/// traffic that is a few round trips and the peer's ACK delay (25 ms) thrice; a connection
+/// still in its handshake, with no round trip measured yet, takes about 3 s.
+pub const QUIC_RELEASE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How often `stop` looks whether the QUIC socket is closed.
+const QUIC_RELEASE_POLL: Duration = Duration::from_millis(10);
 
 /// How a node is started.
 #[derive(Clone, Debug)]
@@ -120,6 +127,8 @@ pub struct NodeHandle {
     ready: watch::Receiver<Readiness>,
     firewall: Arc<Firewall>,
     endpoint: quinn::Endpoint,
+    /// The QUIC socket, held by quinn until the endpoint and its connections are gone.
+    socket_held: Weak<dyn quinn::AsyncUdpSocket>,
     tasks: Tasks,
     front_ends: FrontEnds,
 }
@@ -145,6 +154,16 @@ impl Tasks {
             task.abort();
         }
     }
+
+    /// Aborts every task and returns once each has dropped its future, and with it what the
+    /// future held (the driver, the endpoint).
+    async fn stop(self) {
+        self.abort();
+        let Tasks { timers, accept, writer, joining } = self;
+        for task in [Some(timers), accept, writer, Some(joining)].into_iter().flatten() {
+            let _ = task.await;
+        }
+    }
 }
 
 impl NodeHandle {
@@ -155,16 +174,8 @@ impl NodeHandle {
         let server_config =
             identity.server_config(&[ALPN_GOSSIP, ALPN_RPC]).map_err(StartError::Tls)?;
         let gossip_config = identity.client_config(ALPN_GOSSIP).map_err(StartError::Tls)?;
-        // Bound first, so the port is known (port 0) before the endpoint's keys are derived.
-        let socket = gossip::bind_socket(options.listen).map_err(StartError::Bind)?;
-        let addr = socket.local_addr().map_err(StartError::Bind)?;
-        let advertised = options.advertise.clone().unwrap_or_else(|| addr.to_string());
-        // The same reset keys as any earlier process on this address: see `endpoint_config`.
-        let endpoint_config =
-            tls::endpoint_config(&keys[0], &advertised).map_err(StartError::Tls)?;
-        let runtime = Arc::new(quinn::TokioRuntime);
-        let endpoint = quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime)
-            .map_err(StartError::Bind)?;
+        let Bound { endpoint, addr, advertised, socket_held } =
+            bind(&options, &keys[0], server_config)?;
 
         // The thread-local generator is not `Send`: draw from it without holding it, so this
         // future can be spawned on any runtime.
@@ -206,7 +217,18 @@ impl NodeHandle {
                 return Err(StartError::FrontEnd(error));
             }
         };
-        Ok(NodeHandle { id, name, addr, driver, ready, firewall, endpoint, tasks, front_ends })
+        Ok(NodeHandle {
+            id,
+            name,
+            addr,
+            driver,
+            ready,
+            firewall,
+            endpoint,
+            socket_held,
+            tasks,
+            front_ends,
+        })
     }
 
     /// The node's identity.
@@ -274,17 +296,15 @@ impl NodeHandle {
         matches!(tokio::time::timeout(timeout, finished).await, Ok(Ok(())))
     }
 
-    /// Leaves gracefully, then stops every task and closes the endpoint, waiting briefly for
-    /// the close to reach the peers: they then drop their connections to this process at once,
+    /// Leaves gracefully, then stops as `stop` does, whose wait for the QUIC socket lets the
+    /// close reach the peers: they then drop their connections to this process at once,
     /// instead of sending into them until a successor resets them or they time out.
     pub async fn shutdown(self) -> bool {
         let handed_off = self.leave(LEAVE_TIMEOUT).await;
         tokio::time::sleep(SHUTDOWN_FLUSH).await;
         // Whatever `--fsync` let wait goes to disk now.
         self.driver.commit().await;
-        let endpoint = self.endpoint.clone();
         self.stop().await;
-        let _ = tokio::time::timeout(CLOSE_FLUSH, endpoint.wait_idle()).await;
         handed_off
     }
 
@@ -310,13 +330,62 @@ impl NodeHandle {
         }
     }
 
-    /// Stops at once, as a crash would (no departure, no handoff). Returns once the Redis and
-    /// HTTP listeners are closed: their ports can be bound again (a node restarted in place).
+    /// Stops at once, as a crash would (no departure, no handoff). Returns once the node's
+    /// ports can be bound again (a node restarted in place): the Redis and HTTP listeners are
+    /// closed, and so is the QUIC socket, which quinn keeps until every connection finished
+    /// closing (three probe timeouts after the close, to answer the peer's late packets with
+    /// it), `QUIC_RELEASE_TIMEOUT` at most.
     pub async fn stop(self) {
-        self.tasks.abort();
-        self.endpoint.close(0u32.into(), b"node stopping");
-        self.front_ends.stop().await;
+        let NodeHandle { driver, endpoint, socket_held, tasks, front_ends, .. } = self;
+        tasks.stop().await;
+        endpoint.close(0u32.into(), b"node stopping");
+        front_ends.stop().await;
+        // Whoever still holds the driver (a caller's clone) no longer holds the endpoint; the
+        // connections' tasks end on the close.
+        driver.transport.close();
+        drop((driver, endpoint));
+        let deadline = tokio::time::Instant::now() + QUIC_RELEASE_TIMEOUT;
+        while socket_held.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(QUIC_RELEASE_POLL).await;
+        }
+        if socket_held.strong_count() > 0 {
+            tracing::debug!("the QUIC socket is still open: a connection is still closing");
+        }
     }
+}
+
+/// A node's QUIC endpoint, bound.
+struct Bound {
+    endpoint: quinn::Endpoint,
+    addr: SocketAddr,
+    advertised: String,
+    /// Gone once quinn dropped the socket: `stop` waits for that.
+    socket_held: Weak<dyn quinn::AsyncUdpSocket>,
+}
+
+/// Binds the QUIC endpoint on `options.listen`.
+fn bind(
+    options: &NodeOptions,
+    key: &ClusterKey,
+    server_config: quinn::ServerConfig,
+) -> Result<Bound, StartError> {
+    // Bound first, so the port is known (port 0) before the endpoint's keys are derived.
+    let socket = gossip::bind_socket(options.listen).map_err(StartError::Bind)?;
+    let addr = socket.local_addr().map_err(StartError::Bind)?;
+    let advertised = options.advertise.clone().unwrap_or_else(|| addr.to_string());
+    // The same reset keys as any earlier process on this address: see `endpoint_config`.
+    let endpoint_config = tls::endpoint_config(key, &advertised).map_err(StartError::Tls)?;
+    let runtime = Arc::new(quinn::TokioRuntime);
+    let socket = quinn::Runtime::wrap_udp_socket(&*runtime, socket).map_err(StartError::Bind)?;
+    let socket_held = Arc::downgrade(&socket);
+    let endpoint = quinn::Endpoint::new_with_abstract_socket(
+        endpoint_config,
+        Some(server_config),
+        socket,
+        runtime,
+    )
+    .map_err(StartError::Bind)?;
+    Ok(Bound { endpoint, addr, advertised, socket_held })
 }
 
 /// The protocol node: restored from the data directory when it holds a state, else new;

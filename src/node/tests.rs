@@ -74,6 +74,25 @@ async fn every_lock_site_is_counted_by_purpose() {
     node.stop().await;
 }
 
+/// `stop` returns once the node's QUIC port can be bound again, though the node had
+/// connections to a peer and a caller still holds its driver, whose transport held the
+/// endpoint.
+#[tokio::test]
+async fn a_stopped_node_frees_its_quic_port_while_its_driver_is_held() {
+    let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let first = NodeHandle::start(NodeOptions::new(listen, Vec::new())).await.expect("starts");
+    let mut options = NodeOptions::new(listen, Vec::new());
+    options.join = vec![first.addr().to_string()];
+    let mut second = NodeHandle::start(options).await.expect("starts");
+    tokio::time::timeout(Duration::from_secs(20), second.ready()).await.expect("joins");
+    let (addr, held) = (second.addr(), second.driver().clone());
+    second.stop().await;
+    let bound = std::net::UdpSocket::bind(addr);
+    assert!(bound.is_ok(), "{addr} still bound after stop: {bound:?}");
+    drop(held);
+    first.stop().await;
+}
+
 /// Pushes are flushed as soon as they are due, so a session's second write can find the
 /// first one's pushes queued for a peer: a session must drain between its writes (the
 /// drain contract), or a debug build panics and a release build breaks the contract silently.
