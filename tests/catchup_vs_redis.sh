@@ -27,7 +27,7 @@ source tests/node_tools.sh
 redis_pids=()
 cleanup() {
   stop_nodes
-  for pid in "${redis_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  end_processes -TERM "${redis_pids[@]}"
   rm -rf "$scratch"
 }
 trap cleanup EXIT

@@ -20,6 +20,7 @@ tests="${TESTS:-set get}"
 pipelines="${PIPELINES:-1 16}"
 
 source tests/redis_tools.sh
+source tests/node_tools.sh
 ensure_redis_tools
 if ! command -v perf >/dev/null; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
@@ -31,7 +32,7 @@ if [ -z "${CHORUS_BIN:-}" ]; then
 fi
 scratch=$(mktemp -d)
 pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; rm -rf "$scratch"; }
+cleanup() { if [ -n "$pid" ]; then end_processes -TERM "$pid"; fi; rm -rf "$scratch"; }
 trap cleanup EXIT
 
 # Starts a server ($1: a chorus binary, or "redis") on a free port; sets pid and port.

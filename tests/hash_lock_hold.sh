@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 
 fields="${1:-100000}"
 source tests/redis_tools.sh
+source tests/node_tools.sh
 command -v redis-cli >/dev/null || ensure_redis_tools
 if [ -z "${CHORUS_BIN:-}" ]; then
   cargo build --release --locked --bin chorus >&2
@@ -20,7 +21,7 @@ if [ -z "${CHORUS_BIN:-}" ]; then
 fi
 scratch=$(mktemp -d)
 pid=""
-cleanup() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$scratch"; }
+cleanup() { if [ -n "$pid" ]; then end_processes -TERM "$pid"; fi; rm -rf "$scratch"; }
 trap cleanup EXIT
 
 awk -v n="$fields" 'BEGIN {

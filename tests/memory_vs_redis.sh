@@ -16,11 +16,12 @@ cd "$(dirname "$0")/.."
 keys="${1:-1000000}"
 
 source tests/redis_tools.sh
+source tests/node_tools.sh
 ensure_redis_tools
 chorus=$(chorus_release_bin)
 scratch=$(mktemp -d)
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$scratch"; }
+cleanup() { end_processes -TERM "${pids[@]}"; rm -rf "$scratch"; }
 trap cleanup EXIT
 
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }

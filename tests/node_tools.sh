@@ -1,5 +1,6 @@
 # Shared by the measurement scripts that start chorus nodes (sourced, not run). The caller sets
-# `node_bin` (the binary) and `scratch` (a directory), and calls `stop_nodes` at exit.
+# `node_bin` (the binary) and `scratch` (a directory), and calls `stop_nodes` at exit; those that
+# start other servers end them with `end_processes`.
 
 # Starts node $1 on a free loopback port with the remaining arguments; prints its listen
 # address once its ready line appears (30 s at most). stdout goes to $scratch/$1.out, the log to
@@ -31,10 +32,30 @@ stop_node() {
   rm -f "$scratch/$1.pid"
 }
 
-# Kills every node this script started (each by its own process id).
+# Kills every node this script started (each by its own process id) and returns once they
+# have exited.
 stop_nodes() {
-  local file
+  local file pids=()
   for file in "$scratch"/*.pid; do
-    [ -e "$file" ] && kill -9 "$(cat "$file")" 2>/dev/null || true
+    [ -e "$file" ] && pids+=("$(cat "$file")")
+  done
+  end_processes -KILL "${pids[@]}"
+}
+
+# Whether process $1 runs (an exited child that was not waited for is a zombie: it does not).
+running() {
+  [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)" != Z ]
+}
+
+# Sends signal $1 (-TERM, -KILL...) to the processes given by id after it, then returns once
+# each has exited: after 10 s it kills what still runs. A script's cleanup removes its scratch
+# directory after this, once nothing writes there any more.
+end_processes() {
+  local signal=$1 pid; shift
+  for pid in "$@"; do kill "$signal" "$pid" 2>/dev/null || true; done
+  for pid in "$@"; do
+    for _ in $(seq 1 100); do running "$pid" || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do running "$pid" || break; sleep 0.1; done
   done
 }

@@ -17,7 +17,7 @@ node_bin=$(chorus_release_bin)
 scratch=$(mktemp -d)
 source tests/node_tools.sh
 pids=()
-trap 'for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; stop_nodes; rm -rf "$scratch"' EXIT
+trap 'end_processes -TERM "${pids[@]}"; stop_nodes; rm -rf "$scratch"' EXIT
 writes="${N:-300000}"
 
 a=$(start_node a --redis 127.0.0.1:0 --log-level warn)

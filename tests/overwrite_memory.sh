@@ -9,7 +9,8 @@ set -u
 cd "$(dirname "$0")/.."
 cargo build --release --locked --bin chorus >&2
 B=target/release/chorus; S=$(mktemp -d)
-trap 'kill $(cat $S/pids) 2>/dev/null; rm -rf $S' EXIT
+source tests/node_tools.sh
+trap 'end_processes -TERM $(cat $S/pids 2>/dev/null); rm -rf $S' EXIT
 start() { $B node --listen 127.0.0.1:0 --name $1 $2 --log-level warn > $S/$1.out 2>$S/$1.err & echo $! >> $S/pids; for i in $(seq 100); do grep -q ready $S/$1.out && break; sleep 0.1; done; sed -n 's/.*listen=\([^ ]*\).*/\1/p' $S/$1.out; }
 a=$(start a ""); b=$(start b "--join $a"); c=$(start c "--join $a"); sleep 2
 rss() { for p in $(cat $S/pids); do grep VmRSS /proc/$p/status | awk '{printf "%d MB ", $2/1024}'; done; echo; }

@@ -33,11 +33,12 @@ requests="${1:-100000}"
 rounds="${ROUNDS:-2}"
 
 source tests/redis_tools.sh
+source tests/node_tools.sh
 ensure_redis_tools
 chorus=$(chorus_release_bin)
 scratch=$(mktemp -d)
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$scratch"; }
+cleanup() { end_processes -TERM "${pids[@]}"; rm -rf "$scratch"; }
 trap cleanup EXIT
 
 # Starts redis-server on a free port (a replica of $1 when given: the primary's replication

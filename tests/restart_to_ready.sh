@@ -15,6 +15,7 @@
 # are measurements, not tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source tests/node_tools.sh
 
 restarts="${1:-10}"
 seeds_mode="${SEEDS:-all}"
@@ -27,7 +28,7 @@ chorus="$CHORUS_BIN"
 scratch=$(mktemp -d)
 declare -A pid port id
 cleanup() {
-  for name in "${!pid[@]}"; do kill -9 "${pid[$name]}" 2>/dev/null || true; done
+  end_processes -KILL "${pid[@]}"
   rm -rf "$scratch"
 }
 trap cleanup EXIT

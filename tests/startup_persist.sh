@@ -11,12 +11,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 keys="${1:-1000000}"
 source tests/redis_tools.sh
+source tests/node_tools.sh
 ensure_redis_tools
 cargo build --release --locked --bin chorus >&2
 chorus="${CARGO_TARGET_DIR:-target}/release/chorus"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/chorus-startup.XXXXXX")
 pid=""
-trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$dir"' EXIT
+trap 'if [ -n "$pid" ]; then end_processes -TERM "$pid"; fi; rm -rf "$dir"' EXIT
 port=$(free_port)
 $chorus node --listen 127.0.0.1:0 --redis 127.0.0.1:$port --data-dir $dir/data --fsync batch=50 > $dir/out 2> $dir/err &
 pid=$!
