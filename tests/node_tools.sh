@@ -55,6 +55,7 @@ end_processes() {
   for pid in "$@"; do kill "$signal" "$pid" 2>/dev/null || true; done
   for pid in "$@"; do
     for _ in $(seq 1 100); do running "$pid" || break; sleep 0.1; done
+    running "$pid" || continue
     kill -KILL "$pid" 2>/dev/null || true
     for _ in $(seq 1 50); do running "$pid" || break; sleep 0.1; done
   done

@@ -28,7 +28,7 @@ redis_test_args "$test"
 scratch=$(mktemp -d)
 source tests/node_tools.sh
 recorders=()
-trap 'for p in "${recorders[@]}"; do kill -INT "$p" 2>/dev/null || true; done; stop_nodes; rm -rf "$scratch"' EXIT
+trap 'end_processes -INT "${recorders[@]}"; stop_nodes; rm -rf "$scratch"' EXIT
 
 a=$(start_node a --redis 127.0.0.1:0 --log-level warn)
 names=(a)

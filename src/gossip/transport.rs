@@ -125,8 +125,8 @@ impl Transport {
         Transport { client_config, open, firewall, stats, runtime }
     }
 
-    /// Lets go of the endpoint and ends every lane (each after the message it is writing);
-    /// what is sent after is dropped. The node's QUIC socket closes only once nothing holds
+    /// Lets go of the endpoint and ends every lane (each after the message it is writing; what
+    /// it had queued is dropped), and drops what is sent after. The node's QUIC socket closes only once nothing holds
     /// the endpoint, and a stopped node may outlive its driver's last user.
     pub fn close(&self) {
         drop(self.lock_open().take());
@@ -215,6 +215,10 @@ impl LaneTask {
         // A refused cluster key is reported once per run of failures, not every retry.
         let mut refused_reported = false;
         while let Some(message) = queue.recv().await {
+            // The transport was closed (the node stops): the rest is not sent.
+            if queue.is_closed() {
+                break;
+            }
             if let Some((connection, _)) =
                 stream.as_ref().filter(|(c, _)| c.close_reason().is_some())
             {

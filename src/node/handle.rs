@@ -155,13 +155,16 @@ impl Tasks {
         }
     }
 
-    /// Aborts every task and returns once each has dropped its future, and with it what the
-    /// future held (the driver, the endpoint).
-    async fn stop(self) {
+    /// Returns once every task, aborted, has dropped its future, and with it what the future
+    /// held (the driver, the endpoint).
+    async fn ended(self) {
         self.abort();
         let Tasks { timers, accept, writer, joining } = self;
         for task in [Some(timers), accept, writer, Some(joining)].into_iter().flatten() {
-            let _ = task.await;
+            // `failed` may have awaited it already: a finished handle must not be polled again.
+            if !task.is_finished() {
+                let _ = task.await;
+            }
         }
     }
 }
@@ -337,11 +340,14 @@ impl NodeHandle {
     /// it), `QUIC_RELEASE_TIMEOUT` at most.
     pub async fn stop(self) {
         let NodeHandle { driver, endpoint, socket_held, tasks, front_ends, .. } = self;
-        tasks.stop().await;
+        // Everything is told to stop before the first await, should this future be dropped.
+        tasks.abort();
         endpoint.close(0u32.into(), b"node stopping");
+        tasks.ended().await;
         front_ends.stop().await;
         // Whoever still holds the driver (a caller's clone) no longer holds the endpoint; the
-        // connections' tasks end on the close.
+        // connections' tasks, which hold the socket through their connections, end on the
+        // close.
         driver.transport.close();
         drop((driver, endpoint));
         let deadline = tokio::time::Instant::now() + QUIC_RELEASE_TIMEOUT;
@@ -591,6 +597,18 @@ mod tests {
         node.endpoint.close(0u32.into(), b"test");
         let failure = tokio::time::timeout(Duration::from_secs(10), node.failed()).await;
         assert!(matches!(failure, Ok(NodeFailure::Accept(_))), "{failure:?}");
+        node.stop().await;
+    }
+
+    /// A node whose `failed` reported its timer task's end (awaiting that task's handle to
+    /// completion) still stops: `stop` does not poll the finished handle again.
+    #[tokio::test]
+    async fn a_node_stops_after_failed_reported_its_driver() {
+        let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let mut node = NodeHandle::start(NodeOptions::new(listen, Vec::new())).await.unwrap();
+        node.tasks.timers.abort();
+        let failure = tokio::time::timeout(Duration::from_secs(10), node.failed()).await;
+        assert!(matches!(failure, Ok(NodeFailure::Driver)), "{failure:?}");
         node.stop().await;
     }
 

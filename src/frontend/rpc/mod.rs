@@ -13,7 +13,7 @@ use chorus_proto::rpc::{Request, Response, RpcError};
 use tokio::sync::broadcast;
 
 use crate::frame;
-use chorus_proto::{WaitLevel, Write};
+use chorus_proto::Write;
 
 use crate::node::{Driver, OpError, Written};
 
@@ -52,20 +52,19 @@ async fn serve_stream(
                     watch(connection, send, &driver, prefix, after).await;
                     return;
                 }
-                request if waits(&request) => {
+                request => {
                     let answered = tokio::select! {
                         answered = answer(&driver, request) => answered,
                         // A client that went away (its connection closed, or it gave up on
                         // this request and stopped the stream) wants no answer: dropping the
-                        // operation cancels a write's wait and frees its slot at once.
+                        // operation cancels a write's wait and frees its slot at once. A
+                        // stopping node closes every connection: a write waiting for the disk
+                        // whose writer it stopped ends here too, and lets go of the socket.
                         _ = connection.closed() => return,
                         _ = send.stopped() => return,
                     };
                     answered.unwrap_or_else(|error| Response::Error(rpc_error(error)))
                 }
-                request => answer(&driver, request)
-                    .await
-                    .unwrap_or_else(|error| Response::Error(rpc_error(error))),
             },
         };
         driver.metrics().observe("rpc", kind, result(&response), started.elapsed());
@@ -107,15 +106,6 @@ fn result(response: &Response) -> &'static str {
             RpcError::NotDurable(_) => "not_durable",
         },
         _ => "ok",
-    }
-}
-
-/// Whether a request waits for other nodes (a write with a wait level), and so may outlive
-/// its client.
-fn waits(request: &Request) -> bool {
-    match request {
-        Request::Put { wait, .. } | Request::Delete { wait, .. } => *wait != WaitLevel::Local,
-        _ => false,
     }
 }
 
