@@ -126,8 +126,9 @@ impl Transport {
     }
 
     /// Lets go of the endpoint and ends every lane (each after the message it is writing; what
-    /// it had queued is dropped), and drops what is sent after. The node's QUIC socket closes only once nothing holds
-    /// the endpoint, and a stopped node may outlive its driver's last user.
+    /// it had queued is dropped), and drops what is sent after. The node's QUIC socket closes
+    /// only once nothing holds the endpoint, and a stopped node's driver may outlive it in the
+    /// hands of a caller.
     pub fn close(&self) {
         drop(self.lock_open().take());
     }

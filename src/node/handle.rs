@@ -38,9 +38,11 @@ pub const JOIN_WARN_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How long `stop` (and so a shutdown) waits for quinn to close the QUIC socket, which it
 /// does once every connection finished closing: three probe timeouts after the close, during
-/// which the close is sent again to a peer that did not get it. Between nodes that exchanged
-/// traffic that is a few round trips and the peer's ACK delay (25 ms) thrice; a connection
-/// still in its handshake, with no round trip measured yet, takes about 3 s.
+/// which quinn answers a peer's late packets with the close again. Between nodes that
+/// exchanged traffic that is a few round trips and the peer's ACK delay (25 ms) thrice; a
+/// connection still in its handshake, with no round trip measured yet, takes about 3 s. The
+/// bound keeps a SIGTERM's whole shutdown (`--drain`, the leave, this) under the 10 s that
+/// platforms such as Cloud Foundry give before they kill.
 pub const QUIC_RELEASE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How often `stop` looks whether the QUIC socket is closed.
