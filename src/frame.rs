@@ -15,7 +15,12 @@ pub enum FrameError {
     /// The stream ended cleanly between frames.
     #[error("stream closed")]
     Closed,
-    /// The stream or connection failed.
+    /// The connection went: closed by either side (a node that stops closes its connections
+    /// with a reason: "closed by peer: node stopping"), reset by a peer restarted on its
+    /// address, or timed out.
+    #[error("connection lost: {0}")]
+    Lost(quinn::ConnectionError),
+    /// The stream failed.
     #[error("stream failed: {0}")]
     Stream(String),
     /// The frame was too large or did not decode.
@@ -23,14 +28,21 @@ pub enum FrameError {
     Codec(CodecError),
 }
 
-/// A failed read, saying why the connection went when it did (a node that stops closes its
-/// clients' connections with a reason: "closed by peer: node stopping").
+/// A failed read, saying why the connection went when it did.
 fn read_failed(error: &quinn::ReadError) -> FrameError {
     match error {
-        quinn::ReadError::ConnectionLost(lost) => {
-            FrameError::Stream(format!("connection lost: {lost}"))
-        }
+        quinn::ReadError::ConnectionLost(lost) => FrameError::Lost(lost.clone()),
         other => FrameError::Stream(other.to_string()),
+    }
+}
+
+impl FrameError {
+    /// Whether the connection ended as connections do when a node stops, restarts or dies
+    /// (closed by the application on either side, reset, timed out), rather than by a fault
+    /// worth a warning (a protocol violation, a malformed frame).
+    pub fn routine(&self) -> bool {
+        use quinn::ConnectionError::{ApplicationClosed, LocallyClosed, Reset, TimedOut};
+        matches!(self, FrameError::Lost(ApplicationClosed(_) | LocallyClosed | Reset | TimedOut))
     }
 }
 

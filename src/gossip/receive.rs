@@ -37,6 +37,12 @@ pub async fn receive_gossip(
                     Ok(bytes) if firewall.blocks(&remote) => drop(bytes),
                     Ok(bytes) => deliver(Inbound { from: from.clone(), bytes }),
                     Err(frame::FrameError::Closed) => return,
+                    // A peer that stops, restarts or dies, or this node stopping: the
+                    // membership says so at INFO, once.
+                    Err(why) if why.routine() => {
+                        tracing::debug!(peer = %remote, %why, "gossip stream ended");
+                        return;
+                    }
                     Err(why) => {
                         tracing::warn!(peer = %remote, %why, "dropping gossip stream");
                         return;
