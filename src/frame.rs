@@ -38,11 +38,10 @@ fn read_failed(error: &quinn::ReadError) -> FrameError {
 
 impl FrameError {
     /// Whether the connection ended as connections do when a node stops, restarts or dies
-    /// (closed by the application on either side, reset, timed out), rather than by a fault
-    /// worth a warning (a protocol violation, a malformed frame).
+    /// (`tls::ended_routinely`), rather than by a fault worth a warning (a protocol violation,
+    /// a malformed frame).
     pub fn routine(&self) -> bool {
-        use quinn::ConnectionError::{ApplicationClosed, LocallyClosed, Reset, TimedOut};
-        matches!(self, FrameError::Lost(ApplicationClosed(_) | LocallyClosed | Reset | TimedOut))
+        matches!(self, FrameError::Lost(lost) if crate::tls::ended_routinely(lost))
     }
 }
 

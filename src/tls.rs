@@ -69,6 +69,15 @@ const _: () = assert!(CLIENT_KEEP_ALIVE_INTERVAL.as_millis() * 3 <= CLIENT_IDLE_
 /// word (quinn-rs/quinn#2199), and loss detection takes the MTU back to 1,200 (seen at 9,000).
 pub const UDP_PAYLOAD_MAX: u16 = 6_550;
 
+/// The round trip a node assumes for a connection it has not measured yet (quinn's default is
+/// RFC 9002's 333 ms, for a path known nothing about). Nodes of one cluster sit on one network
+/// (a data centre, a VPC: well under a millisecond). It sets the handshake's probe timeout
+/// (three times it), and so how long a connection closed in its handshake (a lane dialling a
+/// peer that is down, when the node stops) holds the node's socket: three probe timeouts, 3 s
+/// at 333 ms, 450 ms at this, within `QUIC_RELEASE_TIMEOUT`. Over a longer path the first
+/// handshake packet is sent again once before the answer comes: one packet more per connection.
+pub const INITIAL_RTT: Duration = Duration::from_millis(50);
+
 /// Packets quinn 0.11 puts in one segmented send: a copy of `MAX_TRANSMIT_SEGMENTS` in quinn's
 /// `connection.rs`, which quinn does not export. A quinn upgrade that raises it fails
 /// `gossip::tests::loopback_gossip_finds_the_largest_packets_and_keeps_them`.
@@ -403,11 +412,12 @@ pub fn load_transport_config() -> Arc<quinn::TransportConfig> {
 }
 
 /// The transport between nodes (a gossip dial, and the server side of every connection):
-/// packets up to `UDP_PAYLOAD_MAX`. A client keeps quinn's 1,452-byte ceiling: its requests
+/// packets up to `UDP_PAYLOAD_MAX`, an unmeasured round trip taken as `INITIAL_RTT`. A client keeps quinn's 1,452-byte ceiling: its requests
 /// are small, and 500 `chorus bench` clients probing 6,550-byte packets at once would crowd
 /// the node's socket during their handshakes.
 fn transport_config() -> Arc<quinn::TransportConfig> {
     let mut transport = transport_with(KEEP_ALIVE_INTERVAL, IDLE_TIMEOUT_MS);
+    transport.initial_rtt(INITIAL_RTT);
     let mut discovery = quinn::MtuDiscoveryConfig::default();
     discovery.upper_bound(UDP_PAYLOAD_MAX);
     transport.mtu_discovery_config(Some(discovery));
@@ -426,6 +436,15 @@ fn transport_with(keep_alive: Duration, idle_timeout_ms: u32) -> quinn::Transpor
     transport.keep_alive_interval(Some(keep_alive));
     transport.max_idle_timeout(Some(quinn::VarInt::from_u32(idle_timeout_ms).into()));
     transport
+}
+
+/// Whether a connection ended as connections do when a node stops, restarts or dies: closed
+/// by the application on either side, reset (a peer restarted on its address answers the old
+/// connection's packets so), or timed out. Anything else (a TLS alert: another cluster key; a
+/// protocol violation) is worth a warning.
+pub(crate) fn ended_routinely(error: &quinn::ConnectionError) -> bool {
+    use quinn::ConnectionError::{ApplicationClosed, LocallyClosed, Reset, TimedOut};
+    matches!(error, ApplicationClosed(_) | LocallyClosed | Reset | TimedOut)
 }
 
 /// The TLS alert in a connection error, whichever side raised it: QUIC carries an alert

@@ -40,10 +40,11 @@ pub const JOIN_WARN_INTERVAL: Duration = Duration::from_secs(5);
 /// does once every connection finished closing: three probe timeouts after the close, during
 /// which quinn answers a peer's late packets with the close again. Between nodes that
 /// exchanged traffic that is a few round trips and the peer's ACK delay (25 ms) thrice; a
-/// connection still in its handshake, with no round trip measured yet, takes about 3 s. The
-/// bound keeps a SIGTERM's whole shutdown (`--drain`, the leave, this) under the 10 s that
-/// platforms such as Cloud Foundry give before they kill.
-pub const QUIC_RELEASE_TIMEOUT: Duration = Duration::from_secs(1);
+/// connection still in its handshake takes nine times `tls::INITIAL_RTT` (450 ms). Room is
+/// left for a loaded machine, whose round trips vary more. The bound keeps a SIGTERM's whole
+/// shutdown (`--drain`'s 1 s, the leave's 5 s at most, this) under the 10 s that platforms such
+/// as Cloud Foundry give before they kill.
+pub const QUIC_RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often `stop` looks whether the QUIC socket is closed.
 const QUIC_RELEASE_POLL: Duration = Duration::from_millis(10);
@@ -466,6 +467,11 @@ async fn accept(endpoint: quinn::Endpoint, driver: Arc<Driver>, firewall: Arc<Fi
             let remote = incoming.remote_address();
             let connection = match incoming.await {
                 Ok(connection) => connection,
+                // A peer that died or stopped in the middle of its handshake.
+                Err(why) if tls::ended_routinely(&why) => {
+                    tracing::debug!(%remote, %why, "a connection ended in its handshake");
+                    return;
+                }
                 Err(why) => {
                     tracing::warn!(%remote, %why, "refused a connection (a wrong cluster key fails here)");
                     return;
