@@ -9,11 +9,25 @@ use std::time::Duration;
 
 use common::{EXIT_TIMEOUT, Node, Process, READY_TIMEOUT, Scratch, free_addrs};
 
-fn next_datagram(socket: &UnixDatagram, timeout: Duration) -> String {
+/// The next notification on `socket`; without one within `timeout`, a failure that says what
+/// the node printed and logged meanwhile (it failed this way once in a full test run, with a
+/// log ending at the node's `listening` line).
+#[track_caller]
+fn next_datagram(socket: &UnixDatagram, timeout: Duration, process: &mut Process) -> String {
     socket.set_read_timeout(Some(timeout)).expect("set a read timeout");
     let mut buffer = [0u8; 512];
-    let length = socket.recv(&mut buffer).expect("a notification before the timeout");
-    String::from_utf8_lossy(&buffer[..length]).into_owned()
+    match socket.recv(&mut buffer) {
+        Ok(length) => String::from_utf8_lossy(&buffer[..length]).into_owned(),
+        Err(error) => {
+            while process.next_line(Duration::ZERO).is_some() {}
+            let (running, seen) = (process.is_running(), process.seen().to_vec());
+            panic!(
+                "no notification within {timeout:?} ({error}); running: {running}; stdout: \
+                 {seen:?}\n{}",
+                process.log_tail()
+            );
+        }
+    }
 }
 
 #[test]
@@ -24,12 +38,12 @@ fn the_node_tells_systemd_when_it_is_ready_and_when_it_stops() {
     let addr = free_addrs(1).remove(0);
     let args = ["node", "--listen", &addr, "--join", &addr, "--name", "a"];
     let notify = path.to_string_lossy().into_owned();
-    let process = Process::start("a", &args, &[("NOTIFY_SOCKET", &notify)], scratch.path());
-    let ready = next_datagram(&socket, READY_TIMEOUT);
+    let mut process = Process::start("a", &args, &[("NOTIFY_SOCKET", &notify)], scratch.path());
+    let ready = next_datagram(&socket, READY_TIMEOUT, &mut process);
     assert!(ready.lines().any(|line| line == "READY=1"), "{ready:?}");
     let mut node = Node::await_ready(process, None);
     node.process.terminate();
-    let stopping = next_datagram(&socket, EXIT_TIMEOUT);
+    let stopping = next_datagram(&socket, EXIT_TIMEOUT, &mut node.process);
     assert!(stopping.lines().any(|line| line == "STOPPING=1"), "{stopping:?}");
     let status = node.process.wait_exit(EXIT_TIMEOUT).expect("the node exits");
     assert!(status.success(), "{status:?}");

@@ -176,10 +176,13 @@ fn hostile_input_gets_an_error_and_the_node_goes_on() {
     ];
     for bytes in hostile {
         let mut client = redis(node);
-        client.raw(bytes);
+        let sent = client.try_raw(bytes);
         match client.read() {
             Some(Resp::Error(error)) => assert!(error.starts_with("ERR Protocol error"), "{error}"),
-            other => panic!("expected a protocol error, got {other:?}"),
+            // The node answered and closed while the 800 KB were still going out: the reset
+            // that met the rest of them may have taken the answer with it.
+            None if sent.is_err() => {}
+            other => panic!("expected a protocol error, got {other:?} (sent: {sent:?})"),
         }
         assert_eq!(client.read(), None, "the connection is closed after a protocol error");
     }

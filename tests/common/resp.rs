@@ -75,6 +75,13 @@ impl Redis {
         self.writer.write_all(bytes).expect("the node takes the bytes");
     }
 
+    /// Sends raw bytes that the node may refuse before they are all sent: it answers a
+    /// protocol error as soon as it sees one and closes the connection, and the rest of a
+    /// long request then meets a closed socket.
+    pub fn try_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(bytes)
+    }
+
     /// Sends one command and reads its reply.
     #[track_caller]
     pub fn call(&mut self, args: &[&str]) -> Resp {
