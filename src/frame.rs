@@ -17,7 +17,7 @@ pub enum FrameError {
     Closed,
     /// The connection went: closed by either side (a node that stops closes its connections
     /// with a reason: "closed by peer: node stopping"), reset by a peer restarted on its
-    /// address, or timed out.
+    /// address, timed out, or failed.
     #[error("connection lost: {0}")]
     Lost(quinn::ConnectionError),
     /// The stream failed.
@@ -37,9 +37,9 @@ fn read_failed(error: &quinn::ReadError) -> FrameError {
 }
 
 impl FrameError {
-    /// Whether the connection ended as connections do when a node stops, restarts or dies
-    /// (`tls::ended_routinely`), rather than by a fault worth a warning (a protocol violation,
-    /// a malformed frame).
+    /// Whether the connection ended as connections do when a node stops or restarts
+    /// (`tls::ended_routinely`), rather than by a timeout or a fault (a protocol violation, a
+    /// malformed frame).
     pub fn routine(&self) -> bool {
         matches!(self, FrameError::Lost(lost) if crate::tls::ended_routinely(lost))
     }

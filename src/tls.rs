@@ -74,8 +74,10 @@ pub const UDP_PAYLOAD_MAX: u16 = 6_550;
 /// (a data centre, a VPC: well under a millisecond). It sets the handshake's probe timeout
 /// (three times it), and so how long a connection closed in its handshake (a lane dialling a
 /// peer that is down, when the node stops) holds the node's socket: three probe timeouts, 3 s
-/// at 333 ms, 450 ms at this, within `QUIC_RELEASE_TIMEOUT`. Over a longer path the first
-/// handshake packet is sent again once before the answer comes: one packet more per connection.
+/// at 333 ms, 450 ms at this, within `QUIC_RELEASE_TIMEOUT`. Over a longer path (another
+/// region, 150 ms) both sides send a few probes of their handshake packets before the first
+/// answer comes (the server within QUIC's three-times amplification limit): a few small packets
+/// more per connection, no loss declared, no window cut.
 pub const INITIAL_RTT: Duration = Duration::from_millis(50);
 
 /// Packets quinn 0.11 puts in one segmented send: a copy of `MAX_TRANSMIT_SEGMENTS` in quinn's
@@ -412,9 +414,9 @@ pub fn load_transport_config() -> Arc<quinn::TransportConfig> {
 }
 
 /// The transport between nodes (a gossip dial, and the server side of every connection):
-/// packets up to `UDP_PAYLOAD_MAX`, an unmeasured round trip taken as `INITIAL_RTT`. A client keeps quinn's 1,452-byte ceiling: its requests
-/// are small, and 500 `chorus bench` clients probing 6,550-byte packets at once would crowd
-/// the node's socket during their handshakes.
+/// packets up to `UDP_PAYLOAD_MAX`, an unmeasured round trip taken as `INITIAL_RTT`. A client
+/// keeps quinn's 1,452-byte ceiling: its requests are small, and 500 `chorus bench` clients
+/// probing 6,550-byte packets at once would crowd the node's socket during their handshakes.
 fn transport_config() -> Arc<quinn::TransportConfig> {
     let mut transport = transport_with(KEEP_ALIVE_INTERVAL, IDLE_TIMEOUT_MS);
     transport.initial_rtt(INITIAL_RTT);
@@ -438,13 +440,19 @@ fn transport_with(keep_alive: Duration, idle_timeout_ms: u32) -> quinn::Transpor
     transport
 }
 
-/// Whether a connection ended as connections do when a node stops, restarts or dies: closed
-/// by the application on either side, reset (a peer restarted on its address answers the old
-/// connection's packets so), or timed out. Anything else (a TLS alert: another cluster key; a
-/// protocol violation) is worth a warning.
+/// Whether a connection ended as connections do when a node stops or restarts: closed by the
+/// application on either side (in its handshake QUIC says so with `APPLICATION_ERROR`, a TLS
+/// alert being 0x100 + the alert), or reset (a peer restarted on its address answers the old
+/// connection's packets so). A timeout (a peer that died, or a path that stopped carrying
+/// packets) is not routine, though not a fault either: the callers log it at INFO. Anything
+/// else (a TLS alert: another cluster key; a protocol violation) is worth a warning.
 pub(crate) fn ended_routinely(error: &quinn::ConnectionError) -> bool {
-    use quinn::ConnectionError::{ApplicationClosed, LocallyClosed, Reset, TimedOut};
-    matches!(error, ApplicationClosed(_) | LocallyClosed | Reset | TimedOut)
+    use quinn::ConnectionError::{ApplicationClosed, ConnectionClosed, LocallyClosed, Reset};
+    match error {
+        ApplicationClosed(_) | LocallyClosed | Reset => true,
+        ConnectionClosed(close) => close.error_code == quinn::TransportErrorCode::APPLICATION_ERROR,
+        _ => false,
+    }
 }
 
 /// The TLS alert in a connection error, whichever side raised it: QUIC carries an alert

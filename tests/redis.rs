@@ -179,9 +179,10 @@ fn hostile_input_gets_an_error_and_the_node_goes_on() {
         let sent = client.try_raw(bytes);
         match client.read() {
             Some(Resp::Error(error)) => assert!(error.starts_with("ERR Protocol error"), "{error}"),
-            // The node answered and closed while the 800 KB were still going out: the reset
-            // that met the rest of them may have taken the answer with it.
-            None if sent.is_err() => {}
+            // The node answered and closed while the 800 KB were still going out (or still
+            // unread in its socket): the reset that met the rest may have taken the answer
+            // with it.
+            None if sent.is_err() || bytes.len() > 64 * 1024 => {}
             other => panic!("expected a protocol error, got {other:?} (sent: {sent:?})"),
         }
         assert_eq!(client.read(), None, "the connection is closed after a protocol error");

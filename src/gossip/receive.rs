@@ -37,10 +37,15 @@ pub async fn receive_gossip(
                     Ok(bytes) if firewall.blocks(&remote) => drop(bytes),
                     Ok(bytes) => deliver(Inbound { from: from.clone(), bytes }),
                     Err(frame::FrameError::Closed) => return,
-                    // A peer that stops, restarts or dies, or this node stopping: the
-                    // membership says so at INFO, once.
+                    // A peer that stops or restarts, or this node stopping: the membership
+                    // says so at INFO, once.
                     Err(why) if why.routine() => {
                         tracing::debug!(peer = %remote, %why, "gossip stream ended");
+                        return;
+                    }
+                    // A peer that died, or a path that stopped carrying packets.
+                    Err(frame::FrameError::Lost(quinn::ConnectionError::TimedOut)) => {
+                        tracing::info!(peer = %remote, "gossip connection timed out");
                         return;
                     }
                     Err(why) => {

@@ -467,9 +467,14 @@ async fn accept(endpoint: quinn::Endpoint, driver: Arc<Driver>, firewall: Arc<Fi
             let remote = incoming.remote_address();
             let connection = match incoming.await {
                 Ok(connection) => connection,
-                // A peer that died or stopped in the middle of its handshake.
+                // A peer that stopped in the middle of its handshake.
                 Err(why) if tls::ended_routinely(&why) => {
                     tracing::debug!(%remote, %why, "a connection ended in its handshake");
+                    return;
+                }
+                // A peer that died in it, or a path that stopped carrying packets.
+                Err(quinn::ConnectionError::TimedOut) => {
+                    tracing::info!(%remote, "a connection timed out in its handshake");
                     return;
                 }
                 Err(why) => {
