@@ -3,6 +3,8 @@
 
 use bytes::Bytes;
 use chorus_proto::codec::{self, CodecError, FRAME_HEADER_SIZE};
+
+use crate::tls::Ending;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -37,11 +39,12 @@ fn read_failed(error: &quinn::ReadError) -> FrameError {
 }
 
 impl FrameError {
-    /// Whether the connection ended as connections do when a node stops or restarts
-    /// (`tls::ended_routinely`), rather than by a timeout or a fault (a protocol violation, a
-    /// malformed frame).
-    pub fn routine(&self) -> bool {
-        matches!(self, FrameError::Lost(lost) if crate::tls::ended_routinely(lost))
+    /// How the read ended (`tls::ending`); a failed stream or a malformed frame is a fault.
+    pub(crate) fn ending(&self) -> Ending {
+        match self {
+            FrameError::Lost(lost) => crate::tls::ending(lost),
+            _ => Ending::Fault,
+        }
     }
 }
 

@@ -440,18 +440,36 @@ fn transport_with(keep_alive: Duration, idle_timeout_ms: u32) -> quinn::Transpor
     transport
 }
 
-/// Whether a connection ended as connections do when a node stops or restarts: closed by the
-/// application on either side (in its handshake QUIC says so with `APPLICATION_ERROR`, a TLS
-/// alert being 0x100 + the alert), or reset (a peer restarted on its address answers the old
-/// connection's packets so). A timeout (a peer that died, or a path that stopped carrying
-/// packets) is not routine, though not a fault either: the callers log it at INFO. Anything
-/// else (a TLS alert: another cluster key; a protocol violation) is worth a warning.
-pub(crate) fn ended_routinely(error: &quinn::ConnectionError) -> bool {
-    use quinn::ConnectionError::{ApplicationClosed, ConnectionClosed, LocallyClosed, Reset};
+/// How a connection ended, for the log: its callers say `Routine` at debug, `TimedOut` at
+/// INFO and `Fault` at WARN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// As connections end when a node stops or restarts: closed by the application on either
+    /// side (in its handshake QUIC says so with `APPLICATION_ERROR`, a TLS alert being 0x100 +
+    /// the alert), or reset (a peer restarted on its address answers the old connection's
+    /// packets so). The membership reports the peer at INFO.
+    Routine,
+    /// A peer that died, or a path that stopped carrying packets: not a fault, but worth
+    /// seeing (a one-way blackhole shows nowhere else).
+    TimedOut,
+    /// Anything else: a TLS alert (another cluster key), a protocol violation.
+    Fault,
+}
+
+/// How `error` ended its connection.
+pub(crate) fn ending(error: &quinn::ConnectionError) -> Ending {
+    use quinn::ConnectionError::{
+        ApplicationClosed, ConnectionClosed, LocallyClosed, Reset, TimedOut,
+    };
     match error {
-        ApplicationClosed(_) | LocallyClosed | Reset => true,
-        ConnectionClosed(close) => close.error_code == quinn::TransportErrorCode::APPLICATION_ERROR,
-        _ => false,
+        ApplicationClosed(_) | LocallyClosed | Reset => Ending::Routine,
+        ConnectionClosed(close)
+            if close.error_code == quinn::TransportErrorCode::APPLICATION_ERROR =>
+        {
+            Ending::Routine
+        }
+        TimedOut => Ending::TimedOut,
+        _ => Ending::Fault,
     }
 }
 
@@ -627,5 +645,25 @@ mod tests {
         let text = "chorus-key-63686f7275732d646576656c6f706d656e742d6b65792d696e73656375726521";
         assert_eq!(key.to_string(), text);
         assert!(text.parse::<ClusterKey>().unwrap().is_development());
+    }
+    /// A peer's stop cut a handshake short with `APPLICATION_ERROR` (quinn sends no
+    /// application close before the handshake ends): routine, where a TLS alert (another
+    /// cluster key) is a fault and a timeout its own case.
+    #[test]
+    fn a_connection_ending_is_judged_by_how_it_closed() {
+        use quinn::{ConnectionClose, ConnectionError, TransportErrorCode};
+        let closed = |error_code| {
+            ConnectionError::ConnectionClosed(ConnectionClose {
+                error_code,
+                frame_type: None,
+                reason: Default::default(),
+            })
+        };
+        assert_eq!(ending(&closed(TransportErrorCode::APPLICATION_ERROR)), Ending::Routine);
+        assert_eq!(ending(&ConnectionError::Reset), Ending::Routine);
+        assert_eq!(ending(&ConnectionError::LocallyClosed), Ending::Routine);
+        assert_eq!(ending(&ConnectionError::TimedOut), Ending::TimedOut);
+        assert_eq!(ending(&closed(TransportErrorCode::crypto(UNKNOWN_CA))), Ending::Fault);
+        assert_eq!(ending(&closed(TransportErrorCode::PROTOCOL_VIOLATION)), Ending::Fault);
     }
 }

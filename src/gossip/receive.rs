@@ -6,6 +6,7 @@ use chorus_proto::Addr;
 
 use super::Firewall;
 use crate::frame;
+use crate::tls::Ending;
 
 /// A received gossip message.
 #[derive(Debug)]
@@ -37,19 +38,18 @@ pub async fn receive_gossip(
                     Ok(bytes) if firewall.blocks(&remote) => drop(bytes),
                     Ok(bytes) => deliver(Inbound { from: from.clone(), bytes }),
                     Err(frame::FrameError::Closed) => return,
-                    // A peer that stops or restarts, or this node stopping: the membership
-                    // says so at INFO, once.
-                    Err(why) if why.routine() => {
-                        tracing::debug!(peer = %remote, %why, "gossip stream ended");
-                        return;
-                    }
-                    // A peer that died, or a path that stopped carrying packets.
-                    Err(frame::FrameError::Lost(quinn::ConnectionError::TimedOut)) => {
-                        tracing::info!(peer = %remote, "gossip connection timed out");
-                        return;
-                    }
                     Err(why) => {
-                        tracing::warn!(peer = %remote, %why, "dropping gossip stream");
+                        match why.ending() {
+                            Ending::Routine => {
+                                tracing::debug!(peer = %remote, %why, "gossip stream ended")
+                            }
+                            Ending::TimedOut => {
+                                tracing::info!(peer = %remote, "gossip connection timed out")
+                            }
+                            Ending::Fault => {
+                                tracing::warn!(peer = %remote, %why, "dropping gossip stream")
+                            }
+                        }
                         return;
                     }
                 }

@@ -22,7 +22,7 @@ use crate::frontend::redis::RedisOptions;
 use crate::frontend::rpc;
 use crate::gossip::{self, Firewall, Transport, TransportStats};
 use crate::store::{DataDirError, Fsync, Persist};
-use crate::tls::{self, ALPN_GOSSIP, ALPN_RPC, ClusterKey, TlsIdentity};
+use crate::tls::{self, ALPN_GOSSIP, ALPN_RPC, ClusterKey, Ending, TlsIdentity};
 
 /// The default listen address.
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:7420";
@@ -158,10 +158,9 @@ impl Tasks {
         }
     }
 
-    /// Returns once every task, aborted, has dropped its future, and with it what the future
-    /// held (the driver, the endpoint).
+    /// Returns once every task, aborted before, has dropped its future, and with it what the
+    /// future held (the driver, the endpoint).
     async fn ended(self) {
-        self.abort();
         let Tasks { timers, accept, writer, joining } = self;
         for task in [Some(timers), accept, writer, Some(joining)].into_iter().flatten() {
             // `failed` may have awaited it already: a finished handle must not be polled again.
@@ -467,18 +466,18 @@ async fn accept(endpoint: quinn::Endpoint, driver: Arc<Driver>, firewall: Arc<Fi
             let remote = incoming.remote_address();
             let connection = match incoming.await {
                 Ok(connection) => connection,
-                // A peer that stopped in the middle of its handshake.
-                Err(why) if tls::ended_routinely(&why) => {
-                    tracing::debug!(%remote, %why, "a connection ended in its handshake");
-                    return;
-                }
-                // A peer that died in it, or a path that stopped carrying packets.
-                Err(quinn::ConnectionError::TimedOut) => {
-                    tracing::info!(%remote, "a connection timed out in its handshake");
-                    return;
-                }
                 Err(why) => {
-                    tracing::warn!(%remote, %why, "refused a connection (a wrong cluster key fails here)");
+                    match tls::ending(&why) {
+                        Ending::Routine => {
+                            tracing::debug!(%remote, %why, "a connection ended in its handshake")
+                        }
+                        Ending::TimedOut => {
+                            tracing::info!(%remote, "a connection timed out in its handshake")
+                        }
+                        Ending::Fault => {
+                            tracing::warn!(%remote, %why, "refused a connection (a wrong cluster key fails here)")
+                        }
+                    }
                     return;
                 }
             };
