@@ -179,7 +179,7 @@ async fn measure(State(http): State<Arc<Http>>, request: Request, next: Next) ->
     let started = Instant::now();
     let response = next.run(request).await;
     let result = request::result_of(&response);
-    http.driver.metrics().observe("http", kind, result, started.elapsed());
+    http.driver.metrics().observe("http", kind, result, started.elapsed(), 1);
     response
 }
 

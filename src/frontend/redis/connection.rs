@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chorus_proto::resp::{self, Reply};
 use chorus_proto::rpc::Change;
@@ -345,7 +345,7 @@ impl Connection {
                 let server = self.server.clone();
                 let turn = server.long_turn().await;
                 let reply = whole::run(kind, &server.driver, self.db, &args).await;
-                self.observe(kind, &reply, started.elapsed());
+                self.observe(kind, result_of(&reply), started.elapsed(), 1);
                 self.encode_long(reply, output).await;
                 drop(turn);
                 next += 1;
@@ -386,20 +386,33 @@ impl Connection {
         let replies = replies.unwrap_or_else(|error| {
             batch.commands[from..].iter().map(|_| super::command::op_error(error.clone())).collect()
         });
-        // The commands of a pipelined batch share one session: each is counted with its time.
+        // The commands of a pipelined batch share one session: each is counted with its time,
+        // a run of one command with one result at once.
         let took = started.elapsed();
+        let mut run: Option<(&'static str, &'static str, u64)> = None;
         for ((kind, _, _), reply) in batch.commands[from..].iter().zip(&replies) {
-            self.observe(kind, reply, took);
+            let result = result_of(reply);
+            match &mut run {
+                Some((k, r, requests)) if k == kind && *r == result => *requests += 1,
+                _ => {
+                    if let Some((k, r, requests)) = run.replace((kind, result, 1)) {
+                        self.observe(k, r, took, requests);
+                    }
+                }
+            }
+        }
+        if let Some((kind, result, requests)) = run {
+            self.observe(kind, result, took, requests);
         }
         let ran = from + replies.len();
         self.encode(replies, output);
         ran
     }
 
-    /// Counts a command in the request metrics.
-    fn observe(&mut self, kind: &'static str, reply: &Reply, took: std::time::Duration) {
-        let result = if matches!(reply, Reply::Error(_)) { "error" } else { "ok" };
-        self.series.observe(self.server.driver.metrics(), "redis", kind, result, took);
+    /// Counts `requests` commands of `kind` that ended with `result` in the request metrics.
+    fn observe(&mut self, kind: &'static str, result: &'static str, took: Duration, requests: u64) {
+        let metrics = self.server.driver.metrics();
+        self.series.observe(metrics, "redis", kind, result, took, requests);
     }
 
     /// Decides what one request does: a data command, to run with its neighbours in one
@@ -565,4 +578,9 @@ async fn next_change(changes: &mut Option<Live>) -> Result<Change, broadcast::er
         Some(receiver) => receiver.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// How a command ended, for the request metrics.
+fn result_of(reply: &Reply) -> &'static str {
+    if matches!(reply, Reply::Error(_)) { "error" } else { "ok" }
 }

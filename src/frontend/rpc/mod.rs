@@ -67,7 +67,7 @@ async fn serve_stream(
                 }
             },
         };
-        driver.metrics().observe("rpc", kind, result(&response), started.elapsed());
+        driver.metrics().observe("rpc", kind, result(&response), started.elapsed(), 1);
         if frame::write(&mut send, &response).await.is_err() {
             return;
         }

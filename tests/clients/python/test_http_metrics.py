@@ -113,3 +113,25 @@ def test_counters_move_when_the_node_works():
     )
     b = list(openmetrics_families(scrape("B")))
     assert value(b, "chorus_propagation_lag_seconds", "chorus_propagation_lag_seconds_count") >= 1
+
+
+def test_a_pipelined_batch_counts_each_command_in_the_requests_and_their_latency():
+    host, port = os.environ["CHORUS_REDIS_A"].rsplit(":", 1)
+    labels = {"frontend": "redis", "kind": "SET", "result": "ok"}
+    duration = "chorus_request_duration_seconds"
+
+    def counts():
+        families = list(openmetrics_families(scrape("A")))
+        requests = value(families, "chorus_requests", "chorus_requests_total", **labels)
+        observed = value(families, duration, f"{duration}_count", **labels)
+        infinite = value(families, duration, f"{duration}_bucket", le="+Inf", **labels)
+        assert observed == infinite, (observed, infinite)
+        return requests, observed
+
+    before = counts()
+    pipeline = redis.Redis(host=host, port=int(port)).pipeline(transaction=False)
+    for i in range(10):
+        pipeline.set(f"metrics/pipelined/{i}", "v")
+    assert pipeline.execute() == [True] * 10
+    after = counts()
+    assert (after[0] - before[0], after[1] - before[1]) == (10, 10)
