@@ -226,11 +226,13 @@ impl Store {
     /// Puts `update` in its key's slot if its stamp wins there; the version vector is the
     /// caller's to keep.
     fn place(&mut self, update: &Update) -> Applied {
-        let Some(id) = self.find(update.key.as_bytes()) else {
-            let at = self.seek_key(update.key.as_bytes());
+        let key = update.key.as_bytes();
+        let hash = self.by_hash.hash(key);
+        let Some(id) = self.by_hash.find_hashed(&self.slab, key, hash) else {
+            let at = self.seek_key(key);
             let id = self.slab.insert(update);
             self.by_key.insert(&self.slab, at, id);
-            self.by_hash.insert(&self.slab, id);
+            self.by_hash.insert(&self.slab, id, hash);
             self.index(id);
             return Applied::Won { previous: None };
         };
