@@ -14,17 +14,17 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use chorus_proto::rpc::ChangeKind;
 use chorus_proto::{ClockCheck, Envelope, Event, Node, Stamp, Transmit, WaitId, clock_offset_text};
-use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
 
 use super::clock::WallClock;
 use super::history::History;
 use super::lock::{Guard, Purpose, TimedMutex};
-use super::metrics::Metrics;
+use super::metrics::{Buckets, Metrics};
 use super::outcome::Written;
 use super::ready::{Readiness, ReadyInputs};
 use super::skew::SkewLog;
@@ -70,7 +70,7 @@ pub struct State {
     skew: SkewLog,
     clock: WallClock,
     /// Where remote writes' arrival lag is observed (shared with `Driver::metrics`).
-    lag: Histogram,
+    lag: Buckets,
     /// The wall clock's lead over monotonic time at the last reading (see `now_ms`).
     wall_lead_ms: i64,
     /// The deadline (wall ms) the timer task sleeps until.
@@ -246,8 +246,10 @@ impl State {
         while let Some(transmit) = self.node.poll_transmit() {
             self.outbox.push(transmit);
         }
+        // Read once for the lag of every remote write this drain reports, when there is one.
+        let mut now_ms = None;
         while let Some(event) = self.node.poll_event() {
-            self.event(event);
+            self.event(event, &mut now_ms);
         }
         self.ready_inputs.observe(&self.node);
         let readiness = self.ready_inputs.readiness();
@@ -257,22 +259,24 @@ impl State {
         }
     }
 
-    /// How long a write made on another node took to arrive here, by its stamp's wall time.
-    fn observe_lag(&self, stamp: &Stamp) {
+    /// How long a write made on another node took to arrive here, by its stamp's wall time and
+    /// `now_ms` (read on first use).
+    fn observe_lag(&self, stamp: &Stamp, now_ms: &mut Option<u64>) {
         if stamp.node != self.node.id() {
-            let lag_ms = self.clock.now_ms().saturating_sub(stamp.hlc.wall_ms());
-            self.lag.observe(lag_ms as f64 / 1_000.0);
+            let now_ms = *now_ms.get_or_insert_with(|| self.clock.now_ms());
+            let lag_ms = now_ms.saturating_sub(stamp.hlc.wall_ms());
+            self.lag.observe(Duration::from_millis(lag_ms), 1);
         }
     }
 
-    fn event(&mut self, event: Event) {
+    fn event(&mut self, event: Event, now_ms: &mut Option<u64>) {
         match event {
             Event::Put { key, value, stamp } => {
-                self.observe_lag(&stamp);
+                self.observe_lag(&stamp, now_ms);
                 self.history.record(ChangeKind::Put, key, Some(value), Some(stamp))
             }
             Event::Delete { key, stamp } => {
-                self.observe_lag(&stamp);
+                self.observe_lag(&stamp, now_ms);
                 self.history.record(ChangeKind::Delete, key, None, Some(stamp))
             }
             Event::Expire { key } => self.history.record(ChangeKind::Expire, key, None, None),

@@ -12,31 +12,26 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, N
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
 /// Latency buckets: 100 µs, then ×4 up to about 26 s (a waited write may take up to a minute,
-/// and lands in `+Inf`).
-const LATENCY_BUCKET_FIRST_NS: u64 = 100_000;
-const LATENCY_BUCKET_FACTOR: u64 = 4;
-const LATENCY_BUCKETS: usize = 10;
+/// and lands in `+Inf`), in nanoseconds.
+const LATENCY_BOUNDS_NS: [u64; 10] = exponential_ns(100_000, 4);
 
-/// The latency buckets' upper bounds in nanoseconds, the last one `+Inf`.
-const LATENCY_BOUNDS_NS: [u64; LATENCY_BUCKETS + 1] = {
-    let mut bounds = [u64::MAX; LATENCY_BUCKETS + 1];
-    let (mut i, mut bound) = (0, LATENCY_BUCKET_FIRST_NS);
-    while i < LATENCY_BUCKETS {
+/// Propagation lag buckets: 1 ms, then ×2 up to about 16 s, in nanoseconds.
+const LAG_BOUNDS_NS: [u64; 15] = exponential_ns(1_000_000, 2);
+
+/// `N` bucket bounds: `first`, then each `factor` times the one before.
+const fn exponential_ns<const N: usize>(first: u64, factor: u64) -> [u64; N] {
+    let mut bounds = [0; N];
+    let (mut i, mut bound) = (0, first);
+    while i < N {
         bounds[i] = bound;
-        bound *= LATENCY_BUCKET_FACTOR;
+        bound *= factor;
         i += 1;
     }
     bounds
-};
-
-/// Propagation lag buckets: 1 ms, then ×2 up to about 16 s.
-const LAG_BUCKET_FIRST_S: f64 = 0.001;
-const LAG_BUCKET_FACTOR: f64 = 2.0;
-const LAG_BUCKETS: u16 = 15;
+}
 
 /// One kind of request and how it ended. Every value is a fixed name from the code (never a
 /// client's text), so the number of series is bounded.
@@ -57,82 +52,88 @@ pub struct FrontendLabel {
     pub frontend: &'static str,
 }
 
+type BucketsMaker = fn() -> Buckets;
+
 /// The metrics every front end updates.
 #[derive(Clone, Debug)]
 pub struct Metrics {
     /// Requests by front end, kind and result.
     pub requests: Family<RequestLabels, Counter>,
     /// Their latency in seconds.
-    pub latency: Family<RequestLabels, Latency>,
+    pub latency: Family<RequestLabels, Buckets, BucketsMaker>,
     /// Client connections open now, by front end.
     pub connections: Family<FrontendLabel, Gauge>,
     /// Seconds from a remote write's stamp to its arrival here (clock offsets included).
-    pub propagation_lag: Histogram,
+    pub propagation_lag: Buckets,
 }
 
 impl Default for Metrics {
     fn default() -> Metrics {
         Metrics {
             requests: Family::default(),
-            latency: Family::default(),
+            latency: Family::new_with_constructor(|| Buckets::new(&LATENCY_BOUNDS_NS)),
             connections: Family::default(),
-            propagation_lag: Histogram::new(exponential_buckets(
-                LAG_BUCKET_FIRST_S,
-                LAG_BUCKET_FACTOR,
-                LAG_BUCKETS,
-            )),
+            propagation_lag: Buckets::new(&LAG_BOUNDS_NS),
         }
     }
 }
 
-/// A request latency histogram that counts a pipelined batch's requests in one step.
+/// A histogram of durations whose buckets are atomic counters, and which counts a batch of
+/// observations of one duration in one step.
 ///
 /// prometheus-client's `Histogram` takes one observation per call, under a mutex: counted one
 /// by one, the requests of a pipelined Redis batch (which share one session, and so one
 /// duration) cost about 270 instructions each, 4% of a pipelined SET
-/// (`TESTS=set PIPELINES=16 KEYS=100000 tests/profile_vs_redis.sh`). Here a batch is one
-/// atomic add to its bucket and one to the sum. The count is the buckets' total, so that a
-/// scrape never shows a count that disagrees with the `+Inf` bucket.
-#[derive(Clone, Debug, Default)]
-pub struct Latency {
-    counts: Arc<LatencyCounts>,
+/// (`TESTS=set PIPELINES=16 KEYS=100000 tests/profile_vs_redis.sh`), and a replica paid it
+/// for every write it applied (the propagation lag). Here an observation is one atomic add to
+/// its bucket and one to the sum. The count is the buckets' total, so a scrape never shows a
+/// count that disagrees with the `+Inf` bucket.
+#[derive(Clone, Debug)]
+pub struct Buckets {
+    /// Upper bounds in nanoseconds, ascending; a last bucket, `+Inf`, takes the rest.
+    bounds_ns: &'static [u64],
+    counts: Arc<Counts>,
 }
 
-#[derive(Debug, Default)]
-struct LatencyCounts {
-    /// Observations per bucket (not cumulative), in the order of `LATENCY_BOUNDS_NS`.
-    buckets: [AtomicU64; LATENCY_BUCKETS + 1],
+#[derive(Debug)]
+struct Counts {
+    /// Observations per bucket (not cumulative), one more than there are bounds.
+    buckets: Box<[AtomicU64]>,
     /// The sum of the observations in seconds, as `f64` bits.
     sum_s: AtomicU64,
 }
 
-impl Latency {
-    /// Counts `requests` requests that each took `took`.
-    pub fn observe(&self, took: Duration, requests: u64) {
+impl Buckets {
+    /// Empty buckets with upper bounds `bounds_ns` (ascending), and `+Inf`.
+    pub fn new(bounds_ns: &'static [u64]) -> Buckets {
+        let buckets = (0..=bounds_ns.len()).map(|_| AtomicU64::new(0)).collect();
+        Buckets { bounds_ns, counts: Arc::new(Counts { buckets, sum_s: AtomicU64::new(0) }) }
+    }
+
+    /// Counts `count` observations that each took `took`.
+    pub fn observe(&self, took: Duration, count: u64) {
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        let bucket = LATENCY_BOUNDS_NS.iter().position(|&bound| ns <= bound);
-        let counts = &self.counts;
-        counts.buckets[bucket.unwrap_or(LATENCY_BUCKETS)].fetch_add(requests, Ordering::Relaxed);
-        let add = took.as_secs_f64() * requests as f64;
+        let bounds = self.bounds_ns;
+        let bucket = bounds.iter().position(|&bound| ns <= bound).unwrap_or(bounds.len());
+        self.counts.buckets[bucket].fetch_add(count, Ordering::Relaxed);
+        let add = took.as_secs_f64() * count as f64;
         let sum = |bits| Some(f64::to_bits(f64::from_bits(bits) + add));
         // The closure always returns `Some`, so the update cannot fail.
-        let _ = counts.sum_s.fetch_update(Ordering::Relaxed, Ordering::Relaxed, sum);
+        let _ = self.counts.sum_s.fetch_update(Ordering::Relaxed, Ordering::Relaxed, sum);
     }
 }
 
-impl TypedMetric for Latency {
+impl TypedMetric for Buckets {
     const TYPE: MetricType = MetricType::Histogram;
 }
 
-impl EncodeMetric for Latency {
+impl EncodeMetric for Buckets {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS_NS
-            .iter()
+        let bounds = self.bounds_ns.iter().map(|&bound| bound as f64 / 1e9);
+        let buckets: Vec<(f64, u64)> = bounds
+            .chain(std::iter::once(f64::INFINITY))
             .zip(&self.counts.buckets)
-            .map(|(&bound, count)| {
-                let bound = if bound == u64::MAX { f64::INFINITY } else { bound as f64 / 1e9 };
-                (bound, count.load(Ordering::Relaxed))
-            })
+            .map(|(bound, count)| (bound, count.load(Ordering::Relaxed)))
             .collect();
         let count = buckets.iter().map(|(_, count)| count).sum();
         let sum = f64::from_bits(self.counts.sum_s.load(Ordering::Relaxed));
@@ -165,7 +166,7 @@ impl Metrics {
 /// hashes three labels under a lock, which cost a quarter of a pipelined GET's instructions.
 #[derive(Default)]
 pub struct SeriesCache {
-    series: Vec<(&'static str, &'static str, Counter, Latency)>,
+    series: Vec<(&'static str, &'static str, Counter, Buckets)>,
 }
 
 /// Series one connection keeps handles to; beyond them it looks each request up (a connection
@@ -231,7 +232,7 @@ mod tests {
 
     #[test]
     fn a_batch_of_requests_is_counted_in_one_bucket_and_encoded_as_a_histogram() {
-        let latency = Latency::default();
+        let latency = Buckets::new(&LATENCY_BOUNDS_NS);
         latency.observe(Duration::from_micros(50), 16);
         latency.observe(Duration::from_micros(100), 1);
         latency.observe(Duration::from_micros(101), 2);
@@ -253,5 +254,20 @@ mod tests {
         let sum: f64 = line("took_sum ").parse().unwrap();
         assert!((sum - (16.0 * 50e-6 + 100e-6 + 2.0 * 101e-6 + 60.0)).abs() < 1e-9, "{sum}");
         assert!(text.contains("# TYPE took histogram"), "{text}");
+    }
+
+    #[test]
+    fn the_lag_buckets_double_from_a_millisecond() {
+        let lag = Buckets::new(&LAG_BOUNDS_NS);
+        lag.observe(Duration::from_millis(3), 1);
+        lag.observe(Duration::from_secs(20), 1);
+        let mut registry = Registry::default();
+        registry.register("lag", "Lag", lag);
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        for (bucket, count) in [("0.002", 0), ("0.004", 1), ("16.384", 1), ("+Inf", 2)] {
+            let line = format!("lag_bucket{{le=\"{bucket}\"}} {count}");
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
     }
 }
