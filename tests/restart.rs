@@ -95,7 +95,7 @@ fn a_node_restarted_on_its_own_address_is_a_full_member_again() {
         let log = node.process.log();
         let alarms: Vec<&str> = log[from..]
             .lines()
-            .filter(|line| line.contains(" WARN chorus") || line.contains(" ERROR chorus"))
+            .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
             .collect();
         assert!(alarms.is_empty(), "{} warned of routine restarts: {alarms:#?}", node.name());
     }
