@@ -230,6 +230,15 @@ mod tests {
     use prometheus_client::encoding::text::encode;
     use prometheus_client::registry::Registry;
 
+    /// `buckets` as `/metrics` shows them, under the name `name`.
+    fn text(name: &str, buckets: Buckets) -> String {
+        let mut registry = Registry::default();
+        registry.register(name, "A histogram", buckets);
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        text
+    }
+
     #[test]
     fn a_batch_of_requests_is_counted_in_one_bucket_and_encoded_as_a_histogram() {
         let latency = Buckets::new(&LATENCY_BOUNDS_NS);
@@ -237,10 +246,7 @@ mod tests {
         latency.observe(Duration::from_micros(100), 1);
         latency.observe(Duration::from_micros(101), 2);
         latency.observe(Duration::from_secs(60), 1);
-        let mut registry = Registry::default();
-        registry.register("took", "Latency", latency);
-        let mut text = String::new();
-        encode(&mut text, &registry).unwrap();
+        let text = text("took", latency);
         let line = |name: &str| {
             let line = text.lines().find(|line| line.starts_with(name));
             line.unwrap_or_else(|| panic!("{name} in {text}")).rsplit(' ').next().unwrap()
@@ -261,10 +267,7 @@ mod tests {
         let lag = Buckets::new(&LAG_BOUNDS_NS);
         lag.observe(Duration::from_millis(3), 1);
         lag.observe(Duration::from_secs(20), 1);
-        let mut registry = Registry::default();
-        registry.register("lag", "Lag", lag);
-        let mut text = String::new();
-        encode(&mut text, &registry).unwrap();
+        let text = text("lag", lag);
         for (bucket, count) in [("0.002", 0), ("0.004", 1), ("16.384", 1), ("+Inf", 2)] {
             let line = format!("lag_bucket{{le=\"{bucket}\"}} {count}");
             assert!(text.lines().any(|l| l == line), "{line} in {text}");
