@@ -1,6 +1,6 @@
 //! Metrics kept beside the node's lock (`Driver::metrics`): request counts and latencies of every front end, the
-//! connections each holds, and how long a remote write took to arrive. Each is an atomic (or a
-//! short lock of its own) that the request's task updates itself, so `/metrics` reads them
+//! connections each holds, and how long a remote write took to arrive. Each is made of atomics
+//! that the request's task updates itself (a new series takes its family's lock once), so `/metrics` reads them
 //! without taking the node's lock; `/metrics` adds the node's sizes and counters from one
 //! short hold (`Driver::stats`).
 
@@ -81,13 +81,12 @@ impl Default for Metrics {
 /// A histogram of durations whose buckets are atomic counters, and which counts a batch of
 /// observations of one duration in one step.
 ///
-/// prometheus-client's `Histogram` takes one observation per call, under a mutex: counted one
-/// by one, the requests of a pipelined Redis batch (which share one session, and so one
-/// duration) cost about 270 instructions each, 4% of a pipelined SET
-/// (`TESTS=set PIPELINES=16 KEYS=100000 tests/profile_vs_redis.sh`), and a replica paid it
-/// for every write it applied (the propagation lag). Here an observation is one atomic add to
-/// its bucket and one to the sum. The count is the buckets' total, so a scrape never shows a
-/// count that disagrees with the `+Inf` bucket.
+/// prometheus-client's `Histogram` takes one observation per call, under a mutex: the Redis
+/// door paid that for each request of a pipelined batch (which share one session, and so one
+/// duration), and a replica for every write it applied (the propagation lag); README.md,
+/// "Session 13's changes", counts what it cost. Here an observation of any count is one
+/// atomic add to its bucket and a compare-and-swap on the sum. The count is the buckets'
+/// total, so a scrape never shows a count that disagrees with the `+Inf` bucket.
 #[derive(Clone, Debug)]
 pub struct Buckets {
     /// Upper bounds in nanoseconds, ascending; a last bucket, `+Inf`, takes the rest.

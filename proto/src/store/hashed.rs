@@ -53,18 +53,18 @@ impl Hashed {
         self.find_hashed(slab, key, self.hash(key))
     }
 
-    /// [`Hashed::find`] of a key whose [`Hashed::hash`] is `hash`.
-    pub(crate) fn find_hashed(&self, slab: &Slab, key: &[u8], hash: u64) -> Option<u32> {
-        self.table.find(hash, |&id| slab.get(id).key() == key).copied()
+    /// [`Hashed::find`] of a key whose [`Hashed::hash`] is `key_hash`.
+    pub(crate) fn find_hashed(&self, slab: &Slab, key: &[u8], key_hash: u64) -> Option<u32> {
+        self.table.find(key_hash, |&id| slab.get(id).key() == key).copied()
     }
 
     /// Adds `id`, whose entry is in `slab`, whose key no other id has, and whose key's
-    /// [`Hashed::hash`] is `hash`.
-    pub(crate) fn insert(&mut self, slab: &Slab, id: u32, hash: u64) {
+    /// [`Hashed::hash`] is `key_hash`.
+    pub(crate) fn insert(&mut self, slab: &Slab, id: u32, key_hash: u64) {
         let secret = self.secret;
-        debug_assert_eq!(hash, self.hash(slab.get(id).key()), "the hash of the entry's key");
-        let rehash = |&held: &u32| self::hash(secret, slab.get(held).key());
-        self.table.insert_unique(hash, id, rehash);
+        debug_assert_eq!(key_hash, self.hash(slab.get(id).key()), "the hash of the entry's key");
+        let rehash = |&held: &u32| hash(secret, slab.get(held).key());
+        self.table.insert_unique(key_hash, id, rehash);
     }
 
     /// Takes `id` out; its entry must still be in `slab`.

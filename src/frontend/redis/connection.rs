@@ -389,19 +389,10 @@ impl Connection {
         // The commands of a pipelined batch share one session: each is counted with its time,
         // a run of one command with one result at once.
         let took = started.elapsed();
-        let mut run: Option<(&'static str, &'static str, u64)> = None;
-        for ((kind, _, _), reply) in batch.commands[from..].iter().zip(&replies) {
-            let result = result_of(reply);
-            match &mut run {
-                Some((k, r, requests)) if k == kind && *r == result => *requests += 1,
-                _ => {
-                    if let Some((k, r, requests)) = run.replace((kind, result, 1)) {
-                        self.observe(k, r, took, requests);
-                    }
-                }
-            }
-        }
-        if let Some((kind, result, requests)) = run {
+        let ended = batch.commands[from..].iter().zip(&replies);
+        for (kind, result, requests) in
+            runs(ended.map(|((kind, _, _), reply)| (*kind, result_of(reply))))
+        {
             self.observe(kind, result, took, requests);
         }
         let ran = from + replies.len();
@@ -583,4 +574,45 @@ async fn next_change(changes: &mut Option<Live>) -> Result<Change, broadcast::er
 /// How a command ended, for the request metrics.
 fn result_of(reply: &Reply) -> &'static str {
     if matches!(reply, Reply::Error(_)) { "error" } else { "ok" }
+}
+
+/// Consecutive equal `(kind, result)` pairs of `ended`, each with how many there are in a row.
+fn runs(
+    ended: impl Iterator<Item = (&'static str, &'static str)>,
+) -> Vec<(&'static str, &'static str, u64)> {
+    let mut runs: Vec<(&'static str, &'static str, u64)> = Vec::new();
+    for (kind, result) in ended {
+        match runs.last_mut() {
+            Some((k, r, count)) if *k == kind && *r == result => *count += 1,
+            _ => runs.push((kind, result, 1)),
+        }
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs;
+
+    #[test]
+    fn a_batch_is_counted_by_runs_of_one_command_with_one_result() {
+        let ended = [
+            ("SET", "ok"),
+            ("SET", "ok"),
+            ("SET", "error"),
+            ("SET", "ok"),
+            ("GET", "ok"),
+            ("GET", "ok"),
+            ("SET", "ok"),
+        ];
+        let expected = [
+            ("SET", "ok", 2),
+            ("SET", "error", 1),
+            ("SET", "ok", 1),
+            ("GET", "ok", 2),
+            ("SET", "ok", 1),
+        ];
+        assert_eq!(runs(ended.into_iter()), expected);
+        assert!(runs(std::iter::empty()).is_empty());
+    }
 }
