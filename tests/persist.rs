@@ -2,7 +2,8 @@
 //! once under load keeps every acknowledged write and every delete; an old copy of a data
 //! directory never brings back a delete the cluster has since collected; a damaged or foreign
 //! file is refused with a clear message and left as it is; a node whose disk fills is not
-//! ready and says why. `tests/bench_persist.sh` measures durable write throughput.
+//! ready and says why; a node stopped while a write waits for a slow commit exits with the
+//! write on disk. `tests/bench_persist.sh` measures durable write throughput.
 
 mod common;
 
@@ -15,7 +16,8 @@ use std::time::Duration;
 use chorus::tls::ClusterKey;
 use chorus::{Client, WaitLevel, WriteOptions};
 use common::{
-    CONVERGE_TIMEOUT, EXIT_TIMEOUT, Node, Process, Scratch, block_on, eventually, free_addrs,
+    CONVERGE_TIMEOUT, EXIT_TIMEOUT, Node, Process, Scratch, block_on, chorus, eventually,
+    free_addrs,
 };
 
 /// Writers per node during the load.
@@ -358,4 +360,38 @@ fn a_node_whose_data_directory_fails_is_not_ready_and_says_why() {
     for i in 0..first_failed {
         assert_eq!(http.get(&format!("/v1/kv/k{i}")).body, value, "k{i} was acknowledged");
     }
+}
+
+/// A node stopped with SIGTERM while a write waits for its commit: the write is on disk when
+/// the process has exited, whatever its client was told, and a client told it succeeded is
+/// right. Two things keep it: the shutdown's own commit waits for the one under way, and the
+/// runtime, dropped before the process exits, waits for the blocking thread that writes (with
+/// both taken out, the write is lost and this fails). The commit is held 2 s by the test-only
+/// fault switch (`persist-commit-stall`, read by debug builds only), as a slow disk would.
+#[test]
+fn a_shutdown_while_a_write_waits_for_the_disk_finishes_the_commit() {
+    if !common::fault_switch_read() {
+        return;
+    }
+    let scratch = Scratch::new("persist_stall");
+    let data = scratch.path().join("data");
+    let fault = [("CHORUS_TEST_FAULT", "persist-commit-stall")];
+    let process = spawn("stall", "127.0.0.1:0", &[], &data, &fault, scratch.path());
+    let node = Node::await_ready(process, None);
+    let addr = node.ready.addr.clone();
+    let put = std::thread::spawn(move || chorus(&["put", "held", "v", "--node", &addr]));
+    eventually("the write's commit is held", CONVERGE_TIMEOUT, || {
+        let log = node.process.log();
+        log.contains("test fault: this commit is held").then_some(()).ok_or(log)
+    });
+    let mut process = node.process;
+    process.terminate();
+    let status = process.wait_exit(EXIT_TIMEOUT);
+    assert!(status.is_some_and(|status| status.success()), "{status:?}\n{}", process.log_tail());
+    let put = put.join().expect("the put's thread");
+    // Told or not, the client knows: success, or an error that says why.
+    assert!(put.code == 0 || !put.stderr.trim().is_empty(), "{put}");
+    let again = spawn("again", "127.0.0.1:0", &[], &data, &[], scratch.path());
+    let node = Node::await_ready(again, None);
+    assert_eq!(node.get("held").as_deref(), Some(&b"v"[..]), "put: {put}");
 }

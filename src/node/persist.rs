@@ -86,7 +86,15 @@ impl Driver {
         }
         let Some((ticket, batch)) = self.take_batch() else { return false };
         let dir = persist.dir.clone();
-        let written = tokio::task::spawn_blocking(move || dir.write(&batch)).await;
+        let stall = !batch.journal.rows.is_empty() && crate::frontend::test_fault(COMMIT_STALL);
+        let written = tokio::task::spawn_blocking(move || {
+            if stall {
+                tracing::info!("test fault: this commit is held for {COMMIT_STALL_FOR:?}");
+                std::thread::sleep(COMMIT_STALL_FOR);
+            }
+            dir.write(&batch)
+        })
+        .await;
         let failed = match written {
             Ok(Ok(())) => None,
             Ok(Err(error)) => Some(error.to_string()),
@@ -109,6 +117,12 @@ impl Driver {
         ok
     }
 }
+
+/// The test-only fault (`crate::frontend::TEST_FAULT_ENV`) that holds every commit of written
+/// keys for `COMMIT_STALL_FOR` before it goes to disk, as a slow disk would: a test can stop
+/// the node while a write waits to be durable.
+const COMMIT_STALL: &str = "persist-commit-stall";
+const COMMIT_STALL_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs the writer until writing stops or the node's tasks are aborted.
 pub async fn run_writer(driver: Arc<Driver>) {

@@ -48,6 +48,16 @@ pub const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Lines of each log printed when a test fails.
 pub const LOG_TAIL_LINES: usize = 80;
 
+/// Whether the binary under test reads the test-only fault switch (`CHORUS_TEST_FAULT`), which
+/// debug builds only do (`cargo test` builds one); when not, says that the test is skipped.
+pub fn fault_switch_read() -> bool {
+    let read = cfg!(debug_assertions);
+    if !read {
+        eprintln!("skipped: the fault switch exists in debug builds only");
+    }
+    read
+}
+
 /// Polls `check` until it returns `Ok`, sleeping briefly between attempts; fails the test with
 /// the last reason if `timeout` passes first.
 pub fn eventually<T>(
