@@ -366,8 +366,10 @@ fn a_node_whose_data_directory_fails_is_not_ready_and_says_why() {
 /// the process has exited, whatever its client was told, and a client told it succeeded is
 /// right. Two things keep it: the shutdown's own commit waits for the one under way, and the
 /// runtime, dropped before the process exits, waits for the blocking thread that writes (with
-/// both taken out, the write is lost and this fails). The commit is held 2 s by the test-only
-/// fault switch (`persist-commit-stall`, read by debug builds only), as a slow disk would.
+/// both taken out, the write is lost and this fails). The commit is held by the test-only
+/// fault switch (`persist-commit-stall`, read by debug builds only), as a slow disk would; the
+/// node has no drain period, so its shutdown begins while the commit is held (checked in its
+/// log).
 #[test]
 fn a_shutdown_while_a_write_waits_for_the_disk_finishes_the_commit() {
     if !common::fault_switch_read() {
@@ -375,19 +377,26 @@ fn a_shutdown_while_a_write_waits_for_the_disk_finishes_the_commit() {
     }
     let scratch = Scratch::new("persist_stall");
     let data = scratch.path().join("data");
-    let fault = [("CHORUS_TEST_FAULT", "persist-commit-stall")];
-    let process = spawn("stall", "127.0.0.1:0", &[], &data, &fault, scratch.path());
-    let node = Node::await_ready(process, None);
+    let fault = [(common::TEST_FAULT_ENV, "persist-commit-stall")];
+    let dir = data.to_str().expect("a UTF-8 path");
+    let args = ["node", "--listen", "127.0.0.1:0", "--name", "stall", "--data-dir", dir];
+    let args = [&args[..], &["--drain", "0s"]].concat();
+    let node = Node::await_ready(Process::start("stall", &args, &fault, scratch.path()), None);
     let addr = node.ready.addr.clone();
     let put = std::thread::spawn(move || chorus(&["put", "held", "v", "--node", &addr]));
     eventually("the write's commit is held", CONVERGE_TIMEOUT, || {
         let log = node.process.log();
-        log.contains("test fault: this commit is held").then_some(()).ok_or(log)
+        let held = log.contains("test fault: this commit is held");
+        held.then_some(()).ok_or_else(|| format!("put done: {}\n{log}", put.is_finished()))
     });
     let mut process = node.process;
     process.terminate();
     let status = process.wait_exit(EXIT_TIMEOUT);
     assert!(status.is_some_and(|status| status.success()), "{status:?}\n{}", process.log_tail());
+    // The race this is about: the shutdown began while the commit was held.
+    let log = process.log();
+    let at = |line: &str| log.find(line).unwrap_or_else(|| panic!("no {line:?} in\n{log}"));
+    assert!(at("shutting down") < at("test fault: the held commit goes to disk"), "{log}");
     let put = put.join().expect("the put's thread");
     // Told or not, the client knows: success, or an error that says why.
     assert!(put.code == 0 || !put.stderr.trim().is_empty(), "{put}");

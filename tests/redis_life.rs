@@ -80,7 +80,8 @@ fn a_front_end_that_stops_by_itself_stops_the_node_with_an_error() {
         ("quic-accept-panic", "the node's QUIC accept loop stopped"),
     ];
     for (fault, logged) in faults {
-        let process = Node::spawn_with_env(fault, &[("CHORUS_TEST_FAULT", fault)], scratch.path());
+        let process =
+            Node::spawn_with_env(fault, &[(common::TEST_FAULT_ENV, fault)], scratch.path());
         let mut node = Node::await_ready(process, None);
         if fault.starts_with("quic") {
             // The CLI's connection is the first the loop takes; the node dies under it.

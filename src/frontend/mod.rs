@@ -17,11 +17,11 @@ pub(crate) fn same_secret(expected: &[u8], given: &[u8]) -> bool {
 }
 
 /// The test-only fault switch: an environment variable read by debug builds only (a release
-/// build never reads it), so the black-box tests can make a front end's accept loop fail the
-/// way a bug would. Values: `redis-accept-panic`, `redis-accept-return`, `http-accept-panic`,
-/// `quic-accept-panic` (the loop panics, or returns, on its next accepted connection), and
-/// `persist-commit-stall` (every commit of written keys waits 2 s, as on a slow disk).
-/// ARCHITECTURE.md lists it.
+/// build never reads it), so the black-box tests can make a part of the node fail or stall the
+/// way a bug or a slow disk would. Values: `redis-accept-panic`, `redis-accept-return`,
+/// `http-accept-panic`, `quic-accept-panic` (that accept loop panics, or returns, on its next
+/// accepted connection), and `persist-commit-stall` (every commit with journal rows is held
+/// before it goes to disk, `node::persist::COMMIT_STALL_FOR`). ARCHITECTURE.md lists it.
 pub const TEST_FAULT_ENV: &str = "CHORUS_TEST_FAULT";
 
 /// Whether the test-only fault `name` is switched on ([`TEST_FAULT_ENV`]); always false in a

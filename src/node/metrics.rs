@@ -1,8 +1,10 @@
-//! Metrics kept beside the node's lock (`Driver::metrics`): request counts and latencies of every front end, the
-//! connections each holds, and how long a remote write took to arrive. Each is made of atomics
-//! that the request's task updates itself (a new series takes its family's lock once), so `/metrics` reads them
+//! Metrics kept beside the node's lock (`Driver::metrics`): request counts and latencies of
+//! every front end, the connections each holds, and how long a remote write took to arrive.
+//! Each is made of atomics that the request's task updates itself, so `/metrics` reads them
 //! without taking the node's lock; `/metrics` adds the node's sizes and counters from one
-//! short hold (`Driver::stats`).
+//! short hold (`Driver::stats`). Finding a request's series takes its family's lock: the RPC
+//! and HTTP front ends take it per request (`Metrics::observe`), the Redis door once per
+//! series and connection (its `SeriesCache`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -91,6 +91,7 @@ impl Driver {
             if stall {
                 tracing::info!("test fault: this commit is held for {COMMIT_STALL_FOR:?}");
                 std::thread::sleep(COMMIT_STALL_FOR);
+                tracing::info!("test fault: the held commit goes to disk");
             }
             dir.write(&batch)
         })
@@ -118,8 +119,8 @@ impl Driver {
     }
 }
 
-/// The test-only fault (`crate::frontend::TEST_FAULT_ENV`) that holds every commit of written
-/// keys for `COMMIT_STALL_FOR` before it goes to disk, as a slow disk would: a test can stop
+/// The test-only fault (`crate::frontend::TEST_FAULT_ENV`) that holds every commit with
+/// journal rows for `COMMIT_STALL_FOR` before it goes to disk, as a slow disk would: a test can stop
 /// the node while a write waits to be durable.
 const COMMIT_STALL: &str = "persist-commit-stall";
 const COMMIT_STALL_FOR: std::time::Duration = std::time::Duration::from_secs(2);

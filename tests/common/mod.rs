@@ -48,7 +48,10 @@ pub const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Lines of each log printed when a test fails.
 pub const LOG_TAIL_LINES: usize = 80;
 
-/// Whether the binary under test reads the test-only fault switch (`CHORUS_TEST_FAULT`), which
+/// The environment variable of the binary's test-only fault switch (`src/frontend/mod.rs`).
+pub const TEST_FAULT_ENV: &str = "CHORUS_TEST_FAULT";
+
+/// Whether the binary under test reads the test-only fault switch ([`TEST_FAULT_ENV`]), which
 /// debug builds only do (`cargo test` builds one); when not, says that the test is skipped.
 pub fn fault_switch_read() -> bool {
     let read = cfg!(debug_assertions);

@@ -390,11 +390,8 @@ impl Connection {
         // a run of one command with one result at once.
         let took = started.elapsed();
         let ended = batch.commands[from..].iter().zip(&replies);
-        for (kind, result, requests) in
-            runs(ended.map(|((kind, _, _), reply)| (*kind, result_of(reply))))
-        {
-            self.observe(kind, result, took, requests);
-        }
+        let ended = ended.map(|((kind, _, _), reply)| (*kind, result_of(reply)));
+        for_each_run(ended, |kind, result, requests| self.observe(kind, result, took, requests));
         let ran = from + replies.len();
         self.encode(replies, output);
         ran
@@ -576,23 +573,37 @@ fn result_of(reply: &Reply) -> &'static str {
     if matches!(reply, Reply::Error(_)) { "error" } else { "ok" }
 }
 
-/// Consecutive equal `(kind, result)` pairs of `ended`, each with how many there are in a row.
-fn runs(
+/// Calls `each` with every run of consecutive equal `(kind, result)` pairs of `ended` and how
+/// many there are in the run; allocates nothing (an unpipelined command is a run of one).
+fn for_each_run(
     ended: impl Iterator<Item = (&'static str, &'static str)>,
-) -> Vec<(&'static str, &'static str, u64)> {
-    let mut runs: Vec<(&'static str, &'static str, u64)> = Vec::new();
+    mut each: impl FnMut(&'static str, &'static str, u64),
+) {
+    let mut run: Option<(&'static str, &'static str, u64)> = None;
     for (kind, result) in ended {
-        match runs.last_mut() {
+        match &mut run {
             Some((k, r, count)) if *k == kind && *r == result => *count += 1,
-            _ => runs.push((kind, result, 1)),
+            _ => {
+                if let Some((k, r, count)) = run.replace((kind, result, 1)) {
+                    each(k, r, count);
+                }
+            }
         }
     }
-    runs
+    if let Some((kind, result, count)) = run {
+        each(kind, result, count);
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::runs;
+    use super::for_each_run;
+
+    fn runs(ended: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str, u64)> {
+        let mut runs = Vec::new();
+        for_each_run(ended.iter().copied(), |kind, result, count| runs.push((kind, result, count)));
+        runs
+    }
 
     #[test]
     fn a_batch_is_counted_by_runs_of_one_command_with_one_result() {
@@ -612,7 +623,8 @@ mod tests {
             ("GET", "ok", 2),
             ("SET", "ok", 1),
         ];
-        assert_eq!(runs(ended.into_iter()), expected);
-        assert!(runs(std::iter::empty()).is_empty());
+        assert_eq!(runs(&ended), expected);
+        assert_eq!(runs(&[("GET", "ok")]), [("GET", "ok", 1)]);
+        assert!(runs(&[]).is_empty());
     }
 }
