@@ -1,6 +1,8 @@
 //! What the deployment recipes in `deploy/` rely on: under systemd (`Type=notify`), the node
 //! sends `READY=1` on `NOTIFY_SOCKET` once ready and `STOPPING=1` when SIGTERM begins its
-//! graceful shutdown. (`deploy/check.sh` validates the recipes themselves with their tools.)
+//! graceful shutdown, even when SIGTERM follows `READY=1` at once (before the node listened for
+//! signals from its start, such a node sometimes died by SIGTERM's default action, with no
+//! handoff). (`deploy/check.sh` validates the recipes themselves with their tools.)
 
 mod common;
 
@@ -9,9 +11,8 @@ use std::time::Duration;
 
 use common::{EXIT_TIMEOUT, Node, Process, READY_TIMEOUT, Scratch, free_addrs};
 
-/// The next notification on `socket`; without one within `timeout`, a failure that says what
-/// the node printed and logged meanwhile (it failed this way once in a full test run, with a
-/// log ending at the node's `listening` line).
+/// The next notification on `socket`; without one within `timeout`, a failure that says how
+/// the node ended and what it printed and logged meanwhile.
 #[track_caller]
 fn next_datagram(socket: &UnixDatagram, timeout: Duration, process: &mut Process) -> String {
     socket.set_read_timeout(Some(timeout)).expect("set a read timeout");
@@ -20,10 +21,10 @@ fn next_datagram(socket: &UnixDatagram, timeout: Duration, process: &mut Process
         Ok(length) => String::from_utf8_lossy(&buffer[..length]).into_owned(),
         Err(error) => {
             while process.next_line(Duration::ZERO).is_some() {}
-            let (running, seen) = (process.is_running(), process.seen().to_vec());
+            let (status, seen) = (process.try_status(), process.seen().to_vec());
             panic!(
-                "no notification within {timeout:?} ({error}); running: {running}; stdout: \
-                 {seen:?}\n{}",
+                "no notification within {timeout:?} ({error}); exit status: {status:?}; \
+                 stdout: {seen:?}\n{}",
                 process.log_tail()
             );
         }

@@ -70,9 +70,10 @@ impl Reset {
 /// (exit 0; a run in progress is killed with its process group) or an error a retry cannot
 /// mend (a refused key, a bad prefix).
 pub async fn run(connect: &Connect, prefix: &[u8], handler: &Handler) -> Result<i32, ClientError> {
+    let mut signals = super::StopSignals::listen();
     tokio::select! {
         result = follow_forever(connect, prefix, handler) => result,
-        () = super::shutdown_signal() => Ok(0),
+        () = signals.recv() => Ok(0),
     }
 }
 

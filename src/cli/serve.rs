@@ -14,6 +14,9 @@ pub async fn run(args: NodeArgs) -> i32 {
     init_logging(&args.log_level);
     let (drain_for, json) = (args.drain, args.json);
     let options = options(args);
+    // Before the node starts: from here on SIGINT and SIGTERM stop it gracefully, whenever
+    // they come (one during the start is acted on once the start returns).
+    let mut signals = super::StopSignals::listen();
     let mut handle = match NodeHandle::start(options).await {
         Ok(handle) => handle,
         Err(error) => {
@@ -27,7 +30,7 @@ pub async fn run(args: NodeArgs) -> i32 {
     let mut readiness = handle.readiness_watch();
     let signalled = tokio::select! {
         _ = readiness.wait_for(Result::is_ok) => false,
-        () = super::shutdown_signal() => true,
+        () = signals.recv() => true,
         failure = handle.failed() => return failed(failure),
     };
     if signalled {
@@ -59,11 +62,11 @@ pub async fn run(args: NodeArgs) -> i32 {
     let _ = std::io::stdout().flush();
     notify::ready();
     tokio::select! {
-        () = super::shutdown_signal() => {}
+        () = signals.recv() => {}
         failure = handle.failed() => return failed(failure),
     }
     notify::stopping();
-    drain(&handle, drain_for).await;
+    drain(&handle, drain_for, &mut signals).await;
     tracing::info!("shutting down: handing off writes and announcing departure");
     let handed_off = handle.shutdown().await;
     if !handed_off {
@@ -116,7 +119,7 @@ fn tune_for_tests(config: &mut chorus::Config) {
 
 /// Reports not ready and keeps serving for `delay`, so that load balancers polling `/ready`
 /// stop sending before the node refuses writes; a second signal cuts it short.
-async fn drain(handle: &NodeHandle, delay: std::time::Duration) {
+async fn drain(handle: &NodeHandle, delay: std::time::Duration, signals: &mut super::StopSignals) {
     if delay.is_zero() {
         return;
     }
@@ -127,7 +130,7 @@ async fn drain(handle: &NodeHandle, delay: std::time::Duration) {
     );
     tokio::select! {
         () = tokio::time::sleep(delay) => {}
-        () = super::shutdown_signal() => {}
+        () = signals.recv() => {}
     }
 }
 

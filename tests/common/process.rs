@@ -241,7 +241,8 @@ impl Process {
         self.try_status().is_none()
     }
 
-    fn try_status(&mut self) -> Option<ExitStatus> {
+    /// How the process ended, or `None` while it runs.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
             self.status = self.child.try_wait().expect("poll a child");
         }
