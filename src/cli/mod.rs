@@ -105,12 +105,15 @@ fn report(error: &ClientError) -> i32 {
 }
 
 /// SIGINT and SIGTERM (`chorus node` and `chorus watch --exec` stop on either), listened for
-/// from [`StopSignals::listen`] until the process exits. One listener for the whole run: a
-/// signal sent between two waits is kept for the next one. Listening afresh at each wait lost
-/// such a signal (the node ran on), and one sent before the first listener killed the process
-/// by the signal's default action, with no handoff: sent SIGTERM the moment it told systemd it
-/// was ready, a node died so in 33 of 150 runs beside two busy loops and ran on in 1, none of
-/// 150 since (`tests/sigterm_after_ready.py 150`; `tests/deploy.rs` caught it twice).
+/// from [`StopSignals::listen`] (at once, not on a first poll) until the process exits. One
+/// listener for the whole run: a signal sent between two waits is kept for the next one.
+/// Before, each wait made its own listener when first polled. A `select!` that ended before
+/// polling it (the node already ready) left none: a SIGTERM then met its default action and
+/// killed the process with no handoff. And a signal that came between one listener and the
+/// next could be missed (tokio keeps its handler, but a new listener does not see a signal
+/// already handled): the node ran on. Sent SIGTERM the moment it told systemd it was ready, a
+/// node died so in 33 of 150 runs beside two busy loops and ran on in 1; none of 150 since
+/// (`tests/sigterm_after_ready.py 150`; `tests/deploy.rs` had failed so twice).
 struct StopSignals {
     interrupt: Option<tokio::signal::unix::Signal>,
     terminate: Option<tokio::signal::unix::Signal>,

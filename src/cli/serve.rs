@@ -28,10 +28,12 @@ pub async fn run(args: NodeArgs) -> i32 {
     tracing::info!(name = %handle.name(), id = %handle.id(), redis = ?handle.redis_addr(), http = ?handle.http_addr(), listen = %handle.addr(), "listening");
     // Watched from here on: a node that never joins must not run on with a dead part either.
     let mut readiness = handle.readiness_watch();
+    // In this order: a signal that came during the start stops the node before it says ready.
     let signalled = tokio::select! {
-        _ = readiness.wait_for(Result::is_ok) => false,
-        () = signals.recv() => true,
+        biased;
         failure = handle.failed() => return failed(failure),
+        () = signals.recv() => true,
+        _ = readiness.wait_for(Result::is_ok) => false,
     };
     if signalled {
         // Not ready yet (joining, catching up, or its clock off), but it may have taken

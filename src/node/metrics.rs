@@ -2,9 +2,10 @@
 //! every front end, the connections each holds, and how long a remote write took to arrive.
 //! Each is made of atomics that the request's task updates itself, so `/metrics` reads them
 //! without taking the node's lock; `/metrics` adds the node's sizes and counters from one
-//! short hold (`Driver::stats`). Finding a request's series takes its family's lock: the RPC
-//! and HTTP front ends take it per request (`Metrics::observe`), the Redis door once per
-//! series and connection (its `SeriesCache`).
+//! short hold (`Driver::stats`). Finding a request's series takes its families' locks: the
+//! RPC and HTTP front ends take them per request (`Metrics::observe`: count and latency), the
+//! Redis door once per series and connection (its `SeriesCache`, up to `SERIES_CACHED_MAX`
+//! series; per request beyond).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
