@@ -4,8 +4,9 @@
 #   tests/redis_benchmark.sh [N]        (default N = 100000 requests per test; ROUNDS=2)
 #   KEYS=100000 tests/redis_benchmark.sh  (random keys among that many: redis-benchmark -r;
 #                                          without it every SET and GET hits one key)
-#   DETAIL=1 tests/redis_benchmark.sh     (also each server process's CPU ticks, and how often
-#                                          redis-benchmark slept and woke, on stderr)
+#   DETAIL=1 tests/redis_benchmark.sh     (also each server process's CPU ticks, of them in
+#                                          the kernel, and how often redis-benchmark slept and
+#                                          woke, on stderr)
 #   PIN=1 tests/redis_benchmark.sh        (redis-benchmark on CPU 0, every server on the other
 #                                          CPUs, with taskset: less noise than the scheduler's
 #                                          placement; needs 2 CPUs or more)
@@ -87,6 +88,8 @@ start_chorus() {
 }
 
 ticks() { local sum=0; for p in "$@"; do sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$sum"; }
+# A process's system CPU ticks (of the user + system that `ticks` sums).
+system_ticks() { awk '{print $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 pin_bench=(); pin_server=()
 if [ "${PIN:-}" = 1 ]; then
@@ -116,12 +119,13 @@ if [ -n "${KEYS:-}" ]; then keyspace=(-r "$KEYS"); fi
 check_ttl
 
 # Runs one test against $1 (port) with extra flags; prints "ops_per_s cpu_us_per_request",
-# the CPU summed over the pids that follow. With DETAIL=1, also each process's CPU ticks
-# (first the node or primary the benchmark talks to) and how often redis-benchmark slept
-# (blocked waiting for replies: its voluntary context switches), on stderr.
+# the CPU summed over the pids that follow. With DETAIL=1, also each process's CPU ticks and
+# how many of them were in the kernel (first the node or primary the benchmark talks to; $SERVER
+# names the server), and how often redis-benchmark slept (blocked waiting for replies: its
+# voluntary context switches), on stderr.
 measure() {
   local port=$1 test=$2 pipeline=$3; shift 3
-  local before=() after=() rps p sum=0 each="" bench=()
+  local before=() after=() system=() rps p sum=0 each="" bench=()
   redis_test_args "$test"
   bench=("${pin_bench[@]}" redis-benchmark -p "$port" -c 50 -n "$requests" -d 64 -P "$pipeline" "${keyspace[@]}" --csv -q "${test_args[@]}")
   # With DETAIL=1 the benchmark runs under Python, which reads its context switches.
@@ -131,14 +135,16 @@ usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 open(sys.argv[1], "w").write(f"{usage.ru_nvcsw}\n")
 sys.exit(code)' "$scratch/switches" "${bench[@]}")
   rm -f "$scratch/switches"
-  for p in "$@"; do before+=("$(ticks "$p")"); done
+  for p in "$@"; do before+=("$(ticks "$p")"); system+=("$(system_ticks "$p")"); done
   rps=$("${bench[@]}" 2>/dev/null | awk -F'","' 'NR > 1 { gsub(/"/, "", $2); print $2; exit }')
   for p in "$@"; do after+=("$(ticks "$p")"); done
+  local pids=("$@")
   for p in "${!after[@]}"; do
-    sum=$((sum + after[p] - before[p])); each="$each $((after[p] - before[p]))"
+    sum=$((sum + after[p] - before[p]))
+    each="$each $((after[p] - before[p])) ($(($(system_ticks "${pids[p]}") - system[p])) system)"
   done
   if [ "${DETAIL:-}" = 1 ]; then
-    echo "    $test -P $pipeline on port $port: CPU ticks per process:$each;" \
+    echo "    ${SERVER:-} $test -P $pipeline on port $port: CPU ticks per process:$each;" \
       "redis-benchmark slept $(awk -v n="$requests" '{ printf "%.1f", $1 * 1000 / n }' "$scratch/switches") times per 1,000 requests" >&2
   fi
   awk -v rps="$rps" -v t="$sum" -v hz="$hz" -v n="$requests" \
@@ -168,10 +174,10 @@ rows="$scratch/rows"
 for round in $(seq 1 "$rounds"); do
   for pipeline in 1 16; do
     for test in set get; do
-      report "1 node" "$test" "$pipeline" "$(measure "$redis1" "$test" "$pipeline" "$redis1_pid")" \
-        "$(measure "$chorus1" "$test" "$pipeline" "$chorus1_pid")" | tee -a "$rows"
-      report "3 nodes" "$test" "$pipeline" "$(measure "$primary" "$test" "$pipeline" "${primary_pids[@]}")" \
-        "$(measure "$cluster" "$test" "$pipeline" "${cluster_pids[@]}")" | tee -a "$rows"
+      report "1 node" "$test" "$pipeline" "$(SERVER=redis measure "$redis1" "$test" "$pipeline" "$redis1_pid")" \
+        "$(SERVER=chorus measure "$chorus1" "$test" "$pipeline" "$chorus1_pid")" | tee -a "$rows"
+      report "3 nodes" "$test" "$pipeline" "$(SERVER=redis measure "$primary" "$test" "$pipeline" "${primary_pids[@]}")" \
+        "$(SERVER=chorus measure "$cluster" "$test" "$pipeline" "${cluster_pids[@]}")" | tee -a "$rows"
     done
   done
 done
