@@ -368,8 +368,8 @@ fn a_node_whose_data_directory_fails_is_not_ready_and_says_why() {
 /// runtime, dropped before the process exits, waits for the blocking thread that writes (with
 /// both taken out, the write is lost and this fails; with either, it passes). The commit is
 /// held by the test-only fault switch (`persist-commit-stall`, read by debug builds only), as
-/// a slow disk would, until the node leaves (with no drain period, right after the SIGTERM)
-/// and asks for another commit: the shutdown's always comes while this one is under way.
+/// a slow disk would, until another commit is asked for: the shutdown's always comes while
+/// this one is under way. No drain period, so the shutdown begins right after the SIGTERM.
 #[test]
 fn a_shutdown_while_a_write_waits_for_the_disk_finishes_the_commit() {
     if !common::fault_switch_read() {

@@ -21,8 +21,8 @@ pub(crate) fn same_secret(expected: &[u8], given: &[u8]) -> bool {
 /// way a bug or a slow disk would. Values: `redis-accept-panic`, `redis-accept-return`,
 /// `http-accept-panic`, `quic-accept-panic` (that accept loop panics, or returns, on its next
 /// accepted connection), and `persist-commit-stall` (every commit with journal rows is held
-/// until the node leaves and commits again, `node::persist::COMMIT_STALL`). ARCHITECTURE.md
-/// lists it.
+/// until another commit is asked for, `node::persist::COMMIT_STALL`). ARCHITECTURE.md lists
+/// it.
 pub const TEST_FAULT_ENV: &str = "CHORUS_TEST_FAULT";
 
 /// Whether the test-only fault `name` is switched on ([`TEST_FAULT_ENV`]); always false in a

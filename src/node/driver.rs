@@ -241,11 +241,6 @@ impl State {
         self.published.clone()
     }
 
-    /// A receiver of the readiness published from now on.
-    pub(super) fn readiness_watch(&self) -> watch::Receiver<Readiness> {
-        self.ready.subscribe()
-    }
-
     /// Drains the node's outputs: the drain contract (after every input and command).
     pub(super) fn drain(&mut self) {
         while let Some(transmit) = self.node.poll_transmit() {

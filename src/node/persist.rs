@@ -90,10 +90,9 @@ impl Driver {
         let Some((ticket, batch)) = self.take_batch() else { return false };
         let dir = persist.dir.clone();
         let stall = !batch.journal.rows.is_empty() && crate::frontend::test_fault(COMMIT_STALL);
-        let held = stall.then(|| self.lock(Purpose::Persist).map(|state| state.readiness_watch()));
         let written = tokio::task::spawn_blocking(move || {
-            if let Some(readiness) = held.flatten() {
-                hold_until_not_ready(readiness);
+            if stall {
+                hold_until_committed_again();
             }
             dir.write(&batch)
         })
@@ -122,25 +121,24 @@ impl Driver {
 }
 
 /// The test-only fault (`crate::frontend::TEST_FAULT_ENV`) that holds every commit with
-/// journal rows, as a slow disk would, until the node is not ready (its leave or drain began)
-/// and another commit was asked for (the shutdown's), or `COMMIT_STALL_MAX` passed: a test
-/// stops the node while a write waits to be durable, the shutdown's commit certain to come
-/// while this one is under way.
+/// journal rows, as a slow disk would, until another commit is asked for or `COMMIT_STALL_MAX`
+/// passed. The writer's loop waits for the held one, so the next to ask is the shutdown's: a
+/// test stops the node while a write waits to be durable, that commit certain to come while
+/// this one is under way.
 const COMMIT_STALL: &str = "persist-commit-stall";
 const COMMIT_STALL_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Calls of `Driver::commit`, counted by debug builds only, for `COMMIT_STALL`.
 static COMMITS_ASKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Holds the writer's thread (`COMMIT_STALL`) until `readiness` says not ready and a later
-/// commit was asked for, or `COMMIT_STALL_MAX`; logs both ends.
-fn hold_until_not_ready(readiness: tokio::sync::watch::Receiver<super::ready::Readiness>) {
+/// Holds the writer's thread (`COMMIT_STALL`) until a later commit is asked for, or
+/// `COMMIT_STALL_MAX`; logs both ends.
+fn hold_until_committed_again() {
     use std::sync::atomic::Ordering::Relaxed;
     let asked = COMMITS_ASKED.load(Relaxed);
-    tracing::info!("test fault: this commit is held until the node leaves and commits again");
+    tracing::info!("test fault: this commit is held until another is asked for");
     let deadline = std::time::Instant::now() + COMMIT_STALL_MAX;
-    let held = || readiness.borrow().is_ok() || COMMITS_ASKED.load(Relaxed) == asked;
-    while held() && std::time::Instant::now() < deadline {
+    while COMMITS_ASKED.load(Relaxed) == asked && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     tracing::info!("test fault: the held commit goes to disk");
