@@ -239,6 +239,9 @@ fn ready_is_503_until_joined_200_after_and_503_while_draining_on_sigterm() {
 fn ready_tells_the_truth_through_a_restart() {
     let scratch = Scratch::new("http_ready_restart");
     let [seed, listen] = <[String; 2]>::try_from(free_addrs(2)).expect("two addresses");
+    let mut a = Node::await_ready(Node::spawn_at("a", &seed, &[], None, scratch.path()), None);
+    // Picked once a holds its Redis and HTTP ports (both bound to port 0): picked before, the
+    // free port was once the one a's Redis door was then given, and b could not bind it.
     let addr = free_tcp_addr();
     let http = Http::new(&addr);
     let args = ["--listen", listen.as_str(), "--join", seed.as_str(), "--http", addr.as_str()];
@@ -247,7 +250,6 @@ fn ready_tells_the_truth_through_a_restart() {
         all.extend(args);
         Process::start(name, &all, &[], scratch.path())
     };
-    let mut a = Node::await_ready(Node::spawn_at("a", &seed, &[], None, scratch.path()), None);
     let mut b = Node::await_ready(start("b"), None);
     assert_eq!(http.get("/ready").status, 200);
 
