@@ -32,6 +32,6 @@ for name in a b c; do
   "$node_bin" stats --node "$address" --json | python3 -c '
 import json, sys
 stats = json.load(sys.stdin)
-print(sys.argv[1], " ".join(f"{k}={stats[k]}" for k in ("updates_applied", "updates_duplicate", "keys", "packets_lost")))
+print(sys.argv[1], " ".join(f"{k}={stats[k]}" for k in ("updates_applied", "updates_duplicate", "updates_ahead", "keys", "packets_lost")))
 ' "$name"
 done

@@ -414,6 +414,8 @@ impl Node {
                 if self.store.vector().base(dot.node) >= dot.seq {
                     // Contiguous: the writer's writes reach this node as a stream of pushes.
                     self.streams.insert(dot.node, now_ms);
+                } else {
+                    self.stats.updates_ahead += 1;
                 }
                 self.forward(&update, wants_ack, Some(sender), now_ms);
             }

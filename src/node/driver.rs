@@ -27,6 +27,7 @@ use super::lock::{Guard, Purpose, TimedMutex};
 use super::metrics::{Buckets, Metrics};
 use super::outcome::Written;
 use super::ready::{Readiness, ReadyInputs};
+use super::sends::InOrder;
 use super::skew::SkewLog;
 use crate::gossip::{Inbound, Transport, TransportStats};
 use crate::store::Persist;
@@ -50,6 +51,8 @@ pub struct Driver {
     pub(super) metrics: Metrics,
     /// The data directory and its writer, with `--data-dir`.
     pub(super) persist: Option<Persist>,
+    /// Outboxes taken from the node, sent in the order the lock took them (`sends.rs`).
+    sends: InOrder<Vec<Transmit>>,
 }
 
 /// Distinct names [`Driver::count`] keeps; later names count under `<prefix>other`.
@@ -124,6 +127,7 @@ impl Driver {
             named: std::sync::Mutex::default(),
             metrics,
             persist,
+            sends: InOrder::default(),
         });
         // Whatever the node did before the driver existed (a join) goes out now.
         if let Some(state) = driver.lock(Purpose::Control) {
@@ -155,6 +159,8 @@ impl Driver {
         // Pushes a client waits on go at once, even while the timer task spaces its flushes.
         let rearm = earlier || state.node.pushes_awaited();
         let outbox = std::mem::take(&mut state.outbox);
+        // Queued under the lock, so that outboxes reach each peer's lane in the lock's order.
+        let sender = !outbox.is_empty() && self.sends.push(outbox);
         let changed = state.persist_wanted || state.node.journal_pending();
         drop(state);
         if rearm {
@@ -163,8 +169,8 @@ impl Driver {
         if let Some(persist) = self.persist.as_ref().filter(|_| changed) {
             persist.wake();
         }
-        if !outbox.is_empty() {
-            self.transport.send_all(outbox);
+        if sender {
+            self.sends.send(|outbox| self.transport.send_all(outbox));
         }
     }
 }

@@ -25,6 +25,7 @@ mod ops;
 mod outcome;
 mod persist;
 mod ready;
+mod sends;
 mod session;
 mod skew;
 mod stats;

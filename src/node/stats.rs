@@ -77,6 +77,7 @@ fn protocol_counters(stats: &Stats, transport: &TransportStats) -> Vec<Counter> 
         ("messages_invalid", load(&transport.messages_invalid)),
         ("updates_applied", stats.updates_applied),
         ("updates_duplicate", stats.updates_duplicate),
+        ("updates_ahead", stats.updates_ahead),
         ("messages_dropped", stats.pushes_dropped + load(&transport.dropped)),
         ("packets_lost", load(&transport.packets_lost)),
         ("events_dropped", stats.events_dropped),

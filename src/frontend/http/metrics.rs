@@ -23,13 +23,18 @@ const MEMBER_STATES: [&str; 4] = ["alive", "suspect", "dead", "left"];
 
 /// Named counters that are a family of their own: the counter's name in `chorus stats`, the
 /// metric's name (`_total` is added), and its help.
-const COUNTERS: [(&str, &str, &str); 10] = [
+const COUNTERS: [(&str, &str, &str); 11] = [
     ("messages_invalid", "gossip_messages_invalid", "Gossip messages that did not decode, dropped"),
     ("messages_dropped", "gossip_messages_dropped", "Gossip messages dropped on a full queue"),
     (
         "packets_lost",
         "gossip_packets_lost",
         "Gossip packets this node sent that were lost (on a healthy network: a full receive buffer at the peer)",
+    ),
+    (
+        "updates_ahead",
+        "gossip_updates_out_of_order",
+        "Pushed writes that arrived before an earlier write of their writer (a lost or dropped push)",
     ),
     ("events_dropped", "events_dropped", "Node events dropped on a full queue"),
     ("collected", "tombstones_collected", "Tombstones collected once every member saw them"),

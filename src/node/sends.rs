@@ -1,0 +1,152 @@
+//! The node's outboxes go to the transport in the order its lock made them.
+//!
+//! Every call into the node takes what it transmitted out of the lock and sends it after
+//! letting go (encoding is too heavy to do under the lock). Two threads call in: a front
+//! end's (a write flushes its pushes) and the runtime's (timers, gossip). Sent by each
+//! caller on its own, a later outbox could pass an earlier one on some peers' lanes: the
+//! caller sending the earlier one lost its core after queueing it for one peer, and the other
+//! caller's whole outbox went meanwhile. The peer then received a writer's pushes out of
+//! order; each write that arrived ahead of a gap took the slow path into the store's dot and
+//! expiry indexes, and the gap took the writer out of the peer's streams. On three nodes
+//! pinned to one core, the replica whose lane was served last took 10–14% more CPU than the
+//! other (ARCHITECTURE.md, "Data flow in a node").
+//!
+//! [`InOrder`] is a queue of outboxes, filled under the node's lock and drained by one
+//! caller at a time: whoever finds nobody sending sends until the queue is empty, outboxes
+//! queued meanwhile by other callers included. No caller waits for another while holding
+//! the node's lock: the queue's own lock is held only to push or pop.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+
+/// Batches in the order they were queued, and whether a caller is sending them.
+#[derive(Debug)]
+pub(super) struct InOrder<T> {
+    queue: Mutex<Queue<T>>,
+}
+
+#[derive(Debug)]
+struct Queue<T> {
+    batches: VecDeque<T>,
+    sending: bool,
+}
+
+impl<T> Default for InOrder<T> {
+    fn default() -> Self {
+        InOrder { queue: Mutex::new(Queue { batches: VecDeque::new(), sending: false }) }
+    }
+}
+
+impl<T> InOrder<T> {
+    /// Queues `batch`; call it while holding the lock whose order the batches must keep.
+    /// Returns whether the caller is now the sender: it must call [`InOrder::send`] once it
+    /// has let go of that lock.
+    pub(super) fn push(&self, batch: T) -> bool {
+        let mut queue = self.lock();
+        queue.batches.push_back(batch);
+        !std::mem::replace(&mut queue.sending, true)
+    }
+
+    /// Hands every queued batch to `send`, oldest first, until none is left (batches queued
+    /// meanwhile included), then stops being the sender. Only the caller `push` made the
+    /// sender calls it.
+    pub(super) fn send(&self, mut send: impl FnMut(T)) {
+        // A panic inside `send` must not leave the queue with a sender that is gone.
+        let _stop = StopSending(self);
+        while let Some(batch) = self.next() {
+            send(batch);
+        }
+    }
+
+    /// The oldest queued batch; none when the queue is empty, and then nobody is sending.
+    fn next(&self) -> Option<T> {
+        let mut queue = self.lock();
+        let batch = queue.batches.pop_front();
+        if batch.is_none() {
+            queue.sending = false;
+        }
+        batch
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue<T>> {
+        // A poisoned lock only means a panic elsewhere while holding it; the queue is valid.
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Ends a sender's turn when `send` unwinds (on a normal return the queue is empty and the
+/// turn already ended).
+struct StopSending<'a, T>(&'a InOrder<T>);
+
+impl<T> Drop for StopSending<'_, T> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().sending = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn the_first_caller_sends_what_others_queue_meanwhile_in_order() {
+        let sends = InOrder::default();
+        assert!(sends.push(1));
+        assert!(!sends.push(2), "a second caller must leave the sending to the first");
+        let mut sent = Vec::new();
+        sends.send(|batch| {
+            sent.push(batch);
+            if batch == 1 {
+                assert!(!sends.push(3), "nobody else sends while the sender sends");
+            }
+        });
+        assert_eq!(sent, [1, 2, 3]);
+        assert!(sends.push(4), "the turn ends once the queue is empty");
+    }
+
+    #[test]
+    fn a_panicking_sender_gives_up_its_turn() {
+        let sends = Arc::new(InOrder::default());
+        assert!(sends.push(1));
+        let sender = sends.clone();
+        let panicked = std::thread::spawn(move || sender.send(|_| panic!("test"))).join();
+        assert!(panicked.is_err());
+        assert!(sends.push(2), "the next caller sends");
+    }
+
+    /// Threads queue numbers under one lock, as callers of the node do, and send them on
+    /// their own: every number goes once, in the lock's order.
+    #[test]
+    fn threads_send_in_the_order_of_the_lock() {
+        const THREADS: usize = 4;
+        const EACH: usize = 5_000;
+        let sends = Arc::new(InOrder::default());
+        let node = Arc::new(Mutex::new(0_usize));
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (sends, node, sent) = (sends.clone(), node.clone(), sent.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..EACH {
+                        let mut next = node.lock().unwrap();
+                        *next += 1;
+                        let sender = sends.push(*next);
+                        drop(next);
+                        if sender {
+                            sends.send(|batch| sent.lock().unwrap().push(batch));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let sent = sent.lock().unwrap();
+        assert_eq!(*sent, (1..=THREADS * EACH).collect::<Vec<_>>());
+    }
+}
