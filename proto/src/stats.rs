@@ -20,8 +20,10 @@ pub struct Stats {
     pub updates_duplicate: u64,
     /// Pushed updates that arrived before an earlier write of their writer that this node
     /// had not seen: out of order, the slow path into the store's indexes. A lost or dropped
-    /// push makes them, and so do a join's first pushes (before its catch-up) and a tree
-    /// that changed with the membership; a steady cluster on a healthy network makes none.
+    /// push makes them, and so do a join's first pushes (before its catch-up), pushes missed
+    /// while this node was suspected (out of the push trees), a write held back for its
+    /// clock (the writer's later ones then count) and a tree that changed with the membership;
+    /// a steady cluster of agreeing clocks on a healthy network makes none.
     pub updates_ahead: u64,
     /// Updates held back because their stamp was too far ahead.
     pub skew_refused: u64,

@@ -1,11 +1,12 @@
 //! The node's outboxes go to the transport in the order its lock made them.
 //!
 //! Every call into the node takes what it transmitted out of the lock and sends it after
-//! letting go (encoding is too heavy to do under the lock). Two threads call in: a front
-//! end's (a write flushes its pushes) and the runtime's (timers, gossip). Sent by each
-//! caller on its own, a later outbox could pass an earlier one on some peers' lanes: the
-//! caller sending the earlier one lost its core after queueing it for one peer, and the other
-//! caller's whole outbox went meanwhile. The peer then received a writer's pushes out of
+//! letting go (encoding is too heavy to do under the lock). Callers run on several threads:
+//! the Redis front end's (a write flushes its pushes) and the runtime's workers (timers,
+//! gossip, RPC, HTTP). Sent by each caller on its own, a later outbox could pass an earlier
+//! one on some peers' lanes: the caller sending the earlier one was preempted, or just slower,
+//! after queueing it for one peer, and another caller's whole outbox went meanwhile. The peer
+//! then received a writer's pushes out of
 //! order; each write that arrived ahead of a gap took the slow path into the store's dot and
 //! expiry indexes, and the gap took the writer out of the peer's streams. On three nodes
 //! pinned to one core, the replica whose lane was served last took 10–14% more CPU than the
@@ -15,6 +16,13 @@
 //! caller at a time: whoever finds nobody sending sends until the queue is empty, outboxes
 //! queued meanwhile by other callers included. No caller waits for another while holding
 //! the node's lock: the queue's own lock is held only to push or pop.
+//!
+//! The price: encoding is now done by one caller at a time, where each caller encoded its
+//! own outbox in parallel, and a sender's turn lasts until the queue is empty, so a heartbeat
+//! may wait behind the encoding of a catch-up page (about `DELTA_PAGE_SIZE_TARGET`, 256 KiB)
+//! and a Redis thread that is the sender serves no connection meanwhile. Each outbox
+//! is queued by a call that held the node's lock, so the queue grows no faster than calls
+//! into the node come.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
@@ -52,10 +60,11 @@ impl<T> InOrder<T> {
     /// sender calls it.
     pub(super) fn send(&self, mut send: impl FnMut(T)) {
         // A panic inside `send` must not leave the queue with a sender that is gone.
-        let _stop = StopSending(self);
+        let mut turn = Turn { queue: self, ended: false };
         while let Some(batch) = self.next() {
             send(batch);
         }
+        turn.ended = true;
     }
 
     /// The oldest queued batch; none when the queue is empty, and then nobody is sending.
@@ -74,14 +83,17 @@ impl<T> InOrder<T> {
     }
 }
 
-/// Ends a sender's turn when `send` unwinds (on a normal return the queue is empty and the
-/// turn already ended).
-struct StopSending<'a, T>(&'a InOrder<T>);
+/// A sender's turn: ended by `next` finding the queue empty, or, when `send` unwinds before
+/// that, by this guard (the batches still queued go with the next caller's turn).
+struct Turn<'a, T> {
+    queue: &'a InOrder<T>,
+    ended: bool,
+}
 
-impl<T> Drop for StopSending<'_, T> {
+impl<T> Drop for Turn<'_, T> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.lock().sending = false;
+        if !self.ended {
+            self.queue.lock().sending = false;
         }
     }
 }

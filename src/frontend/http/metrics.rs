@@ -34,7 +34,7 @@ const COUNTERS: [(&str, &str, &str); 11] = [
     (
         "updates_ahead",
         "gossip_updates_out_of_order",
-        "Pushed writes that arrived before an earlier write of their writer (a lost or dropped push)",
+        "Pushed writes that arrived before an earlier write of their writer (a push lost, dropped or held back)",
     ),
     ("events_dropped", "events_dropped", "Node events dropped on a full queue"),
     ("collected", "tombstones_collected", "Tombstones collected once every member saw them"),
