@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Writes that reach a replica twice (by push and again in an anti-entropy page), on three
 # chorus nodes: `redis-benchmark -t set` against node a's Redis port, then each node's
-# `updates_applied` and `updates_duplicate` counters (`chorus stats`), and the gossip packets
+# `updates_applied`, `updates_duplicate` and `updates_ahead` counters (`chorus stats`), the
+# messages it dropped on a full queue, and the gossip packets
 # each lost on the way (`packets_lost`, counted by the sender: a receive buffer too small, see
 # `GOSSIP_RECEIVE_BUFFER`). A measurement, not a test: it prints the counters and asserts nothing.
 #
@@ -32,6 +33,6 @@ for name in a b c; do
   "$node_bin" stats --node "$address" --json | python3 -c '
 import json, sys
 stats = json.load(sys.stdin)
-print(sys.argv[1], " ".join(f"{k}={stats[k]}" for k in ("updates_applied", "updates_duplicate", "updates_ahead", "keys", "packets_lost")))
+print(sys.argv[1], " ".join(f"{k}={stats[k]}" for k in ("updates_applied", "updates_duplicate", "updates_ahead", "keys", "messages_dropped", "packets_lost")))
 ' "$name"
 done

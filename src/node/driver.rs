@@ -160,7 +160,12 @@ impl Driver {
         let rearm = earlier || state.node.pushes_awaited();
         let outbox = std::mem::take(&mut state.outbox);
         // Queued under the lock, so that outboxes reach each peer's lane in the lock's order.
-        let sender = !outbox.is_empty() && self.sends.push(outbox);
+        let sender = !outbox.is_empty()
+            && self.sends.push(outbox).unwrap_or_else(|dropped| {
+                let dropped = dropped.len() as u64;
+                self.transport_stats.dropped.fetch_add(dropped, Ordering::Relaxed);
+                false
+            });
         let changed = state.persist_wanted || state.node.journal_pending();
         drop(state);
         if rearm {

@@ -22,10 +22,17 @@
 //! may wait behind the encoding of a catch-up page (about `DELTA_PAGE_SIZE_TARGET`, 256 KiB)
 //! and a Redis thread that is the sender serves no connection meanwhile. Each outbox
 //! is queued by a call that held the node's lock, so the queue grows no faster than calls
-//! into the node come.
+//! into the node come; past `SEND_QUEUE_MAX` outboxes, a new one is dropped and counted, as
+//! a message that finds its peer's lane full is (anti-entropy repairs what it carried).
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
+
+/// Outboxes queued for sending before a new one is dropped. A queue holds about as many as
+/// there are callers at once (a few threads); only a sender far slower than the calls into
+/// the node (encoding one large page after another) fills it. Each outbox is bounded by the
+/// protocol: per-peer push outboxes by `PUSH_QUEUE_SIZE_MAX`, pages by their size target.
+pub const SEND_QUEUE_MAX: usize = 256;
 
 /// Batches in the order they were queued, and whether a caller is sending them.
 #[derive(Debug)]
@@ -48,11 +55,14 @@ impl<T> Default for InOrder<T> {
 impl<T> InOrder<T> {
     /// Queues `batch`; call it while holding the lock whose order the batches must keep.
     /// Returns whether the caller is now the sender: it must call [`InOrder::send`] once it
-    /// has let go of that lock.
-    pub(super) fn push(&self, batch: T) -> bool {
+    /// has let go of that lock. A full queue hands the batch back (a caller is sending then).
+    pub(super) fn push(&self, batch: T) -> Result<bool, T> {
         let mut queue = self.lock();
+        if queue.batches.len() >= SEND_QUEUE_MAX {
+            return Err(batch);
+        }
         queue.batches.push_back(batch);
-        !std::mem::replace(&mut queue.sending, true)
+        Ok(!std::mem::replace(&mut queue.sending, true))
     }
 
     /// Hands every queued batch to `send`, oldest first, until none is left (batches queued
@@ -107,27 +117,39 @@ mod tests {
     #[test]
     fn the_first_caller_sends_what_others_queue_meanwhile_in_order() {
         let sends = InOrder::default();
-        assert!(sends.push(1));
-        assert!(!sends.push(2), "a second caller must leave the sending to the first");
+        assert_eq!(sends.push(1), Ok(true));
+        assert_eq!(sends.push(2), Ok(false), "a second caller must leave the sending to the first");
         let mut sent = Vec::new();
         sends.send(|batch| {
             sent.push(batch);
             if batch == 1 {
-                assert!(!sends.push(3), "nobody else sends while the sender sends");
+                assert_eq!(sends.push(3), Ok(false), "nobody else sends while the sender sends");
             }
         });
         assert_eq!(sent, [1, 2, 3]);
-        assert!(sends.push(4), "the turn ends once the queue is empty");
+        assert_eq!(sends.push(4), Ok(true), "the turn ends once the queue is empty");
     }
 
     #[test]
     fn a_panicking_sender_gives_up_its_turn() {
         let sends = Arc::new(InOrder::default());
-        assert!(sends.push(1));
+        assert_eq!(sends.push(1), Ok(true));
         let sender = sends.clone();
         let panicked = std::thread::spawn(move || sender.send(|_| panic!("test"))).join();
         assert!(panicked.is_err());
-        assert!(sends.push(2), "the next caller sends");
+        assert_eq!(sends.push(2), Ok(true), "the next caller sends");
+    }
+
+    #[test]
+    fn a_full_queue_hands_a_batch_back_and_takes_one_again_once_sent() {
+        let sends = InOrder::default();
+        assert_eq!(sends.push(0), Ok(true));
+        (1..SEND_QUEUE_MAX).for_each(|n| assert_eq!(sends.push(n), Ok(false)));
+        assert_eq!(sends.push(SEND_QUEUE_MAX), Err(SEND_QUEUE_MAX));
+        let mut sent = 0;
+        sends.send(|_| sent += 1);
+        assert_eq!(sent, SEND_QUEUE_MAX);
+        assert_eq!(sends.push(0), Ok(true));
     }
 
     /// Threads queue numbers under one lock, as callers of the node do, and send them on
@@ -146,7 +168,14 @@ mod tests {
                     for _ in 0..EACH {
                         let mut next = node.lock().unwrap();
                         *next += 1;
-                        let sender = sends.push(*next);
+                        // A full queue (its sender preempted while the others queued):
+                        // wait for room under the lock, so that the order stays the lock's.
+                        let sender = loop {
+                            match sends.push(*next) {
+                                Ok(sender) => break sender,
+                                Err(_) => std::thread::yield_now(),
+                            }
+                        };
                         drop(next);
                         if sender {
                             sends.send(|batch| sent.lock().unwrap().push(batch));
