@@ -9,7 +9,7 @@
 //! then received a writer's pushes out of order; each write that arrived ahead of a gap took
 //! the slow path into the store's dot and expiry indexes, and the gap took the writer out of
 //! the peer's streams. On three nodes pinned to one core, the replica whose lane was served
-//! last took 10–14% more CPU than the other (ARCHITECTURE.md, "Data flow in a node").
+//! last took 10–16% more CPU than the other (ARCHITECTURE.md, "Data flow in a node").
 //!
 //! [`InOrder`] is a queue of outboxes, filled under the node's lock and drained by one
 //! caller at a time: whoever finds nobody sending sends until the queue is empty, outboxes
