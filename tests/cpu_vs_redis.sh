@@ -22,10 +22,7 @@ pipelines="${PIPELINES:-1 16}"
 source tests/redis_tools.sh
 source tests/node_tools.sh
 ensure_redis_tools
-if ! command -v perf >/dev/null; then
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo apt-get install -y -qq --no-install-recommends linux-perf >/dev/null
-fi
+ensure_perf
 if [ -z "${CHORUS_BIN:-}" ]; then
   cargo build --release --locked --bin chorus >&2
   CHORUS_BIN="${CARGO_TARGET_DIR:-target}/release/chorus"

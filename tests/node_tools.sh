@@ -1,6 +1,7 @@
 # Shared by the measurement scripts that start chorus nodes (sourced, not run). The caller sets
 # `node_bin` (the binary) and `scratch` (a directory), and calls `stop_nodes` at exit; those that
-# start other servers end them with `end_processes`.
+# start other servers end them with `end_processes`. An array `node_prefix`, when set, goes
+# before the binary (`taskset -c 1`: the node starts pinned, and its runtime sees one CPU).
 
 # Starts node $1 on a free loopback port with the remaining arguments; prints its listen
 # address once its ready line appears (30 s at most). stdout goes to $scratch/$1.out, the log to
@@ -8,7 +9,7 @@
 # command substitution, a subshell, whose variables do not come back).
 start_node() {
   local name=$1; shift
-  "$node_bin" node --listen 127.0.0.1:0 --name "$name" "$@" >"$scratch/$name.out" 2>"$scratch/$name.err" &
+  ${node_prefix[@]+"${node_prefix[@]}"} "$node_bin" node --listen 127.0.0.1:0 --name "$name" "$@" >"$scratch/$name.out" 2>"$scratch/$name.err" &
   echo $! >"$scratch/$name.pid"
   for _ in $(seq 1 300); do
     if grep -q '^ready' "$scratch/$name.out"; then

@@ -16,10 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/redis_tools.sh
 ensure_redis_tools
-if ! command -v perf >/dev/null; then
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo apt-get install -y -qq --no-install-recommends linux-perf >/dev/null
-fi
+ensure_perf
 node_bin=$(chorus_release_bin)
 shape="${SHAPE:-1}" test="${T:-set}" pipeline="${P:-16}" requests="${N:-300000}"
 keyspace=(); if [ -n "${KEYS-100000}" ]; then keyspace=(-r "${KEYS-100000}"); fi

@@ -26,9 +26,20 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// A node started in this process and joined to a peer, stopped (`stop`, or `shutdown` every
 /// other round), and started again on the same QUIC, Redis and HTTP addresses at once, with a
 /// Redis and an HTTP client connected to the old one: each start binds, and every port binds
-/// right after each stop returns (the QUIC one once the connections to the peer closed).
+/// right after each stop returns (the QUIC one once the connections to the peer closed). On a
+/// runtime of several workers, where Redis has a thread of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_node_frees_its_ports_before_stop_returns() {
+    stop_and_start_on_the_same_addresses().await;
+}
+
+/// The same on a runtime of one thread, as `chorus node` runs, where Redis is one of its tasks.
+#[tokio::test(flavor = "current_thread")]
+async fn a_stopped_node_on_one_thread_frees_its_ports_before_stop_returns() {
+    stop_and_start_on_the_same_addresses().await;
+}
+
+async fn stop_and_start_on_the_same_addresses() {
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
     let peer = NodeHandle::start(NodeOptions::new(loopback, Vec::new())).await.expect("the peer");
     let (mut listen, mut redis, mut http) = (loopback, loopback, loopback);
@@ -44,9 +55,14 @@ async fn a_stopped_node_frees_its_ports_before_stop_returns() {
         assert!(joined.is_ok(), "round {round}: the node did not join its peer");
         listen = node.addr();
         (redis, http) = (node.redis_addr().expect("Redis"), node.http_addr().expect("HTTP"));
-        // A client served, and still connected when the node stops.
-        let mut client = Redis::connect(&redis.to_string());
-        assert_eq!(client.call(&["SET", "k", "v"]), Resp::Simple("OK".into()));
+        // A client served, and still connected when the node stops; its blocking calls run off
+        // the runtime's threads, which may be the node's only one.
+        let client = tokio::task::spawn_blocking(move || {
+            let mut client = Redis::connect(&redis.to_string());
+            assert_eq!(client.call(&["SET", "k", "v"]), Resp::Simple("OK".into()));
+            client
+        });
+        let client = client.await.expect("the Redis client");
         let held = TcpStream::connect(http).expect("connect to HTTP");
         if round % 2 == 0 {
             node.stop().await;

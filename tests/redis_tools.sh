@@ -11,6 +11,15 @@ ensure_redis_tools() {
   fi
 }
 
+# Installs perf (linux-perf) from Debian's packages when it is missing.
+ensure_perf() {
+  if ! command -v perf >/dev/null; then
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    $sudo apt-get install -y -qq --no-install-recommends linux-perf >/dev/null
+  fi
+}
+
 # Prints a TCP port on 127.0.0.1 nobody listens on (a connection attempt is refused). Another
 # process could take it before the caller binds it; the caller's readiness check then fails.
 free_port() {

@@ -107,7 +107,8 @@ pub struct Transport {
     firewall: Arc<Firewall>,
     stats: Arc<TransportStats>,
     /// The node's runtime, where lane tasks run: a message may be sent from a task of the
-    /// Redis front end's own thread, whose runtime must not own a peer's lane.
+    /// Redis front end's own thread (beside a multi-thread runtime), whose runtime must not
+    /// own a peer's lane.
     runtime: tokio::runtime::Handle,
 }
 

@@ -1,8 +1,9 @@
-//! The node's TCP front ends as the node runs them: Redis on a thread of its own, HTTP as a
-//! task on the node's runtime. [`FrontEnds::failed`] reports either one ending when nobody
-//! asked it to (a panic, an accept loop that returned); [`FrontEnds::stop`] ends both and
-//! returns once their listeners are closed, so their ports can be bound again at once (a node
-//! restarted in place on the same `--redis` and `--http` addresses).
+//! The node's TCP front ends as the node runs them: Redis as a task of the node's runtime when
+//! that runtime is one thread (`chorus node`), else on a thread of its own; HTTP as a task.
+//! [`FrontEnds::failed`] reports either one ending when nobody asked it to (a panic, an
+//! accept loop that returned); [`FrontEnds::stop`] ends both and returns once their listeners
+//! are closed, so their ports can be bound again at once (a node restarted in place on the
+//! same `--redis` and `--http` addresses).
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -58,6 +59,17 @@ enum Ended {
     Panicked(String),
 }
 
+/// Where the Redis front end runs.
+enum Redis {
+    /// A task of the node's runtime, which is one thread (`chorus node`): the connections,
+    /// the sends their writes settle and the node's other tasks then take turns on it, with
+    /// no wake-up of another thread between them. `None` once it ended and was reported.
+    Task(Option<JoinHandle<()>>),
+    /// A thread of its own, beside a runtime of several workers (a node embedded in a
+    /// multi-threaded program).
+    Thread(RedisThread),
+}
+
 /// The Redis front end's thread.
 struct RedisThread {
     /// Asks the thread to stop.
@@ -71,7 +83,7 @@ struct RedisThread {
 /// The front ends a node serves.
 #[derive(Default)]
 pub struct FrontEnds {
-    redis: Option<RedisThread>,
+    redis: Option<Redis>,
     http: Option<JoinHandle<()>>,
     /// Where the Redis front end listens, when served.
     pub redis_addr: Option<SocketAddr>,
@@ -116,8 +128,14 @@ impl FrontEnds {
         let Some(options) = options else { return Ok(None) };
         let (listener, server) = redis::bind(options, driver.clone()).await?;
         let addr = server.addr();
-        // The Redis connections run on a thread of their own, like Redis's one event loop:
-        // they do not contend with each other for the node's lock from two runtime threads.
+        let flavor = tokio::runtime::Handle::current().runtime_flavor();
+        if flavor == tokio::runtime::RuntimeFlavor::CurrentThread {
+            self.redis = Some(Redis::Task(Some(tokio::spawn(redis::serve(listener, server)))));
+            return Ok(Some(addr));
+        }
+        // Beside several runtime workers, the Redis connections run on a thread of their own,
+        // like Redis's one event loop: they do not contend with each other for the node's lock
+        // from two runtime threads.
         let failed = |error: std::io::Error| format!("Redis front end: {error}");
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
         // A runtime must not be dropped in an async context, as it would be here if what
@@ -140,7 +158,7 @@ impl FrontEnds {
             let _ = ended_sender.send(ended);
         });
         let thread = thread.map_err(failed)?;
-        self.redis = Some(RedisThread { stop, ended: Some(ended), thread });
+        self.redis = Some(Redis::Thread(RedisThread { stop, ended: Some(ended), thread }));
         Ok(Some(addr))
     }
 
@@ -170,27 +188,40 @@ impl FrontEnds {
     /// most [`FRONT_END_STOP_TIMEOUT`]).
     pub async fn stop(self) {
         if let Some(task) = self.http {
-            task.abort();
-            // An aborted task's future, and the listener in it, is dropped before its handle
-            // completes.
-            if tokio::time::timeout(FRONT_END_STOP_TIMEOUT, task).await.is_err() {
-                tracing::warn!("the HTTP front end did not stop in time; going on");
-            }
+            stop_task(task, "HTTP").await;
         }
-        if let Some(redis) = self.redis {
-            let _ = redis.stop.send(());
-            let ended = match redis.ended {
-                Some(ended) => tokio::time::timeout(FRONT_END_STOP_TIMEOUT, ended).await.is_ok(),
-                None => true,
-            };
-            if ended {
-                // The thread has dropped its runtime and sent its last word: what is left of it
-                // is its exit, so this join does not hold the caller's worker.
-                let _ = redis.thread.join();
-            } else {
-                tracing::warn!("the Redis front end's thread did not stop in time; going on");
-            }
+        match self.redis {
+            None => {}
+            Some(Redis::Task(None)) => {}
+            Some(Redis::Task(Some(task))) => stop_task(task, "Redis").await,
+            Some(Redis::Thread(redis)) => stop_thread(redis).await,
         }
+    }
+}
+
+/// Aborts a front end's task and waits until it is dropped, its listener with it.
+async fn stop_task(task: JoinHandle<()>, name: &str) {
+    task.abort();
+    // An aborted task's future, and the listener in it, is dropped before its handle
+    // completes.
+    if tokio::time::timeout(FRONT_END_STOP_TIMEOUT, task).await.is_err() {
+        tracing::warn!("the {name} front end did not stop in time; going on");
+    }
+}
+
+/// Asks the Redis thread to stop and joins it once its runtime is dropped.
+async fn stop_thread(redis: RedisThread) {
+    let _ = redis.stop.send(());
+    let ended = match redis.ended {
+        Some(ended) => tokio::time::timeout(FRONT_END_STOP_TIMEOUT, ended).await.is_ok(),
+        None => true,
+    };
+    if ended {
+        // The thread has dropped its runtime and sent its last word: what is left of it is its
+        // exit, so this join does not hold the caller's worker.
+        let _ = redis.thread.join();
+    } else {
+        tracing::warn!("the Redis front end's thread did not stop in time; going on");
     }
 }
 
@@ -214,20 +245,27 @@ fn run_redis(
     served.unwrap_or_else(|panic| Ended::Panicked(panic_message(panic.as_ref())))
 }
 
-/// Completes when the Redis thread ends by itself; never without one.
-async fn redis_failed(redis: &mut Option<RedisThread>) -> NodeFailure {
-    let Some(ended) = redis.as_mut().and_then(|redis| redis.ended.as_mut()) else {
-        return std::future::pending().await;
-    };
+/// Completes when the Redis front end ends by itself; never without one.
+async fn redis_failed(redis: &mut Option<Redis>) -> NodeFailure {
+    match redis {
+        None => std::future::pending().await,
+        Some(Redis::Task(task)) => {
+            NodeFailure::Redis(format!("its accept loop {}", task_failed(task, true).await))
+        }
+        Some(Redis::Thread(thread)) => thread_failed(thread).await,
+    }
+}
+
+/// Completes when the Redis thread ends by itself; never once reported.
+async fn thread_failed(redis: &mut RedisThread) -> NodeFailure {
+    let Some(ended) = redis.ended.as_mut() else { return std::future::pending().await };
     let why = match ended.await {
         Ok(Ended::Returned) => "its accept loop returned".to_string(),
         Ok(Ended::Panicked(message)) => format!("its accept loop panicked: {message}"),
         Ok(Ended::Stopped) => "it was stopped".to_string(),
         Err(_) => "its thread ended without a word".to_string(),
     };
-    if let Some(redis) = redis.as_mut() {
-        redis.ended = None;
-    }
+    redis.ended = None;
     NodeFailure::Redis(why)
 }
 

@@ -2,7 +2,7 @@
 //! the watch history, write waits, and the protocol-neutral operations every front end uses.
 //!
 //! - `handle`: [`NodeHandle`] starts a node and steers it (leave, shutdown, stop).
-//! - `front_ends`: the Redis thread and the HTTP task as the node runs them: stopped and
+//! - `front_ends`: the Redis front end (a task, or a thread) and the HTTP task: stopped and
 //!   waited for, and watched for an end nobody asked for ([`NodeFailure`]).
 //! - `driver`: the `proto::Node` behind the lock, and the drain contract.
 //! - `ops`: the operations front ends call (get, write, list, members, stats, subscribe);

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Two chorus builds side by side on the same load, in alternating rounds: three joined nodes
+# (node a takes `redis-benchmark -t set -c 50 -d 64 -r 100000` on its Redis port), each round
+# printing the requests per second, each node's CPU ticks (/proc, 100 per second; of them the
+# primary's user time) and the primary's context switches (`perf stat`). For changes whose
+# effect is smaller than the swings between runs of `tests/redis_benchmark.sh`: a build is
+# compared with another under the same conditions, minutes apart. A measurement, not a test;
+# not run by .ci/run.
+#
+#   A=old/chorus B=target/release/chorus tests/compare_builds.sh
+#   PIN=1 TTL=3600 ROUNDS=6 A=... B=... tests/compare_builds.sh   (servers on CPU 1, the
+#                                  benchmark on CPU 0; every SET with EX 3600)
+#   P="1 16" N=300000 KEYS=100000 are the defaults.
+#
+# Installs redis-tools and perf (linux-perf) from Debian's packages when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source tests/redis_tools.sh
+ensure_redis_tools
+ensure_perf
+: "${A:?A must name the first chorus binary}" "${B:?B must name the second chorus binary}"
+rounds="${ROUNDS:-4}" requests="${N:-300000}" keyspace="${KEYS:-100000}"
+check_ttl
+redis_test_args set
+node_prefix=() client=()
+if [ -n "${PIN:-}" ]; then node_prefix=(taskset -c 1); client=(taskset -c 0); fi
+scratch=$(mktemp -d)
+source tests/node_tools.sh
+trap 'stop_nodes; rm -rf "$scratch"' EXIT
+
+ticks() { awk '{print $14, $15}' "/proc/$(cat "$scratch/$1.pid")/stat"; }
+
+# One round of build $1 at pipeline depth $2: prints its line.
+round() {
+  local node_bin=$1 depth=$2 a port name
+  a=$(start_node a --redis 127.0.0.1:0 --log-level warn)
+  start_node b --join "$a" --log-level warn >/dev/null
+  start_node c --join "$a" --log-level warn >/dev/null
+  sleep 2
+  port=$(sed -n 's/.* redis=127.0.0.1:\([0-9]*\).*/\1/p' "$scratch/a.out")
+  bench() { ${client[@]+"${client[@]}"} redis-benchmark -p "$port" -c 50 -d 64 -P "$depth" -r "$keyspace" -q "$@"; }
+  bench -n 50000 "${test_args[@]}" >/dev/null   # the keys exist before the round counts
+  declare -A before
+  for name in a b c; do before[$name]=$(ticks "$name"); done
+  perf stat -e context-switches -p "$(cat "$scratch/a.pid")" -o "$scratch/switches" &
+  local recorder=$!
+  local ops
+  ops=$(bench -n "$requests" "${test_args[@]}" | tr '\r' '\n' | grep 'per second' | tail -1 \
+    | sed 's/.* \([0-9.]*\) requests per second.*/\1/')
+  kill -INT "$recorder"; wait "$recorder" || true
+  local line="P=$depth ops/s=$ops ticks:" user=0
+  for name in a b c; do
+    read -r u0 s0 <<<"${before[$name]}"; read -r u1 s1 < <(ticks "$name")
+    line+=" $name=$(( u1 + s1 - u0 - s0 ))"
+    if [ "$name" = a ]; then user=$(( u1 - u0 )); fi
+  done
+  echo "$line (a's user $user) a's switches=$(awk '/context-switches/{print $1}' "$scratch/switches")"
+  stop_nodes
+}
+
+for depth in ${P:-1 16}; do
+  for r in $(seq "$rounds"); do
+    for build in A B; do
+      echo "round $r build $build $(round "${!build}" "$depth")"
+    done
+  done
+done
