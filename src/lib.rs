@@ -29,6 +29,6 @@ pub use frontend::redis::RedisOptions;
 pub use gossip::Firewall;
 pub use node::{
     Clock, FRONT_END_STOP_TIMEOUT, LISTEN_DEFAULT, NodeFailure, NodeHandle, NodeOptions, NotReady,
-    Readiness, StartError,
+    Readiness, StartError, node_runtime,
 };
 pub use store::{DataDirError, Fsync};

@@ -14,11 +14,15 @@
 #
 # Installs redis-tools and perf (linux-perf) from Debian's packages when missing.
 set -euo pipefail
+: "${A:?A must name the first chorus binary}" "${B:?B must name the second chorus binary}"
+A=$(readlink -f "$A") B=$(readlink -f "$B")
+for bin in "$A" "$B"; do
+  [ -x "$bin" ] || { echo "not an executable: $bin" >&2; exit 1; }
+done
 cd "$(dirname "$0")/.."
 source tests/redis_tools.sh
 ensure_redis_tools
 ensure_perf
-: "${A:?A must name the first chorus binary}" "${B:?B must name the second chorus binary}"
 rounds="${ROUNDS:-4}" requests="${N:-300000}" keyspace="${KEYS:-100000}"
 check_ttl
 redis_test_args set
@@ -30,12 +34,13 @@ trap 'stop_nodes; rm -rf "$scratch"' EXIT
 
 ticks() { awk '{print $14, $15}' "/proc/$(cat "$scratch/$1.pid")/stat"; }
 
-# One round of build $1 at pipeline depth $2: prints its line.
+# One round of build $1 at pipeline depth $2: prints its figures after the line's start.
 round() {
-  local node_bin=$1 depth=$2 a port name
+  local node_bin=$1 depth=$2 a b c port name
   a=$(start_node a --redis 127.0.0.1:0 --log-level warn)
-  start_node b --join "$a" --log-level warn >/dev/null
-  start_node c --join "$a" --log-level warn >/dev/null
+  # Each started in a command substitution, as a, so that no node is a job of this shell.
+  b=$(start_node b --join "$a" --log-level warn)
+  c=$(start_node c --join "$a" --log-level warn)
   sleep 2
   port=$(sed -n 's/.* redis=127.0.0.1:\([0-9]*\).*/\1/p' "$scratch/a.out")
   bench() { ${client[@]+"${client[@]}"} redis-benchmark -p "$port" -c 50 -d 64 -P "$depth" -r "$keyspace" -q "$@"; }
@@ -47,6 +52,7 @@ round() {
   local ops
   ops=$(bench -n "$requests" "${test_args[@]}" | tr '\r' '\n' | grep 'per second' | tail -1 \
     | sed 's/.* \([0-9.]*\) requests per second.*/\1/')
+  if [ -z "$ops" ]; then echo "redis-benchmark gave no result" >&2; exit 1; fi
   kill -INT "$recorder"; wait "$recorder" || true
   local line="P=$depth ops/s=$ops ticks:" user=0
   for name in a b c; do
@@ -61,7 +67,8 @@ round() {
 for depth in ${P:-1 16}; do
   for r in $(seq "$rounds"); do
     for build in A B; do
-      echo "round $r build $build $(round "${!build}" "$depth")"
+      echo -n "round $r build $build "
+      round "${!build}" "$depth"   # not in $(...), where a failure would not stop the script
     done
   done
 done

@@ -34,13 +34,14 @@ stop_node() {
 }
 
 # Kills every node this script started (each by its own process id) and returns once they
-# have exited.
+# have exited; forgets their ids.
 stop_nodes() {
   local file pids=()
   for file in "$scratch"/*.pid; do
     [ -e "$file" ] && pids+=("$(cat "$file")")
   done
   end_processes -KILL "${pids[@]}"
+  rm -f "$scratch"/*.pid   # their ids may be another process's later
 }
 
 # Whether process $1 runs (an exited child that was not waited for is a zombie: it does not).

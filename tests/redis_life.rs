@@ -92,13 +92,32 @@ fn a_front_end_that_stops_by_itself_stops_the_node_with_an_error() {
     let faults = [
         ("redis-accept-panic", "the Redis front end stopped: its accept loop panicked"),
         ("redis-accept-return", "the Redis front end stopped: its accept loop returned"),
+        // The same on a worker per CPU, where the Redis front end has a thread of its own.
+        (
+            "redis-accept-panic,node-multi-thread",
+            "the Redis front end stopped: its accept loop panicked",
+        ),
+        (
+            "redis-accept-return,node-multi-thread",
+            "the Redis front end stopped: its accept loop returned",
+        ),
         ("http-accept-panic", "the HTTP front end stopped: its accept loop panicked"),
         ("quic-accept-panic", "the node's QUIC accept loop stopped"),
     ];
-    for (fault, logged) in faults {
+    for (n, (fault, logged)) in faults.into_iter().enumerate() {
+        let name = format!("fault-{n}");
         let process =
-            Node::spawn_with_env(fault, &[(common::TEST_FAULT_ENV, fault)], scratch.path());
+            Node::spawn_with_env(&name, &[(common::TEST_FAULT_ENV, fault)], scratch.path());
         let mut node = Node::await_ready(process, None);
+        // The Redis front end has its own thread only on a runtime of several workers (which
+        // names itself once it runs, so it is waited for).
+        let threaded = fault.ends_with("node-multi-thread");
+        let redis_thread = || thread_names(node.process.pid()).contains(&"chorus-redis".into());
+        let deadline = std::time::Instant::now() + REPLY_TIMEOUT;
+        while threaded && !redis_thread() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(redis_thread(), threaded, "{fault}: {:?}", thread_names(node.process.pid()));
         if fault.starts_with("quic") {
             // The CLI's connection is the first the loop takes; the node dies under it.
             let _ = node.cli(&["stats"]);
@@ -114,6 +133,13 @@ fn a_front_end_that_stops_by_itself_stops_the_node_with_an_error() {
         assert_eq!(status.and_then(|status| status.code()), Some(1), "{fault}: {status:?}\n{log}");
         assert!(log.contains("the node failed") && log.contains(logged), "{fault}:\n{log}");
     }
+}
+
+/// The names of process `pid`'s threads (Linux's `/proc`).
+fn thread_names(pid: u32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the node's threads");
+    let comm = |task: std::fs::DirEntry| std::fs::read_to_string(task.path().join("comm"));
+    tasks.filter_map(|task| comm(task.ok()?).ok()).map(|name| name.trim().to_string()).collect()
 }
 
 /// Keys the long commands walk: enough that a walk takes many pages.

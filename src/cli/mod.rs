@@ -42,14 +42,10 @@ pub fn main() -> i32 {
             return if error.use_stderr() { EXIT_USAGE } else { 0 };
         }
     };
-    // A node runs on one thread, as Redis does: its Redis connections, the gossip its writes
-    // send and receive, and its timers take turns there, where a runtime of several workers
-    // woke another thread for each batch of pushes and each peer's acknowledgements (and
-    // a thread more served Redis). Disk writes go to the blocking pool (ARCHITECTURE.md, "One
-    // thread per node"). The other commands (a client, a load generator, the demo's nodes in
-    // one process) keep a worker per CPU.
+    // A node runs on one thread (`node_runtime`); the other commands (a client, a load
+    // generator, the demo's nodes in one process) keep a worker per CPU.
     let mut builder = match cli.command {
-        Command::Node(_) => tokio::runtime::Builder::new_current_thread(),
+        Command::Node(_) => chorus::node_runtime(),
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = match builder.enable_all().build() {

@@ -20,7 +20,7 @@ use crate::frontend::http::{self, HttpOptions};
 use crate::frontend::redis::{self, RedisOptions, Server};
 
 /// How long stopping waits for a front end to close its listener and drop its connections.
-/// The Redis thread only has to finish the step it is in (one batch, or one page of a long
+/// The Redis front end only has to finish the step it is in (one batch, or one page of a long
 /// command, each one short hold of the lock); past this, the stop is logged and goes on.
 pub const FRONT_END_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -31,7 +31,7 @@ pub enum NodeFailure {
     /// The driver's timer task ended: a panic in the node (which poisons its lock) or in it.
     #[error("the node's driver stopped (a panic in the node or its timer task)")]
     Driver,
-    /// The Redis front end's thread ended.
+    /// The Redis front end's accept loop ended (its task's, or its thread's).
     #[error("the Redis front end stopped: {0}")]
     Redis(String),
     /// The HTTP front end's task ended.

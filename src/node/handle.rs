@@ -66,7 +66,10 @@ pub struct NodeOptions {
     pub tune: Option<fn(&mut Config)>,
     /// Where the node reads wall time: the system clock, or tokio's for tests in virtual time.
     pub clock: Clock,
-    /// Serve the Redis protocol too (off unless given).
+    /// Serve the Redis protocol too (off unless given). On a current-thread runtime (as
+    /// `chorus node` runs) the Redis connections are tasks of it, served only while it runs:
+    /// a Redis client that blocks that thread waits forever. On a multi-thread runtime they
+    /// run on a thread of their own.
     pub redis: Option<RedisOptions>,
     /// Serve HTTP too: the API, watch, metrics, health and readiness (off unless given).
     pub http: Option<HttpOptions>,
@@ -172,7 +175,9 @@ impl Tasks {
 }
 
 impl NodeHandle {
-    /// Binds, starts the driver and, with seeds, starts joining. Returns once listening.
+    /// Binds, starts the driver and, with seeds, starts joining. Returns once listening. The
+    /// node's tasks run on the calling runtime: on a current-thread one, only while it runs
+    /// (`chorus node` runs on one, [`crate::node_runtime`]).
     pub async fn start(options: NodeOptions) -> Result<NodeHandle, StartError> {
         let keys = cluster_keys(&options)?;
         let identity = TlsIdentity::new(&keys).map_err(StartError::Tls)?;

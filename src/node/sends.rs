@@ -1,15 +1,17 @@
 //! The node's outboxes go to the transport in the order its lock made them.
 //!
 //! Every call into the node takes what it transmitted out of the lock and sends it after
-//! letting go (encoding is too heavy to do under the lock). Callers run on several threads:
-//! the Redis front end's (a write flushes its pushes) and the runtime's workers (timers,
-//! gossip, RPC, HTTP). Sent by each caller on its own, a later outbox could pass an earlier
-//! one on some peers' lanes: the caller sending the earlier one was preempted, or just slower,
-//! after queueing it for one peer, and another caller's whole outbox went meanwhile. The peer
-//! then received a writer's pushes out of order; each write that arrived ahead of a gap took
-//! the slow path into the store's dot and expiry indexes, and the gap took the writer out of
-//! the peer's streams. On three nodes pinned to one core, the replica whose lane was served
-//! last took 10–16% more CPU than the other (ARCHITECTURE.md, "Data flow in a node").
+//! letting go (encoding is too heavy to do under the lock). In a node embedded in a
+//! multi-thread runtime, callers run on several threads: the Redis front end's (a write flushes
+//! its pushes) and the runtime's workers (timers, gossip, RPC, HTTP); `chorus node` runs on one
+//! thread, where the queue holds one outbox at a time. Sent by each caller on its own, a later
+//! outbox could pass an earlier one on some peers' lanes: the caller sending the earlier one
+//! was preempted, or just slower, after queueing it for one peer, and another caller's whole
+//! outbox went meanwhile. The peer then received a writer's pushes out of order; each write
+//! that arrived ahead of a gap took the slow path into the store's dot and expiry indexes, and
+//! the gap took the writer out of the peer's streams. On three nodes pinned to one core, the
+//! replica whose lane was served last took 10–16% more CPU than the other (ARCHITECTURE.md,
+//! "Data flow in a node").
 //!
 //! [`InOrder`] is a queue of outboxes, filled under the node's lock and drained by one
 //! caller at a time: whoever finds nobody sending sends until the queue is empty, outboxes
@@ -19,7 +21,8 @@
 //! The price: encoding is now done by one caller at a time, where each caller encoded its
 //! own outbox in parallel, and a sender's turn lasts until the queue is empty, so a heartbeat
 //! may wait behind the encoding of a catch-up page (about `DELTA_PAGE_SIZE_TARGET`, 256 KiB)
-//! and a Redis thread that is the sender serves no connection meanwhile. Each outbox
+//! and a Redis thread that is the sender serves no connection meanwhile (on one thread, the
+//! whole node waits for that encoding, as it did before this queue). Each outbox
 //! is queued by a call that held the node's lock, so the queue grows no faster than calls
 //! into the node come; past `SEND_QUEUE_MAX` outboxes, a new one is dropped and counted, as
 //! a message that finds its peer's lane full is (anti-entropy repairs what it carried).

@@ -10,8 +10,9 @@
 //!   key is a large hash, outside MULTI: a page of its fields per hold of the lock.
 //! - `scan`: KEYS, SCAN, DBSIZE, FLUSHDB, FLUSHALL over a database, page by page.
 //!
-//! The commands that work over many holds of the lock (`scan`, `whole`) yield the Redis thread
-//! after each page, so the node's other Redis clients are served while they run.
+//! The commands that work over many holds of the lock (`scan`, `whole`) yield the thread that
+//! serves Redis after each page, so the node's other Redis clients (and, in `chorus node`,
+//! whose one thread that is, its gossip and timers) are served while they run.
 //! - `pubsub`: keyspace notifications fed by the node's watch stream.
 //!
 //! The protocol's codec and limits live in `chorus_proto::resp`; databases and hash fields
@@ -116,8 +117,9 @@ pub async fn bind(
     Ok((listener, Arc::new(server)))
 }
 
-/// Accepts clients until its thread is stopped, at most [`REDIS_CONNECTIONS_MAX`] at once. A
-/// connection that panics ends alone, logged; the loop itself returns only on a test fault.
+/// Accepts clients until it is stopped (its task aborted, or its thread's runtime dropped), at
+/// most [`REDIS_CONNECTIONS_MAX`] at once. A connection that panics ends alone, logged; the
+/// loop itself returns only on a test fault.
 pub async fn serve(listener: TcpListener, server: Arc<Server>) {
     let permits = Arc::new(Semaphore::new(REDIS_CONNECTIONS_MAX));
     let mut connections = tokio::task::JoinSet::new();
