@@ -380,16 +380,19 @@ fn long_replies_encoded_in_parts_arrive_whole_and_in_order() {
 }
 
 /// A writer's pushes reach each replica in the order it made them, while its Redis thread and
-/// its runtime both flush pushes (`src/node/sends.rs`): clients pipeline SETs to node a from
-/// several connections at once, and neither replica receives a pushed write before an earlier
-/// one of a (`updates_ahead`). Before the outboxes were queued in the lock's order, this load
-/// met 356 to 839 such writes of its 20,480 in each of 5 runs.
+/// its runtime workers both flush pushes (`src/node/sends.rs`): clients pipeline SETs to node a
+/// from several connections at once, and neither replica receives a pushed write before an
+/// earlier one of a (`updates_ahead`). Before the outboxes were queued in the lock's order, this
+/// load met 356 to 839 such writes of its 20,480 in each of 5 runs. `chorus node` runs on one
+/// thread, where no two callers send at once; a debug build's nodes run here on a worker per CPU
+/// with the Redis thread beside them (the test-only `node-multi-thread`), as an embedder's do.
 #[test]
 fn replicas_receive_a_writers_pushes_in_order() {
     const CONNECTIONS: usize = 8;
     const BATCHES: usize = 40;
     const PIPELINE: usize = 64;
-    let mut cluster = Cluster::start("redis_push_order", &["a", "b", "c"]);
+    let threads = [(common::TEST_FAULT_ENV, "node-multi-thread")];
+    let mut cluster = Cluster::start_with_env("redis_push_order", &["a", "b", "c"], &threads);
     cluster.await_full_membership();
     let stats = |name: &str| cluster.node(name).cli(&["stats", "--json"]).expect_code(0).json();
     let count = |stats: &serde_json::Value, name: &str| stats[name].as_u64().expect(name);

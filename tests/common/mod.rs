@@ -193,8 +193,22 @@ pub struct Node {
 impl Node {
     /// Starts `chorus node` on 127.0.0.1 port 0, joining `join` if given, without waiting.
     pub fn spawn(name: &str, join: Option<&str>, key: Option<&str>, dir: &Path) -> Process {
+        Node::spawn_joining(name, join, key, &[], dir)
+    }
+
+    /// [`Node::spawn`] with `env` added to the node's environment (the test-only fault switch).
+    pub fn spawn_joining(
+        name: &str,
+        join: Option<&str>,
+        key: Option<&str>,
+        env: &[(&str, &str)],
+        dir: &Path,
+    ) -> Process {
         let seeds: Vec<String> = join.map(str::to_string).into_iter().collect();
-        Node::spawn_at(name, "127.0.0.1:0", &seeds, key, dir)
+        let mut all: Vec<(&str, &str)> =
+            key.map(|key| ("CHORUS_CLUSTER_KEY", key)).into_iter().collect();
+        all.extend_from_slice(env);
+        Node::spawn_with("127.0.0.1:0", &seeds, name, &all, dir)
     }
 
     /// Starts `chorus node` alone on 127.0.0.1 port 0 with `env` added to its environment
@@ -433,15 +447,26 @@ impl Cluster {
     /// Starts nodes named `names` with `key` and waits until every node sees every other
     /// alive.
     pub fn start_with_key(test: &str, names: &[&str], key: Option<&str>) -> Cluster {
+        Cluster::start_with(test, names, key, &[])
+    }
+
+    /// Starts nodes named `names` with `env` added to each one's environment (the test-only
+    /// fault switch) and waits until every node sees every other alive.
+    pub fn start_with_env(test: &str, names: &[&str], env: &[(&str, &str)]) -> Cluster {
+        Cluster::start_with(test, names, None, env)
+    }
+
+    fn start_with(test: &str, names: &[&str], key: Option<&str>, env: &[(&str, &str)]) -> Cluster {
         let scratch = Scratch::new(test);
         let mut cluster = Cluster { nodes: Vec::new(), key: key.map(str::to_string), scratch };
-        let first = Node::spawn(names[0], None, key, cluster.scratch.path());
+        let dir = cluster.scratch.path().to_path_buf();
+        let first = Node::spawn_joining(names[0], None, key, env, &dir);
         cluster.nodes.push(Node::await_ready(first, key));
         // The others start together and join through the first.
         let seed = cluster.nodes[0].addr().to_string();
         let joining: Vec<Process> = names[1..]
             .iter()
-            .map(|name| Node::spawn(name, Some(&seed), key, cluster.scratch.path()))
+            .map(|name| Node::spawn_joining(name, Some(&seed), key, env, &dir))
             .collect();
         for process in joining {
             cluster.nodes.push(Node::await_ready(process, key));
