@@ -384,14 +384,14 @@ fn long_replies_encoded_in_parts_arrive_whole_and_in_order() {
 /// from several connections at once, and neither replica receives a pushed write before an
 /// earlier one of a (`updates_ahead`). Before the outboxes were queued in the lock's order, this
 /// load met 356 to 839 such writes of its 20,480 in each of 5 runs. `chorus node` runs on one
-/// thread, where no two callers send at once; a debug build's nodes run here on a worker per CPU
-/// with the Redis thread beside them (the test-only `node-multi-thread`), as an embedder's do.
+/// thread unless given `--threads`, and there no two callers send at once: the nodes here run
+/// two workers with the Redis thread beside them.
 #[test]
 fn replicas_receive_a_writers_pushes_in_order() {
     const CONNECTIONS: usize = 8;
     const BATCHES: usize = 40;
     const PIPELINE: usize = 64;
-    let threads = [(common::TEST_FAULT_ENV, "node-multi-thread")];
+    let threads = [("CHORUS_THREADS", "2")];
     let mut cluster = Cluster::start_with_env("redis_push_order", &["a", "b", "c"], &threads);
     cluster.await_full_membership();
     let stats = |name: &str| cluster.node(name).cli(&["stats", "--json"]).expect_code(0).json();

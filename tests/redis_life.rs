@@ -89,29 +89,23 @@ fn a_front_end_that_stops_by_itself_stops_the_node_with_an_error() {
         return;
     }
     let scratch = Scratch::new("redis_life_fault");
+    // The fault, the node's threads (with two, the Redis front end has a thread of its own),
+    // and what the node logs.
     let faults = [
-        ("redis-accept-panic", "the Redis front end stopped: its accept loop panicked"),
-        ("redis-accept-return", "the Redis front end stopped: its accept loop returned"),
-        // The same on a worker per CPU, where the Redis front end has a thread of its own.
-        (
-            "redis-accept-panic,node-multi-thread",
-            "the Redis front end stopped: its accept loop panicked",
-        ),
-        (
-            "redis-accept-return,node-multi-thread",
-            "the Redis front end stopped: its accept loop returned",
-        ),
-        ("http-accept-panic", "the HTTP front end stopped: its accept loop panicked"),
-        ("quic-accept-panic", "the node's QUIC accept loop stopped"),
+        ("redis-accept-panic", "1", "the Redis front end stopped: its accept loop panicked"),
+        ("redis-accept-return", "1", "the Redis front end stopped: its accept loop returned"),
+        ("redis-accept-panic", "2", "the Redis front end stopped: its accept loop panicked"),
+        ("redis-accept-return", "2", "the Redis front end stopped: its accept loop returned"),
+        ("http-accept-panic", "1", "the HTTP front end stopped: its accept loop panicked"),
+        ("quic-accept-panic", "1", "the node's QUIC accept loop stopped"),
     ];
-    for (n, (fault, logged)) in faults.into_iter().enumerate() {
+    for (n, (fault, threads, logged)) in faults.into_iter().enumerate() {
         let name = format!("fault-{n}");
-        let process =
-            Node::spawn_with_env(&name, &[(common::TEST_FAULT_ENV, fault)], scratch.path());
+        let env = [(common::TEST_FAULT_ENV, fault), ("CHORUS_THREADS", threads)];
+        let process = Node::spawn_with_env(&name, &env, scratch.path());
         let mut node = Node::await_ready(process, None);
-        // The Redis front end has its own thread only on a runtime of several workers (which
-        // names itself once it runs, so it is waited for).
-        let threaded = fault.ends_with("node-multi-thread");
+        // The Redis thread names itself once it runs, so it is waited for.
+        let threaded = threads != "1";
         let redis_thread = || thread_names(node.process.pid()).contains(&"chorus-redis".into());
         let deadline = std::time::Instant::now() + REPLY_TIMEOUT;
         while threaded && !redis_thread() && std::time::Instant::now() < deadline {

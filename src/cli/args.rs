@@ -264,6 +264,13 @@ pub struct NodeArgs {
     /// may lose that long of writes), never (at once; committed every 10 s and at shutdown).
     #[arg(long, env = "CHORUS_FSYNC", default_value = "always", value_name = "POLICY")]
     pub fsync: chorus::Fsync,
+    /// Threads serving the node: 1 (as Redis: clients, gossip and timers take turns on one
+    /// thread, the cheapest per Redis request), or more, for a heavy load on the QUIC RPC (the
+    /// CLI, the Rust client), whose TLS work then spreads over that many cores, the Redis
+    /// protocol on a thread of its own. Disk commits have threads of their own either way.
+    #[arg(long, env = "CHORUS_THREADS", default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: u16,
     /// Log level: error, warn, info, debug, trace (or a tracing filter).
     #[arg(long, default_value = "info")]
     pub log_level: String,

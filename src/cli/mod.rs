@@ -42,10 +42,10 @@ pub fn main() -> i32 {
             return if error.use_stderr() { EXIT_USAGE } else { 0 };
         }
     };
-    // A node runs on one thread (`node_runtime`); the other commands (a client, a load
-    // generator, the demo's nodes in one process) keep a worker per CPU.
-    let mut builder = match cli.command {
-        Command::Node(_) => chorus::node_runtime(),
+    // A node runs on `--threads` (one unless asked, `node_runtime`); the other commands (a
+    // client, a load generator, the demo's nodes in one process) keep a worker per CPU.
+    let mut builder = match &cli.command {
+        Command::Node(args) => chorus::node_runtime(args.threads.into()),
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = match builder.enable_all().build() {

@@ -20,18 +20,15 @@ pub(crate) fn same_secret(expected: &[u8], given: &[u8]) -> bool {
 /// build never reads it), so the black-box tests can make a part of the node fail or stall the
 /// way a bug or a slow disk would. Values: `redis-accept-panic`, `redis-accept-return`,
 /// `http-accept-panic`, `quic-accept-panic` (that accept loop panics, or returns, on its next
-/// accepted connection), `persist-commit-stall` (every commit with journal rows is held
-/// until another commit is asked for, `node::persist::COMMIT_STALL`), and `node-multi-thread`
-/// (`chorus node` runs on a worker per CPU, its Redis front end on a thread of its own, as an
-/// embedder's node does: [`crate::node::node_runtime`]); several, separated by commas.
-/// ARCHITECTURE.md lists it.
+/// accepted connection), and `persist-commit-stall` (every commit with journal rows is held
+/// until another commit is asked for, `node::persist::COMMIT_STALL`). ARCHITECTURE.md lists
+/// it.
 pub const TEST_FAULT_ENV: &str = "CHORUS_TEST_FAULT";
 
 /// Whether the test-only fault `name` is switched on ([`TEST_FAULT_ENV`]); always false in a
 /// release build.
 pub(crate) fn test_fault(name: &str) -> bool {
-    cfg!(debug_assertions)
-        && std::env::var(TEST_FAULT_ENV).is_ok_and(|faults| faults.split(',').any(|f| f == name))
+    cfg!(debug_assertions) && std::env::var(TEST_FAULT_ENV).is_ok_and(|fault| fault == name)
 }
 
 /// How long an accept loop pauses after a failed accept: an error such as too many open

@@ -177,7 +177,7 @@ impl Tasks {
 impl NodeHandle {
     /// Binds, starts the driver and, with seeds, starts joining. Returns once listening. The
     /// node's tasks run on the calling runtime: on a current-thread one, only while it runs
-    /// (`chorus node` runs on one, [`crate::node_runtime`]).
+    /// (`chorus node` runs on one unless given `--threads`, [`crate::node_runtime`]).
     pub async fn start(options: NodeOptions) -> Result<NodeHandle, StartError> {
         let keys = cluster_keys(&options)?;
         let identity = TlsIdentity::new(&keys).map_err(StartError::Tls)?;

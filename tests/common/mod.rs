@@ -196,7 +196,7 @@ impl Node {
         Node::spawn_joining(name, join, key, &[], dir)
     }
 
-    /// [`Node::spawn`] with `env` added to the node's environment (the test-only fault switch).
+    /// [`Node::spawn`] with `env` added to the node's environment.
     pub fn spawn_joining(
         name: &str,
         join: Option<&str>,
@@ -212,7 +212,7 @@ impl Node {
     }
 
     /// Starts `chorus node` alone on 127.0.0.1 port 0 with `env` added to its environment
-    /// (the test-only fault switch), without waiting.
+    /// (the test-only fault switch, `CHORUS_THREADS`), without waiting.
     pub fn spawn_with_env(name: &str, env: &[(&str, &str)], dir: &Path) -> Process {
         Node::spawn_with("127.0.0.1:0", &[], name, env, dir)
     }
@@ -450,8 +450,8 @@ impl Cluster {
         Cluster::start_with(test, names, key, &[])
     }
 
-    /// Starts nodes named `names` with `env` added to each one's environment (the test-only
-    /// fault switch) and waits until every node sees every other alive.
+    /// Starts nodes named `names` with `env` added to each one's environment and waits until
+    /// every node sees every other alive.
     pub fn start_with_env(test: &str, names: &[&str], env: &[(&str, &str)]) -> Cluster {
         Cluster::start_with(test, names, None, env)
     }
