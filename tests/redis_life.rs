@@ -111,7 +111,8 @@ fn a_front_end_that_stops_by_itself_stops_the_node_with_an_error() {
         while threaded && !redis_thread() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert_eq!(redis_thread(), threaded, "{fault}: {:?}", thread_names(node.process.pid()));
+        let names = thread_names(node.process.pid());
+        assert_eq!(redis_thread(), threaded, "{fault}, {threads} threads: {names:?}");
         if fault.starts_with("quic") {
             // The CLI's connection is the first the loop takes; the node dies under it.
             let _ = node.cli(&["stats"]);

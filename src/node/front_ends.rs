@@ -1,9 +1,9 @@
-//! The node's TCP front ends as the node runs them: Redis as a task of the node's runtime when
-//! that runtime is one thread (`chorus node`), else on a thread of its own; HTTP as a task.
-//! [`FrontEnds::failed`] reports either one ending when nobody asked it to (a panic, an
-//! accept loop that returned); [`FrontEnds::stop`] ends both and returns once their listeners
-//! are closed, so their ports can be bound again at once (a node restarted in place on the
-//! same `--redis` and `--http` addresses).
+//! The node's TCP front ends as the node runs them: Redis as a task of the node's runtime when that
+//! runtime is one thread (`chorus node` by default), else on a thread of its own; HTTP as a task.
+//! [`FrontEnds::failed`] reports either one ending when nobody asked it to (a panic, an accept loop
+//! that returned); [`FrontEnds::stop`] ends both and returns once their listeners are closed, so
+//! their ports can be bound again at once (a node restarted in place on the same `--redis` and
+//! `--http` addresses).
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -61,12 +61,13 @@ enum Ended {
 
 /// Where the Redis front end runs.
 enum Redis {
-    /// A task of the node's runtime, which is one thread (`chorus node`): the connections,
-    /// the sends their writes settle and the node's other tasks then take turns on it, with
-    /// no wake-up of another thread between them. `None` once it ended and was reported.
+    /// A task of the node's runtime, which is one thread (`chorus node` by default): the
+    /// connections, the sends their writes settle and the node's other tasks then take turns
+    /// on it, with no wake-up of another thread between them. `None` once it ended and was
+    /// reported.
     Task(Option<JoinHandle<()>>),
-    /// A thread of its own, beside a runtime of several workers (a node embedded in a
-    /// multi-threaded program).
+    /// A thread of its own, beside a runtime of several workers (`chorus node --threads N`, a
+    /// node embedded in a multi-threaded program).
     Thread(RedisThread),
 }
 

@@ -6,7 +6,7 @@
 /// of pushes and each peer's acknowledgements, and a thread more served Redis (ARCHITECTURE.md,
 /// "One thread per node"). More: that many workers, the Redis front end on a thread of its own
 /// ([`crate::NodeOptions::redis`]), for a heavy QUIC RPC load. Disk writes go to the blocking
-/// pool either way.
+/// pool either way. `threads` of 0 is taken as 1.
 pub fn node_runtime(threads: usize) -> tokio::runtime::Builder {
     if threads > 1 {
         let mut builder = tokio::runtime::Builder::new_multi_thread();

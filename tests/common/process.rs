@@ -65,8 +65,23 @@ fn command(args: &[&str]) -> Command {
     without_chorus_settings(command)
 }
 
+/// The chorus settings read from the environment, removed before each test sets its own.
+const CHORUS_SETTINGS: &[&str] = &[
+    "CHORUS_CLUSTER_KEY",
+    "CHORUS_NODE",
+    "CHORUS_THREADS",
+    "CHORUS_DATA_DIR",
+    "CHORUS_FSYNC",
+    "CHORUS_REDIS_PASSWORD",
+    "CHORUS_HTTP_TOKEN",
+    "CHORUS_TEST_FAULT",
+    "RUST_LOG",
+];
+
 fn without_chorus_settings(mut command: Command) -> Command {
-    command.env_remove("CHORUS_CLUSTER_KEY").env_remove("CHORUS_NODE").env_remove("RUST_LOG");
+    for setting in CHORUS_SETTINGS {
+        command.env_remove(setting);
+    }
     command
 }
 

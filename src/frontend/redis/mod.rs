@@ -11,8 +11,8 @@
 //! - `scan`: KEYS, SCAN, DBSIZE, FLUSHDB, FLUSHALL over a database, page by page.
 //!
 //! The commands that work over many holds of the lock (`scan`, `whole`) yield the thread that
-//! serves Redis after each page, so the node's other Redis clients (and, in `chorus node`,
-//! whose one thread that is, its gossip and timers) are served while they run.
+//! serves Redis after each page, so the node's other Redis clients (and, in a `chorus node` of one
+//! thread, the default, its gossip and timers) are served while they run.
 //! - `pubsub`: keyspace notifications fed by the node's watch stream.
 //!
 //! The protocol's codec and limits live in `chorus_proto::resp`; databases and hash fields
