@@ -205,16 +205,13 @@ impl Node {
         dir: &Path,
     ) -> Process {
         let seeds: Vec<String> = join.map(str::to_string).into_iter().collect();
-        let mut all: Vec<(&str, &str)> =
-            key.map(|key| ("CHORUS_CLUSTER_KEY", key)).into_iter().collect();
-        all.extend_from_slice(env);
-        Node::spawn_with("127.0.0.1:0", &seeds, name, &all, dir)
+        Node::spawn_with("127.0.0.1:0", &seeds, name, key, env, dir)
     }
 
     /// Starts `chorus node` alone on 127.0.0.1 port 0 with `env` added to its environment
     /// (the test-only fault switch, `CHORUS_THREADS`), without waiting.
     pub fn spawn_with_env(name: &str, env: &[(&str, &str)], dir: &Path) -> Process {
-        Node::spawn_with("127.0.0.1:0", &[], name, env, dir)
+        Node::spawn_with("127.0.0.1:0", &[], name, None, env, dir)
     }
 
     /// Starts `chorus node` on `listen` with every address in `seeds` as `--join` (its own
@@ -226,15 +223,16 @@ impl Node {
         key: Option<&str>,
         dir: &Path,
     ) -> Process {
-        let env: Vec<(&str, &str)> =
-            key.map(|key| ("CHORUS_CLUSTER_KEY", key)).into_iter().collect();
-        Node::spawn_with(listen, seeds, name, &env, dir)
+        Node::spawn_with(listen, seeds, name, key, &[], dir)
     }
 
+    /// Starts `chorus node`: `key` (`None`: the development key) and then `env` in its
+    /// environment.
     fn spawn_with(
         listen: &str,
         seeds: &[String],
         name: &str,
+        key: Option<&str>,
         env: &[(&str, &str)],
         dir: &Path,
     ) -> Process {
@@ -252,7 +250,10 @@ impl Node {
         for seed in seeds {
             args.extend(["--join", seed.as_str()]);
         }
-        Process::start(name, &args, env, dir)
+        let mut all: Vec<(&str, &str)> =
+            key.map(|key| ("CHORUS_CLUSTER_KEY", key)).into_iter().collect();
+        all.extend_from_slice(env);
+        Process::start(name, &args, &all, dir)
     }
 
     /// Waits for `process` to print its ready line and returns the node.
@@ -433,6 +434,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// The cluster key (`None`: the development key).
     pub key: Option<String>,
+    /// What every node of it gets in its environment besides the key (`CHORUS_THREADS`).
+    env: Vec<(&'static str, &'static str)>,
     /// Logs and scratch files; declared last so that it is dropped after the processes.
     pub scratch: Scratch,
 }
@@ -452,13 +455,23 @@ impl Cluster {
 
     /// Starts nodes named `names` with `env` added to each one's environment and waits until
     /// every node sees every other alive.
-    pub fn start_with_env(test: &str, names: &[&str], env: &[(&str, &str)]) -> Cluster {
+    pub fn start_with_env(
+        test: &str,
+        names: &[&str],
+        env: &[(&'static str, &'static str)],
+    ) -> Cluster {
         Cluster::start_with(test, names, None, env)
     }
 
-    fn start_with(test: &str, names: &[&str], key: Option<&str>, env: &[(&str, &str)]) -> Cluster {
+    fn start_with(
+        test: &str,
+        names: &[&str],
+        key: Option<&str>,
+        env: &[(&'static str, &'static str)],
+    ) -> Cluster {
         let scratch = Scratch::new(test);
-        let mut cluster = Cluster { nodes: Vec::new(), key: key.map(str::to_string), scratch };
+        let (key_text, env_kept) = (key.map(str::to_string), env.to_vec());
+        let mut cluster = Cluster { nodes: Vec::new(), key: key_text, env: env_kept, scratch };
         let dir = cluster.scratch.path().to_path_buf();
         let first = Node::spawn_joining(names[0], None, key, env, &dir);
         cluster.nodes.push(Node::await_ready(first, key));
@@ -481,7 +494,8 @@ impl Cluster {
             .nodes
             .iter_mut()
             .find_map(|node| node.process.is_running().then(|| node.addr().to_string()));
-        let process = Node::spawn(name, seed.as_deref(), self.key.as_deref(), self.scratch.path());
+        let (key, dir) = (self.key.as_deref(), self.scratch.path());
+        let process = Node::spawn_joining(name, seed.as_deref(), key, &self.env, dir);
         self.nodes.push(Node::await_ready(process, self.key.as_deref()));
         self.nodes.last().expect("just pushed")
     }
