@@ -222,9 +222,7 @@ mod tests {
     use rand::{RngExt, SeedableRng};
 
     use super::*;
-    use crate::clock::{Hlc, NodeId, Stamp};
-    use crate::data::{Key, Value};
-    use crate::store::Update;
+    use crate::store::tests::write;
 
     /// Families of keys that share prefixes of many lengths, one a prefix of another, with zero
     /// bytes (which tie with the tags' padding) and 0xff.
@@ -236,16 +234,6 @@ mod tests {
             key.push(BYTES[rng.random_range(0..BYTES.len())]);
         }
         key
-    }
-
-    fn update(key: &[u8]) -> Update {
-        Update {
-            key: Key::new(key).unwrap(),
-            stamp: Stamp { hlc: Hlc::new(1, 0), node: NodeId(1) },
-            seq: 1,
-            value: Some(Value::new("v").unwrap()),
-            expires_at_ms: None,
-        }
     }
 
     /// Every chunk's keys start with its prefix, and its tags are theirs.
@@ -320,7 +308,7 @@ mod tests {
                             }
                         }
                         None if grow => {
-                            let id = slab.insert(&update(&key));
+                            let id = slab.insert(&write(1, &key));
                             let change = inserted(keyed.insert(&slab, at, id));
                             *changes.entry(change).or_insert(0) += 1;
                             model.insert(key.clone(), id);
@@ -371,7 +359,7 @@ mod tests {
         for index in 0..3 * CHUNK_LEN_MAX {
             let key = format!("session/{index:08}");
             let at = keyed.seek(key.as_bytes(), |id| slab.get(id).key() < key.as_bytes());
-            let id = slab.insert(&update(key.as_bytes()));
+            let id = slab.insert(&write(1, key.as_bytes()));
             keyed.insert(&slab, at, id);
         }
         check_tags(&keyed, &slab, "ascending");
@@ -382,7 +370,7 @@ mod tests {
         // One more key starts a chunk of its own; removing it drops the chunk whole.
         let key = b"session/99999999";
         let at = keyed.seek(key, |id| slab.get(id).key() < &key[..]);
-        let id = slab.insert(&update(key));
+        let id = slab.insert(&write(1, key));
         assert_eq!(inserted(keyed.insert(&slab, at, id)), "alone");
         let at = keyed.seek(key, |id| slab.get(id).key() < &key[..]);
         assert_eq!(removed(keyed.remove(&slab, at)), "chunk");
@@ -403,7 +391,7 @@ mod tests {
             if keyed.get(at).is_some_and(|id| slab.get(id).key() == key.as_bytes()) {
                 continue;
             }
-            let id = slab.insert(&update(key.as_bytes()));
+            let id = slab.insert(&write(1, key.as_bytes()));
             keyed.insert(&slab, at, id);
         }
         check_tags(&keyed, &slab, "mixed, then sessions");

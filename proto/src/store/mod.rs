@@ -477,7 +477,8 @@ mod tests {
     use super::*;
     use crate::clock::Hlc;
 
-    fn write(seq: u64, key: &str) -> Update {
+    /// Write `seq` of node 1 to `key` (stamped `seq`), of the value "v".
+    pub(crate) fn write(seq: u64, key: impl AsRef<[u8]>) -> Update {
         Update {
             key: Key::new(key).unwrap(),
             stamp: Stamp { hlc: Hlc::new(seq, 0), node: NodeId(1) },
@@ -554,7 +555,7 @@ mod tests {
         let mut store = Store::new();
         // Write 1 never arrives, so every later dot goes to the bounded cloud until it is full.
         for seq in 2..(crate::limits::DOT_CLOUD_SIZE_MAX as u64 + 2) {
-            store.apply(write(seq, &format!("k/{seq}")));
+            store.apply(write(seq, format!("k/{seq}")));
         }
         let seq = 10_000;
         let mut twin = write(seq, "b");

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The longest hold of a node's lock while its store grows: one node, loaded through its Redis
+# port by `redis-cli --pipe` with STEP new keys at a time (default 100,000; `SET key:N <16
+# bytes>`), up to KEYS keys (default 1,200,000); after each step prints the keys held and the
+# longest write hold so far (`chorus stats`: lock_write_hold_ns_max), in ms. A structure that
+# grows in one step (a hash table rehashing every key) shows as a jump at its sizes.
+#
+#   tests/growth_lock_hold.sh                 CHORUS_BIN=path measures a binary already built
+#   KEYS=3000000 STEP=500000 tests/growth_lock_hold.sh
+#
+# A measurement, not a test: not run by .ci/run. Installs redis-tools when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+keys="${KEYS:-1200000}" step="${STEP:-100000}"
+source tests/redis_tools.sh
+source tests/node_tools.sh
+command -v redis-cli >/dev/null || ensure_redis_tools
+node_bin=$(chorus_release_bin)
+scratch=$(mktemp -d)
+trap 'stop_nodes; rm -rf "$scratch"' EXIT
+
+a=$(start_node a --redis 127.0.0.1:0 --log-level warn)
+port=$(sed -n 's/.* redis=127.0.0.1:\([0-9]*\).*/\1/p' "$scratch/a.out")
+for ((start = 0; start < keys; start += step)); do
+  awk -v from="$start" -v to="$((start + step))" 'BEGIN {
+    for (n = from; n < to; n++) {
+      key = "key:" n
+      printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$16\r\n0123456789abcdef\r\n", length(key), key
+    } }' >"$scratch/step.resp"
+  redis-cli -p "$port" --pipe <"$scratch/step.resp" >/dev/null
+  "$node_bin" stats --node "$a" --json | awk '{
+    k = $0; w = $0; sub(/.*"keys":/, "", k); sub(/[,}].*/, "", k)
+    sub(/.*"lock_write_hold_ns_max":/, "", w); sub(/[,}].*/, "", w)
+    printf "keys %d: longest write hold %.1f ms\n", k, w / 1e6 }'
+done
