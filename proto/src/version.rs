@@ -80,19 +80,66 @@ impl VersionVector {
         }
     }
 
-    /// Sets the base and absorbs the cloud dots it now reaches, contiguously.
+    /// Sets the base and absorbs the cloud dots it now reaches, contiguously. Looks at the
+    /// node's lowest cloud dot once per dot absorbed, and no further: copying out all of them
+    /// first, as it once did, cost every in-order push up to `DOT_CLOUD_SIZE_MAX` dots while
+    /// the cloud held a gap's worth (a replica behind a saturated writer spent 10 to 15 ms
+    /// applying a 237-update delta page, about 50 µs an update).
     fn set_base(&mut self, node: NodeId, seq: u64) {
         let mut base = seq;
-        let absorbed: Vec<Dot> =
-            self.cloud.range(Dot { node, seq: 0 }..=Dot { node, seq: u64::MAX }).copied().collect();
-        for dot in absorbed {
-            if dot.seq <= base.saturating_add(1) {
-                base = base.max(dot.seq);
-                self.cloud.remove(&dot);
-            } else {
-                break;
-            }
+        while let Some(&dot) = self
+            .cloud
+            .range(Dot { node, seq: 0 }..=Dot { node, seq: base.saturating_add(1) })
+            .next()
+        {
+            base = base.max(dot.seq);
+            self.cloud.remove(&dot);
         }
         self.base.insert(node, base);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use rand::rngs::Xoshiro256PlusPlus;
+    use rand::{RngExt, SeedableRng};
+
+    use super::*;
+
+    /// Dots seen in random order, and ranges joined to the base, against the set of every
+    /// dot seen: the base is the longest run from 1, and every seen dot is contained. At most
+    /// 2,000 dots a node, so the cloud (4,096) never has to forget one.
+    #[test]
+    fn the_base_is_the_longest_run_seen_from_one() {
+        for seed in 0..6 {
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+            let mut vector = VersionVector::new();
+            let mut seen: BTreeSet<Dot> = BTreeSet::new();
+            for step in 0..2_500 {
+                let node = NodeId(rng.random_range(1..3));
+                if rng.random_range(0..8) == 0 {
+                    let from = rng.random_range(0..=vector.base(node) + 2);
+                    let to = (from + rng.random_range(0..50)).min(2_000);
+                    // A range joins the base when it starts at or below it; otherwise ignored.
+                    if from <= vector.base(node) {
+                        seen.extend((from + 1..=to).map(|seq| Dot { node, seq }));
+                    }
+                    vector.advance(node, from, to);
+                } else {
+                    let dot = Dot { node, seq: rng.random_range(1..=2_000) };
+                    vector.insert(dot);
+                    seen.insert(dot);
+                }
+                for node in [NodeId(1), NodeId(2)] {
+                    let run = (1..).take_while(|&seq| seen.contains(&Dot { node, seq })).count();
+                    assert_eq!(vector.base(node), run as u64, "seed {seed} step {step}");
+                }
+            }
+            for dot in &seen {
+                assert!(vector.contains(*dot), "seed {seed}: {dot:?}");
+            }
+        }
     }
 }
