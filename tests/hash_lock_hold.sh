@@ -15,10 +15,7 @@ fields="${1:-100000}"
 source tests/redis_tools.sh
 source tests/node_tools.sh
 command -v redis-cli >/dev/null || ensure_redis_tools
-if [ -z "${CHORUS_BIN:-}" ]; then
-  cargo build --release --locked --bin chorus >&2
-  CHORUS_BIN="${CARGO_TARGET_DIR:-target}/release/chorus"
-fi
+CHORUS_BIN=$(chorus_release_bin)
 scratch=$(mktemp -d)
 pid=""
 cleanup() { if [ -n "$pid" ]; then end_processes -TERM "$pid"; fi; rm -rf "$scratch"; }
