@@ -136,6 +136,9 @@ mod tests {
                     let run = (1..).take_while(|&seq| seen.contains(&Dot { node, seq })).count();
                     assert_eq!(vector.base(node), run as u64, "seed {seed} step {step}");
                 }
+                // The cloud keeps only dots beyond a gap above the base.
+                let stale = vector.cloud.iter().find(|dot| dot.seq <= vector.base(dot.node) + 1);
+                assert_eq!(stale, None, "seed {seed} step {step}");
             }
             for dot in &seen {
                 assert!(vector.contains(*dot), "seed {seed}: {dot:?}");

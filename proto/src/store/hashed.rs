@@ -21,9 +21,11 @@
 //! at every doubling: every client and the gossip waited. Now a full table becomes the `old`
 //! one beside a new one twice its size; each insert or removal then moves the entries of the
 //! next `MIGRATE_BUCKETS` buckets of the old table into the new one, and lookups probe both
-//! until the old one is empty. Moving 8 buckets a write empties the old table within an eighth
-//! of its buckets' count of writes, long before the new one (with room for as many entries
-//! again as the old one held) fills.
+//! until the old one is empty. That takes an eighth of the old table's bucket count of inserts
+//! and removals at most, each adding at most one entry, so the new table has room for that
+//! many beside the old one's entries, and for twice those at least. ("Full" is hashbrown's: no
+//! room left without a resize. The markers of removed entries take room too, so a table may be
+//! full with few entries: kept to twice them, it would fill before the old one emptied.)
 
 use std::hash::{DefaultHasher, Hasher};
 
@@ -32,7 +34,7 @@ use hashbrown::HashTable;
 use super::slab::Slab;
 
 /// Buckets of the old table whose entries each insert or removal moves into the new one while
-/// the table grows: at least 2, so that the old table is empty before the new one fills.
+/// the table grows.
 const MIGRATE_BUCKETS: usize = 8;
 
 /// Slab ids, found by their entry's key.
@@ -90,12 +92,18 @@ impl Hashed {
     pub(crate) fn insert(&mut self, slab: &Slab, id: u32, key_hash: u64) {
         debug_assert_eq!(key_hash, self.hash(slab.get(id).key()), "the hash of the entry's key");
         if self.table.len() == self.table.capacity() && self.old.is_empty() {
-            // Full: hashbrown would grow it in one step here. It drains into one twice its size.
-            let bigger = HashTable::with_capacity((2 * self.table.capacity()).max(16));
-            self.old = std::mem::replace(&mut self.table, bigger);
+            // Full: hashbrown would grow it in one step here. It drains into a larger one.
+            let (held, buckets) = (self.table.len(), self.table.num_buckets());
+            let room = (2 * held).max(held + buckets / MIGRATE_BUCKETS + 1).max(16);
+            self.old = std::mem::replace(&mut self.table, HashTable::with_capacity(room));
             self.cursor = 0;
         }
         self.migrate(slab);
+        self.put(slab, key_hash, id);
+    }
+
+    /// Inserts `id` into the new table, which has room (the old one empties first).
+    fn put(&mut self, slab: &Slab, key_hash: u64, id: u32) {
         debug_assert!(self.table.len() < self.table.capacity(), "the old table empties first");
         let secret = self.secret;
         let rehash = |&held: &u32| hash(secret, slab.get(held).key());
@@ -120,18 +128,17 @@ impl Hashed {
     /// the new one; lets the old table go once it is empty.
     fn migrate(&mut self, slab: &Slab) {
         if self.old.is_empty() {
-            if self.old.num_buckets() > 0 {
+            // An unallocated table has no room (but still counts one bucket).
+            if self.old.capacity() > 0 {
                 self.old = HashTable::new();
             }
             return;
         }
-        let secret = self.secret;
         let end = (self.cursor + MIGRATE_BUCKETS).min(self.old.num_buckets());
         for index in self.cursor..end {
             if let Ok(entry) = self.old.get_bucket_entry(index) {
                 let (id, _) = entry.remove();
-                let rehash = |&held: &u32| hash(secret, slab.get(held).key());
-                self.table.insert_unique(rehash(&id), id, rehash);
+                self.put(slab, hash(self.secret, slab.get(id).key()), id);
             }
         }
         self.cursor = end;
