@@ -3,10 +3,14 @@
 # port by `redis-cli --pipe` with STEP new keys at a time (default 100,000; `SET key:N <16
 # bytes>`), up to KEYS keys (default 1,200,000); after each step prints the keys held and the
 # longest write hold so far (`chorus stats`: lock_write_hold_ns_max), in ms. A structure that
-# grows in one step (a hash table rehashing every key) shows as a jump at its sizes.
+# grows in one step (a hash table rehashing every key) shows as a jump at its sizes. With
+# JOIN=1 a second node then joins and pulls every key: prints how long it took, the first
+# node's longest gossip hold (serving the catch-up) and the PINGs to its Redis port meanwhile
+# (`redis-cli --latency-history`: mean and longest).
 #
 #   tests/growth_lock_hold.sh                 CHORUS_BIN=path measures a binary already built
 #   KEYS=3000000 STEP=500000 tests/growth_lock_hold.sh
+#   KEYS=2000000 STEP=2000000 JOIN=1 tests/growth_lock_hold.sh
 #
 # A measurement, not a test: not run by .ci/run. Installs redis-tools when missing.
 set -euo pipefail
@@ -18,7 +22,9 @@ source tests/node_tools.sh
 command -v redis-cli >/dev/null || ensure_redis_tools
 node_bin=$(chorus_release_bin)
 scratch=$(mktemp -d)
-trap 'stop_nodes; rm -rf "$scratch"' EXIT
+probe=""
+cleanup() { if [ -n "$probe" ]; then end_processes -TERM "$probe"; fi; stop_nodes; rm -rf "$scratch"; }
+trap cleanup EXIT
 
 a=$(start_node a --redis 127.0.0.1:0 --log-level warn)
 port=$(sed -n 's/.* redis=127.0.0.1:\([0-9]*\).*/\1/p' "$scratch/a.out")
@@ -34,3 +40,22 @@ for ((start = 0; start < keys; start += step)); do
     sub(/.*"lock_write_hold_ns_max":/, "", w); sub(/[,}].*/, "", w)
     printf "keys %d: longest write hold %.1f ms\n", k, w / 1e6 }'
 done
+
+[ "${JOIN:-}" = 1 ] || exit 0
+redis-cli -p "$port" --latency-history -i 1 >"$scratch/latency" 2>&1 &
+probe=$!
+held=$(keys_of "$a") started=$(date +%s%N)
+b=$(start_node b --join "$a" --log-level warn)
+for _ in $(seq 1 1200); do
+  [ "$(keys_of "$b")" -ge "$held" ] && break
+  sleep 0.25
+done
+took_ms=$(( ($(date +%s%N) - started) / 1000000 ))
+end_processes -TERM "$probe"
+probe=""
+gossip_ns=$("$node_bin" stats --node "$a" --json | sed -n 's/.*"lock_gossip_hold_ns_max":\([0-9]*\).*/\1/p')
+echo "joining node holds $(keys_of "$b") of $held keys after $took_ms ms (from its start);" \
+  "longest gossip hold on the first $(awk -v ns="$gossip_ns" 'BEGIN { printf "%.1f", ns / 1e6 }') ms"
+awk '{ if ($2 > max) max = $2; sum += $3 * $4; n += $4 }
+  END { printf "PINGs to the first node meanwhile: %d, mean %.2f ms, longest %d ms\n", n, n ? sum / n : 0, max }' \
+  "$scratch/latency"
