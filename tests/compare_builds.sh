@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Two chorus builds side by side on the same load, in alternating rounds: three joined nodes
-# (node a takes `redis-benchmark -t set -c 50 -d 64 -r 100000` on its Redis port), each round
-# printing the requests per second, each node's CPU ticks (/proc, 100 per second; of them the
-# primary's user time) and the primary's context switches (`perf stat`). For changes whose
-# effect is smaller than the swings between runs of `tests/redis_benchmark.sh`: a build is
-# compared with another under the same conditions, minutes apart. A measurement, not a test;
+# Two chorus builds side by side on the same load, in alternating rounds: three joined nodes,
+# or node a alone with NODES=1 (node a takes `redis-benchmark -t set -c 50 -d 64 -r 100000` on
+# its Redis port), each round printing the requests per second, each node's CPU ticks (/proc,
+# 100 per second; of them the primary's user time) and the primary's context switches (`perf
+# stat`). For changes whose effect is smaller than the swings between runs of
+# `tests/redis_benchmark.sh`: a build is compared with another under the same conditions,
+# minutes apart. A measurement, not a test;
 # not run by .ci/run.
 #
 #   A=old/chorus B=target/release/chorus tests/compare_builds.sh

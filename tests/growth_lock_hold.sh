@@ -5,8 +5,9 @@
 # longest write hold so far (`chorus stats`: lock_write_hold_ns_max), in ms. A structure that
 # grows in one step (a hash table rehashing every key) shows as a jump at its sizes. With
 # JOIN=1 a second node then joins and pulls every key: prints how long it took, the first
-# node's longest gossip hold (serving the catch-up) and the PINGs to its Redis port meanwhile
-# (`redis-cli --latency-history`: mean and longest).
+# node's longest gossip hold (serving the catch-up; nothing else takes that lock purpose on a
+# lone node) and the PINGs to its Redis port meanwhile (`redis-cli --latency-history`: mean and
+# longest).
 #
 #   tests/growth_lock_hold.sh                 CHORUS_BIN=path measures a binary already built
 #   KEYS=3000000 STEP=500000 tests/growth_lock_hold.sh
@@ -17,19 +18,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 keys="${KEYS:-1200000}" step="${STEP:-100000}"
+[ "$step" -gt 0 ] || { echo "STEP must be above 0" >&2; exit 1; }
 source tests/redis_tools.sh
 source tests/node_tools.sh
 command -v redis-cli >/dev/null || ensure_redis_tools
 node_bin=$(chorus_release_bin)
 scratch=$(mktemp -d)
-probe=""
-cleanup() { if [ -n "$probe" ]; then end_processes -TERM "$probe"; fi; stop_nodes; rm -rf "$scratch"; }
+latency_probe=""
+cleanup() {
+  if [ -n "$latency_probe" ]; then end_processes -TERM "$latency_probe"; fi
+  stop_nodes
+  rm -rf "$scratch"
+}
 trap cleanup EXIT
 
 a=$(start_node a --redis 127.0.0.1:0 --log-level warn)
 port=$(sed -n 's/.* redis=127.0.0.1:\([0-9]*\).*/\1/p' "$scratch/a.out")
 for ((start = 0; start < keys; start += step)); do
-  awk -v from="$start" -v to="$((start + step))" 'BEGIN {
+  awk -v from="$start" -v to="$((start + step < keys ? start + step : keys))" 'BEGIN {
     for (n = from; n < to; n++) {
       key = "key:" n
       printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$16\r\n0123456789abcdef\r\n", length(key), key
@@ -42,8 +48,7 @@ for ((start = 0; start < keys; start += step)); do
 done
 
 [ "${JOIN:-}" = 1 ] || exit 0
-redis-cli -p "$port" --latency-history -i 1 >"$scratch/latency" 2>&1 &
-probe=$!
+start_latency_probe "$port" "$scratch/latency"
 held=$(keys_of "$a") started=$(date +%s%N)
 b=$(start_node b --join "$a" --log-level warn)
 for _ in $(seq 1 1200); do
@@ -51,11 +56,9 @@ for _ in $(seq 1 1200); do
   sleep 0.25
 done
 took_ms=$(( ($(date +%s%N) - started) / 1000000 ))
-end_processes -TERM "$probe"
-probe=""
+end_processes -TERM "$latency_probe"
+latency_probe=""
 gossip_ns=$("$node_bin" stats --node "$a" --json | sed -n 's/.*"lock_gossip_hold_ns_max":\([0-9]*\).*/\1/p')
-echo "joining node holds $(keys_of "$b") of $held keys after $took_ms ms (from its start);" \
+echo "joining node holds $(keys_of "$b") of $held keys $took_ms ms after it was started;" \
   "longest gossip hold on the first $(awk -v ns="$gossip_ns" 'BEGIN { printf "%.1f", ns / 1e6 }') ms"
-awk '{ if ($2 > max) max = $2; sum += $3 * $4; n += $4 }
-  END { printf "PINGs to the first node meanwhile: %d, mean %.2f ms, longest %d ms\n", n, n ? sum / n : 0, max }' \
-  "$scratch/latency"
+echo "to the first node meanwhile: $(latency_summary "$scratch/latency")"

@@ -80,3 +80,21 @@ redis_test_args() {
     test_args=(set key:__rand_int__ "$(printf 'x%.0s' $(seq 64))" EX "$TTL")
   fi
 }
+
+# Starts `redis-cli --latency-history -i 1` against the Redis port $1, writing to file $2, in the
+# background; sets $latency_probe to its process id. Line-buffered (`stdbuf -oL`): with stdout
+# not a terminal redis-cli prints a line per PING and would lose its last block when ended.
+start_latency_probe() {
+  stdbuf -oL redis-cli -p "$1" --latency-history -i 1 >"$2" 2>&1 &
+  latency_probe=$!
+}
+
+# What the probe wrote to file $1: each line holds the interval's running min, max, mean and
+# count of PINGs so far, and a "--" line ends each interval; the last line before it (and the
+# file's last line) hold the interval's figures. Prints "PINGs N, mean M ms, longest L ms".
+latency_summary() {
+  awk 'function take() { if (have) { if (top > max) max = top; sum += mean * count; n += count } have = 0 }
+    $1 == "--" { take(); next }
+    NF == 4 { top = $2; mean = $3; count = $4; have = 1 }
+    END { take(); printf "PINGs %d, mean %.2f ms, longest %d ms", n, n ? sum / n : 0, max }' "$1"
+}

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Whether a node on its one thread stays alive to its peers while that thread is kept busy:
 # three joined nodes a, b and c (a with a Redis port), then three loads on a, one after the
-# other, each for about DURATION seconds (default 20):
-#   saturate  redis-benchmark SET -P 64 with 1 KB values on random keys, as fast as a serves them
-#   long      DBSIZE and SCAN 0 COUNT 1000000 in a loop, once KEYS more keys (default 1,000,000)
-#             are loaded into a
-#   join      a fourth node d joins a, pulling every key (a serves the catch-up)
-# Throughout, `chorus stats` is read from every node about every 0.2 s. For each load the script
-# prints, per node, the most members it saw suspect and dead in any reading and in how many
-# readings it saw any (a healthy cluster: none), a's longest lock holds, and the round trip of
-# PINGs to a's Redis port meanwhile (`redis-cli --latency-history`: longest and mean, in ms).
-# Then, for reference, the PINGs to a Redis primary with two replicas (`replicaof`) under the
-# same saturating load.
+# other:
+#   saturate  redis-benchmark SET -P 64 with 1 KB values on random keys, as fast as a serves them,
+#             for DURATION seconds (default 20)
+#   long      DBSIZE and SCAN 0 COUNT 1000000 in a loop for DURATION seconds, once KEYS more keys
+#             (default 1,000,000) are loaded into a
+#   join      a fourth node d joins a and pulls every key (until it holds them all, at most
+#             3 x DURATION seconds)
+# Throughout, `chorus stats` is read from every node in turn, then 0.2 s of rest, and so on.
+# For each load the script prints, per node, the readings taken, the most members it saw
+# suspect and dead in any reading and in how many readings it saw any (a healthy cluster:
+# none), with the names of the members seen so; a's longest lock holds if the load made them
+# longer than any before (`chorus stats` keeps the longest since the node started); and the
+# PINGs to a's Redis port meanwhile (`redis-cli --latency-history`: mean and longest). The
+# saturating load also prints the SETs per second it reached. The nodes are then stopped and
+# the saturating load runs against a Redis primary with two replicas (`replicaof`), with the
+# same PING probe, for reference.
 #
 #   tests/suspicion_under_load.sh              CHORUS_BIN=path measures a binary already built
 #   DURATION=30 KEYS=200000 tests/suspicion_under_load.sh
@@ -40,13 +45,20 @@ a=$(start_node a --redis 127.0.0.1:0 --log-level warn)
 b=$(start_node b --join "$a" --log-level warn)
 c=$(start_node c --join "$a" --log-level warn)
 port=$(sed -n 's/.* redis=127.0.0.1:\([0-9]*\).*/\1/p' "$scratch/a.out")
+[ -n "$port" ] || { echo "node a printed no Redis port" >&2; exit 1; }
 printf '%s %s\n' a "$a" b "$b" c "$c" >"$scratch/nodes"
-for _ in $(seq 1 100); do
-  [ "$("$node_bin" stats --node "$c" --json | sed -n 's/.*"members_alive":\([0-9]*\).*/\1/p')" = 3 ] && break
-  sleep 0.1
-done
 
 field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
+
+# Whether every node counts three alive members.
+formed() {
+  local node
+  for node in "$a" "$b" "$c"; do
+    [ "$("$node_bin" stats --node "$node" --json | field members_alive)" = 3 ] || return 1
+  done
+}
+for _ in $(seq 1 100); do formed && break; sleep 0.1; done
+formed || { echo "the three nodes did not see each other alive within 10 s" >&2; exit 1; }
 
 # Reads the stats of every node in $scratch/nodes until $scratch/stop appears; one line per
 # reading to $scratch/$name: the members it counts suspect, and dead.
@@ -70,49 +82,53 @@ sample() {
   done
 }
 
-# What the PING probe saw (its lines, one a second: min, max and mean ms, and the number of
-# PINGs), as "PINGs to $1: ...".
-pings() {
-  awk -v to="$1" '{ if ($2 > max) max = $2; sum += $3 * $4; n += $4 }
-    END { printf "PINGs to %s: %d, longest %d ms, mean %.2f ms\n", to, n, max, n ? sum / n : 0 }' \
-    "$scratch/latency"
+# a's longest hold of purpose $1 in ms, if stats $3 (after a load) have it longer than stats
+# $2 (before it); otherwise says the load made none longer.
+longest() {
+  local before after
+  before=$(field "lock_$1_hold_ns_max" <<<"$2") after=$(field "lock_$1_hold_ns_max" <<<"$3")
+  if [ "${after:-0}" -gt "${before:-0}" ]; then
+    awk -v ns="$after" -v p="$1" 'BEGIN { printf "%s %.1f", p, ns / 1e6 }'
+  else
+    echo "$1 none longer than before"
+  fi
 }
 
-# Runs load $1 (a function) with the sampler and a PING round trip probe beside it; prints
-# what they saw.
+# Runs load $1 (a function) with the sampler and a PING probe beside it; prints what they saw.
 measure() {
-  local load=$1 name sampler probe
+  local load=$1 name sampler before after
   rm -f "$scratch/stop" "$scratch"/[abcd] "$scratch"/[abcd].who
-  "$node_bin" stats --node "$a" --json >"$scratch/before.json"
+  before=$("$node_bin" stats --node "$a" --json)
   sample &
   sampler=$!
-  redis-cli -p "$port" --latency-history -i 1 >"$scratch/latency" 2>&1 &
-  probe=$!
-  helpers=("$sampler" "$probe")
-  "$load"
-  kill "$probe" 2>/dev/null || true
-  touch "$scratch/stop"
-  wait "$sampler" 2>/dev/null || true
-  wait "$probe" 2>/dev/null || true
-  helpers=()
+  start_latency_probe "$port" "$scratch/latency"
+  helpers=("$sampler" "$latency_probe")
   echo "== $load"
+  "$load"
+  touch "$scratch/stop"
+  end_processes -TERM "${helpers[@]}"
+  helpers=()
   for name in a b c d; do
     [ -s "$scratch/$name" ] || continue
     awk -v n="$name" '{ if ($1 > s) s = $1; if ($2 > d) d = $2; if ($1 + $2 > 0) bad++; all++ }
       END { printf "node %s: %d readings, most suspect %d, most dead %d, readings with any %d\n", n, all, s, d, bad + 0 }' "$scratch/$name"
-    [ -s "$scratch/$name.who" ] && sort "$scratch/$name.who" | uniq -c
+    if [ -s "$scratch/$name.who" ]; then sort "$scratch/$name.who" | uniq -c; fi
   done
-  local after
   after=$("$node_bin" stats --node "$a" --json)
-  echo "a's longest lock holds (ms): read $(field lock_read_hold_ns_max <<<"$after" | awk '{printf "%.1f", $1/1e6}')," \
-    "write $(field lock_write_hold_ns_max <<<"$after" | awk '{printf "%.1f", $1/1e6}')," \
-    "gossip $(field lock_gossip_hold_ns_max <<<"$after" | awk '{printf "%.1f", $1/1e6}')"
-  pings a
+  echo "a's longest lock holds in this load (ms): $(longest read "$before" "$after")," \
+    "$(longest write "$before" "$after"), $(longest gossip "$before" "$after")"
+  echo "to a: $(latency_summary "$scratch/latency")"
 }
 
+# Ended by `timeout`, redis-benchmark prints no summary: the last of its progress lines (it
+# prints one every quarter second) gives the overall rate.
 saturate() {
-  timeout "$duration" redis-benchmark -p "$port" -t set -c 50 -P 64 -d 1024 -r 1000000 -n 100000000 -q \
-    >/dev/null 2>&1 || true
+  timeout "$duration" redis-benchmark -p "$port" -t set -c 50 -P 64 -d 1024 -r 1000000 \
+    -n 100000000 -q >"$scratch/bench" 2>&1 || true
+  local rate
+  rate=$(tr '\r' '\n' <"$scratch/bench" | sed -n 's/.*rps=[0-9.]* (overall: \([0-9.]*\)).*/\1/p' | tail -1)
+  [ -n "$rate" ] || { echo "redis-benchmark reached no rate:" >&2; tail -c 300 "$scratch/bench" >&2; exit 1; }
+  echo "SETs per second: $rate"
 }
 
 long() {
@@ -123,15 +139,28 @@ long() {
   done
 }
 
+# d reports ready only once it caught up, which may take longer than `start_node` waits: it is
+# started here, and found by its name in a's list of members.
 join() {
-  local d end=$((SECONDS + duration * 3))
-  d=$(start_node d --join "$a" --log-level warn)
-  echo "d $d" >>"$scratch/nodes"
+  local d="" held started=$SECONDS end=$((SECONDS + duration * 3))
+  # In a subshell, so that the node is no job of this shell (which would report its end).
+  (
+    "$node_bin" node --listen 127.0.0.1:0 --name d --join "$a" --log-level warn \
+      >"$scratch/d.out" 2>"$scratch/d.err" &
+    echo $! >"$scratch/d.pid"
+  )
   while [ "$SECONDS" -lt "$end" ]; do
-    [ "$(keys_of "$d")" -ge "$(keys_of "$a")" ] && break
+    if [ -z "$d" ]; then
+      d=$("$node_bin" members --node "$a" | awk '$1 == "d" { print $3 }') || d=""
+      if [ -n "$d" ]; then echo "d $d" >>"$scratch/nodes"; fi
+    else
+      held=$("$node_bin" stats --node "$d" --json 2>/dev/null | field keys) || held=0
+      [ "${held:-0}" -ge "$(keys_of "$a")" ] && break
+    fi
     sleep 0.5
   done
-  echo "d holds $(keys_of "$d") of a's $(keys_of "$a") keys" >&2
+  [ -n "$d" ] || { echo "node d did not join within $((duration * 3)) s" >&2; exit 1; }
+  echo "d holds $(keys_of "$d") of a's $(keys_of "$a") keys after about $((SECONDS - started)) s"
 }
 
 measure saturate
@@ -143,7 +172,8 @@ echo "a holds $(keys_of "$a") keys" >&2
 measure long
 measure join
 
-# Redis under the saturating load: a primary and two replicas on free ports.
+# Redis under the saturating load, the nodes stopped: a primary and two replicas on free ports.
+stop_nodes
 primary=""
 for role in primary replica replica; do
   redis_port=$(free_port)
@@ -156,10 +186,10 @@ for role in primary replica replica; do
 done
 wait_replicas_online "$primary" 2
 port=$primary
-redis-cli -p "$port" --latency-history -i 1 >"$scratch/latency" 2>&1 &
-helpers=($!)
+start_latency_probe "$port" "$scratch/latency"
+helpers=("$latency_probe")
+echo "== saturate, Redis primary + 2 replicas"
 saturate
 end_processes -TERM "${helpers[@]}"
 helpers=()
-echo "== saturate, Redis primary + 2 replicas"
-pings "the primary"
+echo "to the primary: $(latency_summary "$scratch/latency")"

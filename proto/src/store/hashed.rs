@@ -16,12 +16,12 @@
 //! The table grows as Redis's dictionaries do, a few buckets at a time. Left to itself,
 //! hashbrown grows a full table in one step, hashing every key again: each a read of its entry
 //! from the slab (a cache miss) and a SipHash. On one write that took the node's lock, and in
-//! `chorus node` its only thread, for 15 ms at 115,000 keys, 151 ms at 459,000 and 344 ms at
-//! 918,000 (`chorus stats`' longest write hold, keys loaded by `redis-cli --pipe`), twice as long
-//! at every doubling: every client and the gossip waited. Now a full table becomes the `old`
-//! one beside a new one twice its size; each insert or removal then moves the entries of the
-//! next `MIGRATE_BUCKETS` buckets of the old table into the new one, and lookups probe both
-//! until the old one is empty. That takes an eighth of the old table's bucket count of inserts
+//! `chorus node` its only thread, for 79 ms at 250,000 keys, 347 ms at 1,000,000 and 823 ms at
+//! 2,000,000 (`KEYS=2000000 STEP=250000 tests/growth_lock_hold.sh`), more than twice as long at
+//! every doubling: every client and the gossip waited. Now a full table becomes the `old` one
+//! beside a larger new one; each insert or removal then moves the entries of the next
+//! `MIGRATE_BUCKETS` buckets of the old table into the new one, and lookups probe both until
+//! the old one is empty. That takes an eighth of the old table's bucket count of inserts
 //! and removals at most, each adding at most one entry, so the new table has room for that
 //! many beside the old one's entries, and for twice those at least. ("Full" is hashbrown's: no
 //! room left without a resize. The markers of removed entries take room too, so a table may be
@@ -128,8 +128,8 @@ impl Hashed {
     /// the new one; lets the old table go once it is empty.
     fn migrate(&mut self, slab: &Slab) {
         if self.old.is_empty() {
-            // An unallocated table has no room (but still counts one bucket).
-            if self.old.capacity() > 0 {
+            // An unallocated table counts one bucket; it allocates nothing.
+            if self.old.allocation_size() > 0 {
                 self.old = HashTable::new();
             }
             return;
