@@ -29,7 +29,7 @@ cd "$(dirname "$0")/.."
 duration="${DURATION:-20}" keys="${KEYS:-1000000}"
 source tests/redis_tools.sh
 source tests/node_tools.sh
-command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || ensure_redis_tools
+ensure_redis_tools
 node_bin=$(chorus_release_bin)
 scratch=$(mktemp -d)
 helpers=()

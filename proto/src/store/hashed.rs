@@ -162,7 +162,7 @@ mod tests {
 
     /// Random inserts and removals against a `BTreeMap`, through many growths: every held key
     /// is found (in whichever table holds it), no other is, and no insert grows a table in one
-    /// step (the debug assertion in `insert`; tests build with debug assertions).
+    /// step (the debug assertion in `put`; tests build with debug assertions).
     #[test]
     fn finds_every_key_while_the_table_grows_a_few_buckets_at_a_time() {
         let (mut migrations, mut found_in_old) = (0, 0);
