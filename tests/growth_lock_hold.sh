@@ -41,24 +41,24 @@ for ((start = 0; start < keys; start += step)); do
       printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$16\r\n0123456789abcdef\r\n", length(key), key
     } }' >"$scratch/step.resp"
   redis-cli -p "$port" --pipe <"$scratch/step.resp" >/dev/null
-  "$node_bin" stats --node "$a" --json | awk '{
-    k = $0; w = $0; sub(/.*"keys":/, "", k); sub(/[,}].*/, "", k)
-    sub(/.*"lock_write_hold_ns_max":/, "", w); sub(/[,}].*/, "", w)
-    printf "keys %d: longest write hold %.1f ms\n", k, w / 1e6 }'
+  stats=$("$node_bin" stats --node "$a" --json)
+  echo "keys $(stats_field keys <<<"$stats"):" \
+    "longest write hold $(ms_of_ns "$(stats_field lock_write_hold_ns_max <<<"$stats")") ms"
 done
 
 [ "${JOIN:-}" = 1 ] || exit 0
 start_latency_probe "$port" "$scratch/latency"
 held=$(keys_of "$a") started=$(date +%s%N)
-b=$(start_node b --join "$a" --log-level warn)
+b=$(start_joiner b "$a" --log-level warn)
 for _ in $(seq 1 1200); do
-  [ "$(keys_of "$b")" -ge "$held" ] && break
+  now=$(keys_of "$b") || now=0
+  [ "${now:-0}" -ge "$held" ] && break
   sleep 0.25
 done
 took_ms=$(( ($(date +%s%N) - started) / 1000000 ))
 end_processes -TERM "$latency_probe"
 latency_probe=""
-gossip_ns=$("$node_bin" stats --node "$a" --json | sed -n 's/.*"lock_gossip_hold_ns_max":\([0-9]*\).*/\1/p')
+gossip_ns=$("$node_bin" stats --node "$a" --json | stats_field lock_gossip_hold_ns_max)
 echo "joining node holds $(keys_of "$b") of $held keys $took_ms ms after it was started;" \
-  "longest gossip hold on the first $(awk -v ns="$gossip_ns" 'BEGIN { printf "%.1f", ns / 1e6 }') ms"
+  "longest gossip hold on the first $(ms_of_ns "$gossip_ns") ms"
 echo "to the first node meanwhile: $(latency_summary "$scratch/latency")"

@@ -21,8 +21,30 @@ start_node() {
   echo "node $name did not become ready" >&2; tail "$scratch/$name.err" >&2; exit 1
 }
 
+# Starts node $1 joining node $2 (an address) with the remaining arguments, without waiting for
+# its ready line: a joining node reports ready only once it caught up, which for millions of
+# keys takes longer than `start_node` waits. Prints its address once $2 lists it among its
+# members (30 s at most). Files as `start_node`'s.
+start_joiner() {
+  local name=$1 seed=$2 addr; shift 2
+  ${node_prefix[@]+"${node_prefix[@]}"} "$node_bin" node --listen 127.0.0.1:0 --name "$name" --join "$seed" "$@" >"$scratch/$name.out" 2>"$scratch/$name.err" &
+  echo $! >"$scratch/$name.pid"
+  for _ in $(seq 1 300); do
+    addr=$("$node_bin" members --node "$seed" 2>/dev/null | awk -v n="$name" '$1 == n { print $3 }') || addr=""
+    if [ -n "$addr" ]; then echo "$addr"; return; fi
+    sleep 0.1
+  done
+  echo "node $name did not join $seed" >&2; tail "$scratch/$name.err" >&2; exit 1
+}
+
+# Field $1 (a number) of the one-line `chorus stats --json` object on standard input.
+stats_field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
+
+# Nanoseconds $1 as milliseconds, to a tenth.
+ms_of_ns() { awk -v ns="$1" 'BEGIN { printf "%.1f", ns / 1e6 }'; }
+
 # The number of live keys node $1 (an address) holds, from `chorus stats`.
-keys_of() { "$node_bin" stats --node "$1" --json | sed -n 's/.*"keys":\([0-9]*\).*/\1/p'; }
+keys_of() { "$node_bin" stats --node "$1" --json | stats_field keys; }
 
 # Stops node $1 with signal $2 (default TERM) and waits for it to exit (10 s at most).
 stop_node() {

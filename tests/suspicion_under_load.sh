@@ -48,13 +48,11 @@ port=$(sed -n 's/.* redis=127.0.0.1:\([0-9]*\).*/\1/p' "$scratch/a.out")
 [ -n "$port" ] || { echo "node a printed no Redis port" >&2; exit 1; }
 printf '%s %s\n' a "$a" b "$b" c "$c" >"$scratch/nodes"
 
-field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
-
 # Whether every node counts three alive members.
 formed() {
   local node
   for node in "$a" "$b" "$c"; do
-    [ "$("$node_bin" stats --node "$node" --json | field members_alive)" = 3 ] || return 1
+    [ "$("$node_bin" stats --node "$node" --json | stats_field members_alive)" = 3 ] || return 1
   done
 }
 for _ in $(seq 1 100); do formed && break; sleep 0.1; done
@@ -65,13 +63,11 @@ formed || { echo "the three nodes did not see each other alive within 10 s" >&2;
 # A reading that counts any also lists, in $scratch/$name.who, the members the node does not
 # see alive.
 sample() {
-  local name node line
+  local name node stats line
   while [ ! -e "$scratch/stop" ]; do
     while read -r name node; do
-      line=$("$node_bin" stats --node "$node" --json --connect-timeout 2s 2>/dev/null \
-        | awk '{ s = $0; d = $0; sub(/.*"members_suspect":/, "", s); sub(/[,}].*/, "", s);
-          sub(/.*"members_dead":/, "", d); sub(/[,}].*/, "", d); print s, d }') || continue
-      [ -n "$line" ] || continue
+      stats=$("$node_bin" stats --node "$node" --json --connect-timeout 2s 2>/dev/null) || continue
+      line="$(stats_field members_suspect <<<"$stats") $(stats_field members_dead <<<"$stats")"
       echo "$line" >>"$scratch/$name"
       if [ "$line" != "0 0" ]; then
         "$node_bin" members --node "$node" --connect-timeout 2s 2>/dev/null \
@@ -86,9 +82,10 @@ sample() {
 # $2 (before it); otherwise says the load made none longer.
 longest() {
   local before after
-  before=$(field "lock_$1_hold_ns_max" <<<"$2") after=$(field "lock_$1_hold_ns_max" <<<"$3")
+  before=$(stats_field "lock_$1_hold_ns_max" <<<"$2")
+  after=$(stats_field "lock_$1_hold_ns_max" <<<"$3")
   if [ "${after:-0}" -gt "${before:-0}" ]; then
-    awk -v ns="$after" -v p="$1" 'BEGIN { printf "%s %.1f", p, ns / 1e6 }'
+    echo "$1 $(ms_of_ns "$after")"
   else
     echo "$1 none longer than before"
   fi
@@ -139,27 +136,15 @@ long() {
   done
 }
 
-# d reports ready only once it caught up, which may take longer than `start_node` waits: it is
-# started here, and found by its name in a's list of members.
 join() {
-  local d="" held started=$SECONDS end=$((SECONDS + duration * 3))
-  # In a subshell, so that the node is no job of this shell (which would report its end).
-  (
-    "$node_bin" node --listen 127.0.0.1:0 --name d --join "$a" --log-level warn \
-      >"$scratch/d.out" 2>"$scratch/d.err" &
-    echo $! >"$scratch/d.pid"
-  )
+  local d held started=$SECONDS end=$((SECONDS + duration * 3))
+  d=$(start_joiner d "$a" --log-level warn)
+  echo "d $d" >>"$scratch/nodes"
   while [ "$SECONDS" -lt "$end" ]; do
-    if [ -z "$d" ]; then
-      d=$("$node_bin" members --node "$a" | awk '$1 == "d" { print $3 }') || d=""
-      if [ -n "$d" ]; then echo "d $d" >>"$scratch/nodes"; fi
-    else
-      held=$("$node_bin" stats --node "$d" --json 2>/dev/null | field keys) || held=0
-      [ "${held:-0}" -ge "$(keys_of "$a")" ] && break
-    fi
+    held=$(keys_of "$d") || held=0
+    [ "${held:-0}" -ge "$(keys_of "$a")" ] && break
     sleep 0.5
   done
-  [ -n "$d" ] || { echo "node d did not join within $((duration * 3)) s" >&2; exit 1; }
   echo "d holds $(keys_of "$d") of a's $(keys_of "$a") keys after about $((SECONDS - started)) s"
 }
 

@@ -67,9 +67,9 @@ pub struct NodeOptions {
     /// Where the node reads wall time: the system clock, or tokio's for tests in virtual time.
     pub clock: Clock,
     /// Serve the Redis protocol too (off unless given). On a current-thread runtime (as
-    /// `chorus node` runs by default) the Redis connections are tasks of it, served only while it runs:
-    /// a Redis client that blocks that thread waits forever. On a multi-thread runtime they
-    /// run on a thread of their own.
+    /// `chorus node` runs by default) the Redis connections are tasks of it, served only while
+    /// it runs: a Redis client that blocks that thread waits forever. On a multi-thread
+    /// runtime they run on a thread of their own.
     pub redis: Option<RedisOptions>,
     /// Serve HTTP too: the API, watch, metrics, health and readiness (off unless given).
     pub http: Option<HttpOptions>,

@@ -1,16 +1,17 @@
 //! The node's outboxes go to the transport in the order its lock made them.
 //!
-//! Every call into the node takes what it transmitted out of the lock and sends it after letting go
-//! (encoding is too heavy to do under the lock). In a node embedded in a multi-thread runtime,
-//! callers run on several threads: the Redis front end's (a write flushes its pushes) and the
-//! runtime's workers (timers, gossip, RPC, HTTP); `chorus node` runs on one thread unless given
-//! `--threads`, and there the queue holds one outbox at a time. Sent by each caller on its own, a
-//! later outbox could pass an earlier one on some peers' lanes: the caller sending the earlier one
-//! was preempted, or just slower, after queueing it for one peer, and another caller's whole outbox
-//! went meanwhile. The peer then received a writer's pushes out of order; each write that arrived
-//! ahead of a gap took the slow path into the store's dot and expiry indexes, and the gap took the
-//! writer out of the peer's streams. On three nodes pinned to one core, the replica whose lane was
-//! served last took 10–16% more CPU than the other (ARCHITECTURE.md, "Data flow in a node").
+//! Every call into the node takes what it transmitted out of the lock and sends it after
+//! letting go (encoding is too heavy to do under the lock). In a node embedded in a
+//! multi-thread runtime, callers run on several threads: the Redis front end's (a write flushes
+//! its pushes) and the runtime's workers (timers, gossip, RPC, HTTP); `chorus node` runs on one
+//! thread unless given `--threads`, and there the queue holds one outbox at a time. Sent by
+//! each caller on its own, a later outbox could pass an earlier one on some peers' lanes: the
+//! caller sending the earlier one was preempted, or just slower, after queueing it for one
+//! peer, and another caller's whole outbox went meanwhile. The peer then received a writer's
+//! pushes out of order; each write that arrived ahead of a gap took the slow path into the
+//! store's dot and expiry indexes, and the gap took the writer out of the peer's streams. On
+//! three nodes pinned to one core, the replica whose lane was served last took 10–16% more CPU
+//! than the other (ARCHITECTURE.md, "Data flow in a node").
 //!
 //! [`InOrder`] is a queue of outboxes, filled under the node's lock and drained by one
 //! caller at a time: whoever finds nobody sending sends until the queue is empty, outboxes
