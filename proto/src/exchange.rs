@@ -398,6 +398,7 @@ impl Node {
     /// Merges eagerly pushed writes, forwards those new here down their origin's tree, and
     /// acknowledges those whose writer waits.
     fn merge_push(&mut self, now_ms: u64, sender: NodeId, updates: Vec<Update>, acks: &[Dot]) {
+        self.store.warm(&updates);
         for update in updates {
             if !self.admit(now_ms, sender, &update) {
                 continue;

@@ -87,6 +87,14 @@ impl Hashed {
         found.copied()
     }
 
+    /// The id that a lookup of a key whose [`Hashed::hash`] is `key_hash` would check first,
+    /// if any: found without reading an entry, so without the key's own check (a guess, for
+    /// [`crate::store::Store::warm`]).
+    pub(crate) fn candidate(&self, key_hash: u64) -> Option<u32> {
+        let first = |_: &u32| true;
+        self.table.find(key_hash, first).or_else(|| self.old.find(key_hash, first)).copied()
+    }
+
     /// Adds `id`, whose entry is in `slab`, whose key no other id has, and whose key's
     /// [`Hashed::hash`] is `key_hash`.
     pub(crate) fn insert(&mut self, slab: &Slab, id: u32, key_hash: u64) {

@@ -92,6 +92,10 @@ impl Replaced {
     }
 }
 
+/// Updates whose reads [`Store::warm`] makes side by side: enough to keep the processor's
+/// outstanding cache misses busy (about 10 to 16 at a time on current x86 cores).
+const WARM_GROUP: usize = 16;
+
 /// The replicated map of one replica.
 ///
 /// Each entry is packed in one allocation (`slab.rs`); two indexes of 4-byte slab ids order the
@@ -246,6 +250,59 @@ impl Store {
         Applied::Won { previous: Some(previous) }
     }
 
+    /// Reads what merging `updates` one by one will read first, for several updates at a
+    /// time, and changes nothing. Each merge looks its key up (the hash table's control bytes,
+    /// its slot, the entry's slot in the slab, the entry) and takes the old entry's dot and
+    /// expiry out of their indexes (a chunk each): six or seven reads, each waiting for the
+    /// one before, most of them cache misses on a store larger than the cache. On a replica
+    /// under `SET ... EX 3600` on 100,000 keys, `perf` put half its CPU in them. Here the
+    /// reads of `WARM_GROUP` updates go step by step side by side, so the processor waits
+    /// for their misses together, not one after another; the merges then find them cached.
+    pub fn warm<'a>(&self, updates: impl IntoIterator<Item = &'a Update>) {
+        let mut updates = updates.into_iter();
+        let mut touched = 0u32;
+        loop {
+            let mut hashes = [0u64; WARM_GROUP];
+            let mut count = 0;
+            for (hash, update) in hashes.iter_mut().zip(updates.by_ref()) {
+                *hash = self.by_hash.hash(update.key.as_bytes());
+                count += 1;
+            }
+            if count == 0 {
+                break;
+            }
+            let mut ids = [None; WARM_GROUP];
+            for (id, &hash) in ids.iter_mut().zip(&hashes[..count]) {
+                *id = self.by_hash.candidate(hash);
+            }
+            // The entries' slots, then the entries, then a line of each index chunk: loops
+            // short enough for the processor to run several of their reads at once.
+            let mut held = [None; WARM_GROUP];
+            for (held, id) in held.iter_mut().zip(&ids[..count]) {
+                *held = id.map(|id| self.slab.get(id));
+            }
+            let mut fences = [(0, None); WARM_GROUP];
+            for (fences, held) in fences.iter_mut().zip(&held[..count]) {
+                if let Some(held) = *held {
+                    let expiry = held.expires_at_ms().map(|_| (BY_EXPIRY.key)(held));
+                    *fences =
+                        ((BY_DOT.fence)(&held.dot()), expiry.map(|key| (BY_EXPIRY.fence)(&key)));
+                }
+            }
+            for &(dot, expiry) in &fences[..count] {
+                touched ^= self.by_dot.id_near(dot, BY_DOT.spread);
+                if let Some(expiry) = expiry {
+                    touched ^= self.expiries.id_near(expiry, BY_EXPIRY.spread);
+                }
+            }
+            if count < WARM_GROUP {
+                break;
+            }
+        }
+        // The reads must happen: nothing else uses what they read.
+        std::hint::black_box(touched);
+    }
+
     /// Merges a delta from a replica whose state has horizon `theirs`: every update, then the
     /// ranges each group covers. The caller checked that this state is safe against what the
     /// sender collected (`Horizon::is_safe_against`).
@@ -254,6 +311,7 @@ impl Store {
         let before = self.vector.bases().clone();
         let mut absorbed = Vec::new();
         for group in delta.groups {
+            self.warm(&group.updates);
             for update in group.updates {
                 let applied = self.merge(&update);
                 outcomes.push((update, applied));
@@ -570,6 +628,43 @@ mod tests {
         assert_eq!(store.entry(&twin.key).map(|entry| entry.seq), Some(seq));
         // Everything is held above the base (write 1 is missing): each entry travels once.
         assert_eq!(store.unsettled(&BTreeMap::new(), usize::MAX).len(), store.entry_count());
+    }
+
+    /// `warm` reads whatever the store holds without panicking (nothing yet, tombstones,
+    /// entries with and without an expiry from two writers, absent keys, keys in the old hash
+    /// table while it grows), and merges after it give what merges without it give.
+    #[test]
+    fn warming_a_batch_changes_nothing_it_merges() {
+        use rand::rngs::Xoshiro256PlusPlus;
+        use rand::{RngExt, SeedableRng};
+
+        let (mut warmed, mut cold) = (Store::new(), Store::new());
+        warmed.warm(&[write(1, "absent")]);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
+        let mut seq = 0;
+        for _ in 0..400 {
+            let count = rng.random_range(1..=2 * WARM_GROUP);
+            let updates: Vec<Update> = (0..count)
+                .map(|_| {
+                    seq += 1;
+                    let node = NodeId(rng.random_range(1..=2));
+                    Update {
+                        stamp: Stamp { hlc: Hlc::new(seq, 0), node },
+                        value: (rng.random_range(0..4) > 0).then(|| Value::new("v").unwrap()),
+                        expires_at_ms: (rng.random_range(0..2) == 0)
+                            .then(|| rng.random_range(1..1_000_000)),
+                        ..write(seq, format!("k{}", rng.random_range(0..3_000)))
+                    }
+                })
+                .collect();
+            warmed.warm(&updates);
+            for update in &updates {
+                assert_eq!(warmed.apply(update.clone()), cold.apply(update.clone()));
+            }
+        }
+        assert!(warmed.entry_count() > 2_000, "the hash table grew many times");
+        assert!(warmed.updates().eq(cold.updates()));
+        assert_eq!(warmed.vector(), cold.vector());
     }
 
     #[test]

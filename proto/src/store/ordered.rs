@@ -155,6 +155,18 @@ impl Ordered {
         (share * len as f64) as usize
     }
 
+    /// The id at the place where [`Ordered::find_id`] would start to look for an id whose
+    /// fence is `fence` (0 when the index is empty): reading it brings that part of the chunk
+    /// into the cache (for [`crate::store::Store::warm`]).
+    pub(crate) fn id_near(&self, fence: u128, spread: fn(u128) -> u128) -> u32 {
+        let Some(last) = self.chunks.len().checked_sub(1) else { return 0 };
+        let chunk = self.fences.partition_point(|&other| other < fence).min(last);
+        let ids = &self.chunks[chunk];
+        ids.get(self.guess(chunk, fence, spread).min(ids.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Sets the fence of chunk `chunk` from its last id.
     fn refence(&mut self, chunk: usize, fence: &impl Fn(u32) -> u128) {
         self.fences[chunk] = self.chunks[chunk].last().map_or(0, |&id| fence(id));
