@@ -18,7 +18,7 @@ use crate::horizon::Horizon;
 use crate::limits::SYNC_PAGES_MAX;
 use crate::message::{Addr, Body, Digest, Envelope, MessageError, Record, ResetReason};
 use crate::node::{Node, streams_recently};
-use crate::store::{Applied, Delta, Group, Store, Update};
+use crate::store::{Applied, Delta, Group, Store, Update, WARM_GROUP};
 use crate::transmit::Lane;
 use crate::version::Dot;
 
@@ -398,31 +398,38 @@ impl Node {
     /// Merges eagerly pushed writes, forwards those new here down their origin's tree, and
     /// acknowledges those whose writer waits.
     fn merge_push(&mut self, now_ms: u64, sender: NodeId, updates: Vec<Update>, acks: &[Dot]) {
-        self.store.warm(&updates);
-        for update in updates {
-            if !self.admit(now_ms, sender, &update) {
-                continue;
+        for group in updates.chunks(WARM_GROUP) {
+            self.store.warm(group);
+            for update in group {
+                self.merge_pushed(now_ms, sender, update, acks);
             }
-            let dot = update.dot();
-            let wants_ack = acks.contains(&dot);
-            if self.config.sabotage.ack_without_applying && wants_ack {
-                self.pushes.queue_ack(dot.node, dot, now_ms);
-                continue;
+        }
+    }
+
+    /// [`Node::merge_push`] of one write.
+    fn merge_pushed(&mut self, now_ms: u64, sender: NodeId, update: &Update, acks: &[Dot]) {
+        if !self.admit(now_ms, sender, update) {
+            return;
+        }
+        let dot = update.dot();
+        let wants_ack = acks.contains(&dot);
+        if self.config.sabotage.ack_without_applying && wants_ack {
+            self.pushes.queue_ack(dot.node, dot, now_ms);
+            return;
+        }
+        let applied = self.store.apply(update.clone());
+        self.observe(update, &applied, now_ms);
+        if applied != Applied::Seen {
+            if self.store.vector().base(dot.node) >= dot.seq {
+                // Contiguous: the writer's writes reach this node as a stream of pushes.
+                self.streams.insert(dot.node, now_ms);
+            } else {
+                self.stats.updates_ahead += 1;
             }
-            let applied = self.store.apply(update.clone());
-            self.observe(&update, &applied, now_ms);
-            if applied != Applied::Seen {
-                if self.store.vector().base(dot.node) >= dot.seq {
-                    // Contiguous: the writer's writes reach this node as a stream of pushes.
-                    self.streams.insert(dot.node, now_ms);
-                } else {
-                    self.stats.updates_ahead += 1;
-                }
-                self.forward(&update, wants_ack, Some(sender), now_ms);
-            }
-            if wants_ack && dot.node != self.config.id {
-                self.pushes.queue_ack(dot.node, dot, now_ms);
-            }
+            self.forward(update, wants_ack, Some(sender), now_ms);
+        }
+        if wants_ack && dot.node != self.config.id {
+            self.pushes.queue_ack(dot.node, dot, now_ms);
         }
     }
 

@@ -209,6 +209,8 @@ mod tests {
                             hashed.table.find(hashed.hash(key), |&h| h == id).is_none(),
                         );
                         assert_eq!(hashed.find(&slab, key), Some(id), "{context}");
+                        // A warm-up's guess finds an id for every held key, in either table.
+                        assert!(hashed.candidate(hashed.hash(key)).is_some(), "{context}");
                     }
                 }
             }

@@ -93,8 +93,10 @@ impl Replaced {
 }
 
 /// Updates whose reads [`Store::warm`] makes side by side: enough to keep the processor's
-/// outstanding cache misses busy (about 10 to 16 at a time on current x86 cores).
-const WARM_GROUP: usize = 16;
+/// outstanding cache misses busy (about 10 to 16 at a time on current x86 cores). Callers warm
+/// a batch this many updates at a time, each group just before merging it: warmed all at once,
+/// a page of thousands would push its first lines out of the cache before their merges.
+pub(crate) const WARM_GROUP: usize = 16;
 
 /// The replicated map of one replica.
 ///
@@ -256,20 +258,20 @@ impl Store {
     /// expiry out of their indexes (a chunk each): six or seven reads, each waiting for the
     /// one before, most of them cache misses on a store larger than the cache. On a replica
     /// under `SET ... EX 3600` on 100,000 keys, `perf` put half its CPU in them. Here the
-    /// reads of `WARM_GROUP` updates go step by step side by side, so the processor waits
-    /// for their misses together, not one after another; the merges then find them cached.
-    pub fn warm<'a>(&self, updates: impl IntoIterator<Item = &'a Update>) {
-        let mut updates = updates.into_iter();
+    /// reads of up to `WARM_GROUP` updates go step by step side by side, so the processor
+    /// waits for their misses together, not one after another; the merges then find them
+    /// cached. A lone update has nothing to overlap with, so it is left alone (the key would
+    /// only be hashed twice).
+    pub fn warm(&self, updates: &[Update]) {
+        if updates.len() < 2 {
+            return;
+        }
         let mut touched = 0u32;
-        loop {
+        for updates in updates.chunks(WARM_GROUP) {
+            let count = updates.len();
             let mut hashes = [0u64; WARM_GROUP];
-            let mut count = 0;
-            for (hash, update) in hashes.iter_mut().zip(updates.by_ref()) {
+            for (hash, update) in hashes.iter_mut().zip(updates) {
                 *hash = self.by_hash.hash(update.key.as_bytes());
-                count += 1;
-            }
-            if count == 0 {
-                break;
             }
             let mut ids = [None; WARM_GROUP];
             for (id, &hash) in ids.iter_mut().zip(&hashes[..count]) {
@@ -281,22 +283,19 @@ impl Store {
             for (held, id) in held.iter_mut().zip(&ids[..count]) {
                 *held = id.map(|id| self.slab.get(id));
             }
-            let mut fences = [(0, None); WARM_GROUP];
+            // A new key has no old dot or expiry to take out: `None`.
+            let mut fences = [None; WARM_GROUP];
             for (fences, held) in fences.iter_mut().zip(&held[..count]) {
-                if let Some(held) = *held {
+                *fences = held.map(|held| {
                     let expiry = held.expires_at_ms().map(|_| (BY_EXPIRY.key)(held));
-                    *fences =
-                        ((BY_DOT.fence)(&held.dot()), expiry.map(|key| (BY_EXPIRY.fence)(&key)));
-                }
+                    ((BY_DOT.fence)(&held.dot()), expiry.map(|key| (BY_EXPIRY.fence)(&key)))
+                });
             }
-            for &(dot, expiry) in &fences[..count] {
+            for &(dot, expiry) in fences[..count].iter().flatten() {
                 touched ^= self.by_dot.id_near(dot, BY_DOT.spread);
                 if let Some(expiry) = expiry {
                     touched ^= self.expiries.id_near(expiry, BY_EXPIRY.spread);
                 }
-            }
-            if count < WARM_GROUP {
-                break;
             }
         }
         // The reads must happen: nothing else uses what they read.
@@ -310,12 +309,13 @@ impl Store {
         let mut outcomes = Vec::with_capacity(delta.update_count());
         let before = self.vector.bases().clone();
         let mut absorbed = Vec::new();
+        let mut applied = Vec::new();
         for group in delta.groups {
-            self.warm(&group.updates);
-            for update in group.updates {
-                let applied = self.merge(&update);
-                outcomes.push((update, applied));
+            for updates in group.updates.chunks(WARM_GROUP) {
+                self.warm(updates);
+                applied.extend(updates.iter().map(|update| self.merge(update)));
             }
+            outcomes.extend(group.updates.into_iter().zip(applied.drain(..)));
             let base = self.vector.base(group.node);
             if group.from <= base && group.to > base {
                 absorbed.push(group.node);
@@ -639,7 +639,7 @@ mod tests {
         use rand::{RngExt, SeedableRng};
 
         let (mut warmed, mut cold) = (Store::new(), Store::new());
-        warmed.warm(&[write(1, "absent")]);
+        warmed.warm(&[write(1, "absent"), write(2, "absent too")]);
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
         let mut seq = 0;
         for _ in 0..400 {
@@ -665,6 +665,20 @@ mod tests {
         assert!(warmed.entry_count() > 2_000, "the hash table grew many times");
         assert!(warmed.updates().eq(cold.updates()));
         assert_eq!(warmed.vector(), cold.vector());
+        // Every entry deleted and collected: empty indexes, each a sole empty chunk.
+        let deletes: Vec<Update> = cold
+            .updates()
+            .map(|held| {
+                seq += 1;
+                Update { value: None, expires_at_ms: None, ..write(seq, held.key.as_bytes()) }
+            })
+            .collect();
+        for update in &deletes {
+            warmed.apply(update.clone());
+        }
+        warmed.collect(&BTreeMap::from([(NodeId(1), u64::MAX)]), u64::MAX, 0);
+        assert_eq!(warmed.entry_count(), 0);
+        warmed.warm(&deletes);
     }
 
     #[test]

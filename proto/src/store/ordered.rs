@@ -382,6 +382,11 @@ mod tests {
             } else {
                 assert!(found.is_none() || found == held.then_some(at), "seed {seed} step {step}");
             }
+            // Where a warm-up reads: the chunk that holds the id, when no chunk ties its fence.
+            let near = ordered.id_near(fence(value), |fence| fence);
+            if let (Some(found), 0) = (found, tied) {
+                assert!(ordered.chunks[found.chunk].contains(&near), "seed {seed} step {step}");
+            }
             if held && rng.random_range(0..3) > 0 {
                 ordered.remove(at, fence);
                 model.remove(&value);
