@@ -665,7 +665,7 @@ mod tests {
         assert!(warmed.entry_count() > 2_000, "the hash table grew many times");
         assert!(warmed.updates().eq(cold.updates()));
         assert_eq!(warmed.vector(), cold.vector());
-        // Every entry deleted and collected: empty indexes, each a sole empty chunk.
+        // Every entry deleted and collected: an emptied store has no candidate to read further.
         let deletes: Vec<Update> = cold
             .updates()
             .map(|held| {
