@@ -399,15 +399,22 @@ impl Node {
     /// acknowledges those whose writer waits.
     fn merge_push(&mut self, now_ms: u64, sender: NodeId, updates: Vec<Update>, acks: &[Dot]) {
         for group in updates.chunks(WARM_GROUP) {
-            self.store.warm(group);
-            for update in group {
-                self.merge_pushed(now_ms, sender, update, acks);
+            let hashes = self.store.warm(group);
+            for (update, key_hash) in group.iter().zip(hashes) {
+                self.merge_pushed(now_ms, sender, update, key_hash, acks);
             }
         }
     }
 
-    /// [`Node::merge_push`] of one write.
-    fn merge_pushed(&mut self, now_ms: u64, sender: NodeId, update: &Update, acks: &[Dot]) {
+    /// [`Node::merge_push`] of one write, whose key's hash is `key_hash` (`Store::warm`).
+    fn merge_pushed(
+        &mut self,
+        now_ms: u64,
+        sender: NodeId,
+        update: &Update,
+        key_hash: u64,
+        acks: &[Dot],
+    ) {
         if !self.admit(now_ms, sender, update) {
             return;
         }
@@ -417,7 +424,7 @@ impl Node {
             self.pushes.queue_ack(dot.node, dot, now_ms);
             return;
         }
-        let applied = self.store.apply(update.clone());
+        let applied = self.store.apply_hashed(update, key_hash);
         self.observe(update, &applied, now_ms);
         if applied != Applied::Seen {
             if self.store.vector().base(dot.node) >= dot.seq {

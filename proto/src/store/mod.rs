@@ -213,27 +213,36 @@ impl Store {
     /// Merges one write made or pushed here: last writer wins by stamp; its dot is recorded as
     /// seen either way.
     pub fn apply(&mut self, update: Update) -> Applied {
-        let applied = self.merge(&update);
+        let key_hash = self.by_hash.hash(update.key.as_bytes());
+        self.apply_hashed(&update, key_hash)
+    }
+
+    /// [`Store::apply`] of a write whose key's hash [`Store::warm`] gave, so that the key is
+    /// not hashed again (SipHash: about 230 instructions for a 20-byte key).
+    pub(crate) fn apply_hashed(&mut self, update: &Update, key_hash: u64) -> Applied {
+        let applied = self.merge(update, key_hash);
         if matches!(applied, Applied::Won { .. }) {
             self.horizon.wrote(update.stamp);
         }
         applied
     }
 
-    fn merge(&mut self, update: &Update) -> Applied {
+    /// Merges `update`, whose key's hash is `key_hash`.
+    fn merge(&mut self, update: &Update, key_hash: u64) -> Applied {
         let dot = update.dot();
         if self.vector.contains(dot) {
             return Applied::Seen;
         }
         self.vector.insert(dot);
-        self.place(update)
+        self.place(update, key_hash)
     }
 
     /// Puts `update` in its key's slot if its stamp wins there; the version vector is the
-    /// caller's to keep.
-    fn place(&mut self, update: &Update) -> Applied {
+    /// caller's to keep. `key_hash` is the hash of its key ([`Hashed::hash`]).
+    fn place(&mut self, update: &Update, key_hash: u64) -> Applied {
         let key = update.key.as_bytes();
-        let hash = self.by_hash.hash(key);
+        debug_assert_eq!(key_hash, self.by_hash.hash(key), "the hash of the update's key");
+        let hash = key_hash;
         let Some(id) = self.by_hash.find_hashed(&self.slab, key, hash) else {
             let at = self.seek_key(key);
             let id = self.slab.insert(update);
@@ -252,50 +261,54 @@ impl Store {
         Applied::Won { previous: Some(previous) }
     }
 
-    /// Reads what merging `updates` one by one will read first, for several updates at a
-    /// time, and changes nothing. Each merge looks its key up (the hash table's control bytes,
-    /// its slot, the entry's slot in the slab, the entry) and takes the old entry's dot and
-    /// expiry out of their indexes (a chunk each): six or seven reads, each waiting for the
-    /// one before, most of them cache misses on a store larger than the cache. On a replica
-    /// under `SET ... EX 3600` on 100,000 keys, `perf` put half its CPU in them. Here the
-    /// reads of up to `WARM_GROUP` updates go step by step side by side, so the processor
-    /// waits for their misses together, not one after another; the merges then find them
-    /// cached. A lone update has nothing to overlap with, so it is left alone (the key would
-    /// only be hashed twice).
-    pub fn warm(&self, updates: &[Update]) {
-        if updates.len() < 2 {
-            return;
+    /// Reads what merging the updates of `group` (at most `WARM_GROUP`) one by one will read first,
+    /// side by side, and changes nothing but the cache; returns the hash of each one's key, for
+    /// [`Store::apply_hashed`]. Each merge looks its key up (the hash table's control bytes, its
+    /// slot, the entry's slot in the slab, the entry) and takes the old entry's dot and expiry out
+    /// of their indexes (a chunk each): six or seven reads, each waiting for the one before, most
+    /// of them cache misses on a store larger than the cache. On a replica under `SET ... EX 3600`
+    /// on 100,000 keys, `perf` put half its CPU in them. Here the group's reads go step by step
+    /// side by side, so the processor waits for their misses together, not one after another; the
+    /// merges then find them cached. A lone update has nothing to overlap with: it is only hashed.
+    pub(crate) fn warm(&self, group: &[Update]) -> [u64; WARM_GROUP] {
+        debug_assert!(group.len() <= WARM_GROUP, "a group of at most WARM_GROUP updates");
+        let count = group.len().min(WARM_GROUP);
+        let mut hashes = [0u64; WARM_GROUP];
+        for (hash, update) in hashes.iter_mut().zip(group) {
+            *hash = self.by_hash.hash(update.key.as_bytes());
+        }
+        if count >= 2 {
+            self.read_ahead(&hashes[..count]);
+        }
+        hashes
+    }
+
+    /// [`Store::warm`]'s reads for the keys whose hashes are `hashes`.
+    fn read_ahead(&self, hashes: &[u64]) {
+        let count = hashes.len().min(WARM_GROUP);
+        let mut ids = [None; WARM_GROUP];
+        for (id, &hash) in ids.iter_mut().zip(hashes) {
+            *id = self.by_hash.candidate(hash);
+        }
+        // The entries' slots, then the entries, then a line of each index chunk: loops short
+        // enough for the processor to run several of their reads at once.
+        let mut held = [None; WARM_GROUP];
+        for (held, id) in held.iter_mut().zip(&ids[..count]) {
+            *held = id.map(|id| self.slab.get(id));
+        }
+        // A new key has no old dot or expiry to take out: `None`.
+        let mut fences = [None; WARM_GROUP];
+        for (fences, held) in fences.iter_mut().zip(&held[..count]) {
+            *fences = held.map(|held| {
+                let expiry = held.expires_at_ms().map(|_| (BY_EXPIRY.key)(held));
+                ((BY_DOT.fence)(&held.dot()), expiry.map(|key| (BY_EXPIRY.fence)(&key)))
+            });
         }
         let mut touched = 0u32;
-        for updates in updates.chunks(WARM_GROUP) {
-            let count = updates.len();
-            let mut hashes = [0u64; WARM_GROUP];
-            for (hash, update) in hashes.iter_mut().zip(updates) {
-                *hash = self.by_hash.hash(update.key.as_bytes());
-            }
-            let mut ids = [None; WARM_GROUP];
-            for (id, &hash) in ids.iter_mut().zip(&hashes[..count]) {
-                *id = self.by_hash.candidate(hash);
-            }
-            // The entries' slots, then the entries, then a line of each index chunk: loops
-            // short enough for the processor to run several of their reads at once.
-            let mut held = [None; WARM_GROUP];
-            for (held, id) in held.iter_mut().zip(&ids[..count]) {
-                *held = id.map(|id| self.slab.get(id));
-            }
-            // A new key has no old dot or expiry to take out: `None`.
-            let mut fences = [None; WARM_GROUP];
-            for (fences, held) in fences.iter_mut().zip(&held[..count]) {
-                *fences = held.map(|held| {
-                    let expiry = held.expires_at_ms().map(|_| (BY_EXPIRY.key)(held));
-                    ((BY_DOT.fence)(&held.dot()), expiry.map(|key| (BY_EXPIRY.fence)(&key)))
-                });
-            }
-            for &(dot, expiry) in fences[..count].iter().flatten() {
-                touched ^= self.by_dot.id_near(dot, BY_DOT.spread);
-                if let Some(expiry) = expiry {
-                    touched ^= self.expiries.id_near(expiry, BY_EXPIRY.spread);
-                }
+        for &(dot, expiry) in fences[..count].iter().flatten() {
+            touched ^= self.by_dot.id_near(dot, BY_DOT.spread);
+            if let Some(expiry) = expiry {
+                touched ^= self.expiries.id_near(expiry, BY_EXPIRY.spread);
             }
         }
         // The reads must happen: nothing else uses what they read.
@@ -312,8 +325,9 @@ impl Store {
         let mut applied = Vec::new();
         for group in delta.groups {
             for updates in group.updates.chunks(WARM_GROUP) {
-                self.warm(updates);
-                applied.extend(updates.iter().map(|update| self.merge(update)));
+                let hashes = self.warm(updates);
+                let hashed = updates.iter().zip(hashes);
+                applied.extend(hashed.map(|(update, key_hash)| self.merge(update, key_hash)));
             }
             outcomes.extend(group.updates.into_iter().zip(applied.drain(..)));
             let base = self.vector.base(group.node);
@@ -432,7 +446,8 @@ impl Store {
         // writes with one dot once the bounded dot cloud forgets), and the restored bases
         // count it, so a row skipped here would never be sent again.
         for update in updates {
-            store.place(&update);
+            let key_hash = store.by_hash.hash(update.key.as_bytes());
+            store.place(&update, key_hash);
         }
         store.vector = VersionVector::from_bases(bases);
         store.horizon = horizon;
@@ -657,9 +672,11 @@ mod tests {
                     }
                 })
                 .collect();
-            warmed.warm(&updates);
-            for update in &updates {
-                assert_eq!(warmed.apply(update.clone()), cold.apply(update.clone()));
+            for group in updates.chunks(WARM_GROUP) {
+                let hashes = warmed.warm(group);
+                for (update, key_hash) in group.iter().zip(hashes) {
+                    assert_eq!(warmed.apply_hashed(update, key_hash), cold.apply(update.clone()));
+                }
             }
         }
         assert!(warmed.entry_count() > 2_000, "the hash table grew many times");
@@ -678,7 +695,9 @@ mod tests {
         }
         warmed.collect(&BTreeMap::from([(NodeId(1), u64::MAX)]), u64::MAX, 0);
         assert_eq!(warmed.entry_count(), 0);
-        warmed.warm(&deletes);
+        for group in deletes.chunks(WARM_GROUP) {
+            warmed.warm(group);
+        }
     }
 
     #[test]
