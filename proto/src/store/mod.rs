@@ -271,21 +271,22 @@ impl Store {
     /// side by side, so the processor waits for their misses together, not one after another; the
     /// merges then find them cached. A lone update has nothing to overlap with: it is only hashed.
     pub(crate) fn warm(&self, group: &[Update]) -> [u64; WARM_GROUP] {
-        debug_assert!(group.len() <= WARM_GROUP, "a group of at most WARM_GROUP updates");
-        let count = group.len().min(WARM_GROUP);
+        // Invariant: callers take their updates `WARM_GROUP` at a time. A longer group would
+        // leave updates without a hash, and a caller zipping the two would skip their merges.
+        assert!(group.len() <= WARM_GROUP, "a group of at most WARM_GROUP updates");
         let mut hashes = [0u64; WARM_GROUP];
         for (hash, update) in hashes.iter_mut().zip(group) {
             *hash = self.by_hash.hash(update.key.as_bytes());
         }
-        if count >= 2 {
-            self.read_ahead(&hashes[..count]);
+        if group.len() >= 2 {
+            self.read_ahead(&hashes[..group.len()]);
         }
         hashes
     }
 
-    /// [`Store::warm`]'s reads for the keys whose hashes are `hashes`.
+    /// [`Store::warm`]'s reads for the keys whose hashes are `hashes` (at most `WARM_GROUP`).
     fn read_ahead(&self, hashes: &[u64]) {
-        let count = hashes.len().min(WARM_GROUP);
+        let count = hashes.len();
         let mut ids = [None; WARM_GROUP];
         for (id, &hash) in ids.iter_mut().zip(hashes) {
             *id = self.by_hash.candidate(hash);
