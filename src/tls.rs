@@ -29,10 +29,11 @@ use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
 pub const SERVER_NAME: &str = "chorus";
 
 /// ALPN of node-to-node gossip traffic. Its number changes with the gossip wire format (2: a
-/// digest names the writers its sender receives as streams of pushes), so nodes of two
-/// formats refuse each other's connections, with a reason in the log, instead of failing to
-/// decode every message.
-pub const ALPN_GOSSIP: &[u8] = b"chorus-gossip/2";
+/// digest names the writers its sender receives as streams of pushes; 3: a push names the
+/// writes it left out because one of its writes replaced them), so nodes of two formats
+/// refuse each other's connections, with a reason in the log, instead of failing to decode
+/// every message.
+pub const ALPN_GOSSIP: &[u8] = b"chorus-gossip/3";
 
 /// ALPN of client requests (the CLI and other RPC callers).
 pub const ALPN_RPC: &[u8] = b"chorus-rpc/1";

@@ -67,6 +67,9 @@ pub struct Sabotage {
     pub ack_without_applying: bool,
     /// Accept local writes whatever the clock self-check says.
     pub skip_clock_check: bool,
+    /// A push names the write just before each write it carries as replaced by it, though
+    /// that write was another key's, or sent itself.
+    pub push_names_unreplaced: bool,
 }
 
 impl Config {

@@ -16,8 +16,9 @@ use crate::clock::{Clock, NodeId};
 use crate::event::Event;
 use crate::horizon::Horizon;
 use crate::limits::SYNC_PAGES_MAX;
-use crate::message::{Addr, Body, Digest, Envelope, MessageError, Record, ResetReason};
+use crate::message::{Addr, Body, Digest, Envelope, MessageError, Record, Replaced, ResetReason};
 use crate::node::{Node, streams_recently};
+use crate::push::Queue;
 use crate::store::{Applied, Delta, Group, Store, Update, WARM_GROUP};
 use crate::transmit::Lane;
 use crate::version::Dot;
@@ -58,22 +59,7 @@ impl Node {
         match body {
             Body::Syn { sender: record, digest } => self.answer_syn(now_ms, &from, record, &digest),
             Body::SynAck { sender: record, digest, records } => {
-                self.merge_records(now_ms, &records);
-                let Some(exchange) = self.merge_digest(now_ms, &from, &record, &digest) else {
-                    return;
-                };
-                let missing = self.members.missing_records(&digest.members);
-                if !missing.is_empty() {
-                    self.send(record.addr.clone(), Lane::Control, Body::Members(missing));
-                }
-                if exchange {
-                    self.send_delta(record.addr, record.heartbeat.id, &digest);
-                    if !self.joined {
-                        self.joined = true;
-                        self.emit(Event::Joined);
-                    }
-                    self.check_caught_up(&digest.bases);
-                }
+                self.answer_syn_ack(now_ms, &from, record, &digest, &records);
             }
             Body::Members(records) => self.merge_records(now_ms, &records),
             Body::Delta { receiver, bases, horizon, delta, more, pull } => {
@@ -94,7 +80,9 @@ impl Node {
                     }
                 }
             }
-            Body::Push { updates, acks } => self.merge_push(now_ms, sender, updates, &acks),
+            Body::Push { updates, acks, replaced } => {
+                self.merge_push(now_ms, sender, updates, &acks, &replaced);
+            }
             Body::Ack(dots) => {
                 for dot in dots {
                     self.waits.confirm(sender, dot);
@@ -109,6 +97,34 @@ impl Node {
                     self.renew(now_ms, reason, from);
                 }
             }
+        }
+    }
+
+    /// Takes the answer to a round this node opened: the members it lacked, then (when the
+    /// two states may exchange writes) the delta pages the peer lacks.
+    fn answer_syn_ack(
+        &mut self,
+        now_ms: u64,
+        from: &Addr,
+        record: Record,
+        digest: &Digest,
+        records: &[Record],
+    ) {
+        self.merge_records(now_ms, records);
+        let Some(exchange) = self.merge_digest(now_ms, from, &record, digest) else {
+            return;
+        };
+        let missing = self.members.missing_records(&digest.members);
+        if !missing.is_empty() {
+            self.send(record.addr.clone(), Lane::Control, Body::Members(missing));
+        }
+        if exchange {
+            self.send_delta(record.addr, record.heartbeat.id, digest);
+            if !self.joined {
+                self.joined = true;
+                self.emit(Event::Joined);
+            }
+            self.check_caught_up(&digest.bases);
         }
     }
 
@@ -389,32 +405,44 @@ impl Node {
             // Older writes are anti-entropy's to spread.
             let fresh = update.stamp.hlc.wall_ms() + self.config.gossip_interval_ms >= now_ms;
             if applied != Applied::Seen && fresh {
-                self.forward(&update, false, Some(sender), now_ms);
+                let key_hash = self.store.key_hash(&update.key);
+                let queue = Queue { update: &update, ack: false, key_hash, replaced: &[] };
+                self.forward(queue, Some(sender), now_ms);
             }
         }
         true
     }
 
     /// Merges eagerly pushed writes, forwards those new here down their origin's tree, and
-    /// acknowledges those whose writer waits.
-    fn merge_push(&mut self, now_ms: u64, sender: NodeId, updates: Vec<Update>, acks: &[Dot]) {
-        for group in updates.chunks(WARM_GROUP) {
+    /// acknowledges those whose writer waits. `replaced` names the writes the push left out
+    /// because one of its writes replaced them (validated on decode: in order of that write).
+    fn merge_push(
+        &mut self,
+        now_ms: u64,
+        sender: NodeId,
+        updates: Vec<Update>,
+        acks: &[Dot],
+        replaced: &[Replaced],
+    ) {
+        let mut runs = Vec::new();
+        let mut rest = replaced;
+        for (start, group) in (0..).step_by(WARM_GROUP).zip(updates.chunks(WARM_GROUP)) {
             let hashes = self.store.warm(group);
-            for (update, key_hash) in group.iter().zip(hashes) {
-                self.merge_pushed(now_ms, sender, update, key_hash, acks);
+            for (index, (update, key_hash)) in (start..).zip(group.iter().zip(hashes)) {
+                let count = rest.iter().take_while(|span| span.by as usize == index).count();
+                let (mine, others) = rest.split_at(count);
+                rest = others;
+                runs.clear();
+                runs.extend(mine.iter().map(|span| (span.first, span.last)));
+                let pushed = Pushed { update, key_hash, replaced: &runs };
+                self.merge_pushed(now_ms, sender, pushed, acks);
             }
         }
     }
 
-    /// [`Node::merge_push`] of one write, whose key's hash is `key_hash` (`Store::warm`).
-    fn merge_pushed(
-        &mut self,
-        now_ms: u64,
-        sender: NodeId,
-        update: &Update,
-        key_hash: u64,
-        acks: &[Dot],
-    ) {
+    /// [`Node::merge_push`] of one write.
+    fn merge_pushed(&mut self, now_ms: u64, sender: NodeId, pushed: Pushed<'_>, acks: &[Dot]) {
+        let Pushed { update, key_hash, replaced } = pushed;
         if !self.admit(now_ms, sender, update) {
             return;
         }
@@ -423,6 +451,10 @@ impl Node {
         if self.config.sabotage.ack_without_applying && wants_ack {
             self.pushes.queue_ack(dot.node, dot, now_ms);
             return;
+        }
+        // The writes it replaced first, so that a stream of them stays contiguous here.
+        for &(first, last) in replaced {
+            self.store.see_replaced(dot.node, first, last);
         }
         let applied = self.store.apply_hashed(update, key_hash);
         self.observe(update, &applied, now_ms);
@@ -433,7 +465,8 @@ impl Node {
             } else {
                 self.stats.updates_ahead += 1;
             }
-            self.forward(update, wants_ack, Some(sender), now_ms);
+            let queue = Queue { update, ack: wants_ack, key_hash, replaced };
+            self.forward(queue, Some(sender), now_ms);
         }
         if wants_ack && dot.node != self.config.id {
             self.pushes.queue_ack(dot.node, dot, now_ms);
@@ -527,19 +560,13 @@ impl Node {
 
 /// Eager push: the node's side of [`crate::push::Pushes`].
 impl Node {
-    /// Queues `update` for this node's children in its origin's tree, except `from` (the
+    /// Queues a write for this node's children in its origin's tree, except `from` (the
     /// peer it came from) and the origin itself.
-    pub(crate) fn forward(
-        &mut self,
-        update: &Update,
-        ack: bool,
-        from: Option<NodeId>,
-        now_ms: u64,
-    ) {
-        let origin = update.stamp.node;
+    pub(crate) fn forward(&mut self, queue: Queue<'_>, from: Option<NodeId>, now_ms: u64) {
+        let origin = queue.update.stamp.node;
         let children = self.pushes.children(origin, self.config.id, &self.members);
         let to = children.iter().copied().filter(|&child| Some(child) != from && child != origin);
-        self.stats.pushes_dropped += self.pushes.queue(to, update, ack, now_ms);
+        self.stats.pushes_dropped += self.pushes.queue(to, queue, now_ms);
     }
 
     /// Sends every queued push and acknowledgement to peers still known; a message bound for
@@ -553,4 +580,12 @@ impl Node {
             self.send_shared(to, Lane::Control, body);
         }
     }
+}
+
+/// A pushed write as [`Node::merge_pushed`] takes it: the key's hash (`Store::warm`) and the
+/// runs of its writer's writes it replaced.
+struct Pushed<'a> {
+    update: &'a Update,
+    key_hash: u64,
+    replaced: &'a [(u64, u64)],
 }

@@ -140,6 +140,11 @@ pub const PUSH_BATCH_MS: u64 = 2;
 /// stream is sent by the first round after this much quiet.
 pub const PUSH_STREAM_MS: u64 = 50;
 
+/// Most runs of left-out writes one pushed write carries (`message::Replaced`): a write
+/// replacing queued writes of its key takes their sequence numbers along, as runs, while they
+/// fit; past this (the key's writes scattered among many others) the older write is sent.
+pub const REPLACED_SPANS_MAX: usize = 16;
+
 /// Most bytes of eager push waiting for one peer; beyond it pushes are dropped and counted,
 /// and anti-entropy delivers them instead. Keeps one slow peer from growing memory.
 pub const PUSH_QUEUE_SIZE_MAX: usize = 4 * 1024 * 1024;

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::clock::NodeId;
 use crate::codec::{self, CodecError};
 use crate::horizon::Horizon;
-use crate::limits::{ADDR_SIZE_MAX, MEMBERS_MAX, NAME_SIZE_MAX};
+use crate::limits::{
+    ADDR_SIZE_MAX, MEMBERS_MAX, MESSAGE_OVERHEAD_MAX, NAME_SIZE_MAX, REPLACED_SPANS_MAX,
+};
 use crate::store::{Delta, Update};
 use crate::version::Dot;
 
@@ -241,6 +243,9 @@ pub enum Body {
         updates: Vec<Update>,
         /// Dots whose writer waits for acknowledgements.
         acks: Vec<Dot>,
+        /// Writes the push leaves out because one of its own replaced them, in the order of
+        /// the writes replacing them.
+        replaced: Vec<Replaced>,
     },
     /// Acknowledges that the sender applied these writes.
     Ack(Vec<Dot>),
@@ -259,9 +264,10 @@ impl Body {
     fn size_hint(&self) -> usize {
         const SMALL: usize = 256;
         match self {
-            Body::Push { updates, acks } => {
+            Body::Push { updates, acks, replaced } => {
                 updates.iter().map(Update::size_bound).sum::<usize>()
                     + acks.len() * DOT_SIZE_MAX
+                    + replaced.len() * REPLACED_SIZE_MAX
                     + SMALL
             }
             _ => SMALL,
@@ -271,6 +277,28 @@ impl Body {
 
 /// Most bytes a `Dot` encodes to: two varint `u64`s.
 const DOT_SIZE_MAX: usize = 20;
+
+/// Most bytes a [`Replaced`] encodes to: a varint `u32` and two varint `u64`s.
+pub(crate) const REPLACED_SIZE_MAX: usize = 25;
+
+// A write too large to share a push still fits one with every run it may carry and its dot.
+const _: () =
+    assert!(REPLACED_SPANS_MAX * REPLACED_SIZE_MAX + DOT_SIZE_MAX < MESSAGE_OVERHEAD_MAX / 2);
+
+/// Writes a push leaves out, `first..=last` of one writer, because a newer write of the same
+/// key by the same writer replaced them before the push left: the write at index `by` of the
+/// push's `updates`. The receiver counts them seen once it merged that write, as it would
+/// have had they come and lost to it; their values never travel. A write that replaced others
+/// carries at most `REPLACED_SPANS_MAX` of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replaced {
+    /// Index of the replacing write in the push's `updates`.
+    pub by: u32,
+    /// The first sequence number left out.
+    pub first: u64,
+    /// The last sequence number left out (at least `first`, below the replacing write's).
+    pub last: u64,
+}
 
 /// One gossip message: who sent it and what it says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -328,6 +356,9 @@ pub enum InvalidMessage {
     /// A horizon naming more writers than any node tracks.
     #[error("invalid message: a horizon names more than {} writers", 2 * MEMBERS_MAX)]
     HorizonTooLarge,
+    /// A push whose left-out writes name no write of it, or lie outside what it can replace.
+    #[error("invalid message: a push leaves out writes that no write of it replaces")]
+    ReplacedOutsidePush,
     /// A delta group whose updates lie outside its range or belong to another writer.
     #[error("invalid message: a delta group of {writer} does not hold to its range")]
     GroupOutsideRange {
@@ -366,6 +397,9 @@ impl Body {
                 return Err(InvalidMessage::HorizonTooLarge);
             }
         }
+        if let Body::Push { updates, replaced, .. } = self {
+            validate_replaced(updates, replaced)?;
+        }
         if let Body::Delta { delta, .. } = self {
             // A group's range lets the receiver count writes as seen without receiving them,
             // so a group whose updates lie outside it, or belong to another writer, is refused
@@ -380,5 +414,70 @@ impl Body {
             }
         }
         Ok(())
+    }
+}
+
+/// A push's left-out writes, like a delta group's range, let the receiver count writes seen
+/// without receiving them, so they must name a write of the push, in order, lie below it, and
+/// number at most `REPLACED_SPANS_MAX` per write.
+fn validate_replaced(updates: &[Update], replaced: &[Replaced]) -> Result<(), InvalidMessage> {
+    let (mut previous, mut count) = (None, 0);
+    for span in replaced {
+        let Some(by) = updates.get(span.by as usize) else {
+            return Err(InvalidMessage::ReplacedOutsidePush);
+        };
+        count = if previous == Some(span.by) { count + 1 } else { 1 };
+        let ordered = previous.is_none_or(|previous| previous <= span.by);
+        if !ordered
+            || count > REPLACED_SPANS_MAX
+            || span.first == 0
+            || span.first > span.last
+            || span.last >= by.seq
+        {
+            return Err(InvalidMessage::ReplacedOutsidePush);
+        }
+        previous = Some(span.by);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Hlc, Stamp};
+    use crate::data::{Key, Value};
+
+    fn push(seqs: &[u64], replaced: &[(u32, u64, u64)]) -> Body {
+        let updates = seqs
+            .iter()
+            .map(|&seq| Update {
+                key: Key::new("k").unwrap(),
+                stamp: Stamp { hlc: Hlc::new(1_000, 0), node: NodeId(1) },
+                seq,
+                value: Some(Value::new("v").unwrap()),
+                expires_at_ms: None,
+            })
+            .collect();
+        let replaced =
+            replaced.iter().map(|&(by, first, last)| Replaced { by, first, last }).collect();
+        Body::Push { updates, acks: Vec::new(), replaced }
+    }
+
+    /// Left-out writes let a receiver count writes seen unreceived, so only those a write of
+    /// the push can have replaced pass: below it, in order of the writes, within the bound.
+    #[test]
+    fn a_push_names_only_writes_its_own_writes_replaced() {
+        assert_eq!(push(&[5, 9], &[(0, 1, 4), (1, 6, 8)]).validate(), Ok(()));
+        assert_eq!(push(&[9], &[(0, 1, 1), (0, 3, 8)]).validate(), Ok(()));
+        let refused = Err(InvalidMessage::ReplacedOutsidePush);
+        assert_eq!(push(&[5], &[(1, 1, 4)]).validate(), refused, "no write at index 1");
+        assert_eq!(push(&[5], &[(0, 1, 5)]).validate(), refused, "not below its write");
+        assert_eq!(push(&[5], &[(0, 0, 2)]).validate(), refused, "numbers start at 1");
+        assert_eq!(push(&[5], &[(0, 3, 2)]).validate(), refused, "an empty run");
+        assert_eq!(push(&[5, 9], &[(1, 6, 8), (0, 1, 4)]).validate(), refused, "out of order");
+        let many: Vec<_> =
+            (0..=REPLACED_SPANS_MAX as u64).map(|i| (0, 2 * i + 1, 2 * i + 1)).collect();
+        assert_eq!(push(&[100], &many).validate(), refused, "more runs than one write carries");
+        assert_eq!(push(&[100], &many[1..]).validate(), Ok(()));
     }
 }

@@ -20,7 +20,7 @@ use crate::limits::*;
 use crate::membership::{Member, MemberChange, MemberState, Members};
 use crate::message::{Addr, Body, Envelope, ResetReason};
 use crate::offset::Offsets;
-use crate::push::Pushes;
+use crate::push::{Pushes, Queue};
 use crate::stats::Stats;
 use crate::store::{Applied, Store, Update};
 use crate::transmit::{Lane, Transmit};
@@ -102,7 +102,8 @@ impl Node {
                 config.push_batch_ms,
                 config.tree_fanout,
                 config.delta_page_size_target,
-            ),
+            )
+            .naming_unreplaced(config.sabotage.push_names_unreplaced),
             next_round_ms: now_ms,
             rounds: 0,
             waits: Waits::new(),
@@ -395,7 +396,8 @@ impl Node {
         let stamp = self.clock.tick(now_ms);
         let seq = self.store.vector().base(self.config.id) + 1;
         let update = Update { key, stamp, seq, value, expires_at_ms };
-        let applied = self.store.apply(update.clone());
+        let key_hash = self.store.key_hash(&update.key);
+        let applied = self.store.apply_hashed(&update, key_hash);
         // Invariant: the clock observed every merged stamp, so a local stamp beats them all.
         debug_assert!(matches!(applied, Applied::Won { .. }), "a local write always wins");
         self.changed(&update, &applied, now_ms);
@@ -404,7 +406,7 @@ impl Node {
             self.waits.start(self.config.id, update.dot(), stamp, wait, deadline_ms)
         });
         let ack = wait.is_some();
-        self.forward(&update, ack, None, now_ms);
+        self.forward(Queue { update: &update, ack, key_hash, replaced: &[] }, None, now_ms);
         self.after_call(now_ms);
         Ok(Written { stamp, wait })
     }

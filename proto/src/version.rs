@@ -71,6 +71,25 @@ impl VersionVector {
         }
     }
 
+    /// Records the writes of `node` numbered `first..=last` as seen: the base moves past them
+    /// when they join it, or they go to the cloud, as far as it has room (a push's writes left
+    /// out because a write it carries replaced them).
+    pub(crate) fn insert_run(&mut self, node: NodeId, first: u64, last: u64) {
+        let base = self.base(node);
+        if first <= base.saturating_add(1) {
+            if last > base {
+                self.set_base(node, last);
+            }
+            return;
+        }
+        for seq in first..=last {
+            if self.cloud.len() >= DOT_CLOUD_SIZE_MAX {
+                return;
+            }
+            self.cloud.insert(Dot { node, seq });
+        }
+    }
+
     /// Records every write of `node` in `(from, to]` as seen, if that range joins the base
     /// (`from <= base`); a range beyond a gap says nothing about the gap and is ignored.
     pub(crate) fn advance(&mut self, node: NodeId, from: u64, to: u64) {
@@ -108,9 +127,9 @@ mod tests {
 
     use super::*;
 
-    /// Dots seen in random order, and ranges joined to the base, against the set of every
-    /// dot seen: the base is the longest run from 1, and every seen dot is contained. At most
-    /// 2,000 dots a node, so the cloud (4,096) never has to forget one.
+    /// Dots and runs of dots seen in random order, and ranges joined to the base, against the
+    /// set of every dot seen: the base is the longest run from 1, and every seen dot is
+    /// contained. At most 2,000 dots a node, so the cloud (4,096) never has to forget one.
     #[test]
     fn the_base_is_the_longest_run_seen_from_one() {
         for seed in 0..6 {
@@ -127,6 +146,12 @@ mod tests {
                         seen.extend((from + 1..=to).map(|seq| Dot { node, seq }));
                     }
                     vector.advance(node, from, to);
+                } else if rng.random_range(0..8) == 0 {
+                    // A push's left-out writes: seen wherever they lie.
+                    let first = rng.random_range(1..=2_000);
+                    let last = (first + rng.random_range(0..20)).min(2_000);
+                    seen.extend((first..=last).map(|seq| Dot { node, seq }));
+                    vector.insert_run(node, first, last);
                 } else {
                     let dot = Dot { node, seq: rng.random_range(1..=2_000) };
                     vector.insert(dot);

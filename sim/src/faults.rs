@@ -284,6 +284,9 @@ pub struct WorkloadSpec {
     pub large_size: usize,
     /// Longest TTL of a TTL put.
     pub ttl_ms_max: u64,
+    /// Writes followed at once by more writes of the same key on the same node (a hot key:
+    /// pushes then carry the last and name the ones it replaced), per mille.
+    pub burst_permille: u32,
 }
 
 /// Everything a seed decides before the run starts.
@@ -403,6 +406,7 @@ impl Plan {
             large_permille: 0,
             large_size: 0,
             ttl_ms_max: 5_000,
+            burst_permille: 50,
         };
         Plan {
             profile: Profile::Lite,
@@ -540,6 +544,7 @@ fn swarm_clients(rng: &mut Xoshiro256PlusPlus) -> (ClockSpec, WorkloadSpec) {
         large_permille: rate(rng, 200, 5),
         large_size: rng.random_range(10_000..=64_000),
         ttl_ms_max: 10_000,
+        burst_permille: rate(rng, 500, 300),
     };
     (clocks, workload)
 }

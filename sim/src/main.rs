@@ -37,7 +37,7 @@ const USAGE: &str = "usage:
   chorus-sim bench scale --nodes N [--seed N]
 sabotage names: rewrite-values, forget-tombstones, never-heal, skip-skew-guard,
                 page-claims-whole-range, read-ignores-ttl, ack-without-applying,
-                hide-departures, restore-drops-rows";
+                hide-departures, restore-drops-rows, push-names-unreplaced";
 
 /// Parsed `--flag value` pairs and bare `--flag`s.
 struct Args {

@@ -81,14 +81,17 @@ pub fn describe(bytes: &[u8]) -> String {
                     .collect();
                 format!("delta updates={} groups={}", delta.update_count(), groups.join(","))
             }
-            Body::Push { updates, acks } => {
+            Body::Push { updates, acks, replaced } => {
                 let dots: Vec<String> =
                     updates.iter().map(|u| format!("{}:{}", u.stamp.node, u.seq)).collect();
+                let runs: Vec<String> =
+                    replaced.iter().map(|r| format!("{}:{}..{}", r.by, r.first, r.last)).collect();
                 format!(
-                    "push updates={} acks={} dots={}",
+                    "push updates={} acks={} dots={} replaced={}",
                     updates.len(),
                     acks.len(),
-                    dots.join(",")
+                    dots.join(","),
+                    runs.join(",")
                 )
             }
             Body::Ack(dots) => format!("ack dots={}", dots.len()),

@@ -70,6 +70,33 @@ impl Workload {
         }
     }
 
+    /// The writes that follow `write` at once on the same node, if it starts a burst: 1 to 7
+    /// more puts or deletes of its key, none waited, so that the node's pushes replace all
+    /// but the last.
+    pub fn burst(&mut self, rng: &mut Xoshiro256PlusPlus, write: &Write) -> Vec<Write> {
+        if rng.random_range(0..1000) >= self.spec.burst_permille {
+            return Vec::new();
+        }
+        (0..rng.random_range(1..=7))
+            .map(|_| {
+                self.count += 1;
+                if rng.random_range(0..5) == 0 {
+                    Write::delete(write.key.clone())
+                } else {
+                    let ttl_ms = write.ttl_ms.map(|_| rng.random_range(1..=self.spec.ttl_ms_max));
+                    let value = Some(self.value(rng));
+                    Write {
+                        key: write.key.clone(),
+                        value,
+                        ttl_ms,
+                        wait: WaitLevel::Local,
+                        timeout_ms: 0,
+                    }
+                }
+            })
+            .collect()
+    }
+
     /// A value naming the operation that wrote it, padded to a drawn size.
     fn value(&self, rng: &mut Xoshiro256PlusPlus) -> Value {
         let large = rng.random_range(0..1000) < self.spec.large_permille;

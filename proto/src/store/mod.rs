@@ -217,6 +217,20 @@ impl Store {
         self.apply_hashed(&update, key_hash)
     }
 
+    /// The hash of `key` in this store's table, for [`Store::apply_hashed`] (and for the
+    /// pushes, which find a queued write of the same key by it).
+    pub(crate) fn key_hash(&self, key: &Key) -> u64 {
+        self.by_hash.hash(key.as_bytes())
+    }
+
+    /// Counts the writes of `node` numbered `first..=last` as seen without merging them: a
+    /// push left them out because a newer write of the same key by `node`, which the caller
+    /// merges next, replaced them (`message::Replaced`). Had they come, they would have lost
+    /// to it, and a write that loses changes nothing but the version vector.
+    pub(crate) fn see_replaced(&mut self, node: NodeId, first: u64, last: u64) {
+        self.vector.insert_run(node, first, last);
+    }
+
     /// [`Store::apply`] of a write whose key's hash [`Store::warm`] gave, so that the key is
     /// not hashed again (SipHash: about 230 instructions for a 20-byte key).
     pub(crate) fn apply_hashed(&mut self, update: &Update, key_hash: u64) -> Applied {

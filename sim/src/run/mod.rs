@@ -82,11 +82,13 @@ pub enum Sabotage {
     HideDepartures,
     /// Nodes keep disks, and a restored node gets back only half of what its disk held.
     RestoreDropsRows,
+    /// Pushes name the write before each of theirs as replaced, whatever its key.
+    PushNamesUnreplaced,
 }
 
 impl Sabotage {
     /// Every sabotage, for tests and help text.
-    pub const ALL: [Sabotage; 9] = [
+    pub const ALL: [Sabotage; 10] = [
         Sabotage::RewriteValues,
         Sabotage::ForgetTombstones,
         Sabotage::NeverHeal,
@@ -96,6 +98,7 @@ impl Sabotage {
         Sabotage::AckWithoutApplying,
         Sabotage::HideDepartures,
         Sabotage::RestoreDropsRows,
+        Sabotage::PushNamesUnreplaced,
     ];
 
     /// The command-line name.
@@ -110,6 +113,7 @@ impl Sabotage {
             Sabotage::AckWithoutApplying => "ack-without-applying",
             Sabotage::HideDepartures => "hide-departures",
             Sabotage::RestoreDropsRows => "restore-drops-rows",
+            Sabotage::PushNamesUnreplaced => "push-names-unreplaced",
         }
     }
 
@@ -274,6 +278,10 @@ impl Run {
             }
             Some(Sabotage::AckWithoutApplying) => {
                 let sabotage = NodeSabotage { ack_without_applying: true, ..template.sabotage };
+                template.sabotage = sabotage;
+            }
+            Some(Sabotage::PushNamesUnreplaced) => {
+                let sabotage = NodeSabotage { push_names_unreplaced: true, ..template.sabotage };
                 template.sabotage = sabotage;
             }
             Some(Sabotage::NeverHeal | Sabotage::ReadIgnoresTtl | Sabotage::RestoreDropsRows)
@@ -502,7 +510,14 @@ impl Run {
             // A refused write (a node whose clock is off from its peers refuses them) is
             // recorded by nothing, so the oracle only holds accepted writes.
             let _ = match op {
-                Op::Write(write) => self.cluster.write(slot, write).map(drop),
+                Op::Write(write) => {
+                    let burst = self.workload.burst(&mut self.cluster.rng, &write);
+                    let first = self.cluster.write(slot, write).map(drop);
+                    for write in burst {
+                        let _ = self.cluster.write(slot, write);
+                    }
+                    first
+                }
                 Op::Read { key } => {
                     self.cluster.read(slot, &key);
                     Ok(())
