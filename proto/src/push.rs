@@ -191,8 +191,17 @@ impl Pushes {
         let updates = &mut self.updates;
         match self.latest.find_mut(key_hash, |&i| updates[i].update.key == update.key) {
             Some(latest) => {
-                replace(&mut updates[*latest], &mut new);
-                *latest = index;
+                let old = &mut updates[*latest];
+                if replace(old, &mut new) {
+                    // The newest write takes the slot of the first of its chain, and the slot
+                    // at the end (in the outboxes already) holds the replaced one, unsent: a
+                    // receiver then meets the runs before the writes queued in between, so
+                    // its base can move past them as they come, instead of holding them all
+                    // above a gap until the replacing write.
+                    std::mem::swap(old, &mut new);
+                } else {
+                    *latest = index;
+                }
                 updates.push(new);
             }
             None => {
@@ -280,8 +289,8 @@ pub(crate) struct Queue<'a> {
 /// Lets `new`, a write queued after `old` of the same key, replace `old` when nothing stops it:
 /// `old` is still to be sent, nobody waits for its `Ack`, it is the same writer's (so `new`
 /// is newer: a writer's stamps grow with its sequence numbers), both go to the same peers,
-/// and the runs fit.
-fn replace(old: &mut Queued, new: &mut Queued) {
+/// and the runs fit. Returns whether it did.
+fn replace(old: &mut Queued, new: &mut Queued) -> bool {
     let writer = old.update.stamp.node;
     if old.superseded
         || old.ack
@@ -289,7 +298,7 @@ fn replace(old: &mut Queued, new: &mut Queued) {
         || old.update.seq >= new.update.seq
         || old.peers != new.peers
     {
-        return;
+        return false;
     }
     // Each run added makes at most one more; only when that could overflow is a copy tried.
     let fits = old.replaced.len() + 1 + new.replaced.len() <= REPLACED_SPANS_MAX;
@@ -298,11 +307,13 @@ fn replace(old: &mut Queued, new: &mut Queued) {
     for &run in &new.replaced {
         add_run(&mut runs, run);
     }
-    if runs.len() <= REPLACED_SPANS_MAX {
-        old.superseded = true;
-        old.replaced = Vec::new();
-        new.replaced = runs;
+    if runs.len() > REPLACED_SPANS_MAX {
+        return false;
     }
+    old.superseded = true;
+    old.replaced = Vec::new();
+    new.replaced = runs;
+    true
 }
 
 /// Sabotage: names the write just before each write of `body` that names none as replaced.
@@ -454,14 +465,29 @@ mod tests {
             queue(&mut pushes, &[peer], &write(1, seq, key), false);
         }
         let (dots, replaced) = only_push(&pushes.take());
-        assert_eq!(dots, [(1, 3), (1, 5)]);
-        assert_eq!(replaced, [(1, 1, 2), (1, 4, 4)], "the write at index 1 replaced 1-2 and 4");
+        // The last write of the key goes where its first was, ahead of the writes between.
+        assert_eq!(dots, [(1, 5), (1, 3)]);
+        assert_eq!(replaced, [(0, 1, 2), (0, 4, 4)], "the write at index 0 replaced 1-2 and 4");
         // A key of the same hash ("hat") is another key; the next batch starts afresh.
         for (seq, key) in [(6, "hot"), (7, "hat"), (8, "hot")] {
             queue(&mut pushes, &[peer], &write(1, seq, key), false);
         }
         let (dots, replaced) = only_push(&pushes.take());
-        assert_eq!((dots, replaced), (vec![(1, 7), (1, 8)], vec![(1, 6, 6)]));
+        assert_eq!((dots, replaced), (vec![(1, 8), (1, 7)], vec![(0, 6, 6)]));
+    }
+
+    /// A relay may queue a writer's writes out of order: an older one queued after a newer
+    /// one of its key replaces nothing (and is not replaced by what came before it).
+    #[test]
+    fn an_older_write_queued_after_a_newer_one_replaces_nothing() {
+        let peer = NodeId(2);
+        let mut pushes = Pushes::new(2, 6, 64 * 1024);
+        queue(&mut pushes, &[peer], &write(1, 5, "key"), false);
+        queue(&mut pushes, &[peer], &write(1, 3, "key"), false);
+        queue(&mut pushes, &[peer], &write(1, 9, "key"), false);
+        let (dots, replaced) = only_push(&pushes.take());
+        assert_eq!(dots, [(1, 5), (1, 9)], "9 took the slot of 3, the newest of the key then");
+        assert_eq!(replaced, [(1, 3, 3)]);
     }
 
     #[test]
@@ -478,8 +504,8 @@ mod tests {
 
     /// Random batches of one writer's writes (a few keys, some awaited, some arriving with runs
     /// replaced upstream, peers sometimes missing): every write queued for a peer reaches it
-    /// either sent or in exactly one run of a sent write of its key with a higher number, in
-    /// order, within the bound on runs.
+    /// either sent or in exactly one run of a sent write of its key with a higher number,
+    /// within the bound on runs; a write goes where the first write it replaced was queued.
     #[test]
     fn every_queued_write_is_sent_or_named_by_its_replacement() {
         let peers = [NodeId(2), NodeId(3)];
@@ -515,27 +541,27 @@ mod tests {
                 let flushed = pushes.take();
                 for peer in peers {
                     let mut reached = Vec::new();
-                    let mut sent_seqs = Vec::new();
+                    let mut lows = Vec::new();
                     for (_, body) in flushed.iter().filter(|(to, _)| to.contains(&peer)) {
                         let Body::Push { updates, replaced, .. } = body else { continue };
-                        let mut spans: Vec<(u64, u64)> = Vec::new();
                         for (index, update) in updates.iter().enumerate() {
                             let mine = replaced.iter().filter(|r| r.by as usize == index);
                             assert!(mine.clone().count() <= REPLACED_SPANS_MAX);
+                            let mut low = update.seq;
                             for r in mine {
                                 for s in r.first..=r.last {
                                     assert!(s < update.seq, "seed {seed}: {s} below its writer");
                                     assert_eq!(key_of[&s], key_of[&update.seq], "seed {seed}");
                                     reached.push(s);
                                 }
-                                spans.push((r.first, r.last));
+                                low = low.min(r.first);
                             }
-                            sent_seqs.push(update.seq);
+                            lows.push(low);
                             reached.push(update.seq);
                         }
                         assert!(replaced.windows(2).all(|w| w[0].by <= w[1].by));
                     }
-                    assert!(sent_seqs.windows(2).all(|w| w[0] < w[1]), "seed {seed}: in order");
+                    assert!(lows.windows(2).all(|w| w[0] < w[1]), "seed {seed}: where it was");
                     reached.sort_unstable();
                     let want = expected.remove(&peer).unwrap_or_default();
                     assert_eq!(reached, want, "seed {seed}: each write once, for {peer}");
