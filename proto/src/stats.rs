@@ -23,7 +23,9 @@ pub struct Stats {
     /// push makes them, and so do a join's first pushes (before its catch-up), pushes missed
     /// while this node was suspected (out of the push trees), a write held back for its
     /// clock (the writer's later ones then count) and a tree that changed with the membership;
-    /// a steady cluster of agreeing clocks on a healthy network makes none.
+    /// a steady cluster of agreeing clocks on a healthy network makes none but one a push for
+    /// each write that replaced queued writes of its key with other writes queued between
+    /// them (it travels where the first of those was: `push.rs`).
     pub updates_ahead: u64,
     /// Updates held back because their stamp was too far ahead.
     pub skew_refused: u64,
