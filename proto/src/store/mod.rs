@@ -225,8 +225,8 @@ impl Store {
 
     /// Counts the writes of `node` numbered `first..=last` as seen without merging them: a
     /// push left them out because a newer write of the same key by `node`, which the caller
-    /// merges next, replaced them (`message::Replaced`). Had they come, they would have lost
-    /// to it, and a write that loses changes nothing but the version vector.
+    /// merges next, replaced them (`message::Replaced`). Had they come, that write would have
+    /// overwritten them, and what they change past it is the version vector alone.
     pub(crate) fn see_replaced(&mut self, node: NodeId, first: u64, last: u64) {
         self.vector.insert_run(node, first, last);
     }
