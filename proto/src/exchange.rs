@@ -434,20 +434,20 @@ impl Node {
                 rest = others;
                 runs.clear();
                 runs.extend(mine.iter().map(|span| (span.first, span.last)));
-                let pushed = Pushed { update, key_hash, replaced: &runs };
-                self.merge_pushed(now_ms, sender, pushed, acks);
+                let ack = acks.contains(&update.dot());
+                self.merge_pushed(now_ms, sender, Queue { update, ack, key_hash, replaced: &runs });
             }
         }
     }
 
-    /// [`Node::merge_push`] of one write.
-    fn merge_pushed(&mut self, now_ms: u64, sender: NodeId, pushed: Pushed<'_>, acks: &[Dot]) {
-        let Pushed { update, key_hash, replaced } = pushed;
+    /// [`Node::merge_push`] of one write, as it is forwarded if new here: whether its writer
+    /// wants an `Ack`, its key's hash (`Store::warm`) and the runs of writes it replaced.
+    fn merge_pushed(&mut self, now_ms: u64, sender: NodeId, pushed: Queue<'_>) {
+        let Queue { update, ack: wants_ack, key_hash, replaced } = pushed;
         if !self.admit(now_ms, sender, update) {
             return;
         }
         let dot = update.dot();
-        let wants_ack = acks.contains(&dot);
         if self.config.sabotage.ack_without_applying && wants_ack {
             self.pushes.queue_ack(dot.node, dot, now_ms);
             return;
@@ -465,8 +465,7 @@ impl Node {
             } else {
                 self.stats.updates_ahead += 1;
             }
-            let queue = Queue { update, ack: wants_ack, key_hash, replaced };
-            self.forward(queue, Some(sender), now_ms);
+            self.forward(pushed, Some(sender), now_ms);
         }
         if wants_ack && dot.node != self.config.id {
             self.pushes.queue_ack(dot.node, dot, now_ms);
@@ -580,12 +579,4 @@ impl Node {
             self.send_shared(to, Lane::Control, body);
         }
     }
-}
-
-/// A pushed write as [`Node::merge_pushed`] takes it: the key's hash (`Store::warm`) and the
-/// runs of its writer's writes it replaced.
-struct Pushed<'a> {
-    update: &'a Update,
-    key_hash: u64,
-    replaced: &'a [(u64, u64)],
 }

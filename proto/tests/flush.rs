@@ -66,9 +66,9 @@ fn a_batch_for_several_peers_is_one_shared_message() {
     assert_eq!(pushes[0].encode(), pushes[1].encode());
 }
 
-/// Writes `keys` in turn on node 0, flushes, and hands each push to its peer; returns the
-/// writer's first sequence number of the burst and each push's keys and runs.
-fn burst(cluster: &mut Cluster, writes: &[(&str, bool)]) -> (u64, Vec<(Vec<String>, Runs)>) {
+/// Writes `writes` in turn on node 0 (each a key and whether it is waited), then
+/// [`deliver`]s node 0's pushes; returns the writer's first sequence number of the burst.
+fn burst(cluster: &mut Cluster, writes: &[(&str, bool)]) -> (u64, Vec<Delivered>) {
     let now = cluster.local_now(0);
     let writer = cluster.id(0);
     let node = cluster.nodes[0].as_mut().expect("node 0 runs");
@@ -82,26 +82,38 @@ fn burst(cluster: &mut Cluster, writes: &[(&str, bool)]) -> (u64, Vec<(Vec<Strin
         }
         node.write(now, write).expect("accepted");
     }
+    (first, deliver(cluster, 0))
+}
+
+/// Flushes node `from`'s pushes and hands each to its peer at once, through the codec (other
+/// messages are dropped); returns, for each push, its peer, its keys and its runs.
+fn deliver(cluster: &mut Cluster, from: usize) -> Vec<Delivered> {
+    let now = cluster.local_now(from);
+    let node = cluster.nodes[from].as_mut().expect("the node runs");
     node.flush_pushes(now);
     let mut pushes = Vec::new();
-    let mut seen = Vec::new();
     while let Some(transmit) = node.poll_transmit() {
         if let Body::Push { updates, replaced, .. } = &transmit.message.body {
+            let to: usize = String::from_utf8_lossy(transmit.to.as_bytes())[1..].parse().unwrap();
             let keys: Vec<String> = updates.iter().map(|u| u.key.to_string()).collect();
             let runs: Runs = replaced.iter().map(|r| (r.by, r.first, r.last)).collect();
-            seen.push((keys, runs));
-            pushes.push(transmit);
+            pushes.push((to, keys, runs, transmit));
         }
     }
-    for transmit in pushes {
-        let to: usize = String::from_utf8_lossy(transmit.to.as_bytes())[1..].parse().unwrap();
+    while node.poll_event().is_some() {}
+    let mut delivered = Vec::new();
+    for (to, keys, runs, transmit) in pushes {
         let envelope = Envelope::decode(&transmit.encode().expect("encodes")).expect("decodes");
         let now = cluster.local_now(to);
         let replica = cluster.nodes[to].as_mut().expect("replica runs");
-        replica.handle_message(now, addr(0), envelope).expect("valid");
+        replica.handle_message(now, addr(from), envelope).expect("valid");
+        delivered.push((to, keys, runs));
     }
-    (first, seen)
+    delivered
 }
+
+/// A push as [`deliver`] saw it: to whom, its keys, its runs.
+type Delivered = (usize, Vec<String>, Runs);
 
 /// Runs of a push as `(by, first, last)`.
 type Runs = Vec<(u32, u64, u64)>;
@@ -119,7 +131,7 @@ fn a_hot_key_goes_out_once_a_batch_and_replicas_count_every_write_seen() {
     writes[70] = ("hot", true);
     let (first, pushes) = burst(&mut cluster, &writes);
     assert_eq!(pushes.len(), 2, "one push per peer");
-    for (keys, runs) in &pushes {
+    for (_, keys, runs) in &pushes {
         assert_eq!(keys, &["hot", "cold", "hot"], "the waited write, then the last of the key");
         let (waited, last) = (first + 70, first + 99);
         assert_eq!(
@@ -144,7 +156,7 @@ fn runs_stay_with_their_writes_across_a_long_push() {
     let writes: Vec<(&str, bool)> =
         names.iter().flat_map(|name| [(name.as_str(), false), (name.as_str(), false)]).collect();
     let (first, pushes) = burst(&mut cluster, &writes);
-    for (keys, runs) in &pushes {
+    for (_, keys, runs) in &pushes {
         assert_eq!(keys, &names);
         let expected: Runs = (0..40).map(|i| (i as u32, first + 2 * i, first + 2 * i)).collect();
         assert_eq!(runs, &expected);
@@ -153,5 +165,37 @@ fn runs_stay_with_their_writes_across_a_long_push() {
         assert_eq!(cluster.node(replica).store().vector().base(writer), first + 79);
         assert_eq!(cluster.node(replica).stats().updates_ahead, 0, "each write in order");
         assert_eq!(cluster.get(replica, "k39").as_deref(), Some("v79"));
+    }
+}
+
+/// Trees one wide: node 0's writes reach one node, which relays them to the third.
+fn one_wide(config: &mut chorus_proto::Config) {
+    harness::quick(config);
+    config.tree_fanout = 1;
+}
+
+/// A relay forwards the last write of a hot key with the runs it came with, so the node behind
+/// it also counts every write seen from pushes alone.
+#[test]
+fn a_relay_forwards_the_runs_so_the_node_behind_it_counts_every_write() {
+    let mut cluster = Cluster::with(3, one_wide);
+    let writer = cluster.id(0);
+    let writes = vec![("hot", false); 30];
+    let (first, pushes) = burst(&mut cluster, &writes);
+    let [(relay, keys, runs)] = pushes.as_slice() else { panic!("one child: {pushes:?}") };
+    assert_eq!(
+        (keys.as_slice(), runs.as_slice()),
+        (&["hot".to_string()][..], &[(0, first, first + 28)][..])
+    );
+    let relayed = deliver(&mut cluster, *relay);
+    let [(behind, keys, runs)] = relayed.as_slice() else { panic!("one grandchild: {relayed:?}") };
+    assert_ne!(*behind, 0);
+    assert_eq!(
+        (keys.as_slice(), runs.as_slice()),
+        (&["hot".to_string()][..], &[(0, first, first + 28)][..])
+    );
+    for node in [*relay, *behind] {
+        assert_eq!(cluster.node(node).store().vector().base(writer), first + 29, "node {node}");
+        assert_eq!(cluster.get(node, "hot").as_deref(), Some("v29"));
     }
 }
