@@ -213,7 +213,7 @@ impl Store {
     /// Merges one write made or pushed here: last writer wins by stamp; its dot is recorded as
     /// seen either way.
     pub fn apply(&mut self, update: Update) -> Applied {
-        let key_hash = self.by_hash.hash(update.key.as_bytes());
+        let key_hash = self.key_hash(&update.key);
         self.apply_hashed(&update, key_hash)
     }
 
@@ -290,7 +290,7 @@ impl Store {
         assert!(group.len() <= WARM_GROUP, "a group of at most WARM_GROUP updates");
         let mut hashes = [0u64; WARM_GROUP];
         for (hash, update) in hashes.iter_mut().zip(group) {
-            *hash = self.by_hash.hash(update.key.as_bytes());
+            *hash = self.key_hash(&update.key);
         }
         if group.len() >= 2 {
             self.read_ahead(&hashes[..group.len()]);
@@ -461,7 +461,7 @@ impl Store {
         // writes with one dot once the bounded dot cloud forgets), and the restored bases
         // count it, so a row skipped here would never be sent again.
         for update in updates {
-            let key_hash = store.by_hash.hash(update.key.as_bytes());
+            let key_hash = store.key_hash(&update.key);
             store.place(&update, key_hash);
         }
         store.vector = VersionVector::from_bases(bases);
